@@ -1,0 +1,1 @@
+//! Switchboard packet framing (owned by the packet-framing work).

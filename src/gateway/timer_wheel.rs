@@ -1,0 +1,1 @@
+//! Hierarchical timer wheel (owned by the timer-wheel work).

@@ -1,0 +1,7 @@
+//! Switchboard: an instant-messaging gateway.
+//!
+//! The folders are the layers, and dependencies only point down:
+//! - `switchboard-codec` (the `codec/` crate): bytes in, typed items out; no I/O, no chat.
+//! - [`gateway`]: sockets, the mio reactors, timers; moves frames, knows nothing of chat.
+
+pub mod gateway;
