@@ -1,1 +1,0 @@
-//! Switchboard packet framing (owned by the packet-framing work).
