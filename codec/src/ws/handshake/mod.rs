@@ -1,0 +1,13 @@
+//! RFC 6455 §4 opening handshake, sans-I/O: the HTTP/1.1 upgrade request and its 101 answer.
+//! The server side ([`ServerHandshake`]) and the client side ([`ClientHandshake`]) are two types
+//! over one shared head reader; both return the bytes they consumed and leave any frames that
+//! follow the head in the caller's buffer. Heads are capped in size, scanned once per byte,
+//! and never allocate per header. Randomness (the client's nonce) comes from the caller.
+
+mod head;
+mod key;
+mod request;
+
+pub use head::{HeadError, DEFAULT_MAX_HEAD};
+pub use key::{accept_key, WebSocketKey};
+pub use request::{RequestError, ServerHandshake, UpgradeRequest};
