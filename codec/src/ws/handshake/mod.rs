@@ -4,10 +4,16 @@
 //! follow the head in the caller's buffer. Heads are capped in size, scanned once per byte,
 //! and never allocate per header. Randomness (the client's nonce) comes from the caller.
 
+mod client;
 mod head;
 mod key;
 mod request;
+mod response;
 
+pub use client::{
+    ClientHandshake, ClientRequest, ClientRequestError, ResponseError, UpgradeResponse,
+};
 pub use head::{HeadError, DEFAULT_MAX_HEAD};
 pub use key::{accept_key, WebSocketKey};
 pub use request::{RequestError, ServerHandshake, UpgradeRequest};
+pub use response::ProtocolNotOffered;

@@ -72,6 +72,10 @@ pub enum RequestError {
     /// A `Sec-WebSocket-Protocol` element that is not a token.
     #[error("Sec-WebSocket-Protocol must be a list of tokens")]
     InvalidSubprotocol,
+    /// A `Transfer-Encoding` or non-zero `Content-Length`: bytes after the head are frames, and
+    /// a proxy that read them as a body would see a different frame stream than we do.
+    #[error("upgrade request must not carry a body")]
+    RequestBody,
 }
 
 impl RequestError {
@@ -273,6 +277,10 @@ impl<'a> RequestFields<'a> {
             self.extensions.push(value);
         } else if field.is("x-forwarded-for") {
             self.forwarded_for.push(ascii("X-Forwarded-For", field)?);
+        } else if field.is("transfer-encoding")
+            || (field.is("content-length") && field.value != b"0")
+        {
+            return Err(RequestError::RequestBody);
         }
         Ok(())
     }
@@ -650,6 +658,21 @@ Sec-WebSocket-Version: 13\r\n\r\n";
         let error = refusal(&with_header("-", Some(line)));
         assert_eq!(error, RequestError::InvalidSubprotocol);
         assert_eq!(error.status(), 400);
+    }
+
+    #[test]
+    fn refuses_a_request_body() {
+        for line in [
+            "Content-Length: 5",
+            "Transfer-Encoding: chunked",
+            "Content-Length: 00",
+        ] {
+            let error = refusal(&with_header("-", Some(line)));
+            assert_eq!(error, RequestError::RequestBody, "{line}");
+            assert_eq!(error.status(), 400);
+        }
+        let empty = with_header("-", Some("Content-Length: 0"));
+        assert!(parse_whole(empty.as_bytes()).unwrap().complete().is_some());
     }
 
     #[test]
