@@ -14,7 +14,7 @@ usage: bash tests/autobahn/run.sh [--cases PATTERN...] [--self-test] [--no-build
                       default: every case outside sections 12 and 13
   --self-test         test against Autobahn's own echo server instead of switchboard
                       (checks this script and the suite, not our code)
-  --no-build          use the existing target/release/switchboard
+  --no-build          use the existing target/release/switchboard (or $CARGO_TARGET_DIR/release)
 
 environment:
   AUTOBAHN_SERVER_CMD  shell command that starts the server under test, with {port} for the
@@ -75,7 +75,7 @@ else
         log "building switchboard (release)"
         (cd "$repo" && cargo build --release --bin switchboard)
     fi
-    server_cmd="'$repo/target/release/switchboard' echo --ws 127.0.0.1:{port} --tcp 127.0.0.1:{tcp_port} --max-message $max_message"
+    server_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/switchboard' echo --ws 127.0.0.1:{port} --tcp 127.0.0.1:{tcp_port} --max-message $max_message"
 fi
 
 read -r port tcp_port < <(python3 -c '
@@ -116,9 +116,11 @@ stop_server() {
 }
 # True while the process runs (a zombie waiting to be reaped counts as gone).
 alive() {
-    local state
-    state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n "$state" && "$state" != Z ]]
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # The state letter follows the command name, which is in parentheses and may hold spaces.
+    stat=${stat##*) }
+    [[ -n "$stat" && "${stat:0:1}" != Z ]]
 }
 trap cleanup EXIT
 trap 'exit 130' INT
