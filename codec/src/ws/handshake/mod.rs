@@ -7,6 +7,8 @@
 mod client;
 mod head;
 mod key;
+#[cfg(test)]
+mod proptests;
 mod request;
 mod response;
 
