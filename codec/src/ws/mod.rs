@@ -17,6 +17,7 @@ pub use close::{CloseCode, CloseFrame};
 pub use decoder::{Frame, FrameDecoder};
 pub use error::ProtocolError;
 pub use frame::FrameHeader;
+pub use handshake::{ClientHandshake, ServerHandshake};
 pub use mask::{apply_mask, apply_mask_bytewise};
 pub use opcode::OpCode;
 pub use reader::{Message, MessageReader, ReaderConfig};
