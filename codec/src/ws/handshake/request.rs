@@ -1,7 +1,8 @@
 //! Server side of the opening handshake: reads the client's HTTP/1.1 upgrade request
 //! (RFC 6455 §4.2.1) incrementally and validates it into an [`UpgradeRequest`].
 //! Bytes behind the request (early frames) are never consumed; each refusal is one
-//! [`RequestError`] variant with the HTTP status it is answered with. No allocation per header.
+//! [`RequestError`] variant with the HTTP status it is answered with. Header values are borrowed
+//! while scanning; only the fields of the result are copied out, once.
 
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
