@@ -1,5 +1,5 @@
 //! Frames off a byte stream: header checks for the role, progressive in-place unmasking, and a
-//! payload split off `src` without copying. [`FrameCursor`] is the frame in progress, shared
+//! payload split off `src` without copying. `FrameCursor` is the frame in progress, shared
 //! with the message reader; it consumes nothing from `src` until its frame is whole, and unmasks
 //! each arrived byte exactly once. On error nothing is consumed, so a repeated call fails again.
 //! Frame level only: fragment order, UTF-8 and close payloads are the message reader's job.
@@ -51,20 +51,24 @@ impl FrameCursor {
     };
 
     /// Whether no frame is in progress.
+    #[inline]
     pub(crate) fn is_idle(&self) -> bool {
         self.end == 0
     }
 
+    #[inline]
     pub(crate) fn opcode(&self) -> OpCode {
         self.opcode
     }
 
+    #[inline]
     pub(crate) fn fin(&self) -> bool {
         self.fin
     }
 
     /// Parses the header at the start of `src` and checks the rules that depend on the role and
     /// the negotiated extensions. Judges the first two bytes before waiting for the rest.
+    #[inline]
     pub(crate) fn parse_header<R: Role>(
         src: &[u8],
         allowed_rsv: u8,
@@ -83,6 +87,7 @@ impl FrameCursor {
     }
 
     /// Makes `header`, already accepted, the frame in progress.
+    #[inline]
     pub(crate) fn start(&mut self, header: &FrameHeader, header_len: usize) {
         // The caller bounded the payload by a usize limit; saturating keeps a 32-bit target
         // with a limit near usize::MAX from wrapping (such a frame never completes).
@@ -98,6 +103,7 @@ impl FrameCursor {
     }
 
     /// Unmasks the payload bytes that arrived since the last call, in place, and returns them.
+    #[inline]
     pub(crate) fn unmask_arrived<'a>(&mut self, src: &'a mut [u8]) -> &'a [u8] {
         let arrived = src.len().min(self.end);
         let Some(fresh) = src.get_mut(self.unmasked..arrived) else {
@@ -111,17 +117,20 @@ impl FrameCursor {
     }
 
     /// Whether the whole frame has arrived and been unmasked.
+    #[inline]
     pub(crate) fn is_complete(&self) -> bool {
         !self.is_idle() && self.unmasked == self.end
     }
 
     /// The unmasked payload of a complete frame, still in `src`.
+    #[inline]
     pub(crate) fn payload<'a>(&self, src: &'a [u8]) -> &'a [u8] {
         src.get(usize::from(self.header_len)..self.end)
             .unwrap_or(&[])
     }
 
     /// Splits the complete frame off `src` and returns its payload; the cursor becomes idle.
+    #[inline]
     pub(crate) fn take(&mut self, src: &mut BytesMut) -> Bytes {
         src.advance(usize::from(self.header_len));
         let payload_len = self.end - usize::from(self.header_len);
@@ -134,6 +143,7 @@ impl FrameCursor {
     }
 
     /// Drops the complete frame from `src` (its payload was copied elsewhere).
+    #[inline]
     pub(crate) fn discard(&mut self, src: &mut BytesMut) {
         src.advance(self.end);
         *self = FrameCursor::IDLE;

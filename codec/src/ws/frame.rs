@@ -42,6 +42,7 @@ impl FrameHeader {
 
     /// Parses the header at the start of `src`, returning it with its length in bytes.
     /// `NeedMore` if `src` ends inside the header. Nothing is consumed.
+    #[inline]
     pub fn parse(src: &[u8]) -> Result<Decoded<(FrameHeader, usize)>, ProtocolError> {
         let [b0, b1, ..] = *src else {
             return Ok(Decoded::NeedMore);
@@ -115,7 +116,8 @@ impl FrameHeader {
         2 + len_bytes + mask_bytes
     }
 
-    /// Appends the header to `dst`, with the length in its minimal form.
+    /// Appends the header to `dst`, with the length in its minimal form. `payload_len` must be
+    /// below 2^63: a larger one cannot be sent and is written as given.
     pub fn write(&self, dst: &mut BytesMut) {
         let mut head = [0u8; MAX_HEADER_LEN];
         let len = self.write_to(&mut head);

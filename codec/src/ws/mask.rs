@@ -5,6 +5,7 @@
 
 /// XORs `buf` with `key`, starting at byte `phase` of the key: call it with `phase` equal to the
 /// number of payload bytes before `buf` to (un)mask a payload piece by piece.
+#[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) {
     let key = rotate_key(key, phase);
     let word_bytes = [

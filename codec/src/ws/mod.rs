@@ -22,5 +22,5 @@ pub use mask::{apply_mask, apply_mask_bytewise};
 pub use opcode::OpCode;
 pub use reader::{Message, MessageReader, ReaderConfig};
 pub use role::{Client, Role, Server};
-pub use utf8::Utf8Validator;
+pub use utf8::{Utf8Validator, Utf8Violation};
 pub use writer::{close_payload, FrameEncoder};

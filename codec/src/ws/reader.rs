@@ -63,7 +63,9 @@ enum Fragmented {
 /// Reads messages for role `R`. Kept within 64 bytes: one lives in every connection.
 ///
 /// Call [`MessageReader::read`] with the same buffer each time, appending what the socket
-/// delivers, until it returns `NeedMore`.
+/// delivers, until it returns `NeedMore`: payload bytes are unmasked in place as they arrive.
+/// After an error, or after [`Message::Close`] (the peer may send nothing more, §5.5.1), stop
+/// reading and close the connection.
 #[derive(Debug)]
 pub struct MessageReader<R: Role> {
     cursor: FrameCursor,
