@@ -132,20 +132,23 @@ impl FrameCursor {
     /// Splits the complete frame off `src` and returns its payload; the cursor becomes idle.
     #[inline]
     pub(crate) fn take(&mut self, src: &mut BytesMut) -> Bytes {
-        src.advance(usize::from(self.header_len));
-        let payload_len = self.end - usize::from(self.header_len);
+        // The `min`s only matter to a caller who shortened `src` against the contract: they
+        // turn what would be a panic into garbage for that caller alone.
+        let end = self.end.min(src.len());
+        let header_len = usize::from(self.header_len).min(end);
         *self = FrameCursor::IDLE;
-        if payload_len == 0 {
+        src.advance(header_len);
+        if end == header_len {
             // An empty payload needs no share of the buffer.
             return Bytes::new();
         }
-        src.split_to(payload_len).freeze()
+        src.split_to(end - header_len).freeze()
     }
 
     /// Drops the complete frame from `src` (its payload was copied elsewhere).
     #[inline]
     pub(crate) fn discard(&mut self, src: &mut BytesMut) {
-        src.advance(self.end);
+        src.advance(self.end.min(src.len()));
         *self = FrameCursor::IDLE;
     }
 }

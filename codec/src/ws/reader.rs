@@ -597,6 +597,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_buffer_shortened_against_the_contract_does_not_panic() {
+        let mut reader = MessageReader::<Server>::new(ReaderConfig::default());
+        let mut src = BytesMut::from(&masked(OpCode::Close, true, b"\x03\xe8\xff")[..]);
+        assert!(reader.read(&mut src).is_err());
+        src.clear();
+        assert!(matches!(reader.read(&mut src), Ok(Decoded::Complete(_))));
+    }
+
     /// A stream of frames to send and the messages a reader must make of it.
     #[derive(Debug, Clone)]
     struct Script {
