@@ -1,4 +1,7 @@
-fn main() {
-    eprintln!("switchboard: the gateway subcommands land with the reactor (issue #3)");
-    std::process::exit(2);
+//! The `switchboard` command line.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    switchboard::cli::main()
 }

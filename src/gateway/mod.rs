@@ -1,3 +1,21 @@
 //! The gateway tier: reactors that own sockets and move frames. Knows nothing of chat.
+//!
+//! Start a [`Gateway`] with a [`GatewayConfig`] and a factory for one [`Handler`] per reactor;
+//! reach connections from any thread through its [`GatewayHandle`].
 
+pub mod config;
+mod conn;
+pub mod conn_id;
+pub mod handle;
+pub mod handler;
+pub mod listener;
+mod outgoing;
+mod reactor;
+mod server;
 pub mod timer_wheel;
+
+pub use config::{GatewayConfig, Keepalive, SocketOptions};
+pub use conn_id::ConnId;
+pub use handle::GatewayHandle;
+pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
+pub use server::Gateway;

@@ -57,16 +57,11 @@ impl PacketDecoder {
     /// inside a packet. An error leaves `src` untouched and is final: the stream has lost its
     /// framing, and calling again returns the same error.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Decoded<Packet>, PacketError> {
-        let header = match PacketHeader::parse(src, self.max_payload)? {
+        let header = match self.whole_packet(src)? {
             Decoded::Complete(header) => header,
             Decoded::NeedMore => return Ok(Decoded::NeedMore),
         };
         let payload_len = header.payload_len as usize;
-        let missing = (HEADER_LEN + payload_len).saturating_sub(src.len());
-        if missing > 0 {
-            src.reserve(missing.min(RESERVE_STEP));
-            return Ok(Decoded::NeedMore);
-        }
         src.advance(HEADER_LEN);
         let payload = if payload_len == 0 {
             Bytes::new()
@@ -77,6 +72,34 @@ impl PacketDecoder {
             command: header.command,
             payload,
         }))
+    }
+}
+
+impl PacketDecoder {
+    /// Splits the next whole packet, header included, off the front of `src`: for a gateway
+    /// that hands packets on (or echoes them) without re-encoding their header. Same checks,
+    /// buffer policy and errors as [`decode`](Self::decode).
+    pub fn decode_raw(&mut self, src: &mut BytesMut) -> Result<Decoded<Bytes>, PacketError> {
+        let header = match self.whole_packet(src)? {
+            Decoded::Complete(header) => header,
+            Decoded::NeedMore => return Ok(Decoded::NeedMore),
+        };
+        Ok(Decoded::Complete(src.split_to(HEADER_LEN + header.payload_len as usize).freeze()))
+    }
+
+    /// The header of the packet at the front of `src` once all of it has arrived; until then
+    /// `NeedMore`, with room reserved for the missing body.
+    fn whole_packet(&self, src: &mut BytesMut) -> Result<Decoded<PacketHeader>, PacketError> {
+        let header = match PacketHeader::parse(src, self.max_payload)? {
+            Decoded::Complete(header) => header,
+            Decoded::NeedMore => return Ok(Decoded::NeedMore),
+        };
+        let missing = (HEADER_LEN + header.payload_len as usize).saturating_sub(src.len());
+        if missing > 0 {
+            src.reserve(missing.min(RESERVE_STEP));
+            return Ok(Decoded::NeedMore);
+        }
+        Ok(Decoded::Complete(header))
     }
 }
 
@@ -312,6 +335,26 @@ mod tests {
             let expected: Vec<Packet> = sent.iter().map(|(c, p)| packet(*c, p)).collect();
             prop_assert_eq!(packets, expected);
             prop_assert_eq!(end, Ok(0));
+        }
+
+        #[test]
+        fn raw_packets_are_the_encoded_bytes_under_any_split(
+            sent in any_packets(),
+            points in proptest::collection::vec(any::<usize>(), 0..24),
+        ) {
+            let stream: Vec<u8> = sent.iter().flat_map(|(c, p)| encoded(*c, p)).collect();
+            let mut decoder = PacketDecoder::default();
+            let mut src = BytesMut::new();
+            let mut raw = Vec::new();
+            for chunk in split_at_points(&stream, &points) {
+                src.extend_from_slice(chunk);
+                while let Decoded::Complete(packet) = decoder.decode_raw(&mut src).unwrap() {
+                    raw.push(packet);
+                }
+            }
+            let expected: Vec<Vec<u8>> = sent.iter().map(|(c, p)| encoded(*c, p)).collect();
+            prop_assert_eq!(raw, expected);
+            prop_assert!(src.is_empty());
         }
 
         #[test]

@@ -18,4 +18,4 @@ pub use client::{
 pub use head::{HeadError, DEFAULT_MAX_HEAD};
 pub use key::{accept_key, WebSocketKey};
 pub use request::{RequestError, ServerHandshake, UpgradeRequest};
-pub use response::ProtocolNotOffered;
+pub use response::{write_refusal, ProtocolNotOffered};

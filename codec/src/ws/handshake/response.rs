@@ -83,11 +83,36 @@ impl fmt::Write for ByteCount {
     }
 }
 
+/// Writes a refusal the application chose after a valid request (403 for a bad Origin, 404
+/// for an unknown path, 503 while draining): `status`, a one-line plain-text `reason`, and
+/// `Connection: close`. Control characters in `reason` are replaced so it stays one line.
+pub fn write_refusal(status: u16, reason: &str, dst: &mut BytesMut) {
+    let status = if (400..600).contains(&status) { status } else { 400 };
+    let body_len = reason.len() + 1;
+    dst.reserve(128 + body_len);
+    // BytesMut grows as needed, so formatting into it cannot fail.
+    let _ = write!(
+        dst,
+        "HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n\r\n",
+        phrase = reason_phrase(status),
+    );
+    for byte in reason.bytes() {
+        dst.put_u8(if byte.is_ascii_control() { b' ' } else { byte });
+    }
+    dst.put_u8(b'\n');
+}
+
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        403 => "Forbidden",
+        404 => "Not Found",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        500..=599 => "Server Error",
         _ => "Bad Request",
     }
 }
@@ -124,6 +149,19 @@ mod tests {
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
              Sec-WebSocket-Protocol: chat\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn application_refusal_is_one_line_and_closes() {
+        let response = written(|dst| write_refusal(403, "origin\r\nnot allowed", dst));
+        assert_eq!(
+            response,
+            "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\n\
+             origin  not allowed\n"
+        );
+        let response = written(|dst| write_refusal(99, "x", dst));
+        assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
     }
 
     #[test]

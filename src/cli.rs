@@ -1,0 +1,207 @@
+//! The `switchboard` command line: subcommands, the options they share, and signal handling.
+//!
+//! SIGINT and SIGTERM start a graceful drain: the listeners close, WebSocket clients get a
+//! 1001 close frame, TCP clients a FIN after their queued bytes, and the process exits when
+//! every connection is gone or the drain timeout passes. A second signal exits at once.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info};
+
+use crate::echo::EchoHandler;
+use crate::gateway::{Gateway, GatewayConfig, Keepalive, SocketOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "An instant-messaging gateway for a million connections per node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway with an echo handler: every message comes back unchanged.
+    Echo(EchoArgs),
+}
+
+#[derive(Args, Debug)]
+struct EchoArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// Options of the gateway tier, shared by every subcommand that runs it.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Framed-TCP listen address.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<SocketAddr>,
+    /// WebSocket listen address.
+    #[arg(long, value_name = "ADDR")]
+    ws: Option<SocketAddr>,
+    /// Reactor threads [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Connections held at most; further ones are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    max_conns: usize,
+    /// Largest WebSocket message, in bytes, after reassembly.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_message: usize,
+    /// Largest packet payload on framed TCP, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_packet: usize,
+    /// Bytes queued for a client that does not read before it is closed as a slow consumer.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    write_queue_cap: usize,
+    /// Close a connection that sends nothing for this long (heartbeat read-wait).
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration)]
+    read_wait: Duration,
+    /// A WebSocket client must complete its upgrade request within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// On SIGINT/SIGTERM, wait at most this long for connections to close.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Disable TCP_NODELAY (Nagle's algorithm back on).
+    #[arg(long)]
+    no_nodelay: bool,
+    /// Idle time before the first keepalive probe (0 disables keepalive). Keep it under the
+    /// shortest NAT timeout of your clients' carriers (one minute on some mobile networks).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    keepalive_idle: Duration,
+    /// Time between keepalive probes.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    keepalive_interval: Duration,
+    /// Unanswered keepalive probes before the kernel drops the connection.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    keepalive_probes: u32,
+    /// TCP_USER_TIMEOUT [default: keepalive idle + interval × probes; 0 leaves the kernel's].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    user_timeout: Option<Duration>,
+    /// SO_RCVBUF in bytes (unset: kernel autotuning).
+    #[arg(long, value_name = "BYTES")]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF in bytes (unset: kernel autotuning).
+    #[arg(long, value_name = "BYTES")]
+    sndbuf: Option<usize>,
+    /// Listen backlog (capped by net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    backlog: i32,
+}
+
+impl GatewayArgs {
+    /// The gateway configuration these options describe.
+    pub fn to_config(&self) -> GatewayConfig {
+        let keepalive = (!self.keepalive_idle.is_zero()).then_some(Keepalive {
+            idle: self.keepalive_idle,
+            interval: self.keepalive_interval,
+            probes: self.keepalive_probes,
+        });
+        let user_timeout = match self.user_timeout {
+            Some(timeout) if timeout.is_zero() => None,
+            Some(timeout) => Some(timeout),
+            None => keepalive.map(|k| k.idle + k.interval * k.probes),
+        };
+        let defaults = GatewayConfig::default();
+        GatewayConfig {
+            tcp: self.tcp,
+            ws: self.ws,
+            workers: self.workers.unwrap_or(defaults.workers),
+            socket: SocketOptions {
+                nodelay: !self.no_nodelay,
+                keepalive,
+                user_timeout,
+                recv_buffer: self.rcvbuf,
+                send_buffer: self.sndbuf,
+                backlog: self.backlog,
+            },
+            max_conns: self.max_conns,
+            max_packet: self.max_packet,
+            max_message: self.max_message,
+            write_queue_cap: self.write_queue_cap,
+            handshake_timeout: self.handshake_timeout,
+            read_wait: self.read_wait,
+            drain_timeout: self.drain_timeout,
+            ..defaults
+        }
+    }
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Echo(args) => run_echo(args),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_echo(args: EchoArgs) -> ExitCode {
+    let mut config = args.gateway.to_config();
+    if config.tcp.is_none() && config.ws.is_none() {
+        eprintln!("switchboard echo: give at least one of --ws ADDR and --tcp ADDR");
+        return ExitCode::from(2);
+    }
+    // Echo serves any WebSocket client, so text messages are echoed rather than refused.
+    config.ws_text = true;
+    let signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("switchboard: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gateway = match Gateway::start(config, |_, _| EchoHandler) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(addr) = gateway.ws_addr() {
+        println!("switchboard echo: WebSocket on ws://{addr}/");
+    }
+    if let Some(addr) = gateway.tcp_addr() {
+        println!("switchboard echo: framed TCP on {addr}");
+    }
+    serve_until_signal(gateway, signals)
+}
+
+/// Waits for SIGINT/SIGTERM, drains the gateway, and exits; a second signal exits at once.
+fn serve_until_signal(gateway: Gateway, mut signals: Signals) -> ExitCode {
+    let Some(signal) = signals.forever().next() else {
+        error!("signal iterator ended unexpectedly");
+        return ExitCode::FAILURE;
+    };
+    info!(signal, "draining: no new connections, closing open ones");
+    let handle = gateway.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("switchboard: second signal, exiting without draining");
+            std::process::exit(130);
+        }
+    });
+    handle.shutdown();
+    gateway.join();
+    info!("drained; exiting");
+    ExitCode::SUCCESS
+}

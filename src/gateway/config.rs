@@ -1,0 +1,117 @@
+//! What an operator can tune in the gateway tier, with defaults chosen for mobile clients.
+//!
+//! Keepalive defaults come from the NAT aging table of the design document: some mobile
+//! carriers drop an idle NAT mapping after one minute, so the kernel probes an idle
+//! connection after 30 s, well inside that window, and gives up on a dead peer after
+//! 30 s + 3 × 10 s = 60 s. TCP_USER_TIMEOUT matches that total, so unacknowledged data cannot
+//! hold a dead connection open longer than keepalive would (the advice of the Linux TCP
+//! maintainers: set both, consistently).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Kernel socket options applied to the listeners (and inherited by accepted sockets).
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// TCP_NODELAY: IM traffic is small messages that must not wait for Nagle.
+    pub nodelay: bool,
+    /// SO_KEEPALIVE with these timings, or `None` to leave keepalive off.
+    pub keepalive: Option<Keepalive>,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel drops
+    /// the connection. `None` leaves the kernel default.
+    pub user_timeout: Option<Duration>,
+    /// SO_RCVBUF, only when asked: setting it disables the kernel's receive autotuning.
+    pub recv_buffer: Option<usize>,
+    /// SO_SNDBUF, only when asked: setting it disables the kernel's send autotuning.
+    pub send_buffer: Option<usize>,
+    /// The listen backlog (the kernel caps it at net.core.somaxconn).
+    pub backlog: i32,
+}
+
+/// Kernel keepalive timings.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle time before the first probe (TCP_KEEPIDLE).
+    pub idle: Duration,
+    /// Time between probes (TCP_KEEPINTVL).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (TCP_KEEPCNT).
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            probes: 3,
+        }
+    }
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        let keepalive = Keepalive::default();
+        SocketOptions {
+            nodelay: true,
+            keepalive: Some(keepalive),
+            user_timeout: Some(keepalive.idle + keepalive.interval * keepalive.probes),
+            recv_buffer: None,
+            send_buffer: None,
+            backlog: 4096,
+        }
+    }
+}
+
+/// Everything the reactors need to run.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address of the framed-TCP listener, if any.
+    pub tcp: Option<SocketAddr>,
+    /// Address of the WebSocket listener, if any.
+    pub ws: Option<SocketAddr>,
+    /// Reactor threads, each with its own SO_REUSEPORT listeners.
+    pub workers: usize,
+    /// Kernel socket options.
+    pub socket: SocketOptions,
+    /// Connections the whole process holds at most; further ones are accepted and closed.
+    pub max_conns: usize,
+    /// Largest packet payload accepted on the TCP transport.
+    pub max_packet: usize,
+    /// Largest WebSocket message accepted (after reassembly).
+    pub max_message: usize,
+    /// Whether WebSocket text messages reach the handler; when false they are refused with
+    /// close code 1003 (the chat protocol is binary; the echo mode accepts text).
+    pub ws_text: bool,
+    /// Bytes a connection may have queued for writing before it counts as a slow consumer
+    /// and is closed. Never less than twice the largest message, whatever is set here.
+    pub write_queue_cap: usize,
+    /// A WebSocket client must finish its upgrade request within this time.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (heartbeat).
+    pub read_wait: Duration,
+    /// How long a closing connection may take to finish its close handshake and flush.
+    pub close_linger: Duration,
+    /// How long a shutdown waits for connections to close before exiting anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            tcp: None,
+            ws: None,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            socket: SocketOptions::default(),
+            max_conns: 1_000_000,
+            max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
+            max_message: 1 << 20,
+            ws_text: false,
+            write_queue_cap: 4 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            read_wait: Duration::from_secs(180),
+            close_linger: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}

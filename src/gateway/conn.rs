@@ -1,0 +1,99 @@
+//! One connection as its reactor holds it: socket, lifecycle phase, protocol state, and the
+//! bytes of an unfinished frame, if any.
+//!
+//! Invariants: `inbound` is `Some` only while it holds the start of a frame (an idle
+//! connection holds no read buffer); `outgoing` holds no queue while idle; the handler is told
+//! of the end of an admitted connection exactly once (`admitted` is cleared when it is).
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+use switchboard_codec::ws::handshake::ServerHandshake;
+use switchboard_codec::ws::{MessageReader, Server};
+
+use super::handler::Transport;
+use super::outgoing::Outgoing;
+
+/// Where a connection is in its life. Each phase gives the connection's one timer its
+/// meaning: the handshake deadline, the read-wait (heartbeat), or the close linger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// WebSocket: waiting for the complete upgrade request.
+    Handshake,
+    /// Serving messages.
+    Open,
+    /// WebSocket: we sent a close frame and read on until the peer's close frame arrives.
+    AwaitingCloseReply,
+    /// Not reading any more; writing what is queued, then FIN.
+    Flushing,
+    /// FIN sent; discarding input until the peer's FIN, so the kernel never answers our last
+    /// bytes with a reset.
+    Lingering,
+}
+
+/// The per-transport parser state.
+pub(crate) enum Protocol {
+    /// Framed packets; the reactor's shared `PacketDecoder` needs no per-connection state.
+    Tcp,
+    /// WebSocket before the 101: the incremental request parser (boxed: short-lived).
+    WsHandshake(Box<ServerHandshake>),
+    /// WebSocket after the 101: frames, reassembly and UTF-8 state.
+    Ws(MessageReader<Server>),
+}
+
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) generation: u32,
+    /// Timer tick of the last successful read (the heartbeat needs no timer operation per read).
+    pub(crate) last_read: u32,
+    pub(crate) phase: Phase,
+    pub(crate) transport: Transport,
+    /// The handler accepted it and has not yet been told it ended.
+    pub(crate) admitted: bool,
+    /// Already in this pass's list of connections to flush.
+    pub(crate) dirty: bool,
+    pub(crate) inbound: Option<BytesMut>,
+    pub(crate) outgoing: Outgoing,
+    pub(crate) protocol: Protocol,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        transport: Transport,
+        generation: u32,
+        now: u32,
+    ) -> Conn {
+        let (phase, protocol) = match transport {
+            Transport::Tcp => (Phase::Open, Protocol::Tcp),
+            Transport::WebSocket => (
+                Phase::Handshake,
+                Protocol::WsHandshake(Box::new(ServerHandshake::new())),
+            ),
+        };
+        Conn {
+            stream,
+            generation,
+            last_read: now,
+            phase,
+            transport,
+            admitted: false,
+            dirty: false,
+            inbound: None,
+            outgoing: Outgoing::default(),
+            protocol,
+            peer,
+        }
+    }
+
+    /// Whether input still means something (as opposed to being discarded while closing).
+    pub(crate) fn reads_frames(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Handshake | Phase::Open | Phase::AwaitingCloseReply
+        )
+    }
+}

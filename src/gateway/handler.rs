@@ -1,0 +1,157 @@
+//! The one interface between the reactors and whatever runs above them (echo, the logic core).
+//!
+//! After the design document's Acceptor / MessageListener / StateListener: the reactor asks
+//! the handler to admit each new connection, gives it every message, and tells it of every
+//! disconnect with the reason. Framed TCP and WebSocket look the same from here: a message is
+//! a `Bytes` (on TCP, one whole packet, header included), and a push is a `Bytes` the reactor
+//! frames for the connection's transport.
+//!
+//! Each reactor thread owns its own handler value, so a handler needs no lock for state it
+//! keeps per reactor. Handler methods run on the reactor thread: they must never block.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use switchboard_codec::ws::handshake::UpgradeRequest;
+use switchboard_codec::ws::CloseCode;
+
+use super::conn_id::ConnId;
+use super::handle::{Command, GatewayHandle};
+
+/// Which listener a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Switchboard packets straight on TCP.
+    Tcp,
+    /// Switchboard packets in WebSocket binary messages.
+    WebSocket,
+}
+
+/// What the reactor knows about a connection when it asks the handler to admit it.
+#[derive(Debug)]
+pub struct ConnInfo<'a> {
+    /// The listener it came through.
+    pub transport: Transport,
+    /// The peer's address as the kernel reports it.
+    pub peer: SocketAddr,
+    /// The WebSocket upgrade request (path, query, Origin, subprotocols, X-Forwarded-For).
+    pub upgrade: Option<&'a UpgradeRequest>,
+}
+
+/// The handler's answer to a new connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Serve it; for WebSocket, optionally with the chosen subprotocol.
+    Accept {
+        /// The subprotocol to confirm in the 101 response (one the client offered).
+        protocol: Option<String>,
+    },
+    /// Refuse it. A WebSocket client gets this HTTP status and reason; a TCP client is closed.
+    Refuse {
+        /// HTTP status, e.g. 403 or 404.
+        status: u16,
+        /// A short reason for the response body and the log.
+        reason: &'static str,
+    },
+}
+
+impl Admission {
+    /// Accept without a subprotocol.
+    pub const ACCEPT: Admission = Admission::Accept { protocol: None };
+}
+
+/// One message from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A framed TCP packet (whole, header included) or a WebSocket binary message.
+    Binary(Bytes),
+    /// A WebSocket text message (valid UTF-8); only when text is enabled.
+    Text(Bytes),
+}
+
+impl Message {
+    /// The bytes of the message.
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            Message::Binary(b) | Message::Text(b) => b,
+        }
+    }
+}
+
+/// Why a connection ended. Given to the handler exactly once per admitted connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The peer closed: TCP end of stream, or a WebSocket close frame with this code.
+    PeerClosed(Option<CloseCode>),
+    /// Nothing was read for the read-wait (heartbeat) time.
+    ReadTimeout,
+    /// The peer broke the protocol; the reason names the rule.
+    Protocol(String),
+    /// The peer did not read: its write queue passed the cap.
+    SlowConsumer {
+        /// Bytes queued when it was cut.
+        queued: usize,
+    },
+    /// A socket error.
+    Io(std::io::ErrorKind),
+    /// The handler (or another thread through the handle) asked for the close.
+    ClosedByServer(CloseCode),
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The handler panicked while handling this connection.
+    HandlerPanic,
+}
+
+/// Where a handler puts what it wants done: pushes and closes. Commands for connections of
+/// this reactor are applied when the handler returns; others go to their reactor's inbox.
+pub struct Outbox<'a> {
+    pub(crate) reactor: usize,
+    pub(crate) local: &'a mut Vec<Command>,
+    pub(crate) handle: &'a GatewayHandle,
+}
+
+impl Outbox<'_> {
+    /// Sends a binary message (on TCP: raw bytes, normally one encoded packet).
+    pub fn push(&mut self, conn: ConnId, payload: Bytes) {
+        self.command(Command::Push(conn, Message::Binary(payload)));
+    }
+
+    /// Sends a message with its kind (text is for WebSocket echo; on TCP it goes out raw).
+    pub fn send(&mut self, conn: ConnId, message: Message) {
+        self.command(Command::Push(conn, message));
+    }
+
+    /// Closes a connection after what was pushed before has been written.
+    pub fn close(&mut self, conn: ConnId, code: CloseCode) {
+        self.command(Command::Close(conn, code));
+    }
+
+    /// A handle that reaches every reactor, to keep for use from other threads.
+    pub fn handle(&self) -> &GatewayHandle {
+        self.handle
+    }
+
+    fn command(&mut self, command: Command) {
+        if command.conn().map(ConnId::reactor) == Some(self.reactor) {
+            self.local.push(command);
+        } else {
+            self.handle.send(command);
+        }
+    }
+}
+
+/// What runs above the reactors. One value per reactor thread.
+pub trait Handler: Send + 'static {
+    /// A connection finished its transport handshake (for TCP: was accepted).
+    fn open(&mut self, out: &mut Outbox<'_>, conn: ConnId, info: &ConnInfo<'_>) -> Admission;
+
+    /// A whole message arrived on an admitted connection.
+    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message);
+
+    /// An admitted connection ended. Pushes to it are dropped from now on.
+    fn disconnect(&mut self, out: &mut Outbox<'_>, conn: ConnId, reason: &Disconnect);
+
+    /// The reactor finished one pass over its ready events: the place to hand a batch of
+    /// events to another thread with one wake-up instead of one per message.
+    fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {}
+}

@@ -1,0 +1,136 @@
+//! Starting and stopping the reactor threads.
+//!
+//! Every listener is bound before any thread starts, so a bad address or a port in use is an
+//! error from `Gateway::start`, not a log line from a thread. Port 0 is resolved by the first
+//! reactor's bind, and the others bind the port it got (SO_REUSEPORT).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+use super::config::GatewayConfig;
+use super::conn_id::MAX_REACTORS;
+use super::handle::GatewayHandle;
+use super::handler::Handler;
+use super::listener::bind_listener;
+use super::reactor::{Reactor, Shared, WAKER};
+
+/// A running gateway: its reactor threads and the handle that reaches them.
+pub struct Gateway {
+    handle: GatewayHandle,
+    threads: Vec<JoinHandle<()>>,
+    tcp_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Binds the listeners and starts `config.workers` reactor threads, each with the handler
+    /// `make_handler(reactor_index, handle)` returns.
+    pub fn start<H, F>(config: GatewayConfig, mut make_handler: F) -> io::Result<Gateway>
+    where
+        H: Handler,
+        F: FnMut(usize, GatewayHandle) -> H,
+    {
+        let workers = config.workers.clamp(1, MAX_REACTORS);
+        let mut tcp_addr = config.tcp;
+        let mut ws_addr = config.ws;
+        let mut polls = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        let mut listeners = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            polls.push(poll);
+            let tcp = match tcp_addr {
+                Some(addr) => {
+                    let listener = bind_listener(addr, &config.socket)?;
+                    tcp_addr = Some(listener.local_addr()?);
+                    Some(listener)
+                }
+                None => None,
+            };
+            let ws = match ws_addr {
+                Some(addr) => {
+                    let listener = bind_listener(addr, &config.socket)?;
+                    ws_addr = Some(listener.local_addr()?);
+                    Some(listener)
+                }
+                None => None,
+            };
+            listeners.push((tcp, ws));
+        }
+        let (handle, inboxes) = GatewayHandle::new(wakers);
+        let shared = Arc::new(Shared {
+            config,
+            open_conns: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for (index, ((poll, (tcp, ws)), inbox)) in
+            polls.into_iter().zip(listeners).zip(inboxes).enumerate()
+        {
+            let handler = make_handler(index, handle.clone());
+            let reactor = Reactor::new(
+                index,
+                poll,
+                tcp,
+                ws,
+                inbox,
+                handler,
+                handle.clone(),
+                shared.clone(),
+            )?;
+            let thread = std::thread::Builder::new()
+                .name(format!("reactor-{index}"))
+                .spawn(move || reactor.run())?;
+            threads.push(thread);
+        }
+        Ok(Gateway {
+            handle,
+            threads,
+            tcp_addr,
+            ws_addr,
+            shared,
+        })
+    }
+
+    /// The handle for pushing to and closing connections from any thread.
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// The bound framed-TCP address (with the port the kernel chose for port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The bound WebSocket address.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// Connections open right now, across all reactors.
+    pub fn open_connections(&self) -> usize {
+        self.shared
+            .open_conns
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Stops accepting, closes every connection (WebSocket with 1001) and waits for the
+    /// reactors to drain, at most the configured drain timeout (plus one close linger).
+    pub fn shutdown(self) {
+        self.handle.shutdown();
+        self.join();
+    }
+
+    /// Waits for the reactor threads to exit (after a shutdown through the handle).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
