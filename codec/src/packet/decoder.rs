@@ -84,7 +84,10 @@ impl PacketDecoder {
             Decoded::Complete(header) => header,
             Decoded::NeedMore => return Ok(Decoded::NeedMore),
         };
-        Ok(Decoded::Complete(src.split_to(HEADER_LEN + header.payload_len as usize).freeze()))
+        Ok(Decoded::Complete(
+            src.split_to(HEADER_LEN + header.payload_len as usize)
+                .freeze(),
+        ))
     }
 
     /// The header of the packet at the front of `src` once all of it has arrived; until then

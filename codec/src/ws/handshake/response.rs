@@ -87,7 +87,11 @@ impl fmt::Write for ByteCount {
 /// for an unknown path, 503 while draining): `status`, a one-line plain-text `reason`, and
 /// `Connection: close`. Control characters in `reason` are replaced so it stays one line.
 pub fn write_refusal(status: u16, reason: &str, dst: &mut BytesMut) {
-    let status = if (400..600).contains(&status) { status } else { 400 };
+    let status = if (400..600).contains(&status) {
+        status
+    } else {
+        400
+    };
     let body_len = reason.len() + 1;
     dst.reserve(128 + body_len);
     // BytesMut grows as needed, so formatting into it cannot fail.
@@ -157,11 +161,14 @@ mod tests {
         assert_eq!(
             response,
             "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n\r\n\
              origin  not allowed\n"
         );
         let response = written(|dst| write_refusal(99, "x", dst));
-        assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+        assert!(
+            response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{response}"
+        );
     }
 
     #[test]
