@@ -16,6 +16,18 @@ use tracing::{error, info};
 use crate::echo::EchoHandler;
 use crate::gateway::{Gateway, GatewayConfig, Keepalive, SocketOptions};
 
+/// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
+/// first run exposes nothing to the network.
+pub const DEFAULT_WS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9001,
+));
+/// The framed-TCP default, beside [`DEFAULT_WS`].
+pub const DEFAULT_TCP: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9000,
+));
+
 #[derive(Parser, Debug)]
 #[command(
     name = "switchboard",
@@ -42,10 +54,10 @@ struct EchoArgs {
 /// Options of the gateway tier, shared by every subcommand that runs it.
 #[derive(Args, Debug, Clone)]
 pub struct GatewayArgs {
-    /// Framed-TCP listen address.
+    /// Framed-TCP listen address [default, when neither --ws nor --tcp is given: 127.0.0.1:9000].
     #[arg(long, value_name = "ADDR")]
     tcp: Option<SocketAddr>,
-    /// WebSocket listen address.
+    /// WebSocket listen address [default, when neither --ws nor --tcp is given: 127.0.0.1:9001].
     #[arg(long, value_name = "ADDR")]
     ws: Option<SocketAddr>,
     /// Reactor threads [default: the number of cores].
@@ -158,8 +170,8 @@ fn init_logging() {
 fn run_echo(args: EchoArgs) -> ExitCode {
     let mut config = args.gateway.to_config();
     if config.tcp.is_none() && config.ws.is_none() {
-        eprintln!("switchboard echo: give at least one of --ws ADDR and --tcp ADDR");
-        return ExitCode::from(2);
+        config.ws = Some(DEFAULT_WS);
+        config.tcp = Some(DEFAULT_TCP);
     }
     // Echo serves any WebSocket client, so text messages are echoed rather than refused.
     config.ws_text = true;
