@@ -759,15 +759,20 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &key in &dirty {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.dirty = false;
-                self.flush(key);
+        // A flush can close a connection, which tells the handler, which can push to other
+        // connections: keep going until no connection is dirty, so no chain outlives the arena.
+        while !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for key in dirty.drain(..) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.dirty = false;
+                    self.flush(key);
+                }
+            }
+            if self.dirty.is_empty() {
+                self.dirty = dirty; // keep the allocation
             }
         }
-        self.dirty = dirty;
-        self.dirty.clear();
         self.arena.clear();
     }
 
