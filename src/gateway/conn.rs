@@ -97,3 +97,15 @@ impl Conn {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A million of these live in one process: keep an eye on the size.
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 192, "Conn grew to {size} bytes");
+    }
+}
