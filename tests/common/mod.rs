@@ -472,11 +472,12 @@ impl WsClient {
     }
 
     /// Reads messages until a close frame and returns its code (`None`: empty close), then
-    /// checks the gateway ends the stream. Data messages before it are skipped.
+    /// checks the gateway ends the stream with a FIN. Data messages before it are skipped.
     pub fn expect_close(&mut self) -> Option<CloseCode> {
         let code = self.read_close();
         let ending = self.read_until_closed(IO_TIMEOUT);
         assert_eq!(ending.discarded, 0, "bytes after the close frame");
+        assert_eq!(ending.how, Closed::Eof, "a reset after the close frame");
         code
     }
 
