@@ -40,11 +40,20 @@ impl PacketHeader {
     /// Parses the header at the start of `src`, refusing a payload longer than `max_payload`.
     ///
     /// Returns `NeedMore` while `src` is a proper prefix of a valid header.
+    #[inline]
     pub fn parse(src: &[u8], max_payload: u32) -> Result<Decoded<Self>, PacketError> {
-        let Some(head) = src.first_chunk::<HEADER_LEN>() else {
-            check_magic_prefix(src)?;
-            return Ok(Decoded::NeedMore);
-        };
+        match src.first_chunk::<HEADER_LEN>() {
+            Some(head) => Self::from_whole(head, max_payload).map(Decoded::Complete),
+            None => short_header(src),
+        }
+    }
+
+    /// Checks a whole header: the magic, then the length against `max_payload`.
+    #[inline]
+    pub(super) fn from_whole(
+        head: &[u8; HEADER_LEN],
+        max_payload: u32,
+    ) -> Result<Self, PacketError> {
         let [m0, m1, m2, m3, c0, c1, l0, l1, l2, l3] = *head;
         if [m0, m1, m2, m3] != MAGIC_BYTES {
             check_magic_prefix(&head[..4])?;
@@ -59,7 +68,7 @@ impl PacketHeader {
                 max: max_payload,
             });
         }
-        Ok(Decoded::Complete(header))
+        Ok(header)
     }
 
     /// The header's wire bytes.
@@ -77,7 +86,18 @@ impl PacketHeader {
     }
 }
 
+/// The outcome for fewer than `HEADER_LEN` bytes: a refusal of the magic, or a wait.
+///
+/// Cold: a stream that keeps up delivers whole headers, so only the first packet of a
+/// connection and the tail of a read come here.
+#[cold]
+pub(super) fn short_header<T>(src: &[u8]) -> Result<Decoded<T>, PacketError> {
+    check_magic_prefix(src)?;
+    Ok(Decoded::NeedMore)
+}
+
 /// Refuses `seen` (at most the first four bytes) if it cannot begin the magic.
+#[cold]
 fn check_magic_prefix(seen: &[u8]) -> Result<(), PacketError> {
     let seen = &seen[..seen.len().min(MAGIC_BYTES.len())];
     let Some(at) = seen.iter().zip(MAGIC_BYTES).position(|(&a, b)| a != b) else {

@@ -4,12 +4,16 @@
 //! whole packets off the caller's buffer without copying their payload, refuses a stray client on
 //! the first byte that cannot begin the magic, and refuses an over-long length before buffering
 //! any of its body. Nothing here allocates per packet in steady state or panics on any input.
+//! A receiver that handles each packet before its next read can parse a borrowed [`PacketRef`]
+//! instead, with the same checks and no reference count per packet.
 
+mod borrowed;
 mod decoder;
 mod encoder;
 mod error;
 mod header;
 
+pub use borrowed::PacketRef;
 pub use decoder::{PacketDecoder, DEFAULT_MAX_PAYLOAD, RESERVE_STEP};
 pub use encoder::PacketEncoder;
 pub use error::{EncodeError, PacketError};
