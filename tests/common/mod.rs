@@ -380,6 +380,25 @@ pub struct WsClient {
     reader: MessageReader<Client>,
 }
 
+/// A valid upgrade request for `addr` and the validator of its answer.
+fn start_handshake(addr: SocketAddr) -> (ClientHandshake, BytesMut) {
+    let host = addr.to_string();
+    let mut request = BytesMut::new();
+    let nonce = [random_u64().to_ne_bytes(), random_u64().to_ne_bytes()].concat();
+    let handshake = ClientHandshake::start(
+        &ClientRequest::new(&host, "/"),
+        nonce.try_into().expect("16 bytes"),
+        &mut request,
+    )
+    .expect("a valid client request");
+    (handshake, request)
+}
+
+/// The bytes of a valid upgrade request for `addr`, for tests that send it their own way.
+pub fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
+    start_handshake(addr).1.to_vec()
+}
+
 impl WsClient {
     /// Connects and completes the opening handshake; panics if it is refused.
     pub fn connect(addr: SocketAddr) -> WsClient {
@@ -388,15 +407,7 @@ impl WsClient {
 
     /// Runs the opening handshake on a connected stream.
     pub fn handshake(mut stream: TcpStream, addr: SocketAddr) -> WsClient {
-        let host = addr.to_string();
-        let mut request = BytesMut::new();
-        let nonce = [random_u64().to_ne_bytes(), random_u64().to_ne_bytes()].concat();
-        let mut handshake = ClientHandshake::start(
-            &ClientRequest::new(&host, "/"),
-            nonce.try_into().expect("16 bytes"),
-            &mut request,
-        )
-        .expect("a valid client request");
+        let (mut handshake, request) = start_handshake(addr);
         stream
             .write_all(&request)
             .expect("send the upgrade request");
