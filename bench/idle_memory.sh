@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Memory per idle connection (issue #3): builds the server and the idle_memory tool, then runs
+# it REPEAT times (each on a fresh server process) for every worker count in WORKERS.
+# Loopback only; each run takes about 7 s. Extra arguments go to idle_memory
+# (e.g. --ws 5000 --tcp 0, --tcp-first).
+#   bench/idle_memory.sh                 # 9,000 WS + 9,000 TCP, --workers 2 then 1, 3 runs each
+#   REPEAT=5 WORKERS="2" bench/idle_memory.sh --tcp-first
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT="${REPEAT:-3}"
+WORKERS="${WORKERS:-2 1}"
+cargo build --release --quiet --bin switchboard
+cargo build --release --quiet -p switchboard-bench --bin idle_memory
+for workers in $WORKERS; do
+    echo "=== --workers $workers ==="
+    target/release/idle_memory --server-bin target/release/switchboard \
+        --workers "$workers" --repeat "$REPEAT" "$@"
+done
