@@ -1,0 +1,335 @@
+//! The handler interface over real sockets: a recording handler sees every open, message and
+//! disconnect with its reason; pushes through the `GatewayHandle` reach the client from any
+//! thread; a stale `ConnId` never reaches the connection that reuses its slot; `Outbox::close`
+//! closes with the given code; and a handler panic ends only the connection it was about.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchboard::gateway::{
+    Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox, Transport,
+};
+use switchboard_codec::ws::{self as ws, CloseCode, OpCode};
+
+use common::{packet, test_config, wait_until, Closed, TcpClient, TestGateway, WsClient};
+
+/// Packet commands that tell the recording handler what to do besides echoing.
+const ECHO: u16 = 1;
+const PANIC: u16 = 0xDEAD;
+const CLOSE_4000: u16 = 0xC105;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Open(ConnId, Transport, SocketAddr),
+    Message(ConnId, Message),
+    Disconnect(ConnId, Disconnect),
+}
+
+/// Every event any reactor's handler saw, in the order each reactor saw them.
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<Vec<Event>>>);
+
+impl Journal {
+    fn record(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The first event `pick` accepts, waiting for it up to two seconds.
+    fn wait_for<T>(&self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let mut found = None;
+        let seen = wait_until(Duration::from_secs(2), || {
+            found = self.events().iter().find_map(&mut pick);
+            found.is_some()
+        });
+        assert!(seen, "no {what} event; events: {:#?}", self.events());
+        found.expect("seen")
+    }
+
+    /// The id the gateway gave the connection whose client end is `local`.
+    fn conn_of(&self, local: SocketAddr) -> ConnId {
+        self.wait_for("open", |e| match e {
+            Event::Open(id, _, peer) if *peer == local => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// The reason the handler was given for the end of `conn`.
+    fn disconnect_of(&self, conn: ConnId) -> Disconnect {
+        self.wait_for("disconnect", |e| match e {
+            Event::Disconnect(id, reason) if *id == conn => Some(reason.clone()),
+            _ => None,
+        })
+    }
+
+    /// Each opened connection was told of its end exactly once, and nothing else ended.
+    fn assert_one_disconnect_per_open(&self) {
+        let events = self.events();
+        let opened: Vec<ConnId> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Open(id, ..) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in &opened {
+            let ends = events
+                .iter()
+                .filter(|e| matches!(e, Event::Disconnect(d, _) if d == id))
+                .count();
+            assert_eq!(ends, 1, "{id} was told of its end {ends} times");
+        }
+        for event in &events {
+            if let Event::Disconnect(id, _) = event {
+                assert!(opened.contains(id), "{id} ended without having been opened");
+            }
+        }
+    }
+}
+
+/// Echoes and records; acts on the packet command (the first 10 bytes of a TCP message or of
+/// a WebSocket binary message are a packet header).
+struct Recorder {
+    journal: Journal,
+}
+
+impl Handler for Recorder {
+    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, info: &ConnInfo<'_>) -> Admission {
+        self.journal
+            .record(Event::Open(conn, info.transport, info.peer));
+        Admission::ACCEPT
+    }
+
+    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        self.journal.record(Event::Message(conn, message.clone()));
+        let command = message
+            .payload()
+            .get(4..6)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+        match command {
+            Some(PANIC) => panic!("the test asked this handler to panic"),
+            Some(CLOSE_4000) => {
+                out.send(conn, message);
+                out.close(conn, CloseCode(4000));
+            }
+            _ => out.send(conn, message),
+        }
+    }
+
+    fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, reason: &Disconnect) {
+        self.journal.record(Event::Disconnect(conn, reason.clone()));
+    }
+}
+
+fn start(config: GatewayConfig) -> (TestGateway, Journal) {
+    let journal = Journal::default();
+    let for_handlers = journal.clone();
+    let gateway = TestGateway::start(config, move |_, _| Recorder {
+        journal: for_handlers.clone(),
+    });
+    (gateway, journal)
+}
+
+fn local(stream: &std::net::TcpStream) -> SocketAddr {
+    stream.local_addr().expect("local address")
+}
+
+#[test]
+fn peer_closes_reach_the_handler_with_their_reason() {
+    let (gateway, journal) = start(test_config());
+
+    let mut ws = WsClient::connect(gateway.ws_addr());
+    let ws_id = journal.conn_of(local(&ws.stream));
+    ws.echo_binary(&packet(ECHO, b"recorded"));
+    assert!(journal.events().contains(&Event::Message(
+        ws_id,
+        Message::Binary(Bytes::from(packet(ECHO, b"recorded")))
+    )));
+    ws.send_close(CloseCode::NORMAL);
+    assert_eq!(ws.expect_close(), Some(CloseCode::NORMAL));
+    assert_eq!(
+        journal.disconnect_of(ws_id),
+        Disconnect::PeerClosed(Some(CloseCode::NORMAL))
+    );
+
+    let mut tcp = TcpClient::connect(gateway.tcp_addr());
+    let tcp_id = journal.conn_of(local(&tcp.stream));
+    tcp.echo(ECHO, b"recorded");
+    tcp.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let ending = tcp.read_until_closed(Duration::from_secs(2));
+    assert_eq!(ending.how, Closed::Eof);
+    assert_eq!(journal.disconnect_of(tcp_id), Disconnect::PeerClosed(None));
+
+    gateway.wait_for_open_connections(0, Duration::from_secs(3));
+    journal.assert_one_disconnect_per_open();
+}
+
+#[test]
+fn timeouts_and_protocol_errors_reach_the_handler_with_their_reason() {
+    let (gateway, journal) = start(GatewayConfig {
+        read_wait: Duration::from_millis(300),
+        ..test_config()
+    });
+    let mut idle = TcpClient::connect(gateway.tcp_addr());
+    let idle_id = journal.conn_of(local(&idle.stream));
+    let mut idle_ws = WsClient::connect(gateway.ws_addr());
+    let idle_ws_id = journal.conn_of(local(&idle_ws.stream));
+
+    let mut bad = TcpClient::connect(gateway.tcp_addr());
+    let bad_id = journal.conn_of(local(&bad.stream));
+    bad.send(b"SSH-2.0-OpenSSH\r\n");
+    let mut bad_ws = WsClient::connect(gateway.ws_addr());
+    let bad_ws_id = journal.conn_of(local(&bad_ws.stream));
+    bad_ws.send_raw(&WsClient::unmasked_frame(OpCode::Binary, true, b"bare"));
+    assert_eq!(bad_ws.expect_close(), Some(CloseCode::PROTOCOL_ERROR));
+    bad.read_until_closed(Duration::from_secs(2));
+
+    assert!(
+        matches!(journal.disconnect_of(bad_id), Disconnect::Protocol(_)),
+        "{:?}",
+        journal.disconnect_of(bad_id)
+    );
+    assert!(
+        matches!(journal.disconnect_of(bad_ws_id), Disconnect::Protocol(_)),
+        "{:?}",
+        journal.disconnect_of(bad_ws_id)
+    );
+
+    idle.read_until_closed(Duration::from_secs(3));
+    idle_ws.read_until_closed(Duration::from_secs(3));
+    assert_eq!(journal.disconnect_of(idle_id), Disconnect::ReadTimeout);
+    assert_eq!(journal.disconnect_of(idle_ws_id), Disconnect::ReadTimeout);
+
+    gateway.wait_for_open_connections(0, Duration::from_secs(3));
+    journal.assert_one_disconnect_per_open();
+}
+
+#[test]
+fn a_push_from_another_thread_reaches_the_client() {
+    let (gateway, journal) = start(test_config());
+    let mut tcp = TcpClient::connect(gateway.tcp_addr());
+    let mut ws = WsClient::connect(gateway.ws_addr());
+    let tcp_id = journal.conn_of(local(&tcp.stream));
+    let ws_id = journal.conn_of(local(&ws.stream));
+
+    let handle = gateway.handle();
+    let pusher = std::thread::spawn(move || {
+        for i in 0..3u8 {
+            handle.push(tcp_id, Bytes::from(packet(7, &[i])));
+            handle.push(ws_id, Bytes::from(packet(8, &[i])));
+        }
+    });
+    pusher.join().expect("the pushing thread");
+    for i in 0..3u8 {
+        assert_eq!(&tcp.read_packet()[..], &packet(7, &[i])[..]);
+        assert_eq!(
+            ws.read_message(),
+            ws::Message::Binary(Bytes::from(packet(8, &[i])))
+        );
+    }
+}
+
+#[test]
+fn a_stale_conn_id_never_reaches_the_connection_that_reuses_its_slot() {
+    // One reactor, so the second connection lands in the slot the first one freed.
+    let (gateway, journal) = start(GatewayConfig {
+        workers: 1,
+        ..test_config()
+    });
+    let handle = gateway.handle();
+
+    let first = TcpClient::connect(gateway.tcp_addr());
+    let old = journal.conn_of(local(&first.stream));
+    drop(first);
+    journal.disconnect_of(old);
+    gateway.wait_for_open_connections(0, Duration::from_secs(3));
+
+    let mut second = TcpClient::connect(gateway.tcp_addr());
+    let new = journal.conn_of(local(&second.stream));
+    assert_eq!(
+        (new.reactor(), new.key()),
+        (old.reactor(), old.key()),
+        "the test needs the slot reused"
+    );
+    assert_ne!(new, old, "a reused slot must get a new generation");
+
+    // Same inbox, so if the stale push were delivered it would arrive first.
+    handle.push(old, Bytes::from(packet(66, b"for the old connection")));
+    handle.close(old, CloseCode::NORMAL);
+    handle.push(new, Bytes::from(packet(77, b"for the new connection")));
+    assert_eq!(
+        &second.read_packet()[..],
+        &packet(77, b"for the new connection")[..]
+    );
+    second.echo(ECHO, b"still open after the stale close");
+    assert_eq!(gateway.open_connections(), 1);
+}
+
+#[test]
+fn outbox_close_sends_what_was_pushed_then_closes_with_the_given_code() {
+    let (gateway, journal) = start(test_config());
+    let mut ws = WsClient::connect(gateway.ws_addr());
+    let ws_id = journal.conn_of(local(&ws.stream));
+    let request = packet(CLOSE_4000, b"last words");
+    ws.send_frame(OpCode::Binary, true, &request);
+    assert_eq!(ws.read_message(), ws::Message::Binary(Bytes::from(request)));
+    assert_eq!(ws.read_close(), Some(CloseCode(4000)));
+    ws.send_close(CloseCode(4000)); // answer, completing the closing handshake
+    let ending = ws.read_until_closed(Duration::from_secs(2));
+    assert_eq!(ending.how, Closed::Eof);
+    assert_eq!(
+        journal.disconnect_of(ws_id),
+        Disconnect::ClosedByServer(CloseCode(4000))
+    );
+
+    let mut tcp = TcpClient::connect(gateway.tcp_addr());
+    let tcp_id = journal.conn_of(local(&tcp.stream));
+    tcp.send_packet(CLOSE_4000, b"last words");
+    assert_eq!(
+        &tcp.read_packet()[..],
+        &packet(CLOSE_4000, b"last words")[..]
+    );
+    let ending = tcp.read_until_closed(Duration::from_secs(2));
+    assert_eq!(ending.how, Closed::Eof);
+    assert_eq!(
+        journal.disconnect_of(tcp_id),
+        Disconnect::ClosedByServer(CloseCode(4000))
+    );
+    gateway.wait_for_open_connections(0, Duration::from_secs(3));
+    journal.assert_one_disconnect_per_open();
+}
+
+#[test]
+fn a_handler_panic_closes_only_its_connection() {
+    let (gateway, journal) = start(test_config());
+    let mut ws_bystander = WsClient::connect(gateway.ws_addr());
+    let mut tcp_bystander = TcpClient::connect(gateway.tcp_addr());
+
+    let mut ws = WsClient::connect(gateway.ws_addr());
+    let ws_id = journal.conn_of(local(&ws.stream));
+    ws.send_frame(OpCode::Binary, true, &packet(PANIC, b"boom"));
+    assert_eq!(ws.expect_close(), Some(CloseCode::INTERNAL_ERROR));
+    assert_eq!(journal.disconnect_of(ws_id), Disconnect::HandlerPanic);
+
+    let mut tcp = TcpClient::connect(gateway.tcp_addr());
+    let tcp_id = journal.conn_of(local(&tcp.stream));
+    tcp.send_packet(PANIC, b"boom");
+    let ending = tcp.read_until_closed(Duration::from_secs(2));
+    assert_eq!(
+        ending.discarded, 0,
+        "nothing is echoed for the panicking message"
+    );
+    assert_eq!(journal.disconnect_of(tcp_id), Disconnect::HandlerPanic);
+
+    ws_bystander.echo_binary(&packet(ECHO, b"unharmed"));
+    tcp_bystander.echo(ECHO, b"unharmed");
+    WsClient::connect(gateway.ws_addr()).echo_binary(&packet(ECHO, b"later"));
+    TcpClient::connect(gateway.tcp_addr()).echo(ECHO, b"later");
+}
