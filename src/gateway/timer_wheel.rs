@@ -1,1 +1,0 @@
-//! Hierarchical timer wheel (owned by the timer-wheel work).
