@@ -228,10 +228,7 @@ impl TimerWheel {
             let entry = &mut self.entries[index as usize];
             let next = entry.next;
             if entry.deadline <= now {
-                *entry = Entry {
-                    list: IDLE,
-                    ..*entry
-                };
+                entry.list = IDLE;
                 self.pending -= 1;
                 fired.push(index as usize);
             } else {
