@@ -248,7 +248,8 @@ mod tests {
             points in proptest::collection::vec(any::<usize>(), 0..24),
         ) {
             let stream: Vec<u8> = sent.iter().flat_map(|(c, p)| encoded(*c, p)).collect();
-            let (packets, end) = run_borrowed(DEFAULT_MAX_PAYLOAD, &split_at_points(&stream, &points));
+            let chunks = split_at_points(&stream, &points);
+            let (packets, end) = run_borrowed(DEFAULT_MAX_PAYLOAD, &chunks);
             prop_assert_eq!(packets, sent);
             prop_assert_eq!(end, Ok(0));
         }
