@@ -34,7 +34,7 @@ fn five_thousand_concurrent_connections_each_echo_their_own_messages() {
     // Each connection costs this process two descriptors: the client end and the gateway's.
     let limit = raise_fd_limit();
     assert!(
-        limit >= 2 * CONNECTIONS as u64 + 256,
+        limit >= (2 * CONNECTIONS + 256) as libc::rlim_t,
         "RLIMIT_NOFILE {limit} is too low for {CONNECTIONS} loopback connections"
     );
     let gateway = TestGateway::echo(test_config());

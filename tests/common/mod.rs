@@ -538,7 +538,7 @@ pub fn vm_rss() -> usize {
 }
 
 /// Raises the soft limit on open descriptors to the hard limit and returns the new soft limit.
-pub fn raise_fd_limit() -> u64 {
+pub fn raise_fd_limit() -> libc::rlim_t {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -552,5 +552,5 @@ pub fn raise_fd_limit() -> u64 {
         let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
         assert_eq!(set, 0, "setrlimit: {}", io::Error::last_os_error());
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
