@@ -3,9 +3,11 @@
 //! The folders are the layers, and dependencies only point down:
 //! - `switchboard-codec` (the `codec/` crate): bytes in, typed items out; no I/O, no chat.
 //! - [`gateway`]: sockets, the mio reactors, timers; moves frames, knows nothing of chat.
+//! - [`logic`]: the logic core: users, sessions, messages, groups; knows nothing of sockets.
 //! - [`echo`]: the echo handler, an application of the gateway for conformance and load tests.
 //! - [`cli`]: the `switchboard` command line.
 
 pub mod cli;
 pub mod echo;
 pub mod gateway;
+pub mod logic;
