@@ -1,0 +1,93 @@
+//! The protocol's limits: what decoding enforces and what the server's configuration defaults to.
+//!
+//! Lengths and counts marked "enforced while decoding" are checked by both the decoder and the
+//! encoder, so a value this crate encodes is always one it decodes. The `DEFAULT_*` values are
+//! server settings a client learns (LOGIN's response) or must live with; docs/protocol.md lists them.
+
+/// Shortest user id in bytes (enforced while decoding).
+pub const MIN_USER_ID_LEN: usize = 1;
+/// Longest user id in bytes of UTF-8 (enforced while decoding; the server also refuses a token
+/// whose `sub` breaks it).
+pub const MAX_USER_ID_LEN: usize = 64;
+
+/// Shortest device kind in bytes.
+pub const MIN_DEVICE_LEN: usize = 1;
+/// Longest device kind (the token's `dev` claim, e.g. "phone") in bytes.
+pub const MAX_DEVICE_LEN: usize = 32;
+/// The device kind of a token without a `dev` claim.
+pub const DEFAULT_DEVICE: &str = "default";
+
+/// Shortest group name in bytes (enforced while decoding).
+pub const MIN_GROUP_NAME_LEN: usize = 1;
+/// Longest group name in bytes of UTF-8 (enforced while decoding).
+pub const MAX_GROUP_NAME_LEN: usize = 64;
+
+/// Longest LOGIN token (a JWT) in bytes (enforced while decoding).
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest LOGIN client version string in bytes; it may be empty (enforced while decoding).
+pub const MAX_CLIENT_VERSION_LEN: usize = 64;
+/// Longest KICKED text in bytes (enforced while decoding).
+pub const MAX_KICK_TEXT_LEN: usize = 256;
+
+/// Most ids one SYNC_FETCH may ask for (enforced while decoding: more is MALFORMED).
+pub const MAX_SYNC_FETCH_IDS: usize = 100;
+/// Most ids one SYNC_INDEX response carries; a larger `limit`, or 0, is served as this.
+pub const MAX_SYNC_INDEX_LIMIT: u16 = 500;
+
+/// Default longest message body in bytes; the server's `--max-body` may change it (it is sent
+/// in LOGIN's response). A longer body gets TOO_LARGE.
+pub const DEFAULT_MAX_BODY: u32 = 64 * 1024;
+/// Default most members of a group, the owner included; more gets GROUP_FULL.
+pub const DEFAULT_GROUP_MEMBER_LIMIT: usize = 1000;
+
+/// Default time a new connection has to log in before the server closes it, in milliseconds.
+pub const DEFAULT_LOGIN_DEADLINE_MS: u32 = 10_000;
+/// Default time a connection may stay silent before the server closes it, in milliseconds
+/// (sent in LOGIN's response; clients PING at least every half of it).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u32 = 180_000;
+
+/// The number of ids a SYNC_INDEX with `limit` is served: `limit`, capped at
+/// [`MAX_SYNC_INDEX_LIMIT`], with 0 meaning the cap.
+pub const fn sync_index_limit(limit: u16) -> u16 {
+    if limit == 0 || limit > MAX_SYNC_INDEX_LIMIT {
+        MAX_SYNC_INDEX_LIMIT
+    } else {
+        limit
+    }
+}
+
+/// Whether `id` is a well-formed user id: 1..=64 bytes (it is `&str`, so already UTF-8).
+///
+/// The server checks a token's `sub` with this, so every id it sees obeys what decoding enforces.
+pub const fn is_valid_user_id(id: &str) -> bool {
+    id.len() >= MIN_USER_ID_LEN && id.len() <= MAX_USER_ID_LEN
+}
+
+/// Whether `device` is a well-formed device kind: 1..=32 bytes.
+pub const fn is_valid_device(device: &str) -> bool {
+    device.len() >= MIN_DEVICE_LEN && device.len() <= MAX_DEVICE_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_index_limit_caps_and_maps_zero_to_the_cap() {
+        assert_eq!(sync_index_limit(0), MAX_SYNC_INDEX_LIMIT);
+        assert_eq!(sync_index_limit(1), 1);
+        assert_eq!(sync_index_limit(500), 500);
+        assert_eq!(sync_index_limit(501), 500);
+        assert_eq!(sync_index_limit(u16::MAX), 500);
+    }
+
+    #[test]
+    fn id_and_device_bounds() {
+        assert!(!is_valid_user_id(""));
+        assert!(is_valid_user_id("a"));
+        assert!(is_valid_user_id(&"x".repeat(64)));
+        assert!(!is_valid_user_id(&"x".repeat(65)));
+        assert!(is_valid_device(DEFAULT_DEVICE));
+        assert!(!is_valid_device(&"d".repeat(33)));
+    }
+}
