@@ -425,9 +425,16 @@ impl WsClient {
             assert!(Instant::now() < deadline, "no 101 within {IO_TIMEOUT:?}");
             read_more(&mut stream, &mut inbound);
         }
+        let mut client = WsClient::adopt(stream);
+        client.inbound = inbound;
+        client
+    }
+
+    /// A client over a stream whose handshake the caller completed (no bytes past the 101 read).
+    pub fn adopt(stream: TcpStream) -> WsClient {
         WsClient {
             stream,
-            inbound,
+            inbound: BytesMut::new(),
             reader: MessageReader::new(ReaderConfig {
                 max_message: 16 << 20,
                 ..ReaderConfig::default()
