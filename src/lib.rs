@@ -11,3 +11,4 @@ pub mod cli;
 pub mod echo;
 pub mod gateway;
 pub mod logic;
+pub mod store;

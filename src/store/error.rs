@@ -1,0 +1,97 @@
+//! The store's refusals, one variant per cause, each cheap to clone so that a failed
+//! transaction can fail every request of its batch with the same error.
+//!
+//! Request-level errors (an unknown group, a taken id) fail one request and leave the rest of
+//! the batch alone; transaction-level errors (a lock, a failed commit) fail the whole batch.
+
+use std::path::PathBuf;
+
+use rusqlite::ErrorCode;
+
+use super::request::StoreRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data directory {path}: {detail}")]
+    CreateDir { path: PathBuf, detail: Box<str> },
+    #[error("the database's schema version {found} is newer than this build knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("id {id} does not fit in 63 bits")]
+    IdOutOfRange { id: u64 },
+    #[error("message id {id} is already taken by another message")]
+    MessageIdTaken { id: u64 },
+    #[error("stored message {id} has an unknown target kind {kind}")]
+    CorruptMessage { id: u64, kind: i64 },
+    #[error("group {id} already exists")]
+    GroupExists { id: u64 },
+    #[error("group {id} does not exist")]
+    UnknownGroup { id: u64 },
+    /// Another connection held the database past the busy timeout; nothing of the batch was
+    /// stored and retrying later may succeed.
+    #[error("the database stayed locked past the busy timeout; nothing of this batch was stored")]
+    Locked,
+    /// The batch's transaction could not begin or commit, or SQLite rolled it back (disk
+    /// full, I/O error): nothing of the batch was stored.
+    #[error("the batch's transaction failed ({detail}); nothing of this batch was stored")]
+    TransactionFailed { code: i32, detail: Box<str> },
+    /// Any other SQLite error while serving one request.
+    #[error("sqlite: {detail}")]
+    Sqlite { code: i32, detail: Box<str> },
+    /// The store thread stopped before this request could finish (only a pending purge).
+    #[error("the store thread stopped before finishing this request")]
+    Stopped,
+    #[error("the store thread panicked")]
+    ThreadPanicked,
+}
+
+impl StoreError {
+    /// The SQLite extended result code of `error`, or -1 when it did not come from SQLite.
+    pub(crate) fn code_of(error: &rusqlite::Error) -> i32 {
+        match error {
+            rusqlite::Error::SqliteFailure(e, _) => e.extended_code,
+            _ => -1,
+        }
+    }
+
+    /// The batch-wide error for a failed BEGIN, COMMIT or a rolled-back transaction.
+    pub(crate) fn transaction(error: &rusqlite::Error) -> StoreError {
+        if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            return StoreError::Locked;
+        }
+        StoreError::TransactionFailed {
+            code: Self::code_of(error),
+            detail: error.to_string().into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            return StoreError::Locked;
+        }
+        StoreError::Sqlite {
+            code: Self::code_of(&error),
+            detail: error.to_string().into(),
+        }
+    }
+}
+
+/// A request the store did not take; it comes back so the caller can answer its sender.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The bounded queue is full: push back on the sender (a BUSY status), never buffer more.
+    #[error("the store's queue is full")]
+    Busy(StoreRequest),
+    /// The store thread has exited.
+    #[error("the store thread has stopped")]
+    Stopped(StoreRequest),
+}
+
+impl SubmitError {
+    pub fn into_request(self) -> StoreRequest {
+        match self {
+            SubmitError::Busy(request) | SubmitError::Stopped(request) => request,
+        }
+    }
+}

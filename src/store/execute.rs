@@ -1,0 +1,282 @@
+//! Each request's SQL, run inside the batch's open transaction on the store thread.
+//!
+//! A request either succeeds or returns a typed error; the caller wraps it in a savepoint, so a
+//! failed request leaves nothing behind. Statements are cached (`prepare_cached`): the hot path
+//! parses no SQL. Never sends a completion itself: completions go out only after the commit.
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+
+use super::error::StoreError;
+use super::request::{AppendOutcome, Completion, GroupRecord, StoredMessage, Target, Ticket};
+
+/// Ids (messages, groups) are SQLite integer keys: they must fit in 63 bits.
+fn sql_id(id: u64) -> Result<i64, StoreError> {
+    i64::try_from(id).map_err(|_| StoreError::IdOutOfRange { id })
+}
+
+/// A sync position or a time: anything above i64::MAX is past every stored id or time.
+fn sql_clamped(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The client's idempotency key is opaque: all 64 bits are kept, reinterpreted as signed.
+fn sql_key(client_msg_id: u64) -> i64 {
+    client_msg_id as i64
+}
+
+fn is_constraint(error: &rusqlite::Error, extended: i32) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+        && StoreError::code_of(error) == extended
+}
+
+pub(crate) fn append(
+    conn: &Connection,
+    ticket: Ticket,
+    message: &StoredMessage,
+    inboxes: &[Box<str>],
+) -> Result<Completion, StoreError> {
+    let id = sql_id(message.id)?;
+    let (kind, target_user, target_group) = match &message.target {
+        Target::Direct(user) => (0, Some(&**user), None),
+        Target::Group(group) => (1, None, Some(sql_id(*group)?)),
+    };
+    // The UNIQUE(from_user, client_msg_id) check is the dedupe: a resend inserts nothing.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO messages (id, time_ms, from_user, target_kind, target_user,
+                                   target_group, client_msg_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (from_user, client_msg_id) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            sql_clamped(message.time_ms),
+            &*message.from,
+            kind,
+            target_user,
+            target_group,
+            sql_key(message.client_msg_id),
+            &message.body[..],
+        ])
+        .map_err(|e| {
+            if is_constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) {
+                StoreError::MessageIdTaken { id: message.id }
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+    if inserted == 0 {
+        let (id, time_ms): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT id, time_ms FROM messages WHERE from_user = ?1 AND client_msg_id = ?2",
+            )?
+            .query_row(
+                params![&*message.from, sql_key(message.client_msg_id)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+        return Ok(Completion::Appended {
+            ticket,
+            outcome: AppendOutcome::Duplicate {
+                id: id as u64,
+                time_ms: time_ms as u64,
+            },
+        });
+    }
+    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, msg_id) VALUES (?1, ?2)")?;
+    for user in inboxes {
+        insert.execute(params![&**user, id])?;
+    }
+    Ok(Completion::Appended {
+        ticket,
+        outcome: AppendOutcome::Stored,
+    })
+}
+
+pub(crate) fn sync_index(
+    conn: &Connection,
+    ticket: Ticket,
+    user: &str,
+    device: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Completion, StoreError> {
+    let acked: i64 = conn
+        .prepare_cached("SELECT upto FROM acks WHERE user = ?1 AND device = ?2")?
+        .query_row(params![user, device], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let start = sql_clamped(after).max(acked);
+    let mut stmt = conn.prepare_cached(
+        "SELECT msg_id FROM inbox WHERE user = ?1 AND msg_id > ?2 ORDER BY msg_id LIMIT ?3",
+    )?;
+    // One row past the limit tells whether there is more, without a count.
+    let mut rows = stmt.query(params![user, start, i64::from(limit) + 1])?;
+    let mut ids = Vec::with_capacity((limit as usize).min(1024));
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        if ids.len() == limit as usize {
+            more = true;
+            break;
+        }
+        ids.push(row.get::<_, i64>(0)? as u64);
+    }
+    Ok(Completion::SyncIndex { ticket, ids, more })
+}
+
+pub(crate) fn sync_fetch(
+    conn: &Connection,
+    ticket: Ticket,
+    user: &str,
+    ids: &[u64],
+) -> Result<Completion, StoreError> {
+    // Joining through the inbox is the access check: another user's message has no row here.
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.time_ms, m.from_user, m.target_kind, m.target_user, m.target_group,
+                m.client_msg_id, m.body
+         FROM inbox i JOIN messages m ON m.id = i.msg_id
+         WHERE i.user = ?1 AND i.msg_id = ?2",
+    )?;
+    let mut messages = Vec::with_capacity(ids.len().min(1024));
+    for &id in ids {
+        let Ok(id) = i64::try_from(id) else { continue };
+        let found = stmt
+            .query_row(params![user, id], |row| Ok(read_message(row)))
+            .optional()?;
+        if let Some(message) = found {
+            messages.push(message?);
+        }
+    }
+    Ok(Completion::SyncFetch { ticket, messages })
+}
+
+fn read_message(row: &Row<'_>) -> Result<StoredMessage, StoreError> {
+    let id = row.get::<_, i64>(0)? as u64;
+    let kind: i64 = row.get(3)?;
+    let target = match kind {
+        0 => Target::Direct(row.get::<_, Option<String>>(4)?.unwrap_or_default().into()),
+        1 => Target::Group(row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64),
+        _ => return Err(StoreError::CorruptMessage { id, kind }),
+    };
+    Ok(StoredMessage {
+        id,
+        time_ms: row.get::<_, i64>(1)? as u64,
+        from: row.get::<_, String>(2)?.into(),
+        target,
+        client_msg_id: row.get::<_, i64>(6)? as u64,
+        body: bytes::Bytes::from(row.get::<_, Vec<u8>>(7)?),
+    })
+}
+
+pub(crate) fn sync_ack(
+    conn: &Connection,
+    ticket: Ticket,
+    user: &str,
+    device: &str,
+    upto: u64,
+) -> Result<Completion, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO acks (user, device, upto) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user, device) DO UPDATE SET upto = max(upto, excluded.upto)",
+    )?
+    .execute(params![user, device, sql_clamped(upto)])?;
+    Ok(Completion::Done { ticket })
+}
+
+pub(crate) fn group_create(
+    conn: &Connection,
+    ticket: Ticket,
+    group: &GroupRecord,
+) -> Result<Completion, StoreError> {
+    let id = sql_id(group.id)?;
+    conn.prepare_cached("INSERT INTO groups (id, name, owner) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, &*group.name, &*group.owner])
+        .map_err(|e| {
+            if is_constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) {
+                StoreError::GroupExists { id: group.id }
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)",
+    )?;
+    for member in &group.members {
+        insert.execute(params![id, &**member])?;
+    }
+    Ok(Completion::Done { ticket })
+}
+
+fn existing_group(conn: &Connection, group_id: u64) -> Result<i64, StoreError> {
+    let id = sql_id(group_id)?;
+    conn.prepare_cached("SELECT 1 FROM groups WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .ok_or(StoreError::UnknownGroup { id: group_id })?;
+    Ok(id)
+}
+
+pub(crate) fn group_join(
+    conn: &Connection,
+    ticket: Ticket,
+    group_id: u64,
+    user: &str,
+) -> Result<Completion, StoreError> {
+    let id = existing_group(conn, group_id)?;
+    conn.prepare_cached("INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)")?
+        .execute(params![id, user])?;
+    Ok(Completion::Done { ticket })
+}
+
+pub(crate) fn group_quit(
+    conn: &Connection,
+    ticket: Ticket,
+    group_id: u64,
+    user: &str,
+) -> Result<Completion, StoreError> {
+    let id = existing_group(conn, group_id)?;
+    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND user = ?2")?
+        .execute(params![id, user])?;
+    Ok(Completion::Done { ticket })
+}
+
+/// Runs one request. `Purge` is not a batch request (the writer runs it in chunks) and is
+/// answered `Done` here only if it ever reaches this point.
+pub(crate) fn dispatch(
+    conn: &Connection,
+    request: &super::request::StoreRequest,
+) -> Result<Completion, StoreError> {
+    use super::request::StoreRequest as R;
+    match request {
+        R::Append {
+            ticket,
+            message,
+            inboxes,
+        } => append(conn, *ticket, message, inboxes),
+        R::SyncIndex {
+            ticket,
+            user,
+            device,
+            after,
+            limit,
+        } => sync_index(conn, *ticket, user, device, *after, *limit),
+        R::SyncFetch { ticket, user, ids } => sync_fetch(conn, *ticket, user, ids),
+        R::SyncAck {
+            ticket,
+            user,
+            device,
+            upto,
+        } => sync_ack(conn, *ticket, user, device, *upto),
+        R::GroupCreate { ticket, group } => group_create(conn, *ticket, group),
+        R::GroupJoin {
+            ticket,
+            group_id,
+            user,
+        } => group_join(conn, *ticket, *group_id, user),
+        R::GroupQuit {
+            ticket,
+            group_id,
+            user,
+        } => group_quit(conn, *ticket, *group_id, user),
+        R::Purge { ticket, .. } => Ok(Completion::Done { ticket: *ticket }),
+    }
+}

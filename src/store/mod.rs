@@ -1,0 +1,164 @@
+//! The embedded store: messages (stored once), inboxes pointing at them, acknowledged sync
+//! positions per device, and groups, in one SQLite database (WAL) owned by one thread.
+//!
+//! Knows nothing of sockets or the wire protocol. Requests go in through a bounded queue (a full
+//! queue is pushed back on the caller, never grown); completions come out on the caller's
+//! crossbeam channel, each only after the transaction holding its request has committed.
+
+mod error;
+mod execute;
+mod purge;
+mod request;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+pub use error::{StoreError, SubmitError};
+pub use request::{
+    AppendOutcome, Completion, GroupRecord, StoreRequest, StoredMessage, Target, Ticket,
+};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is fsynced: durable even against power loss.
+    #[default]
+    Full,
+    /// The WAL is fsynced at checkpoints only: durable against a process crash, not against
+    /// power loss (the last commits may be lost, the database stays consistent).
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory (created if missing); the database is `dir/switchboard.db`.
+    pub dir: PathBuf,
+    /// Capacity of the bounded request queue.
+    pub queue: usize,
+    /// Requests committed in one transaction, at most.
+    pub max_batch: usize,
+    /// Messages older than this are purged and never synced.
+    pub retention: Duration,
+    pub synchronous: Synchronous,
+    /// How long a transaction waits for another connection's lock before failing with
+    /// [`StoreError::Locked`].
+    pub busy_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// The defaults, keeping the database in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            queue: 65_536,
+            max_batch: 1024,
+            retention: Duration::from_secs(7 * 24 * 60 * 60),
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.join(DATABASE_FILE)
+    }
+}
+
+const DATABASE_FILE: &str = "switchboard.db";
+
+/// A cloneable handle to the store thread. Dropping every handle closes the queue: the thread
+/// serves what is queued, commits, and exits.
+#[derive(Debug, Clone)]
+pub struct Store {
+    requests: Sender<StoreRequest>,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+/// The store thread; [`StoreThread::join`] waits for it to finish after the last [`Store`]
+/// handle is dropped.
+#[derive(Debug)]
+pub struct StoreThread {
+    handle: JoinHandle<Result<(), StoreError>>,
+}
+
+impl StoreThread {
+    pub fn join(self) -> Result<(), StoreError> {
+        self.handle
+            .join()
+            .unwrap_or(Err(StoreError::ThreadPanicked))
+    }
+}
+
+impl Store {
+    /// Creates the directory and the database if needed, brings the schema up to date, and
+    /// starts the store thread, which sends every completion to `completions`.
+    pub fn open(
+        config: StoreConfig,
+        completions: Sender<Completion>,
+    ) -> Result<(Store, StoreThread), StoreError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| StoreError::CreateDir {
+            path: config.dir.clone(),
+            detail: e.to_string().into(),
+        })?;
+        let path = config.database_path();
+        let mut conn = schema::open_connection(&path, config.synchronous, config.busy_timeout)?;
+        schema::migrate(&mut conn)?;
+        let (requests, receiver) = crossbeam_channel::bounded(config.queue.max(1));
+        let writer = writer::StoreWriter {
+            conn,
+            requests: receiver,
+            completions,
+            max_batch: config.max_batch.max(1),
+            retention: config.retention,
+            purge: purge::PendingPurge::default(),
+            batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+            done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+        };
+        let handle = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::TransactionFailed {
+                code: -1,
+                detail: format!("cannot start the store thread: {e}").into(),
+            })?;
+        let store = Store {
+            requests,
+            path,
+            busy_timeout: config.busy_timeout,
+        };
+        Ok((store, StoreThread { handle }))
+    }
+
+    /// Every group with its members (committed state), read on a connection of its own: for
+    /// the logic core's membership cache at start-up.
+    pub fn load_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let conn = schema::open_connection(&self.path, Synchronous::Full, self.busy_timeout)?;
+        schema::read_groups(&conn)
+    }
+
+    /// Queues `request` without blocking; a full queue hands it back as [`SubmitError::Busy`].
+    pub fn submit(&self, request: StoreRequest) -> Result<(), SubmitError> {
+        self.requests.try_send(request).map_err(|e| match e {
+            TrySendError::Full(request) => SubmitError::Busy(request),
+            TrySendError::Disconnected(request) => SubmitError::Stopped(request),
+        })
+    }
+
+    /// Requests waiting for the store thread.
+    pub fn queue_len(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.requests.capacity().unwrap_or(usize::MAX)
+    }
+
+    pub fn database_path(&self) -> &Path {
+        &self.path
+    }
+}

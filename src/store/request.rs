@@ -1,0 +1,160 @@
+//! What the logic core asks of the store and what comes back: plain data, no SQL, no sockets.
+//!
+//! Every request carries a caller-chosen [`Ticket`] and gets exactly one [`Completion`] with that
+//! ticket. Ids are the logic core's snowflakes; the store never invents an id.
+
+use bytes::Bytes;
+
+use super::error::StoreError;
+
+/// Chosen by the caller, handed back in the request's completion.
+pub type Ticket = u64;
+
+/// Where a message was addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One user (all of their devices).
+    Direct(Box<str>),
+    /// Every member of a group.
+    Group(u64),
+}
+
+/// One message as persisted: stored once, however many inboxes point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Snowflake id; must fit in 63 bits (SQLite integers are signed).
+    pub id: u64,
+    /// Server time of acceptance, milliseconds since the Unix epoch; retention counts from it.
+    pub time_ms: u64,
+    /// The sender, taken from the session.
+    pub from: Box<str>,
+    pub target: Target,
+    /// The sender's idempotency key: (from, client_msg_id) is stored at most once.
+    pub client_msg_id: u64,
+    pub body: Bytes,
+}
+
+/// A group with its members, as stored and as loaded at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: u64,
+    pub name: Box<str>,
+    pub owner: Box<str>,
+    /// Stored exactly as given (the store does not add the owner); sorted when loaded.
+    pub members: Vec<Box<str>>,
+}
+
+/// One unit of work for the store thread.
+#[derive(Debug, Clone)]
+pub enum StoreRequest {
+    /// Stores `message` once and one inbox row for each user in `inboxes` (the recipients and
+    /// the sender, for the sender's other devices). Completes with [`Completion::Appended`].
+    Append {
+        ticket: Ticket,
+        message: StoredMessage,
+        inboxes: Vec<Box<str>>,
+    },
+    /// Ids in `user`'s inbox above max(`after`, the device's acknowledged position), ascending,
+    /// at most `limit`. Completes with [`Completion::SyncIndex`].
+    SyncIndex {
+        ticket: Ticket,
+        user: Box<str>,
+        device: Box<str>,
+        after: u64,
+        limit: u32,
+    },
+    /// The messages among `ids` that are in `user`'s inbox, in the order asked; ids that are
+    /// unknown, purged or another user's are skipped. Completes with [`Completion::SyncFetch`].
+    SyncFetch {
+        ticket: Ticket,
+        user: Box<str>,
+        ids: Vec<u64>,
+    },
+    /// Moves the device's acknowledged position up to `upto`; never moves it back.
+    SyncAck {
+        ticket: Ticket,
+        user: Box<str>,
+        device: Box<str>,
+        upto: u64,
+    },
+    /// Fails with [`StoreError::GroupExists`] if the id is taken.
+    GroupCreate { ticket: Ticket, group: GroupRecord },
+    /// Fails with [`StoreError::UnknownGroup`]; joining twice is not an error.
+    GroupJoin {
+        ticket: Ticket,
+        group_id: u64,
+        user: Box<str>,
+    },
+    /// Fails with [`StoreError::UnknownGroup`]; quitting a group one is not in is not an error.
+    GroupQuit {
+        ticket: Ticket,
+        group_id: u64,
+        user: Box<str>,
+    },
+    /// Deletes every message with `time_ms < older_than_ms` and its inbox rows. Runs in
+    /// bounded chunks between batches, so its `Done` may come after completions of requests
+    /// submitted later; once `Done` arrives none of those messages is ever synced again.
+    Purge {
+        ticket: Ticket,
+        older_than_ms: u64,
+    },
+}
+
+impl StoreRequest {
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            StoreRequest::Append { ticket, .. }
+            | StoreRequest::SyncIndex { ticket, .. }
+            | StoreRequest::SyncFetch { ticket, .. }
+            | StoreRequest::SyncAck { ticket, .. }
+            | StoreRequest::GroupCreate { ticket, .. }
+            | StoreRequest::GroupJoin { ticket, .. }
+            | StoreRequest::GroupQuit { ticket, .. }
+            | StoreRequest::Purge { ticket, .. } => *ticket,
+        }
+    }
+}
+
+/// What became of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored and committed: the sender may be acknowledged now.
+    Stored,
+    /// The same (from, client_msg_id) was stored before as `id` at `time_ms`; nothing new was
+    /// stored, and the sender gets the original acknowledgement again.
+    Duplicate { id: u64, time_ms: u64 },
+}
+
+/// The answer to one request, sent after the transaction holding it has committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    Appended {
+        ticket: Ticket,
+        outcome: AppendOutcome,
+    },
+    SyncIndex {
+        ticket: Ticket,
+        ids: Vec<u64>,
+        /// More ids follow the last one returned.
+        more: bool,
+    },
+    SyncFetch {
+        ticket: Ticket,
+        messages: Vec<StoredMessage>,
+    },
+    /// SyncAck, GroupCreate, GroupJoin, GroupQuit and Purge.
+    Done { ticket: Ticket },
+    Failed { ticket: Ticket, error: StoreError },
+}
+
+impl Completion {
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            Completion::Appended { ticket, .. }
+            | Completion::SyncIndex { ticket, .. }
+            | Completion::SyncFetch { ticket, .. }
+            | Completion::Done { ticket }
+            | Completion::Failed { ticket, .. } => *ticket,
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Opening the database: PRAGMAs, the schema and its migrations, and the start-up read of groups.
+//!
+//! The schema version lives in `schema_version`; each migration runs in its own transaction and
+//! bumps it, so a crash mid-migration leaves the previous version intact. A database newer than
+//! this build is refused, never written.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::error::StoreError;
+use super::request::GroupRecord;
+use super::Synchronous;
+
+/// Migrations in order; `MIGRATIONS[n]` takes the schema from version n to n + 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages are stored once; inboxes, acks and group members point at them by id.
+    "CREATE TABLE messages (
+         id            INTEGER PRIMARY KEY,
+         time_ms       INTEGER NOT NULL,
+         from_user     TEXT    NOT NULL,
+         target_kind   INTEGER NOT NULL, -- 0 direct (target_user), 1 group (target_group)
+         target_user   TEXT,
+         target_group  INTEGER,
+         client_msg_id INTEGER NOT NULL,
+         body          BLOB    NOT NULL,
+         UNIQUE (from_user, client_msg_id)
+     );
+     CREATE INDEX messages_by_time ON messages (time_ms);
+     CREATE TABLE inbox (
+         user   TEXT    NOT NULL,
+         msg_id INTEGER NOT NULL,
+         PRIMARY KEY (user, msg_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX inbox_by_msg ON inbox (msg_id);
+     CREATE TABLE acks (
+         user   TEXT    NOT NULL,
+         device TEXT    NOT NULL,
+         upto   INTEGER NOT NULL,
+         PRIMARY KEY (user, device)
+     ) WITHOUT ROWID;
+     CREATE TABLE groups (
+         id    INTEGER PRIMARY KEY,
+         name  TEXT NOT NULL,
+         owner TEXT NOT NULL
+     );
+     CREATE TABLE group_members (
+         group_id INTEGER NOT NULL,
+         user     TEXT    NOT NULL,
+         PRIMARY KEY (group_id, user)
+     ) WITHOUT ROWID;",
+];
+
+/// The version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) the database at `path` with the store's PRAGMAs.
+pub(crate) fn open_connection(
+    path: &Path,
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    // journal_mode answers with the mode in force; anything but "wal" (e.g. a filesystem
+    // without shared memory) would silently lose the one-writer-many-readers guarantee.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::TransactionFailed {
+            code: -1,
+            detail: format!("journal_mode is {mode}, WAL was refused").into(),
+        });
+    }
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"))?;
+    // One cached statement per distinct SQL text the store runs, with room to spare.
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let found: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |row| {
+        row.get(0)
+    })?;
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [from as i64 + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Every group with its members (sorted), for the logic core's membership cache.
+pub(crate) fn read_groups(conn: &Connection) -> Result<Vec<GroupRecord>, StoreError> {
+    let mut groups: Vec<GroupRecord> = Vec::new();
+    let mut stmt = conn.prepare("SELECT id, name, owner FROM groups ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        groups.push(GroupRecord {
+            id: row.get::<_, i64>(0)? as u64,
+            name: row.get::<_, String>(1)?.into(),
+            owner: row.get::<_, String>(2)?.into(),
+            members: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare("SELECT group_id, user FROM group_members ORDER BY group_id, user")?;
+    let mut rows = stmt.query([])?;
+    // Both queries are ordered by group id, so members are matched by walking forward.
+    let mut at = 0;
+    while let Some(row) = rows.next()? {
+        let group_id = row.get::<_, i64>(0)? as u64;
+        while at < groups.len() && groups[at].id < group_id {
+            at += 1;
+        }
+        if let Some(group) = groups.get_mut(at).filter(|g| g.id == group_id) {
+            group.members.push(row.get::<_, String>(1)?.into());
+        }
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Connection {
+        let mut conn =
+            open_connection(&dir.join("t.db"), Synchronous::Normal, Duration::from_secs(1))
+                .unwrap();
+        migrate(&mut conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn fresh_database_is_wal_at_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path());
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn migrating_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let conn = open(dir.path());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path());
+        conn.execute("UPDATE schema_version SET version = 999", [])
+            .unwrap();
+        drop(conn);
+        let mut conn =
+            open_connection(&dir.path().join("t.db"), Synchronous::Full, Duration::ZERO).unwrap();
+        assert_eq!(
+            migrate(&mut conn),
+            Err(StoreError::SchemaTooNew {
+                found: 999,
+                known: SCHEMA_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn groups_are_read_with_their_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path());
+        conn.execute_batch(
+            "INSERT INTO groups VALUES (7, 'seven', 'ann'), (3, 'three', 'bob'), (9, 'empty', 'cy');
+             INSERT INTO group_members VALUES (7, 'zed'), (3, 'bob'), (7, 'ann'), (5, 'orphan');",
+        )
+        .unwrap();
+        let groups = read_groups(&conn).unwrap();
+        let summary: Vec<(u64, Vec<&str>)> = groups
+            .iter()
+            .map(|g| (g.id, g.members.iter().map(|m| &**m).collect()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(3, vec!["bob"]), (7, vec!["ann", "zed"]), (9, vec![])]
+        );
+        assert_eq!(&*groups[1].owner, "ann");
+    }
+}

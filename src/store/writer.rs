@@ -1,0 +1,222 @@
+//! The store thread: the one owner of the SQLite connection, committing requests in groups.
+//!
+//! It blocks for a first request, drains what else is queued (up to `max_batch`), runs them all
+//! in one `BEGIN IMMEDIATE … COMMIT`, and only then sends their completions: an `Appended` is
+//! the durability promise. One request's failure is rolled back to its savepoint and fails only
+//! that request; a failed transaction fails every request of the batch. Never drops a request.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use rusqlite::Connection;
+
+use super::error::StoreError;
+use super::execute;
+use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
+use super::request::{Completion, StoreRequest};
+
+/// How often the thread purges by itself with the real clock (and once at start).
+const AUTO_PURGE_EVERY: Duration = Duration::from_secs(60);
+
+pub(crate) struct StoreWriter {
+    pub(crate) conn: Connection,
+    pub(crate) requests: Receiver<StoreRequest>,
+    pub(crate) completions: Sender<Completion>,
+    pub(crate) max_batch: usize,
+    pub(crate) retention: Duration,
+    pub(crate) purge: PendingPurge,
+    /// Reused between batches so a steady load allocates no batch vectors.
+    pub(crate) batch: Vec<StoreRequest>,
+    pub(crate) done: Vec<Completion>,
+}
+
+/// Why a batch failed as a whole.
+struct BatchAborted(StoreError);
+
+impl StoreWriter {
+    /// Serves requests until every `Store` handle is dropped and the queue is empty.
+    pub(crate) fn run(mut self) -> Result<(), StoreError> {
+        let mut next_auto_purge = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_auto_purge {
+                self.purge.schedule(retention_cutoff_ms(self.retention), None);
+                next_auto_purge = now + AUTO_PURGE_EVERY;
+            }
+            // With a purge under way the queue is only polled, so chunks keep coming between
+            // batches; otherwise the thread sleeps until a request or the next auto purge.
+            let first = if self.purge.is_pending() {
+                match self.requests.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match self.requests.recv_deadline(next_auto_purge) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            if let Some(first) = first {
+                self.run_batch(first);
+            }
+            if self.purge.is_pending() {
+                self.run_purge_chunk();
+            }
+        }
+        // The channel reports Disconnected only once it is empty: every request was served.
+        for ticket in self.purge.finish() {
+            self.complete(Completion::Failed {
+                ticket,
+                error: StoreError::Stopped,
+            });
+        }
+        Ok(())
+    }
+
+    fn complete(&self, completion: Completion) {
+        // A logic core that has gone away no longer needs answers; the data is committed.
+        let _ = self.completions.send(completion);
+    }
+
+    fn run_batch(&mut self, first: StoreRequest) {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.push(first);
+        while batch.len() < self.max_batch {
+            match self.requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        self.done.clear();
+        if let Err(BatchAborted(error)) = self.execute_batch(&batch) {
+            tracing::warn!(%error, requests = batch.len(), "store batch failed");
+            self.rollback_if_open();
+            self.done.clear();
+            for request in &batch {
+                if !matches!(request, StoreRequest::Purge { .. }) {
+                    self.done.push(Completion::Failed {
+                        ticket: request.ticket(),
+                        error: error.clone(),
+                    });
+                }
+            }
+        }
+        batch.clear();
+        self.batch = batch;
+        for completion in self.done.drain(..) {
+            let _ = self.completions.send(completion);
+        }
+    }
+
+    fn execute_batch(&mut self, batch: &[StoreRequest]) -> Result<(), BatchAborted> {
+        self.statement("BEGIN IMMEDIATE")?;
+        for request in batch {
+            if let StoreRequest::Purge {
+                ticket,
+                older_than_ms,
+            } = request
+            {
+                self.purge.schedule(*older_than_ms, Some(*ticket));
+                continue;
+            }
+            // Multi-statement writes get a savepoint so a failure leaves none of their rows;
+            // reads and single-statement writes are atomic as they are.
+            let guarded = matches!(
+                request,
+                StoreRequest::Append { .. } | StoreRequest::GroupCreate { .. }
+            );
+            if guarded {
+                self.statement("SAVEPOINT request")?;
+            }
+            match execute::dispatch(&self.conn, request) {
+                Ok(completion) => {
+                    if guarded {
+                        self.statement("RELEASE request")?;
+                    }
+                    self.done.push(completion);
+                }
+                Err(error) => {
+                    if self.conn.is_autocommit() {
+                        // SQLite rolled the whole transaction back (I/O error, disk full).
+                        return Err(BatchAborted(StoreError::TransactionFailed {
+                            code: -1,
+                            detail: format!("rolled back by SQLite: {error}").into(),
+                        }));
+                    }
+                    if guarded {
+                        self.statement("ROLLBACK TO request")?;
+                        self.statement("RELEASE request")?;
+                    }
+                    self.done.push(Completion::Failed {
+                        ticket: request.ticket(),
+                        error,
+                    });
+                }
+            }
+        }
+        self.statement("COMMIT")
+    }
+
+    /// Runs one transaction-control statement, cached like every other.
+    fn statement(&self, sql: &str) -> Result<(), BatchAborted> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute([]))
+            .map(drop)
+            .map_err(|e| BatchAborted(StoreError::transaction(&e)))
+    }
+
+    fn rollback_if_open(&self) {
+        if !self.conn.is_autocommit() {
+            if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(%error, "store rollback failed");
+            }
+        }
+    }
+
+    /// One chunk of the pending purge in its own transaction; completes the purge's tickets
+    /// when nothing older than the cutoff is left, or fails them if the chunk failed.
+    fn run_purge_chunk(&mut self) {
+        let Some(cutoff_ms) = self.purge.cutoff_ms() else {
+            for ticket in self.purge.finish() {
+                self.complete(Completion::Done { ticket });
+            }
+            return;
+        };
+        let result = self.statement("BEGIN IMMEDIATE").and_then(|()| {
+            let deleted = purge_chunk(&self.conn, cutoff_ms).map_err(BatchAborted)?;
+            self.statement("COMMIT")?;
+            Ok(deleted)
+        });
+        match result {
+            Ok(deleted) if deleted == PURGE_CHUNK => {}
+            Ok(_) => {
+                for ticket in self.purge.finish() {
+                    self.complete(Completion::Done { ticket });
+                }
+            }
+            Err(BatchAborted(error)) => {
+                // Given up for now; the next auto purge (or an explicit one) tries again.
+                tracing::warn!(%error, "store purge chunk failed");
+                self.rollback_if_open();
+                for ticket in self.purge.finish() {
+                    self.complete(Completion::Failed {
+                        ticket,
+                        error: error.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Messages older than this (ms since the epoch, by the real clock) are past retention;
+/// 0 when the retention reaches before the epoch (nothing to purge).
+fn retention_cutoff_ms(retention: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(retention).as_millis() as u64
+}
