@@ -333,3 +333,80 @@ fn a_handler_panic_closes_only_its_connection() {
     WsClient::connect(gateway.ws_addr()).echo_binary(&packet(ECHO, b"later"));
     TcpClient::connect(gateway.tcp_addr()).echo(ECHO, b"later");
 }
+
+/// Relays every message to every other connection: pushes cross reactors through their
+/// inboxes, as a group chat's fan-out will.
+struct Relay {
+    members: Arc<Mutex<Vec<ConnId>>>,
+}
+
+impl Handler for Relay {
+    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
+        self.members.lock().unwrap().push(conn);
+        Admission::ACCEPT
+    }
+
+    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        let members = self.members.lock().unwrap().clone();
+        for other in members.into_iter().filter(|&m| m != conn) {
+            out.push(other, message.payload().clone());
+        }
+    }
+
+    fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _reason: &Disconnect) {
+        self.members.lock().unwrap().retain(|&m| m != conn);
+    }
+}
+
+#[test]
+fn pushes_across_reactors_reach_every_connection() {
+    let members = Arc::new(Mutex::new(Vec::new()));
+    let for_handlers = members.clone();
+    let gateway = TestGateway::start(test_config(), move |_, _| Relay {
+        members: for_handlers.clone(),
+    });
+    let mut tcp: Vec<TcpClient> = (0..10)
+        .map(|_| TcpClient::connect(gateway.tcp_addr()))
+        .collect();
+    let mut ws: Vec<WsClient> = (0..10)
+        .map(|_| WsClient::connect(gateway.ws_addr()))
+        .collect();
+    let all_in = wait_until(Duration::from_secs(2), || {
+        members.lock().unwrap().len() == 20
+    });
+    assert!(all_in, "{} members", members.lock().unwrap().len());
+    let reactors: std::collections::BTreeSet<usize> = members
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.reactor())
+        .collect();
+    assert_eq!(reactors.len(), 2, "the members must span both reactors");
+
+    for (i, client) in tcp.iter_mut().enumerate() {
+        client.send_packet(i as u16, b"from tcp");
+    }
+    for (i, client) in ws.iter_mut().enumerate() {
+        client.send_frame(OpCode::Binary, true, &packet(100 + i as u16, b"from ws"));
+    }
+    let everyone: std::collections::BTreeSet<u16> = (0..10).chain(100..110).collect();
+    let command = |packet: &[u8]| u16::from_be_bytes([packet[4], packet[5]]);
+    for (i, client) in tcp.iter_mut().enumerate() {
+        let got: std::collections::BTreeSet<u16> =
+            (0..19).map(|_| command(&client.read_packet())).collect();
+        let mut want = everyone.clone();
+        want.remove(&(i as u16));
+        assert_eq!(got, want, "TCP client {i}");
+    }
+    for (i, client) in ws.iter_mut().enumerate() {
+        let got: std::collections::BTreeSet<u16> = (0..19)
+            .map(|_| match client.read_message() {
+                ws::Message::Binary(payload) => command(&payload),
+                other => panic!("WebSocket client {i} got {other:?}"),
+            })
+            .collect();
+        let mut want = everyone.clone();
+        want.remove(&(100 + i as u16));
+        assert_eq!(got, want, "WebSocket client {i}");
+    }
+}
