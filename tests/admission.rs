@@ -106,15 +106,7 @@ fn bystander(gateway: &TestGateway) -> WsClient {
     );
     let mut stream = connect(addr);
     std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096, "no end of the 101 head");
-        let n = std::io::Read::read(&mut stream, &mut byte).expect("read the 101");
-        assert_eq!(n, 1, "closed during the handshake");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = common::read_http_head(&mut stream);
     assert_eq!(status_of(&head), 101, "{head}");
     WsClient::adopt(stream)
 }

@@ -120,3 +120,20 @@ fn an_oversized_length_closes_only_that_connection() {
 
     good.echo(1, b"still served");
 }
+
+#[test]
+fn a_half_closed_client_still_gets_every_echo_it_is_owed() {
+    let gateway = TestGateway::echo(test_config());
+    let mut client = TcpClient::connect(gateway.tcp_addr());
+    let mut sent = Vec::new();
+    for i in 0..100u16 {
+        sent.extend(packet(i, &pattern(usize::from(i), i as u8)));
+    }
+    client.send(&sent);
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_packets(&mut client, 100), sent);
+    let ending = client.read_until_closed(Duration::from_secs(2));
+    assert_eq!(ending.how, Closed::Eof, "{ending:?}");
+    assert_eq!(ending.discarded, 0);
+    gateway.wait_for_open_connections(0, Duration::from_secs(3));
+}

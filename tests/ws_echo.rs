@@ -249,3 +249,58 @@ fn text_is_refused_with_1003_when_text_is_off() {
     client.send_frame(OpCode::Text, true, b"text is not");
     assert_eq!(client.expect_close(), Some(CloseCode::UNSUPPORTED_DATA));
 }
+
+#[test]
+fn frames_pipelined_behind_the_upgrade_request_are_served() {
+    let gateway = TestGateway::echo(test_config());
+    let mut stream = common::connect(gateway.ws_addr());
+    let mut bytes = common::upgrade_request(gateway.ws_addr());
+    bytes.extend(WsClient::frame(OpCode::Binary, true, b"right behind"));
+    bytes.extend(WsClient::frame(OpCode::Text, true, b"and another"));
+    std::io::Write::write_all(&mut stream, &bytes).unwrap();
+    // The frames after the 101 head stay in the socket for the client.
+    let head = common::read_http_head(&mut stream);
+    assert_eq!(status_of(&head), 101, "{head}");
+    let mut client = WsClient::adopt(stream);
+    assert_eq!(client.read_message(), binary(b"right behind"));
+    assert_eq!(client.read_message(), text("and another"));
+}
+
+#[test]
+fn messages_before_a_close_in_the_same_write_are_all_echoed_first() {
+    let gateway = TestGateway::echo(test_config());
+    let mut client = WsClient::connect(gateway.ws_addr());
+    let mut bytes = Vec::new();
+    for i in 0..100u8 {
+        bytes.extend(WsClient::frame(
+            OpCode::Binary,
+            true,
+            &pattern(usize::from(i), i),
+        ));
+    }
+    bytes.extend(WsClient::frame(
+        OpCode::Close,
+        true,
+        &switchboard_codec::ws::close_payload(CloseCode::NORMAL, "bye"),
+    ));
+    client.send_raw(&bytes);
+    for i in 0..100u8 {
+        assert_eq!(client.read_message(), binary(&pattern(usize::from(i), i)));
+    }
+    assert_eq!(client.expect_close(), Some(CloseCode::NORMAL));
+}
+
+#[test]
+fn fragments_that_add_up_past_max_message_are_closed_with_1009() {
+    let config = GatewayConfig {
+        max_message: 1024,
+        ..test_config()
+    };
+    let mut violation = WsClient::frame(OpCode::Binary, false, &pattern(600, 1));
+    violation.extend(WsClient::frame(
+        OpCode::Continuation,
+        true,
+        &pattern(600, 2),
+    ));
+    assert_violation_closes_with(config, &violation, CloseCode::MESSAGE_TOO_BIG);
+}

@@ -268,6 +268,22 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8(response).expect("an HTTP response head is ASCII")
 }
 
+/// Reads an HTTP response head byte by byte, so whatever follows it stays in the socket.
+pub fn read_http_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 8192, "no end of the response head");
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("closed inside the response head"),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the response head failed: {e}"),
+        }
+    }
+    String::from_utf8(head).expect("an HTTP response head is ASCII")
+}
+
 /// The status code of an HTTP response.
 pub fn status_of(response: &str) -> u16 {
     response
