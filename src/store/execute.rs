@@ -82,7 +82,8 @@ pub(crate) fn append(
             },
         });
     }
-    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, msg_id) VALUES (?1, ?2)")?;
+    let mut insert =
+        conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, msg_id) VALUES (?1, ?2)")?;
     for user in inboxes {
         insert.execute(params![&**user, id])?;
     }
@@ -197,9 +198,8 @@ pub(crate) fn group_create(
                 StoreError::from(e)
             }
         })?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)",
-    )?;
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)")?;
     for member in &group.members {
         insert.execute(params![id, &**member])?;
     }

@@ -12,6 +12,9 @@ mod request;
 mod schema;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;

@@ -94,10 +94,7 @@ pub enum StoreRequest {
     /// Deletes every message with `time_ms < older_than_ms` and its inbox rows. Runs in
     /// bounded chunks between batches, so its `Done` may come after completions of requests
     /// submitted later; once `Done` arrives none of those messages is ever synced again.
-    Purge {
-        ticket: Ticket,
-        older_than_ms: u64,
-    },
+    Purge { ticket: Ticket, older_than_ms: u64 },
 }
 
 impl StoreRequest {
@@ -143,8 +140,13 @@ pub enum Completion {
         messages: Vec<StoredMessage>,
     },
     /// SyncAck, GroupCreate, GroupJoin, GroupQuit and Purge.
-    Done { ticket: Ticket },
-    Failed { ticket: Ticket, error: StoreError },
+    Done {
+        ticket: Ticket,
+    },
+    Failed {
+        ticket: Ticket,
+        error: StoreError,
+    },
 }
 
 impl Completion {

@@ -79,7 +79,9 @@ pub(crate) fn open_connection(
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+    ))?;
     // One cached statement per distinct SQL text the store runs, with room to spare.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -88,9 +90,10 @@ pub(crate) fn open_connection(
 /// Brings the schema up to [`SCHEMA_VERSION`].
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let found: Option<i64> = conn.query_row("SELECT max(version) FROM schema_version", [], |row| {
-        row.get(0)
-    })?;
+    let found: Option<i64> =
+        conn.query_row("SELECT max(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })?;
     let found = found.unwrap_or(0);
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -124,7 +127,8 @@ pub(crate) fn read_groups(conn: &Connection) -> Result<Vec<GroupRecord>, StoreEr
             members: Vec::new(),
         });
     }
-    let mut stmt = conn.prepare("SELECT group_id, user FROM group_members ORDER BY group_id, user")?;
+    let mut stmt =
+        conn.prepare("SELECT group_id, user FROM group_members ORDER BY group_id, user")?;
     let mut rows = stmt.query([])?;
     // Both queries are ordered by group id, so members are matched by walking forward.
     let mut at = 0;
@@ -145,9 +149,12 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> Connection {
-        let mut conn =
-            open_connection(&dir.join("t.db"), Synchronous::Normal, Duration::from_secs(1))
-                .unwrap();
+        let mut conn = open_connection(
+            &dir.join("t.db"),
+            Synchronous::Normal,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         migrate(&mut conn).unwrap();
         conn
     }

@@ -40,7 +40,8 @@ impl StoreWriter {
         loop {
             let now = Instant::now();
             if now >= next_auto_purge {
-                self.purge.schedule(retention_cutoff_ms(self.retention), None);
+                self.purge
+                    .schedule(retention_cutoff_ms(self.retention), None);
                 next_auto_purge = now + AUTO_PURGE_EVERY;
             }
             // With a purge under way the queue is only polled, so chunks keep coming between
