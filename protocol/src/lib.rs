@@ -11,6 +11,9 @@
 pub mod command;
 pub mod limits;
 mod push;
+mod request;
+mod response;
+mod server_packet;
 mod status;
 #[cfg(test)]
 mod test_support;
@@ -19,6 +22,12 @@ mod wire;
 
 pub use command::{Command, PushCommand, RESPONSE_BIT};
 pub use push::{ChatMessage, KickReason, Push, Target, KIND_DIRECT, KIND_GROUP};
+pub use request::{Request, RequestError};
+pub use response::{
+    encode_error, GroupCreated, GroupDetailOk, LoginOk, PongOk, Response, ResponseBody, SendOk,
+    SyncFetchOk, SyncIndexOk,
+};
+pub use server_packet::{ServerPacket, ServerPacketError};
 pub use status::Status;
 pub use text::Text;
 pub use wire::{DecodeError, EncodeError};

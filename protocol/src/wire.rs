@@ -305,15 +305,15 @@ impl Writer<'_> {
 
     pub fn text(&mut self, spec: StrField, text: &str) -> Result<(), EncodeError> {
         let len = text.len();
-        if len < spec.min || len > spec.max {
+        let max = spec.max.min(usize::from(u16::MAX));
+        if len < spec.min || len > max {
             return Err(EncodeError::BadLength {
                 field: spec.name,
                 len,
                 min: spec.min,
-                max: spec.max,
+                max,
             });
         }
-        // Every field's max is below u16::MAX (checked in tests), so the cast is exact.
         self.dst.put_u16(len as u16);
         self.dst.put_slice(text.as_bytes());
         Ok(())
@@ -332,11 +332,12 @@ impl Writer<'_> {
     }
 
     pub fn count(&mut self, spec: ListField, count: usize) -> Result<(), EncodeError> {
-        if count > spec.max {
+        let max = spec.max.min(usize::from(u16::MAX));
+        if count > max {
             return Err(EncodeError::TooMany {
                 field: spec.name,
                 count,
-                max: spec.max,
+                max,
             });
         }
         self.dst.put_u16(count as u16);
@@ -541,7 +542,10 @@ mod tests {
             w.text(NAME, "ab")
         })
         .unwrap();
-        assert_eq!(&dst[..], b"prevSWB1\x01\x02\x00\x00\x00\x06\x00\x07\x00\x02ab");
+        assert_eq!(
+            &dst[..],
+            b"prevSWB1\x01\x02\x00\x00\x00\x06\x00\x07\x00\x02ab"
+        );
         let refused = write_packet(1, &mut dst, |w| {
             w.u64(1);
             w.text(NAME, "too long")
@@ -555,7 +559,11 @@ mod tests {
                 max: 4
             })
         );
-        assert_eq!(dst.len(), 4 + HEADER_LEN + 6, "the failed packet left nothing");
+        assert_eq!(
+            dst.len(),
+            4 + HEADER_LEN + 6,
+            "the failed packet left nothing"
+        );
     }
 
     #[test]
