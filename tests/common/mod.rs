@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod process;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,129 @@
+//! The real `switchboard echo` binary as a child process: spawned on free loopback ports,
+//! its announced addresses parsed from stdout, signalled, and killed (SIGKILL) and reaped
+//! when dropped if a test ends while it still runs, so no child outlives the test run.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `switchboard echo`.
+pub struct EchoProcess {
+    child: Child,
+    /// Its WebSocket address.
+    pub ws: SocketAddr,
+    /// Its framed-TCP address.
+    pub tcp: SocketAddr,
+}
+
+impl EchoProcess {
+    /// Starts `switchboard echo` on free loopback ports with `args` added.
+    pub fn spawn(args: &[&str]) -> EchoProcess {
+        EchoProcess::start(Command::new(env!("CARGO_BIN_EXE_switchboard")), args)
+    }
+
+    /// Like [`EchoProcess::spawn`], with the process's open-descriptor limit set to `limit`
+    /// (through the shell's `ulimit`, then `exec`, so the child is the binary itself).
+    pub fn spawn_with_fd_limit(limit: u32, args: &[&str]) -> EchoProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_switchboard"));
+        EchoProcess::start(command, args)
+    }
+
+    fn start(mut command: Command, args: &[&str]) -> EchoProcess {
+        let mut child = command
+            .args(["echo", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(args)
+            // Errors still show; the warnings the tests provoke on purpose do not.
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard echo");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut process = EchoProcess {
+            child,
+            ws: unknown,
+            tcp: unknown,
+        };
+        while process.ws == unknown || process.tcp == unknown {
+            let line: String = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the binary announces its listeners");
+            if let Some(rest) = line.strip_prefix("switchboard echo: WebSocket on ws://") {
+                process.ws = rest
+                    .trim_end_matches('/')
+                    .parse()
+                    .expect("a WebSocket address");
+            } else if let Some(rest) = line.strip_prefix("switchboard echo: framed TCP on ") {
+                process.tcp = rest.parse().expect("a TCP address");
+            }
+        }
+        process
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped
+        // (it is reaped only in wait_exit or Drop), so it cannot name another process.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// Waits for the exit; panics if the process still runs after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// CPU time the process has used so far (user + system), from /proc/PID/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        // Fields after the parenthesised command name, which may itself hold spaces.
+        let rest = &stat[stat.rfind(')').expect("comm field") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 of `rest`.
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        assert!(per_second > 0, "sysconf(_SC_CLK_TCK)");
+        Duration::from_millis(ticks * 1000 / per_second as u64)
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
