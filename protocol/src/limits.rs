@@ -6,13 +6,14 @@
 
 /// Shortest user id in bytes (enforced while decoding).
 pub const MIN_USER_ID_LEN: usize = 1;
-/// Longest user id in bytes of UTF-8 (enforced while decoding; the server also refuses a token
-/// whose `sub` breaks it).
+/// Longest user id in bytes of UTF-8 (enforced while decoding, with "no control characters";
+/// the server also refuses a token whose `sub` breaks either).
 pub const MAX_USER_ID_LEN: usize = 64;
 
 /// Shortest device kind in bytes.
 pub const MIN_DEVICE_LEN: usize = 1;
-/// Longest device kind (the token's `dev` claim, e.g. "phone") in bytes.
+/// Longest device kind (the token's `dev` claim, e.g. "phone") in bytes; a device kind is
+/// `[a-z0-9_-]`.
 pub const MAX_DEVICE_LEN: usize = 32;
 /// The device kind of a token without a `dev` claim.
 pub const DEFAULT_DEVICE: &str = "default";
@@ -56,16 +57,20 @@ pub const fn sync_index_limit(limit: u16) -> u16 {
     }
 }
 
-/// Whether `id` is a well-formed user id: 1..=64 bytes (it is `&str`, so already UTF-8).
+/// Whether `id` is a well-formed user id: 1..=64 bytes without control characters, which is
+/// what decoding enforces on every user id field.
 ///
-/// The server checks a token's `sub` with this, so every id it sees obeys what decoding enforces.
-pub const fn is_valid_user_id(id: &str) -> bool {
-    id.len() >= MIN_USER_ID_LEN && id.len() <= MAX_USER_ID_LEN
+/// The server checks a token's `sub` with this, so every id it sees obeys the wire's rule.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (MIN_USER_ID_LEN..=MAX_USER_ID_LEN).contains(&id.len()) && !id.chars().any(char::is_control)
 }
 
-/// Whether `device` is a well-formed device kind: 1..=32 bytes.
-pub const fn is_valid_device(device: &str) -> bool {
-    device.len() >= MIN_DEVICE_LEN && device.len() <= MAX_DEVICE_LEN
+/// Whether `device` is a well-formed device kind: 1..=32 bytes of `[a-z0-9_-]`.
+pub fn is_valid_device(device: &str) -> bool {
+    (MIN_DEVICE_LEN..=MAX_DEVICE_LEN).contains(&device.len())
+        && device
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -87,6 +92,8 @@ mod tests {
         assert!(is_valid_user_id("a"));
         assert!(is_valid_user_id(&"x".repeat(64)));
         assert!(!is_valid_user_id(&"x".repeat(65)));
+        assert!(!is_valid_user_id("a\tb"));
+        assert!(!is_valid_device("Phone"));
         assert!(is_valid_device(DEFAULT_DEVICE));
         assert!(!is_valid_device(&"d".repeat(33)));
     }

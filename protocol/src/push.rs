@@ -17,11 +17,7 @@ use crate::{DecodeError, EncodeError, Text};
 
 const FROM: StrField = StrField::user_id("message.from");
 const TO: StrField = StrField::user_id("message.to");
-const KICK_TEXT: StrField = StrField {
-    name: "kicked.text",
-    min: 0,
-    max: MAX_KICK_TEXT_LEN,
-};
+const KICK_TEXT: StrField = StrField::new("kicked.text", 0, MAX_KICK_TEXT_LEN);
 
 /// `kind` byte of a direct message: `to str` follows.
 pub const KIND_DIRECT: u8 = 1;

@@ -6,34 +6,20 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::limits::{
-    MAX_CLIENT_VERSION_LEN, MAX_GROUP_NAME_LEN, MAX_SYNC_FETCH_IDS, MAX_TOKEN_LEN,
-};
+use crate::limits::{MAX_CLIENT_VERSION_LEN, MAX_SYNC_FETCH_IDS, MAX_TOKEN_LEN};
 use crate::response::encode_error;
 use crate::wire::{write_packet, ListField, Reader, StrField, Writer};
 use crate::{Command, DecodeError, EncodeError, Status, Text};
 
-const TOKEN: StrField = StrField {
-    name: "login.token",
-    min: 1,
-    max: MAX_TOKEN_LEN,
-};
-const CLIENT_VERSION: StrField = StrField {
-    name: "login.client_version",
-    min: 0,
-    max: MAX_CLIENT_VERSION_LEN,
-};
+const TOKEN: StrField = StrField::new("login.token", 1, MAX_TOKEN_LEN);
+const CLIENT_VERSION: StrField = StrField::new("login.client_version", 0, MAX_CLIENT_VERSION_LEN);
 const SEND_TO: StrField = StrField::user_id("send.to");
 const FETCH_IDS: ListField = ListField {
     name: "sync_fetch.ids",
     max: MAX_SYNC_FETCH_IDS,
     min_item_len: 8,
 };
-const GROUP_NAME: StrField = StrField {
-    name: "group_create.name",
-    min: 1,
-    max: MAX_GROUP_NAME_LEN,
-};
+const GROUP_NAME: StrField = StrField::group_name("group_create.name");
 const MEMBERS: ListField = ListField {
     name: "group_create.members",
     max: u16::MAX as usize,

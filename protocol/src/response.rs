@@ -6,17 +6,13 @@
 
 use bytes::BytesMut;
 
-use crate::limits::{MAX_DEVICE_LEN, MAX_GROUP_NAME_LEN, MAX_SYNC_FETCH_IDS, MAX_SYNC_INDEX_LIMIT};
+use crate::limits::{MAX_DEVICE_LEN, MAX_SYNC_FETCH_IDS, MAX_SYNC_INDEX_LIMIT};
 use crate::push::MESSAGE_MIN_LEN;
 use crate::wire::{write_packet, ListField, Reader, StrField, Writer};
 use crate::{ChatMessage, Command, DecodeError, EncodeError, Status, Text, RESPONSE_BIT};
 
 const LOGIN_USER: StrField = StrField::user_id("login_ok.user");
-const LOGIN_DEVICE: StrField = StrField {
-    name: "login_ok.device",
-    min: 1,
-    max: MAX_DEVICE_LEN,
-};
+const LOGIN_DEVICE: StrField = StrField::new("login_ok.device", 1, MAX_DEVICE_LEN);
 const INDEX_IDS: ListField = ListField {
     name: "sync_index_ok.ids",
     max: MAX_SYNC_INDEX_LIMIT as usize,
@@ -27,11 +23,7 @@ const MESSAGES: ListField = ListField {
     max: MAX_SYNC_FETCH_IDS,
     min_item_len: MESSAGE_MIN_LEN,
 };
-const DETAIL_NAME: StrField = StrField {
-    name: "group_detail_ok.name",
-    min: 1,
-    max: MAX_GROUP_NAME_LEN,
-};
+const DETAIL_NAME: StrField = StrField::group_name("group_detail_ok.name");
 const DETAIL_OWNER: StrField = StrField::user_id("group_detail_ok.owner");
 const DETAIL_MEMBERS: ListField = ListField {
     name: "group_detail_ok.members",

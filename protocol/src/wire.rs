@@ -42,6 +42,12 @@ pub enum DecodeError {
         /// The longest the field may be.
         max: usize,
     },
+    /// An id or name contains a control character.
+    #[error("{field}: contains a control character")]
+    ControlChar {
+        /// The field being read.
+        field: &'static str,
+    },
     /// A list declares more items than the field allows.
     #[error("{field}: {count} items, at most {max} allowed")]
     TooMany {
@@ -102,6 +108,12 @@ pub enum EncodeError {
         /// The longest the field may be.
         max: usize,
     },
+    /// An id or name contains a control character.
+    #[error("{field}: contains a control character")]
+    ControlChar {
+        /// The field being written.
+        field: &'static str,
+    },
     /// A list has more items than the field allows.
     #[error("{field}: {count} items, at most {max} allowed")]
     TooMany {
@@ -117,21 +129,53 @@ pub enum EncodeError {
     Packet(#[from] switchboard_codec::packet::EncodeError),
 }
 
-/// A `str` field: its name and the byte lengths it allows.
+/// A `str` field: its name, the byte lengths it allows, and whether it refuses control
+/// characters (ids and names, which end up in logs and user interfaces).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StrField {
     pub name: &'static str,
     pub min: usize,
     pub max: usize,
+    pub no_control: bool,
 }
 
 impl StrField {
-    pub const fn user_id(name: &'static str) -> Self {
+    /// Any UTF-8 of `min..=max` bytes.
+    pub const fn new(name: &'static str, min: usize, max: usize) -> Self {
         StrField {
             name,
-            min: crate::limits::MIN_USER_ID_LEN,
-            max: crate::limits::MAX_USER_ID_LEN,
+            min,
+            max,
+            no_control: false,
         }
+    }
+
+    /// A user id: 1..=64 bytes, no control characters.
+    pub const fn user_id(name: &'static str) -> Self {
+        StrField {
+            no_control: true,
+            ..StrField::new(
+                name,
+                crate::limits::MIN_USER_ID_LEN,
+                crate::limits::MAX_USER_ID_LEN,
+            )
+        }
+    }
+
+    /// A group name: 1..=64 bytes, no control characters.
+    pub const fn group_name(name: &'static str) -> Self {
+        StrField {
+            no_control: true,
+            ..StrField::new(
+                name,
+                crate::limits::MIN_GROUP_NAME_LEN,
+                crate::limits::MAX_GROUP_NAME_LEN,
+            )
+        }
+    }
+
+    fn has_refused_char(&self, text: &str) -> bool {
+        self.no_control && text.chars().any(char::is_control)
     }
 }
 
@@ -221,7 +265,11 @@ impl Reader {
             });
         }
         let bytes = self.slice(spec.name, len)?;
-        Text::from_utf8(bytes).map_err(|_| DecodeError::BadUtf8 { field: spec.name })
+        let text = Text::from_utf8(bytes).map_err(|_| DecodeError::BadUtf8 { field: spec.name })?;
+        if spec.has_refused_char(text.as_str()) {
+            return Err(DecodeError::ControlChar { field: spec.name });
+        }
+        Ok(text)
     }
 
     pub fn bytes(&mut self, field: &'static str) -> Result<Bytes, DecodeError> {
@@ -314,6 +362,9 @@ impl Writer<'_> {
                 max,
             });
         }
+        if spec.has_refused_char(text) {
+            return Err(EncodeError::ControlChar { field: spec.name });
+        }
         self.dst.put_u16(len as u16);
         self.dst.put_slice(text.as_bytes());
         Ok(())
@@ -397,11 +448,7 @@ pub(crate) fn write_packet(
 mod tests {
     use super::*;
 
-    const NAME: StrField = StrField {
-        name: "t.name",
-        min: 1,
-        max: 4,
-    };
+    const NAME: StrField = StrField::new("t.name", 1, 4);
     const IDS: ListField = ListField {
         name: "t.ids",
         max: 3,
@@ -467,6 +514,19 @@ mod tests {
             reader(b"\x00\x02\xc3\x28").text(NAME),
             Err(DecodeError::BadUtf8 { field: "t.name" })
         );
+    }
+
+    #[test]
+    fn control_characters_in_an_id_are_refused_both_ways() {
+        let id = StrField::user_id("t.id");
+        assert_eq!(
+            reader(b"\x00\x03a\nb").text(id),
+            Err(DecodeError::ControlChar { field: "t.id" })
+        );
+        assert_eq!(reader(b"\x00\x03a\nb").text(NAME).unwrap(), "a\nb");
+        let mut dst = BytesMut::new();
+        let refused = write_packet(1, &mut dst, |w| w.text(id, "a\u{7f}"));
+        assert_eq!(refused, Err(EncodeError::ControlChar { field: "t.id" }));
     }
 
     #[test]
