@@ -99,7 +99,8 @@ impl StoreThread {
 
 impl Store {
     /// Creates the directory and the database if needed, brings the schema up to date, and
-    /// starts the store thread, which sends every completion to `completions`.
+    /// starts the store thread, which sends every completion to `completions`. If that channel
+    /// is bounded and full, the thread waits for room, and the request queue then pushes back.
     pub fn open(
         config: StoreConfig,
         completions: Sender<Completion>,

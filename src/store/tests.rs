@@ -483,15 +483,20 @@ fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
             .submit(append_request(direct(id, "a", "b", id), &["b"]))
             .unwrap();
     }
-    for id in 1..=3 {
-        assert_eq!(
-            h.next(),
-            Completion::Failed {
-                ticket: id,
-                error: StoreError::Locked
-            }
-        );
-    }
+    h.store
+        .submit(StoreRequest::Purge {
+            ticket: 50,
+            older_than_ms: 1,
+        })
+        .unwrap();
+    let mut got: Vec<Completion> = (0..4).map(|_| h.next()).collect();
+    got.sort_by_key(Completion::ticket);
+    let failed = |ticket| Completion::Failed {
+        ticket,
+        error: StoreError::Locked,
+    };
+    // The purge cannot run either, and says so rather than leaving its ticket unanswered.
+    assert_eq!(got, [failed(1), failed(2), failed(3), failed(50)]);
     drop(lock);
     // Nothing was stored: the same messages are new, not duplicates.
     assert_eq!(

@@ -90,6 +90,16 @@ impl StoreWriter {
                 Err(_) => break,
             }
         }
+        // Purges are scheduled up front, so even a batch that fails as a whole completes them.
+        for request in &batch {
+            if let StoreRequest::Purge {
+                ticket,
+                older_than_ms,
+            } = request
+            {
+                self.purge.schedule(*older_than_ms, Some(*ticket));
+            }
+        }
         self.done.clear();
         if let Err(BatchAborted(error)) = self.execute_batch(&batch) {
             tracing::warn!(%error, requests = batch.len(), "store batch failed");
@@ -114,12 +124,7 @@ impl StoreWriter {
     fn execute_batch(&mut self, batch: &[StoreRequest]) -> Result<(), BatchAborted> {
         self.statement("BEGIN IMMEDIATE")?;
         for request in batch {
-            if let StoreRequest::Purge {
-                ticket,
-                older_than_ms,
-            } = request
-            {
-                self.purge.schedule(*older_than_ms, Some(*ticket));
+            if matches!(request, StoreRequest::Purge { .. }) {
                 continue;
             }
             // Multi-statement writes get a savepoint so a failure leaves none of their rows;
