@@ -5,3 +5,4 @@
 //! go out as commands to the gateway.
 
 pub mod snowflake;
+pub mod token;

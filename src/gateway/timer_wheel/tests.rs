@@ -67,6 +67,10 @@ fn advance(wheel: &mut TimerWheel, now: u64) -> Vec<usize> {
     fired
 }
 
+/// No key fired. Typed, because a bare `[]` stops type-checking once serde_json is in the crate
+/// graph (jsonwebtoken brings it): it adds `impl PartialEq<Value> for usize`.
+const NONE_FIRED: [usize; 0] = [];
+
 #[test]
 fn entry_is_at_most_24_bytes() {
     assert!(std::mem::size_of::<Entry>() <= 24);
@@ -77,14 +81,14 @@ fn fires_at_the_deadline_not_before() {
     let mut wheel = TimerWheel::new();
     assert_eq!(wheel.insert(5, 10), None);
     assert_eq!(wheel.next_deadline(), Some(10));
-    assert_eq!(advance(&mut wheel, 9), []);
+    assert_eq!(advance(&mut wheel, 9), NONE_FIRED);
     assert_eq!(wheel.deadline(5), Some(10));
     assert_eq!(advance(&mut wheel, 10), [5]);
     assert_eq!(
         (wheel.deadline(5), wheel.len(), wheel.next_deadline()),
         (None, 0, None)
     );
-    assert_eq!(advance(&mut wheel, 1000), []);
+    assert_eq!(advance(&mut wheel, 1000), NONE_FIRED);
 }
 
 #[test]
@@ -96,12 +100,12 @@ fn cascades_between_every_pair_of_adjacent_levels() {
         wheel.insert(7, deadline);
         assert_eq!(location(&wheel, 7), Some((level, 2)));
         assert_eq!(wheel.next_deadline(), Some(2 * width));
-        assert_eq!(advance(&mut wheel, 2 * width - 1), []);
+        assert_eq!(advance(&mut wheel, 2 * width - 1), NONE_FIRED);
         assert_eq!(location(&wheel, 7), Some((level, 2)));
-        assert_eq!(advance(&mut wheel, 2 * width), [], "level {level}");
+        assert_eq!(advance(&mut wheel, 2 * width), NONE_FIRED, "level {level}");
         assert_eq!(location(&wheel, 7), Some((level - 1, 3)), "level {level}");
         assert_eq!(wheel.next_deadline(), Some(deadline));
-        assert_eq!(advance(&mut wheel, deadline - 1), []);
+        assert_eq!(advance(&mut wheel, deadline - 1), NONE_FIRED);
         assert_eq!(advance(&mut wheel, deadline), [7], "level {level}");
     }
 }
@@ -129,8 +133,8 @@ fn slot_indices_wrap_past_63() {
     wheel.insert(3, 70);
     assert_eq!(location(&wheel, 3), Some((0, 6)));
     assert_eq!(wheel.next_deadline(), Some(70));
-    assert_eq!(advance(&mut wheel, 64), []);
-    assert_eq!(advance(&mut wheel, 69), []);
+    assert_eq!(advance(&mut wheel, 64), NONE_FIRED);
+    assert_eq!(advance(&mut wheel, 69), NONE_FIRED);
     assert_eq!(advance(&mut wheel, 70), [3]);
 }
 
@@ -143,9 +147,9 @@ fn top_level_wraps_into_the_next_turn() {
     wheel.insert(9, deadline);
     assert_eq!(location(&wheel, 9), Some((TOP, 10)));
     assert_eq!(wheel.next_deadline(), Some(74 * top));
-    assert_eq!(advance(&mut wheel, 64 * top + 10), []);
+    assert_eq!(advance(&mut wheel, 64 * top + 10), NONE_FIRED);
     assert_eq!(location(&wheel, 9), Some((TOP, 10)));
-    assert_eq!(advance(&mut wheel, deadline - 1), []);
+    assert_eq!(advance(&mut wheel, deadline - 1), NONE_FIRED);
     assert_eq!(advance(&mut wheel, deadline), [9]);
 }
 
@@ -172,7 +176,10 @@ fn deadlines_beyond_the_top_are_clamped_and_fire_on_time() {
                 assert_eq!(fired, [4]);
                 break;
             }
-            assert_eq!(fired, [], "fired early at {at}, deadline {deadline}");
+            assert_eq!(
+                fired, NONE_FIRED,
+                "fired early at {at}, deadline {deadline}"
+            );
         }
         assert!(wakeups <= 64 + LEVELS, "{wakeups} wakeups");
     }
@@ -229,7 +236,7 @@ fn cancel_after_fire_is_false_and_nothing_fires_later() {
     wheel.insert(2, 30);
     assert_eq!(advance(&mut wheel, 30), [2]);
     assert!(!wheel.cancel(2));
-    assert_eq!(advance(&mut wheel, 1 << 40), []);
+    assert_eq!(advance(&mut wheel, 1 << 40), NONE_FIRED);
     assert!(!wheel.cancel(2));
     assert!(!wheel.cancel(99) && !wheel.cancel(usize::MAX));
     assert_eq!(wheel.deadline(99), None);
@@ -246,7 +253,7 @@ fn cancel_before_fire_removes_from_every_list() {
         check(&wheel);
     }
     assert_eq!((wheel.len(), wheel.next_deadline()), (0, None));
-    assert_eq!(advance(&mut wheel, u64::MAX), []);
+    assert_eq!(advance(&mut wheel, u64::MAX), NONE_FIRED);
 }
 
 #[test]
@@ -255,7 +262,7 @@ fn reinserting_a_fired_key_fires_it_again() {
     wheel.insert(6, 100);
     assert_eq!(advance(&mut wheel, 150), [6]);
     assert_eq!(wheel.insert(6, 5000), None);
-    assert_eq!(advance(&mut wheel, 4999), []);
+    assert_eq!(advance(&mut wheel, 4999), NONE_FIRED);
     assert_eq!(advance(&mut wheel, 5000), [6]);
 }
 
@@ -265,12 +272,12 @@ fn insert_replaces_an_earlier_and_a_later_deadline() {
     wheel.insert(1, 100);
     assert_eq!(wheel.insert(1, 5000), Some(100)); // later
     assert_eq!((wheel.len(), wheel.deadline(1)), (1, Some(5000)));
-    assert_eq!(advance(&mut wheel, 4999), []);
+    assert_eq!(advance(&mut wheel, 4999), NONE_FIRED);
     assert_eq!(wheel.insert(1, 6000), Some(5000));
     assert_eq!(wheel.insert(1, 5010), Some(6000)); // earlier
-    assert_eq!(advance(&mut wheel, 5009), []);
+    assert_eq!(advance(&mut wheel, 5009), NONE_FIRED);
     assert_eq!(advance(&mut wheel, 5010), [1]);
-    assert_eq!(advance(&mut wheel, 7000), []);
+    assert_eq!(advance(&mut wheel, 7000), NONE_FIRED);
 }
 
 #[test]
