@@ -43,12 +43,35 @@ struct Cli {
 enum Command {
     /// Run the gateway with an echo handler: every message comes back unchanged.
     Echo(EchoArgs),
+    /// Print a login token (an HS256 JWT) for a user, as the application's backend mints them.
+    Token(TokenArgs),
 }
 
 #[derive(Args, Debug)]
 struct EchoArgs {
     #[command(flatten)]
     gateway: GatewayArgs,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The user id the token names (its `sub`).
+    #[arg(long, value_name = "USER")]
+    user: String,
+    /// How long the token stays valid (whole seconds count).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// The device kind (`dev`): one login per user and device kind [default: "default"].
+    #[arg(long, value_name = "KIND")]
+    device: Option<String>,
+    /// The secret shared with the gateways (prefer the environment variable: arguments show in `ps`).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_JWT_SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
 }
 
 /// Options of the gateway tier, shared by every subcommand that runs it.
@@ -155,6 +178,7 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Echo(args) => run_echo(args),
+        Command::Token(args) => run_token(args),
     }
 }
 
@@ -216,4 +240,35 @@ fn serve_until_signal(gateway: Gateway, mut signals: Signals) -> ExitCode {
     gateway.join();
     info!("drained; exiting");
     ExitCode::SUCCESS
+}
+
+/// Prints one token on stdout and nothing else, so `$(switchboard token ...)` captures it.
+fn run_token(args: TokenArgs) -> ExitCode {
+    let Some(secret) = args.jwt_secret.filter(|secret| !secret.is_empty()) else {
+        eprintln!(
+            "switchboard token: no JWT secret: pass --jwt-secret or set SWITCHBOARD_JWT_SECRET"
+        );
+        return ExitCode::from(2);
+    };
+    if args.ttl.as_secs() == 0 {
+        eprintln!("switchboard token: --ttl must be at least 1s");
+        return ExitCode::from(2);
+    }
+    let now = crate::logic::token::unix_now_secs();
+    match crate::logic::token::mint(
+        secret.as_bytes(),
+        &args.user,
+        args.device.as_deref(),
+        args.ttl,
+        now,
+    ) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard token: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
