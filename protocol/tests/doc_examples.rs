@@ -53,7 +53,13 @@ fn hi_bob() -> ChatMessage {
 /// The packet each example block must hold, by block name.
 fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     let mut refused = BytesMut::new();
-    encode_error(Command::Login.code(), 1, Status::INVALID_TOKEN, &mut refused).unwrap();
+    encode_error(
+        Command::Login.code(),
+        1,
+        Status::INVALID_TOKEN,
+        &mut refused,
+    )
+    .unwrap();
     BTreeMap::from([
         (
             "login-request",
@@ -135,7 +141,10 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
             "sync-fetch-request",
             request(5, Request::SyncFetch { ids: vec![MSG_ID] }),
         ),
-        ("sync-ack-request", request(6, Request::SyncAck { upto: MSG_ID })),
+        (
+            "sync-ack-request",
+            request(6, Request::SyncAck { upto: MSG_ID }),
+        ),
         (
             "kicked-push",
             push(Push::Kicked {
@@ -190,7 +199,10 @@ fn every_hex_example_is_what_the_encoder_writes() {
     let examples = examples();
     for (name, expected) in &examples {
         let Some(written) = blocks.get(*name) else {
-            panic!("docs/protocol.md has no ```hex {name} block; it should be:\n{}", hex(expected));
+            panic!(
+                "docs/protocol.md has no ```hex {name} block; it should be:\n{}",
+                hex(expected)
+            );
         };
         assert_eq!(
             written,
