@@ -2,8 +2,8 @@
 //! with SYNC_FETCH's response.
 //!
 //! A MESSAGE push is encoded once into `Bytes` and the same bytes go to every recipient
-//! connection (a reference count each), so its encoder allocates exactly one buffer and the
-//! message carries nothing that differs per recipient.
+//! connection (a reference count each), so the message carries nothing that differs per
+//! recipient and nothing here allocates per recipient.
 
 use std::fmt;
 
@@ -64,7 +64,11 @@ impl ChatMessage {
         8 + 8 + 2 + self.from.len() + 1 + target + 8 + 4 + self.body.len()
     }
 
-    /// The whole MESSAGE push packet, in one allocation, to be cloned for every recipient.
+    /// The whole MESSAGE push packet, to be cloned (a reference count) for every recipient.
+    ///
+    /// Costs a buffer and, on its first clone, its shared count. A sender of many pushes can
+    /// avoid both with [`encode_push_into`](Self::encode_push_into) into a long-lived scratch
+    /// `BytesMut` and `scratch.split().freeze()`, which allocates only when the scratch is full.
     pub fn encode_push(&self) -> Result<Bytes, EncodeError> {
         let mut dst = BytesMut::with_capacity(HEADER_LEN + self.encoded_len());
         self.encode_push_into(&mut dst)?;

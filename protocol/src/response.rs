@@ -283,7 +283,8 @@ pub struct Response {
 }
 
 impl Response {
-    /// Appends the whole response packet to `dst`.
+    /// Appends the whole response packet to `dst`. An OK result goes out under its body's
+    /// command (`self.command` is not consulted), so a body cannot be sent under another one.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         match &self.result {
             Ok(body) => body.encode(self.seq, dst),
