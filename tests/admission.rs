@@ -12,6 +12,7 @@ use bytes::Bytes;
 use switchboard::gateway::{
     Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox, Transport,
 };
+use switchboard_codec::ws::handshake::ClientRequest;
 use switchboard_codec::ws::{self as ws, CloseCode};
 
 use common::{
@@ -248,5 +249,50 @@ fn the_transport_is_reported_to_open() {
     assert_eq!(
         *seen.lock().unwrap(),
         [Transport::Tcp, Transport::WebSocket]
+    );
+}
+
+/// Records what a WebSocket upgrade asked for, and picks the last subprotocol offered.
+struct UpgradeReader(Arc<Mutex<Vec<(String, Option<String>, Vec<String>)>>>);
+
+impl Handler for UpgradeReader {
+    fn open(&mut self, _: &mut Outbox<'_>, _: ConnId, info: &ConnInfo<'_>) -> Admission {
+        let request = info.upgrade.expect("a WebSocket connection");
+        let offered: Vec<String> = request.subprotocols().map(str::to_owned).collect();
+        self.0.lock().unwrap().push((
+            request.path().to_owned(),
+            request.query().map(str::to_owned),
+            offered.clone(),
+        ));
+        Admission::Accept {
+            protocol: offered.last().cloned(),
+        }
+    }
+    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        out.send(conn, message);
+    }
+    fn disconnect(&mut self, _: &mut Outbox<'_>, _: ConnId, _: &Disconnect) {}
+}
+
+#[test]
+fn open_sees_the_upgrade_request_and_chooses_the_subprotocol() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let for_handlers = seen.clone();
+    let gateway = TestGateway::start(test_config(), move |_, _| {
+        UpgradeReader(for_handlers.clone())
+    });
+    let host = gateway.ws_addr().to_string();
+    let protocols = ["v2.switchboard", "v1.switchboard"];
+    let request = ClientRequest::new(&host, "/chat?token=abc").subprotocols(&protocols);
+    let (mut client, response) = WsClient::connect_with(gateway.ws_addr(), &request);
+    assert_eq!(response.protocol(), Some("v1.switchboard"));
+    client.echo_binary(b"negotiated");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            "/chat".to_owned(),
+            Some("token=abc".to_owned()),
+            vec!["v2.switchboard".to_owned(), "v1.switchboard".to_owned()]
+        )]
     );
 }

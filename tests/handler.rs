@@ -410,3 +410,19 @@ fn pushes_across_reactors_reach_every_connection() {
         assert_eq!(got, want, "WebSocket client {i}");
     }
 }
+
+#[test]
+fn pushes_and_closes_after_shutdown_are_dropped_quietly() {
+    let (gateway, journal) = start(test_config());
+    let mut client = TcpClient::connect(gateway.tcp_addr());
+    let id = journal.conn_of(local(&client.stream));
+    let handle = gateway.handle();
+    drop(gateway); // drains and joins the reactors
+    let ending = client.read_until_closed(Duration::from_secs(3));
+    assert_eq!(ending.how, Closed::Eof);
+    assert_eq!(journal.disconnect_of(id), Disconnect::Shutdown);
+    // The reactors are gone: nothing to deliver to, and nothing may panic.
+    handle.push(id, Bytes::from(packet(ECHO, b"too late")));
+    handle.close(id, CloseCode::NORMAL);
+    handle.shutdown();
+}

@@ -180,6 +180,17 @@ fn version_8_is_answered_426_with_the_version_we_speak() {
 }
 
 #[test]
+fn an_oversized_request_head_is_answered_431() {
+    let gateway = TestGateway::echo(test_config());
+    let mut request = upgrade_request(Some("dGhlIHNhbXBsZSBub25jZQ=="), "13");
+    let padding = format!("X-Padding: {}\r\n\r\n", "p".repeat(9000));
+    request.truncate(request.len() - 2); // reopen the head
+    request.extend_from_slice(padding.as_bytes());
+    let response = http_exchange(gateway.ws_addr(), &request);
+    assert_eq!(status_of(&response), 431, "{response}");
+}
+
+#[test]
 fn a_valid_request_is_answered_101_after_refusals_on_other_connections() {
     let gateway = TestGateway::echo(test_config());
     let refused = http_exchange(gateway.ws_addr(), b"GET / HTTP/1.0\r\n\r\n");

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use switchboard::echo::EchoHandler;
 use switchboard::gateway::{Gateway, GatewayConfig, GatewayHandle, Handler, SocketOptions};
 use switchboard_codec::packet::{PacketDecoder, PacketHeader};
-use switchboard_codec::ws::handshake::ClientRequest;
+use switchboard_codec::ws::handshake::{ClientRequest, UpgradeResponse};
 use switchboard_codec::ws::{
     self as ws, Client, ClientHandshake, CloseCode, FrameEncoder, MessageReader, OpCode,
     ReaderConfig, Server,
@@ -401,15 +401,16 @@ pub struct WsClient {
 /// A valid upgrade request for `addr` and the validator of its answer.
 fn start_handshake(addr: SocketAddr) -> (ClientHandshake, BytesMut) {
     let host = addr.to_string();
-    let mut request = BytesMut::new();
+    start_request(&ClientRequest::new(&host, "/"))
+}
+
+fn start_request(request: &ClientRequest<'_>) -> (ClientHandshake, BytesMut) {
+    let mut bytes = BytesMut::new();
     let nonce = [random_u64().to_ne_bytes(), random_u64().to_ne_bytes()].concat();
-    let handshake = ClientHandshake::start(
-        &ClientRequest::new(&host, "/"),
-        nonce.try_into().expect("16 bytes"),
-        &mut request,
-    )
-    .expect("a valid client request");
-    (handshake, request)
+    let handshake =
+        ClientHandshake::start(request, nonce.try_into().expect("16 bytes"), &mut bytes)
+            .expect("a valid client request");
+    (handshake, bytes)
 }
 
 /// The bytes of a valid upgrade request for `addr`, for tests that send it their own way.
@@ -424,16 +425,32 @@ impl WsClient {
     }
 
     /// Runs the opening handshake on a connected stream.
-    pub fn handshake(mut stream: TcpStream, addr: SocketAddr) -> WsClient {
-        let (mut handshake, request) = start_handshake(addr);
+    pub fn handshake(stream: TcpStream, addr: SocketAddr) -> WsClient {
+        let host = addr.to_string();
+        WsClient::handshake_with(stream, &ClientRequest::new(&host, "/")).0
+    }
+
+    /// Connects with `request` (path, subprotocols, headers) and returns the validated 101.
+    pub fn connect_with(
+        addr: SocketAddr,
+        request: &ClientRequest<'_>,
+    ) -> (WsClient, UpgradeResponse) {
+        WsClient::handshake_with(connect(addr), request)
+    }
+
+    fn handshake_with(
+        mut stream: TcpStream,
+        request: &ClientRequest<'_>,
+    ) -> (WsClient, UpgradeResponse) {
+        let (mut handshake, request) = start_request(request);
         stream
             .write_all(&request)
             .expect("send the upgrade request");
         let mut inbound = BytesMut::new();
         let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
+        let response = loop {
             match handshake.decode(&mut inbound) {
-                Ok(Decoded::Complete(_response)) => break,
+                Ok(Decoded::Complete(response)) => break response,
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => panic!(
                     "upgrade refused ({e}): {}",
@@ -442,10 +459,10 @@ impl WsClient {
             }
             assert!(Instant::now() < deadline, "no 101 within {IO_TIMEOUT:?}");
             read_more(&mut stream, &mut inbound);
-        }
+        };
         let mut client = WsClient::adopt(stream);
         client.inbound = inbound;
-        client
+        (client, response)
     }
 
     /// A client over a stream whose handshake the caller completed (no bytes past the 101 read).
