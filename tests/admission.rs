@@ -252,18 +252,26 @@ fn the_transport_is_reported_to_open() {
     );
 }
 
-/// Records what a WebSocket upgrade asked for, and picks the last subprotocol offered.
-struct UpgradeReader(Arc<Mutex<Vec<(String, Option<String>, Vec<String>)>>>);
+/// What an upgrade request asked for, as the handler saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct Asked {
+    path: String,
+    query: Option<String>,
+    offered: Vec<String>,
+}
+
+/// Records what each WebSocket upgrade asked for, and picks the last subprotocol offered.
+struct UpgradeReader(Arc<Mutex<Vec<Asked>>>);
 
 impl Handler for UpgradeReader {
     fn open(&mut self, _: &mut Outbox<'_>, _: ConnId, info: &ConnInfo<'_>) -> Admission {
         let request = info.upgrade.expect("a WebSocket connection");
         let offered: Vec<String> = request.subprotocols().map(str::to_owned).collect();
-        self.0.lock().unwrap().push((
-            request.path().to_owned(),
-            request.query().map(str::to_owned),
-            offered.clone(),
-        ));
+        self.0.lock().unwrap().push(Asked {
+            path: request.path().to_owned(),
+            query: request.query().map(str::to_owned),
+            offered: offered.clone(),
+        });
         Admission::Accept {
             protocol: offered.last().cloned(),
         }
@@ -289,10 +297,10 @@ fn open_sees_the_upgrade_request_and_chooses_the_subprotocol() {
     client.echo_binary(b"negotiated");
     assert_eq!(
         *seen.lock().unwrap(),
-        [(
-            "/chat".to_owned(),
-            Some("token=abc".to_owned()),
-            vec!["v2.switchboard".to_owned(), "v1.switchboard".to_owned()]
-        )]
+        [Asked {
+            path: "/chat".to_owned(),
+            query: Some("token=abc".to_owned()),
+            offered: vec!["v2.switchboard".to_owned(), "v1.switchboard".to_owned()],
+        }]
     );
 }
