@@ -5,6 +5,7 @@
 //! every connection is gone or the drain timeout passes. A second signal exits at once.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,6 +46,45 @@ enum Command {
     Echo(EchoArgs),
     /// Print a login token (an HS256 JWT) for a user, as the application's backend mints them.
     Token(TokenArgs),
+    /// Run the chat server: gateway, logic core and the embedded SQLite store.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Where the store keeps its database (and, without --jwt-secret, the generated secret).
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data: PathBuf,
+    /// The HS256 secret login tokens are signed with [default: DIR/jwt-secret, created on
+    /// first start]. Prefer the environment variable: arguments show in `ps`.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_JWT_SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// Snowflake node id (0..=1023): distinct for every node that shares a store.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    node_id: u16,
+    /// Stored messages older than this are purged and never synced.
+    #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// A new connection must log in within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    login_timeout: Duration,
+    /// Largest message body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = switchboard_protocol::limits::DEFAULT_MAX_BODY)]
+    max_body: u32,
+    /// Largest group.
+    #[arg(long, value_name = "N", default_value_t = switchboard_protocol::limits::DEFAULT_GROUP_MEMBER_LIMIT)]
+    group_member_limit: usize,
+    /// SQLite synchronous mode: `full` survives power loss, `normal` (faster) survives a
+    /// process crash (WAL).
+    #[arg(long, value_name = "MODE", default_value = "full", value_parser = ["full", "normal"])]
+    synchronous: String,
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +112,9 @@ struct TokenArgs {
         hide_env_values = true
     )]
     jwt_secret: Option<String>,
+    /// Without a secret, use the one `switchboard serve --data DIR` generated in DIR.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
 }
 
 /// Options of the gateway tier, shared by every subcommand that runs it.
@@ -179,6 +222,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Echo(args) => run_echo(args),
         Command::Token(args) => run_token(args),
+        Command::Serve(args) => run_serve(args),
     }
 }
 
@@ -242,11 +286,92 @@ fn serve_until_signal(gateway: Gateway, mut signals: Signals) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let mut gateway = args.gateway.to_config();
+    if gateway.tcp.is_none() && gateway.ws.is_none() {
+        gateway.ws = Some(DEFAULT_WS);
+        gateway.tcp = Some(DEFAULT_TCP);
+    }
+    let secret = match args.jwt_secret.filter(|secret| !secret.is_empty()) {
+        Some(secret) => secret.into_bytes(),
+        None => match crate::serve::load_or_create_secret(&args.data) {
+            Ok(secret) => secret,
+            Err(e) => {
+                eprintln!("switchboard serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let logic = crate::logic::LogicConfig {
+        node_id: args.node_id,
+        jwt_secret: secret,
+        login_timeout: args.login_timeout,
+        max_body: args.max_body,
+        group_member_limit: args.group_member_limit,
+        ..crate::logic::LogicConfig::default()
+    };
+    let store = crate::serve::StoreConfigPatch {
+        retention: Some(args.retention),
+        synchronous: Some(if args.synchronous == "normal" {
+            crate::store::Synchronous::Normal
+        } else {
+            crate::store::Synchronous::Full
+        }),
+    };
+    let signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("switchboard: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match crate::serve::ChatServer::start(gateway, logic, args.data.clone(), store) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("switchboard serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(addr) = server.gateway().ws_addr() {
+        println!("switchboard serve: WebSocket on ws://{addr}/");
+    }
+    if let Some(addr) = server.gateway().tcp_addr() {
+        println!("switchboard serve: framed TCP on {addr}");
+    }
+    println!("switchboard serve: data in {}", args.data.display());
+    let mut signals = signals;
+    let Some(signal) = signals.forever().next() else {
+        return ExitCode::FAILURE;
+    };
+    info!(signal, "draining: no new connections, closing open ones");
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("switchboard: second signal, exiting without draining");
+            std::process::exit(130);
+        }
+    });
+    server.shutdown();
+    info!("drained; exiting");
+    ExitCode::SUCCESS
+}
+
 /// Prints one token on stdout and nothing else, so `$(switchboard token ...)` captures it.
 fn run_token(args: TokenArgs) -> ExitCode {
-    let Some(secret) = args.jwt_secret.filter(|secret| !secret.is_empty()) else {
+    let from_data = || {
+        let dir = args.data.as_ref()?;
+        let text = std::fs::read_to_string(dir.join(crate::serve::SECRET_FILE)).ok()?;
+        Some(text.trim().to_owned())
+    };
+    let Some(secret) = args
+        .jwt_secret
+        .clone()
+        .filter(|secret| !secret.is_empty())
+        .or_else(from_data)
+        .filter(|secret| !secret.is_empty())
+    else {
         eprintln!(
-            "switchboard token: no JWT secret: pass --jwt-secret or set SWITCHBOARD_JWT_SECRET"
+            "switchboard token: no JWT secret: pass --jwt-secret, set SWITCHBOARD_JWT_SECRET, \
+             or --data DIR of a server that generated one"
         );
         return ExitCode::from(2);
     };

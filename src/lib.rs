@@ -2,8 +2,11 @@
 //!
 //! The folders are the layers, and dependencies only point down:
 //! - `switchboard-codec` (the `codec/` crate): bytes in, typed items out; no I/O, no chat.
+//! - `switchboard-protocol` (the `protocol/` crate): the chat payloads; no I/O.
 //! - [`gateway`]: sockets, the mio reactors, timers; moves frames, knows nothing of chat.
 //! - [`logic`]: the logic core: users, sessions, messages, groups; knows nothing of sockets.
+//! - [`store`]: the embedded SQLite store and its thread; knows nothing of sockets or the wire.
+//! - [`serve`]: wires the three together for `switchboard serve`.
 //! - [`echo`]: the echo handler, an application of the gateway for conformance and load tests.
 //! - [`cli`]: the `switchboard` command line.
 
@@ -11,4 +14,5 @@ pub mod cli;
 pub mod echo;
 pub mod gateway;
 pub mod logic;
+pub mod serve;
 pub mod store;

@@ -1,0 +1,881 @@
+//! The logic core: one thread that turns requests into chat.
+//!
+//! It receives batches of [`Inbound`] events from the gateway's handlers and completions from
+//! the store, and answers through an [`Outlet`]. It owns the session table, the group cache,
+//! id generation and the dedupe window. Invariants: the sender of a message is always the
+//! session's user, never a payload field; a SEND is acknowledged only after the store's commit;
+//! a message is pushed only once the store has accepted it into its queue (a BUSY sender gets
+//! nothing pushed); a (sender, client_msg_id) pair is stored and pushed at most once.
+//! It never blocks on the store: a full store queue is answered with BUSY.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{select, Receiver};
+use switchboard_codec::packet::{PacketRef, HEADER_LEN};
+use switchboard_codec::Decoded;
+use switchboard_protocol::{
+    encode_error, limits, ChatMessage, Command, GroupCreated, GroupDetailOk, KickReason, LoginOk,
+    PongOk, Push, Request, ResponseBody, SendOk, Status, SyncFetchOk, SyncIndexOk, Target, Text,
+};
+use tracing::{debug, info, warn};
+
+use super::dedupe::{Dedupe, DedupeEntry, Waiter};
+use super::groups::{Group, GroupDirectory, Refusal};
+use super::session::{ConnKey, ConnState, Login, SessionTable};
+use super::snowflake::{unix_now_ms, SnowflakeGenerator};
+use super::token::TokenVerifier;
+use crate::store::{
+    AppendOutcome, Completion, GroupRecord, Store, StoreRequest, StoredMessage, SubmitError, Ticket,
+};
+
+/// An event from the gateway, about one connection.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    /// A connection was admitted; it must log in within the login timeout.
+    Opened(ConnKey),
+    /// One whole packet (header included) from a connection.
+    Packet(ConnKey, Bytes),
+    /// The connection is gone (any reason).
+    Closed(ConnKey),
+}
+
+/// Why the logic core closes a connection; the gateway maps it to a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseWhy {
+    /// LOGIN failed or another request came first.
+    LoginFailed,
+    /// No LOGIN within the login timeout.
+    LoginTimeout,
+    /// The same user logged in with the same device kind elsewhere.
+    Kicked,
+    /// The client logged out.
+    Logout,
+    /// The client kept sending requests that do not parse.
+    Garbage,
+}
+
+/// Where the logic core's bytes go: the gateway, through its handle.
+pub trait Outlet: Send {
+    /// Sends one whole packet to a connection (dropped if it has closed).
+    fn push(&mut self, conn: ConnKey, packet: Bytes);
+    /// Closes a connection after what was pushed to it.
+    fn close(&mut self, conn: ConnKey, why: CloseWhy);
+}
+
+/// The logic core's settings.
+#[derive(Debug, Clone)]
+pub struct LogicConfig {
+    /// Snowflake node id (0..=1023); distinct per node sharing a store.
+    pub node_id: u16,
+    /// The HS256 secret the application's backend signs login tokens with.
+    pub jwt_secret: Vec<u8>,
+    /// A new connection must log in within this time.
+    pub login_timeout: Duration,
+    /// Largest message body accepted.
+    pub max_body: u32,
+    /// The gateway's read-wait, told to clients so they can pace their heartbeats.
+    pub idle_timeout: Duration,
+    /// Largest group.
+    pub group_member_limit: usize,
+    /// Largest packet payload the gateway carries (SYNC_FETCH responses stay under it).
+    pub max_packet: usize,
+    /// Recent (sender, client_msg_id) pairs remembered to answer resends without the store.
+    pub dedupe_window: usize,
+}
+
+impl Default for LogicConfig {
+    fn default() -> Self {
+        LogicConfig {
+            node_id: 1,
+            jwt_secret: Vec::new(),
+            login_timeout: Duration::from_millis(u64::from(limits::DEFAULT_LOGIN_DEADLINE_MS)),
+            max_body: limits::DEFAULT_MAX_BODY,
+            idle_timeout: Duration::from_millis(u64::from(limits::DEFAULT_IDLE_TIMEOUT_MS)),
+            group_member_limit: limits::DEFAULT_GROUP_MEMBER_LIMIT,
+            max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
+            dedupe_window: 100_000,
+        }
+    }
+}
+
+/// Requests that did not parse, in a row, before the connection is dropped.
+const GARBAGE_LIMIT: u8 = 3;
+
+/// What a store ticket was for.
+enum Pending {
+    Send {
+        key: (Arc<str>, u64),
+        msg_id: u64,
+        time_ms: u64,
+    },
+    SyncIndex {
+        conn: ConnKey,
+        seq: u32,
+    },
+    SyncFetch {
+        conn: ConnKey,
+        seq: u32,
+        ids: Vec<u64>,
+    },
+    SyncAck {
+        conn: ConnKey,
+        seq: u32,
+    },
+    GroupCreate {
+        conn: ConnKey,
+        seq: u32,
+        id: u64,
+        group: Group,
+    },
+    GroupJoin {
+        conn: ConnKey,
+        seq: u32,
+        id: u64,
+        user: Arc<str>,
+    },
+    GroupQuit {
+        conn: ConnKey,
+        seq: u32,
+        id: u64,
+        user: Arc<str>,
+    },
+}
+
+/// The logic core's state.
+pub struct LogicCore<O: Outlet> {
+    config: LogicConfig,
+    sessions: SessionTable,
+    groups: GroupDirectory,
+    ids: SnowflakeGenerator,
+    tokens: TokenVerifier,
+    store: Store,
+    pending: HashMap<Ticket, Pending>,
+    next_ticket: Ticket,
+    dedupe: Dedupe,
+    login_deadlines: VecDeque<(u64, ConnKey)>,
+    out: O,
+    scratch: BytesMut,
+    now_ms: u64,
+}
+
+impl<O: Outlet> LogicCore<O> {
+    /// A core over `store`, with the groups the store holds loaded into its cache.
+    pub fn new(
+        config: LogicConfig,
+        store: Store,
+        groups: Vec<GroupRecord>,
+        out: O,
+    ) -> Result<Self, String> {
+        let ids = SnowflakeGenerator::new(config.node_id).map_err(|e| e.to_string())?;
+        let mut directory = GroupDirectory::new(config.group_member_limit);
+        for record in groups {
+            directory.insert(
+                record.id,
+                Group {
+                    name: Arc::from(record.name),
+                    owner: Arc::from(record.owner),
+                    members: record.members.into_iter().map(Arc::from).collect(),
+                },
+            );
+        }
+        Ok(LogicCore {
+            tokens: TokenVerifier::new(&config.jwt_secret),
+            dedupe: Dedupe::new(config.dedupe_window),
+            config,
+            sessions: SessionTable::default(),
+            groups: directory,
+            ids,
+            store,
+            pending: HashMap::new(),
+            next_ticket: 1,
+            login_deadlines: VecDeque::new(),
+            out,
+            scratch: BytesMut::new(),
+            now_ms: unix_now_ms(),
+        })
+    }
+
+    /// Runs until the gateway side hangs up (every inbound sender dropped).
+    pub fn run(mut self, inbound: Receiver<Vec<Inbound>>, completions: Receiver<Completion>) {
+        loop {
+            select! {
+                recv(inbound) -> batch => match batch {
+                    Ok(batch) => {
+                        self.now_ms = unix_now_ms();
+                        for event in batch {
+                            self.on_inbound(event);
+                        }
+                    }
+                    Err(_) => return,
+                },
+                recv(completions) -> completion => {
+                    if let Ok(completion) = completion {
+                        self.now_ms = unix_now_ms();
+                        self.on_completion(completion);
+                    }
+                },
+                default(Duration::from_millis(100)) => {}
+            }
+            self.now_ms = unix_now_ms();
+            self.expire_logins();
+        }
+    }
+
+    /// Handles one gateway event (public for tests that drive the core by hand).
+    pub fn on_inbound(&mut self, event: Inbound) {
+        match event {
+            Inbound::Opened(conn) => {
+                let deadline = self.now_ms + self.config.login_timeout.as_millis() as u64;
+                self.sessions.open(conn, deadline);
+                self.login_deadlines.push_back((deadline, conn));
+            }
+            Inbound::Packet(conn, packet) => self.on_packet(conn, packet),
+            Inbound::Closed(conn) => {
+                self.sessions.remove(conn);
+            }
+        }
+    }
+
+    fn expire_logins(&mut self) {
+        while let Some(&(deadline, conn)) = self.login_deadlines.front() {
+            if deadline > self.now_ms {
+                break;
+            }
+            self.login_deadlines.pop_front();
+            if let Some(ConnState::AwaitingLogin { deadline_ms }) = self.sessions.state(conn) {
+                if *deadline_ms == deadline {
+                    debug!(conn, "no LOGIN within the login timeout");
+                    self.sessions.remove(conn);
+                    self.out.close(conn, CloseWhy::LoginTimeout);
+                }
+            }
+        }
+    }
+
+    fn on_packet(&mut self, conn: ConnKey, packet: Bytes) {
+        if self.sessions.state(conn).is_none() {
+            return; // kicked, logged out or closed: late packets mean nothing
+        }
+        // Over WebSocket a binary message must be exactly one packet; TCP framing already is.
+        let command = match PacketRef::parse(&packet, self.config.max_packet as u32) {
+            Ok(Decoded::Complete((parsed, used))) if used == packet.len() => parsed.command,
+            _ => {
+                info!(
+                    conn,
+                    "closing: a message that is not exactly one Switchboard packet"
+                );
+                self.sessions.remove(conn);
+                self.out.close(conn, CloseWhy::Garbage);
+                return;
+            }
+        };
+        match Request::decode(command, packet.slice(HEADER_LEN..)) {
+            Ok((seq, request)) => {
+                self.sessions.note_good(conn);
+                self.on_request(conn, seq, request);
+            }
+            Err(error) => {
+                let _ = error.encode_response(&mut self.scratch);
+                self.flush_to(conn);
+                let logged_in = self.sessions.user_of(conn).is_some();
+                let strikes = self.sessions.note_garbage(conn);
+                if !logged_in || strikes >= GARBAGE_LIMIT {
+                    info!(conn, %error, strikes, "closing: requests that do not parse");
+                    self.sessions.remove(conn);
+                    self.out.close(conn, CloseWhy::Garbage);
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnKey, seq: u32, request: Request) {
+        let command = request.command();
+        let Some((user, device)) = self
+            .sessions
+            .user_of(conn)
+            .map(|(u, d)| (u.clone(), d.clone()))
+        else {
+            match request {
+                Request::Login { token, .. } => self.login(conn, seq, &token),
+                _ => {
+                    self.refuse(conn, command, seq, Status::NOT_LOGGED_IN);
+                    self.sessions.remove(conn);
+                    self.out.close(conn, CloseWhy::LoginFailed);
+                }
+            }
+            return;
+        };
+        match request {
+            Request::Ping => self.reply(
+                conn,
+                seq,
+                ResponseBody::Pong(PongOk {
+                    server_time_ms: self.now_ms,
+                }),
+            ),
+            Request::Login { .. } => self.refuse(conn, command, seq, Status::ALREADY_LOGGED_IN),
+            Request::Logout => {
+                self.reply(conn, seq, ResponseBody::Logout);
+                self.sessions.remove(conn);
+                self.out.close(conn, CloseWhy::Logout);
+            }
+            Request::Send {
+                to,
+                client_msg_id,
+                body,
+            } => self.send(
+                conn,
+                seq,
+                command,
+                user,
+                Target::Direct(to),
+                client_msg_id,
+                body,
+            ),
+            Request::GroupSend {
+                group_id,
+                client_msg_id,
+                body,
+            } => self.send(
+                conn,
+                seq,
+                command,
+                user,
+                Target::Group(group_id),
+                client_msg_id,
+                body,
+            ),
+            Request::SyncIndex { after, limit } => {
+                let ticket = self.ticket(Pending::SyncIndex { conn, seq });
+                self.submit(
+                    conn,
+                    seq,
+                    command,
+                    StoreRequest::SyncIndex {
+                        ticket,
+                        user: user.as_ref().into(),
+                        device: device.as_ref().into(),
+                        after,
+                        limit: u32::from(limits::sync_index_limit(limit)),
+                    },
+                );
+            }
+            Request::SyncFetch { ids } => {
+                let ticket = self.ticket(Pending::SyncFetch {
+                    conn,
+                    seq,
+                    ids: ids.clone(),
+                });
+                self.submit(
+                    conn,
+                    seq,
+                    command,
+                    StoreRequest::SyncFetch {
+                        ticket,
+                        user: user.as_ref().into(),
+                        ids,
+                    },
+                );
+            }
+            Request::SyncAck { upto } => {
+                let ticket = self.ticket(Pending::SyncAck { conn, seq });
+                self.submit(
+                    conn,
+                    seq,
+                    command,
+                    StoreRequest::SyncAck {
+                        ticket,
+                        user: user.as_ref().into(),
+                        device: device.as_ref().into(),
+                        upto,
+                    },
+                );
+            }
+            Request::GroupCreate { name, members } => {
+                self.group_create(conn, seq, user, name, members)
+            }
+            Request::GroupJoin { group_id } => match self.groups.check_join(group_id, &user) {
+                Ok(()) => {
+                    let ticket = self.ticket(Pending::GroupJoin {
+                        conn,
+                        seq,
+                        id: group_id,
+                        user: user.clone(),
+                    });
+                    self.submit(
+                        conn,
+                        seq,
+                        command,
+                        StoreRequest::GroupJoin {
+                            ticket,
+                            group_id,
+                            user: user.as_ref().into(),
+                        },
+                    );
+                }
+                Err(refusal) => self.refuse(conn, command, seq, refusal_status(refusal)),
+            },
+            Request::GroupQuit { group_id } => match self.groups.check_member(group_id, &user) {
+                Ok(_) => {
+                    let ticket = self.ticket(Pending::GroupQuit {
+                        conn,
+                        seq,
+                        id: group_id,
+                        user: user.clone(),
+                    });
+                    self.submit(
+                        conn,
+                        seq,
+                        command,
+                        StoreRequest::GroupQuit {
+                            ticket,
+                            group_id,
+                            user: user.as_ref().into(),
+                        },
+                    );
+                }
+                Err(refusal) => self.refuse(conn, command, seq, refusal_status(refusal)),
+            },
+            Request::GroupDetail { group_id } => match self.groups.get(group_id) {
+                Some(group) => {
+                    let mut members: Vec<Text> =
+                        group.members.iter().map(|m| Text::from(&**m)).collect();
+                    members.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+                    let body = ResponseBody::GroupDetail(GroupDetailOk {
+                        name: Text::from(&*group.name),
+                        owner: Text::from(&*group.owner),
+                        members,
+                    });
+                    self.reply(conn, seq, body);
+                }
+                None => self.refuse(conn, command, seq, Status::NOT_FOUND),
+            },
+        }
+    }
+
+    fn login(&mut self, conn: ConnKey, seq: u32, token: &Text) {
+        let identity = match self.tokens.verify(token.as_str(), self.now_ms / 1000) {
+            Ok(identity) => identity,
+            Err(error) => {
+                let status = if error.is_expired() {
+                    Status::TOKEN_EXPIRED
+                } else {
+                    Status::INVALID_TOKEN
+                };
+                info!(conn, %error, "login refused");
+                self.refuse(conn, Command::Login, seq, status);
+                self.sessions.remove(conn);
+                self.out.close(conn, CloseWhy::LoginFailed);
+                return;
+            }
+        };
+        let user: Arc<str> = Arc::from(identity.user.as_str());
+        let device: Arc<str> = Arc::from(identity.device.as_str());
+        if let Some(Login::Replaced { previous }) =
+            self.sessions.login(conn, user.clone(), device.clone())
+        {
+            info!(user = %user, device = %device, "same device kind logged in again: kicking the older connection");
+            let kicked = Push::Kicked {
+                reason: KickReason::LOGGED_IN_ELSEWHERE,
+                text: Text::from("logged in elsewhere with the same device kind"),
+            };
+            let _ = kicked.encode(&mut self.scratch);
+            self.flush_to(previous);
+            self.out.close(previous, CloseWhy::Kicked);
+        }
+        let body = ResponseBody::Login(LoginOk {
+            user: Text::from(&*user),
+            device: Text::from(&*device),
+            server_time_ms: self.now_ms,
+            idle_timeout_ms: u32::try_from(self.config.idle_timeout.as_millis())
+                .unwrap_or(u32::MAX),
+            max_body: self.config.max_body,
+        });
+        self.reply(conn, seq, body);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        conn: ConnKey,
+        seq: u32,
+        command: Command,
+        sender: Arc<str>,
+        target: Target,
+        client_msg_id: u64,
+        body: Bytes,
+    ) {
+        if body.len() > self.config.max_body as usize {
+            return self.refuse(conn, command, seq, Status::TOO_LARGE);
+        }
+        let key = (sender.clone(), client_msg_id);
+        match self.dedupe.get_mut(&key) {
+            Some(DedupeEntry::Done { msg_id, time_ms }) => {
+                let ok = SendOk {
+                    msg_id: *msg_id,
+                    server_time_ms: *time_ms,
+                };
+                return self.reply(conn, seq, send_ok(command, ok));
+            }
+            Some(DedupeEntry::Pending(waiters)) => {
+                waiters.push(Waiter { conn, seq, command });
+                return;
+            }
+            None => {}
+        }
+        let recipients: Vec<Arc<str>> = match &target {
+            Target::Direct(to) => vec![Arc::from(to.as_str())],
+            Target::Group(group_id) => match self.groups.check_member(*group_id, &sender) {
+                Ok(group) => group.members.iter().cloned().collect(),
+                Err(refusal) => return self.refuse(conn, command, seq, refusal_status(refusal)),
+            },
+        };
+        let msg_id = match self.ids.next_id(self.now_ms) {
+            Ok(id) => id,
+            Err(error) => {
+                warn!(%error, "cannot assign a message id");
+                return self.refuse(conn, command, seq, Status::INTERNAL);
+            }
+        };
+        let time_ms = self.now_ms;
+        let mut inboxes: Vec<Box<str>> = recipients.iter().map(|r| Box::from(&**r)).collect();
+        if !recipients.contains(&sender) {
+            inboxes.push(Box::from(&*sender));
+        }
+        let ticket = self.ticket(Pending::Send {
+            key: key.clone(),
+            msg_id,
+            time_ms,
+        });
+        let stored = StoredMessage {
+            id: msg_id,
+            time_ms,
+            from: Box::from(&*sender),
+            target: match &target {
+                Target::Direct(to) => crate::store::Target::Direct(Box::from(to.as_str())),
+                Target::Group(id) => crate::store::Target::Group(*id),
+            },
+            client_msg_id,
+            body: body.clone(),
+        };
+        if !self.submit(
+            conn,
+            seq,
+            command,
+            StoreRequest::Append {
+                ticket,
+                message: stored,
+                inboxes,
+            },
+        ) {
+            return;
+        }
+        self.dedupe
+            .insert_pending(key, Waiter { conn, seq, command });
+        // Encoded once; every recipient connection gets a refcount of the same bytes.
+        let message = ChatMessage {
+            msg_id,
+            server_time_ms: time_ms,
+            from: Text::from(&*sender),
+            target,
+            client_msg_id,
+            body,
+        };
+        let push = match message.encode_push() {
+            Ok(push) => push,
+            Err(error) => {
+                warn!(%error, "cannot encode a push");
+                return;
+            }
+        };
+        for recipient in &recipients {
+            for device in self.sessions.devices(recipient) {
+                if device.conn != conn {
+                    self.out.push(device.conn, push.clone());
+                }
+            }
+        }
+        if !recipients.contains(&sender) {
+            for device in self.sessions.devices(&sender) {
+                if device.conn != conn {
+                    self.out.push(device.conn, push.clone());
+                }
+            }
+        }
+    }
+
+    fn group_create(
+        &mut self,
+        conn: ConnKey,
+        seq: u32,
+        owner: Arc<str>,
+        name: Text,
+        members: Vec<Text>,
+    ) {
+        let mut all: Vec<Arc<str>> = Vec::with_capacity(members.len() + 1);
+        all.push(owner.clone());
+        for member in members {
+            if !all.iter().any(|m| **m == *member.as_str()) {
+                all.push(Arc::from(member.as_str()));
+            }
+        }
+        if all.len() > self.groups.member_limit() {
+            return self.refuse(conn, Command::GroupCreate, seq, Status::GROUP_FULL);
+        }
+        let id = match self.ids.next_id(self.now_ms) {
+            Ok(id) => id,
+            Err(_) => return self.refuse(conn, Command::GroupCreate, seq, Status::INTERNAL),
+        };
+        let record = GroupRecord {
+            id,
+            name: Box::from(name.as_str()),
+            owner: Box::from(&*owner),
+            members: all.iter().map(|m| Box::from(&**m)).collect(),
+        };
+        let group = Group {
+            name: Arc::from(name.as_str()),
+            owner,
+            members: all.into_iter().collect(),
+        };
+        let ticket = self.ticket(Pending::GroupCreate {
+            conn,
+            seq,
+            id,
+            group,
+        });
+        self.submit(
+            conn,
+            seq,
+            Command::GroupCreate,
+            StoreRequest::GroupCreate {
+                ticket,
+                group: record,
+            },
+        );
+    }
+
+    /// Handles one store completion (public for tests that drive the core by hand).
+    pub fn on_completion(&mut self, completion: Completion) {
+        let ticket = completion.ticket();
+        let Some(pending) = self.pending.remove(&ticket) else {
+            return; // a purge the store ran on its own, or a test's ticket
+        };
+        match (pending, completion) {
+            (
+                Pending::Send {
+                    key,
+                    msg_id,
+                    time_ms,
+                },
+                Completion::Appended { outcome, .. },
+            ) => {
+                // A duplicate the store caught (a resend older than the dedupe window) is
+                // answered with the original id and time.
+                let (msg_id, time_ms) = match outcome {
+                    AppendOutcome::Stored => (msg_id, time_ms),
+                    AppendOutcome::Duplicate { id, time_ms } => (id, time_ms),
+                };
+                for waiter in self.dedupe.complete(&key, msg_id, time_ms) {
+                    let ok = SendOk {
+                        msg_id,
+                        server_time_ms: time_ms,
+                    };
+                    self.reply(waiter.conn, waiter.seq, send_ok(waiter.command, ok));
+                }
+            }
+            (Pending::Send { key, .. }, Completion::Failed { error, .. }) => {
+                warn!(%error, "storing a message failed");
+                for waiter in self.dedupe.fail(&key) {
+                    self.refuse(waiter.conn, waiter.command, waiter.seq, Status::INTERNAL);
+                }
+            }
+            (Pending::SyncIndex { conn, seq }, Completion::SyncIndex { ids, more, .. }) => {
+                self.reply(
+                    conn,
+                    seq,
+                    ResponseBody::SyncIndex(SyncIndexOk { ids, more }),
+                );
+            }
+            (Pending::SyncFetch { conn, seq, ids }, Completion::SyncFetch { messages, .. }) => {
+                let body = self.fetch_response(&ids, messages);
+                self.reply(conn, seq, ResponseBody::SyncFetch(body));
+            }
+            (Pending::SyncAck { conn, seq }, Completion::Done { .. }) => {
+                self.reply(conn, seq, ResponseBody::SyncAck);
+            }
+            (
+                Pending::GroupCreate {
+                    conn,
+                    seq,
+                    id,
+                    group,
+                },
+                Completion::Done { .. },
+            ) => {
+                self.groups.insert(id, group);
+                self.reply(
+                    conn,
+                    seq,
+                    ResponseBody::GroupCreate(GroupCreated { group_id: id }),
+                );
+            }
+            (
+                Pending::GroupJoin {
+                    conn,
+                    seq,
+                    id,
+                    user,
+                },
+                Completion::Done { .. },
+            ) => {
+                self.groups.join(id, user);
+                self.reply(conn, seq, ResponseBody::GroupJoin);
+            }
+            (
+                Pending::GroupQuit {
+                    conn,
+                    seq,
+                    id,
+                    user,
+                },
+                Completion::Done { .. },
+            ) => {
+                self.groups.quit(id, &user);
+                self.reply(conn, seq, ResponseBody::GroupQuit);
+            }
+            (pending, Completion::Failed { error, .. }) => {
+                warn!(%error, "a store request failed");
+                let (conn, seq, command) = pending.answer_to();
+                self.refuse(conn, command, seq, Status::INTERNAL);
+            }
+            (pending, other) => {
+                warn!(?other, "store completion does not match its request");
+                let (conn, seq, command) = pending.answer_to();
+                self.refuse(conn, command, seq, Status::INTERNAL);
+            }
+        }
+    }
+
+    /// The SYNC_FETCH answer: messages in request order, as many as fit in one packet.
+    fn fetch_response(&self, ids: &[u64], messages: Vec<StoredMessage>) -> SyncFetchOk {
+        let mut by_id: HashMap<u64, StoredMessage> =
+            messages.into_iter().map(|m| (m.id, m)).collect();
+        let mut size = SyncFetchOk::EMPTY_PAYLOAD_LEN;
+        let mut out = Vec::new();
+        let mut covered = 0u16;
+        for id in ids {
+            if let Some(stored) = by_id.remove(id) {
+                let message = to_chat_message(stored);
+                let len = message.encoded_len();
+                if size + len > self.config.max_packet && covered > 0 {
+                    break;
+                }
+                size += len;
+                out.push(message);
+            }
+            covered += 1;
+        }
+        SyncFetchOk {
+            covered,
+            messages: out,
+        }
+    }
+
+    fn ticket(&mut self, pending: Pending) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending.insert(ticket, pending);
+        ticket
+    }
+
+    /// Queues a store request; a full queue is answered with BUSY. Returns whether it was queued.
+    fn submit(&mut self, conn: ConnKey, seq: u32, command: Command, request: StoreRequest) -> bool {
+        match self.store.submit(request) {
+            Ok(()) => true,
+            Err(error) => {
+                let status = match error {
+                    SubmitError::Busy(_) => Status::BUSY,
+                    SubmitError::Stopped(_) => Status::INTERNAL,
+                };
+                let request = error.into_request();
+                self.pending.remove(&request.ticket());
+                self.refuse(conn, command, seq, status);
+                false
+            }
+        }
+    }
+
+    fn reply(&mut self, conn: ConnKey, seq: u32, body: ResponseBody) {
+        if let Err(error) = body.encode(seq, &mut self.scratch) {
+            warn!(%error, "cannot encode a response");
+            self.scratch.clear();
+            let _ = encode_error(
+                body.command().code(),
+                seq,
+                Status::INTERNAL,
+                &mut self.scratch,
+            );
+        }
+        self.flush_to(conn);
+    }
+
+    fn refuse(&mut self, conn: ConnKey, command: Command, seq: u32, status: Status) {
+        let _ = encode_error(command.code(), seq, status, &mut self.scratch);
+        self.flush_to(conn);
+    }
+
+    fn flush_to(&mut self, conn: ConnKey) {
+        if !self.scratch.is_empty() {
+            let packet = self.scratch.split().freeze();
+            self.out.push(conn, packet);
+        }
+    }
+}
+
+impl Pending {
+    /// Who to answer when the request fails.
+    fn answer_to(&self) -> (ConnKey, u32, Command) {
+        match self {
+            Pending::Send { .. } => (0, 0, Command::Send),
+            Pending::SyncIndex { conn, seq } => (*conn, *seq, Command::SyncIndex),
+            Pending::SyncFetch { conn, seq, .. } => (*conn, *seq, Command::SyncFetch),
+            Pending::SyncAck { conn, seq } => (*conn, *seq, Command::SyncAck),
+            Pending::GroupCreate { conn, seq, .. } => (*conn, *seq, Command::GroupCreate),
+            Pending::GroupJoin { conn, seq, .. } => (*conn, *seq, Command::GroupJoin),
+            Pending::GroupQuit { conn, seq, .. } => (*conn, *seq, Command::GroupQuit),
+        }
+    }
+}
+
+fn send_ok(command: Command, ok: SendOk) -> ResponseBody {
+    if command == Command::GroupSend {
+        ResponseBody::GroupSend(ok)
+    } else {
+        ResponseBody::Send(ok)
+    }
+}
+
+fn refusal_status(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::NotFound => Status::NOT_FOUND,
+        Refusal::Full => Status::GROUP_FULL,
+        Refusal::NotMember => Status::NOT_MEMBER,
+    }
+}
+
+fn to_chat_message(stored: StoredMessage) -> ChatMessage {
+    ChatMessage {
+        msg_id: stored.id,
+        server_time_ms: stored.time_ms,
+        from: Text::from(&*stored.from),
+        target: match stored.target {
+            crate::store::Target::Direct(to) => Target::Direct(Text::from(&*to)),
+            crate::store::Target::Group(id) => Target::Group(id),
+        },
+        client_msg_id: stored.client_msg_id,
+        body: stored.body,
+    }
+}

@@ -1,0 +1,198 @@
+//! `switchboard serve`: the gateway, the logic core and the store in one process.
+//!
+//! This file is the only place that knows both the gateway and the logic core. Each reactor's
+//! [`ChatHandler`] collects its connections' events during one pass of its event loop and hands
+//! them to the logic core as one batch; the logic core answers through [`GatewayOutlet`], whose
+//! pushes go to the reactors' inboxes (one wake-up per reactor per batch, not per message).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use switchboard_codec::ws::CloseCode;
+
+use crate::gateway::{
+    Admission, ConnId, ConnInfo, Disconnect, Gateway, GatewayConfig, GatewayHandle, Handler,
+    Message, Outbox,
+};
+use crate::logic::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
+use crate::store::{Store, StoreConfig, StoreThread};
+
+/// The gateway side of the bridge: one per reactor.
+pub struct ChatHandler {
+    to_core: Sender<Vec<Inbound>>,
+    batch: Vec<Inbound>,
+}
+
+impl Handler for ChatHandler {
+    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
+        self.batch.push(Inbound::Opened(conn.as_u64()));
+        Admission::ACCEPT
+    }
+
+    fn message(&mut self, _out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        // Text never arrives: the gateway refuses it with 1003 when `ws_text` is off.
+        if let Message::Binary(packet) = message {
+            self.batch.push(Inbound::Packet(conn.as_u64(), packet));
+        }
+    }
+
+    fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _reason: &Disconnect) {
+        self.batch.push(Inbound::Closed(conn.as_u64()));
+    }
+
+    fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {
+        if !self.batch.is_empty() {
+            // The core exits only after every handler is gone, so this send cannot fail
+            // while the gateway runs; if it does, the process is shutting down anyway.
+            let _ = self.to_core.send(std::mem::take(&mut self.batch));
+        }
+    }
+}
+
+/// The logic core's side of the bridge: pushes and closes through the gateway's handle.
+pub struct GatewayOutlet {
+    handle: GatewayHandle,
+}
+
+impl Outlet for GatewayOutlet {
+    fn push(&mut self, conn: u64, packet: Bytes) {
+        self.handle.push(ConnId::from_u64(conn), packet);
+    }
+
+    fn close(&mut self, conn: u64, why: CloseWhy) {
+        let code = match why {
+            CloseWhy::Logout => CloseCode::NORMAL,
+            CloseWhy::Garbage => CloseCode::PROTOCOL_ERROR,
+            // Application codes (RFC 6455 §7.4.2: 4000-4999 are ours to define).
+            CloseWhy::LoginFailed => CloseCode(4001),
+            CloseWhy::LoginTimeout => CloseCode(4002),
+            CloseWhy::Kicked => CloseCode(4003),
+        };
+        self.handle.close(ConnId::from_u64(conn), code);
+    }
+}
+
+/// A running chat server: gateway, logic core and store.
+pub struct ChatServer {
+    gateway: Gateway,
+    core: JoinHandle<()>,
+    store: StoreThread,
+}
+
+impl ChatServer {
+    /// Opens the store in `data`, loads the groups, starts the logic core and the gateway.
+    pub fn start(
+        gateway: GatewayConfig,
+        mut logic: LogicConfig,
+        data: PathBuf,
+        store: StoreConfigPatch,
+    ) -> Result<ChatServer, String> {
+        let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
+        let mut store_config = StoreConfig::new(data);
+        store.apply(&mut store_config);
+        let (store, store_thread) = Store::open(store_config, completions_tx)
+            .map_err(|e| format!("cannot open the store: {e}"))?;
+        let groups = store
+            .load_groups()
+            .map_err(|e| format!("cannot load groups: {e}"))?;
+        logic.idle_timeout = gateway.read_wait;
+        logic.max_packet = gateway.max_packet;
+        let (to_core, inbound) = crossbeam_channel::unbounded();
+        let to_core = Arc::new(to_core);
+        let gateway = Gateway::start(gateway, |_, _| ChatHandler {
+            to_core: (*to_core).clone(),
+            batch: Vec::new(),
+        })
+        .map_err(|e| format!("cannot start the gateway: {e}"))?;
+        drop(to_core);
+        let outlet = GatewayOutlet {
+            handle: gateway.handle(),
+        };
+        let core = LogicCore::new(logic, store, groups, outlet)?;
+        let core = std::thread::Builder::new()
+            .name("logic".into())
+            .spawn(move || core.run(inbound, completions_rx))
+            .map_err(|e| format!("cannot start the logic core: {e}"))?;
+        Ok(ChatServer {
+            gateway,
+            core,
+            store: store_thread,
+        })
+    }
+
+    /// The gateway (addresses, handle).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Drains the gateway, then lets the logic core and the store finish what is queued.
+    pub fn shutdown(self) {
+        let ChatServer {
+            gateway,
+            core,
+            store,
+        } = self;
+        gateway.shutdown();
+        // The reactors are gone, so their handlers dropped their senders: the core's inbound
+        // channel closes, it returns and drops its store handle, and the store commits what
+        // it holds and exits.
+        let _ = core.join();
+        if let Err(e) = store.join() {
+            tracing::warn!(error = %e, "store thread ended with an error");
+        }
+    }
+}
+
+/// The login-token secret kept in the data directory when none is configured: 32 random bytes,
+/// hex-encoded, in `DIR/jwt-secret` (mode 0600), created on first start. A first run then
+/// needs no setup, and `switchboard token --data DIR` mints tokens that this server accepts.
+pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
+    let path = dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => return Err(format!("{} is empty", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| format!("no randomness for a secret: {e}"))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, hex.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no --jwt-secret: generated one; mint tokens with `switchboard token --data DIR`");
+    Ok(hex.into_bytes())
+}
+
+/// The secret's file name inside the data directory.
+pub const SECRET_FILE: &str = "jwt-secret";
+
+/// Store settings the command line may change.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfigPatch {
+    /// Messages older than this are purged and never synced.
+    pub retention: Option<std::time::Duration>,
+    /// `synchronous=FULL` (default) or `NORMAL`.
+    pub synchronous: Option<crate::store::Synchronous>,
+}
+
+impl StoreConfigPatch {
+    fn apply(&self, config: &mut StoreConfig) {
+        if let Some(retention) = self.retention {
+            config.retention = retention;
+        }
+        if let Some(synchronous) = self.synchronous {
+            config.synchronous = synchronous;
+        }
+    }
+}
