@@ -81,6 +81,8 @@ pub(crate) struct Reactor<H: Handler> {
     again: Vec<usize>,
     accept_again: bool,
     accept_paused_at: Option<u32>,
+    /// Warned about this pause already (reset by the next successful accept).
+    accept_paused_warned: bool,
     handler: H,
     handle: GatewayHandle,
     shared: Arc<Shared>,
@@ -135,6 +137,7 @@ impl<H: Handler> Reactor<H> {
             again: Vec::new(),
             accept_again: false,
             accept_paused_at: None,
+            accept_paused_warned: false,
             handler,
             handle,
             shared,
@@ -218,12 +221,16 @@ impl<H: Handler> Reactor<H> {
             };
             let Some(listener) = listener else { return };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit_socket(stream, peer, transport),
+                Ok((stream, peer)) => {
+                    self.accept_paused_warned = false;
+                    self.admit_socket(stream, peer, transport);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_resource_exhaustion(&e) => {
                     // The backlog stays full and the listener stays readable; spinning on it
                     // would starve the connections we already serve. Retry on a timer.
-                    if self.accept_paused_at.is_none() {
+                    if !self.accept_paused_warned {
+                        self.accept_paused_warned = true;
                         warn!(reactor = self.index, error = %e, "accept paused: out of descriptors or memory");
                     }
                     self.accept_paused_at = Some(self.now);
@@ -281,13 +288,20 @@ impl<H: Handler> Reactor<H> {
                     peer,
                     upgrade: None,
                 };
-                match self.call_handler(key, |h, out| h.open(out, id, &info)) {
-                    Some(Admission::Accept { .. }) => self.conns[key].admitted = true,
+                match self.call_handler_deferred(key, |h, out| h.open(out, id, &info)) {
+                    Some(Admission::Accept { .. }) => {
+                        self.conns[key].admitted = true;
+                        self.apply_local();
+                    }
                     Some(Admission::Refuse { reason, .. }) => {
                         debug!(%peer, reason, "TCP connection refused by the handler");
                         self.remove(key, None);
+                        self.apply_local();
                     }
-                    None => self.remove(key, None),
+                    None => {
+                        self.remove(key, None);
+                        self.apply_local();
+                    }
                 }
             }
             Transport::WebSocket => {
@@ -446,7 +460,7 @@ impl<H: Handler> Reactor<H> {
                     peer,
                     upgrade: Some(&request),
                 };
-                match self.call_handler(key, |h, out| h.open(out, id, &info)) {
+                match self.call_handler_deferred(key, |h, out| h.open(out, id, &info)) {
                     Some(Admission::Accept { protocol }) => {
                         if request
                             .write_accept(protocol.as_deref(), &mut self.responses)
@@ -471,7 +485,10 @@ impl<H: Handler> Reactor<H> {
                         conn.admitted = true;
                         self.wheel.insert(key, u64::from(self.now + read_wait));
                         self.queue(key, response);
-                        true
+                        // Now the handler's greeting follows the 101, and its close is a
+                        // WebSocket close of an open connection.
+                        self.apply_local();
+                        self.conns.contains(key)
                     }
                     Some(Admission::Refuse { status, reason }) => {
                         debug!(%peer, status, reason, "WebSocket upgrade refused by the handler");
@@ -479,9 +496,13 @@ impl<H: Handler> Reactor<H> {
                         let response = self.responses.split().freeze();
                         self.queue(key, response);
                         self.start_flushing(key);
+                        self.apply_local();
                         false
                     }
-                    None => false,
+                    None => {
+                        self.apply_local();
+                        false
+                    }
                 }
             }
             Ok(Decoded::NeedMore) => false,
@@ -582,6 +603,21 @@ impl<H: Handler> Reactor<H> {
         key: usize,
         f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
     ) -> Option<R> {
+        let result = self.call_handler_deferred(key, f);
+        // Apply what the handler asked for now, before this connection's next frame, so an
+        // echo queued before a protocol error still goes out ahead of the close.
+        self.apply_local();
+        result
+    }
+
+    /// Runs a handler callback without applying its commands: for `open`, whose commands
+    /// must wait until the connection is admitted (and, for WebSocket, its 101 is queued).
+    /// A panic is contained to the connection the call was about.
+    fn call_handler_deferred<R>(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
+    ) -> Option<R> {
         let mut out = Outbox {
             reactor: self.index,
             local: &mut self.local,
@@ -589,21 +625,23 @@ impl<H: Handler> Reactor<H> {
         };
         let handler = &mut self.handler;
         match catch_unwind(AssertUnwindSafe(|| f(handler, &mut out))) {
-            Ok(result) => {
-                // Apply what the handler asked for now, before this connection's next frame,
-                // so an echo queued before a protocol error still goes out ahead of the close.
-                self.apply_local();
-                Some(result)
-            }
+            Ok(result) => Some(result),
             Err(_) => {
-                if let Some(conn) = self.conns.get(key) {
-                    warn!(peer = %conn.peer, "handler panicked; closing its connection");
-                }
-                if self.conns.contains(key) {
+                let Some(conn) = self.conns.get(key) else {
+                    warn!("handler panicked");
+                    return None;
+                };
+                warn!(peer = %conn.peer, "handler panicked; closing its connection");
+                if conn.phase == Phase::Handshake {
+                    // No 101 went out: the client still speaks HTTP.
+                    handshake::write_refusal(500, "internal error", &mut self.responses);
+                    let response = self.responses.split().freeze();
+                    self.queue(key, response);
+                } else {
                     self.notify(key, Disconnect::HandlerPanic);
                     self.send_close(key, CloseCode::INTERNAL_ERROR);
-                    self.start_flushing(key);
                 }
+                self.start_flushing(key);
                 None
             }
         }
