@@ -1,0 +1,256 @@
+//! Shared pieces of the chat integration tests: an in-process chat server that shuts itself
+//! down when dropped, login tokens, and a blocking protocol client (`client`) over framed TCP
+//! or WebSocket. Every socket read has a deadline and every wait a bound, so a broken server
+//! fails a test instead of hanging it. Only 127.0.0.1 is used; data lives in temp dirs.
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+pub mod client;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use switchboard::gateway::{GatewayConfig, SocketOptions};
+use switchboard::logic::LogicConfig;
+use switchboard::serve::{ChatServer, StoreConfigPatch};
+use switchboard_protocol::limits;
+
+#[allow(unused_imports)] // not every test binary names them
+pub use client::{ChatClient, Closure, Event};
+
+/// How long one expected packet may take before the test fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The secret every test server and token shares.
+pub const SECRET: &[u8] = b"switchboard-chat-tests";
+
+/// The two transports a client can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Framed TCP: a byte stream of packets.
+    Tcp,
+    /// WebSocket: one binary message per packet.
+    Ws,
+}
+
+/// Both transports, for tests that run once over each.
+pub const BOTH: [Transport; 2] = [Transport::Tcp, Transport::Ws];
+
+/// `127.0.0.1:0`: the kernel picks a free port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// What a test may change about a server; the rest are the production defaults.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub login_timeout: Duration,
+    pub read_wait: Duration,
+    pub group_member_limit: usize,
+    pub max_body: u32,
+    pub retention: Option<Duration>,
+    pub workers: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            login_timeout: Duration::from_secs(10),
+            read_wait: Duration::from_secs(180),
+            group_member_limit: limits::DEFAULT_GROUP_MEMBER_LIMIT,
+            max_body: limits::DEFAULT_MAX_BODY,
+            retention: None,
+            workers: 2,
+        }
+    }
+}
+
+/// A chat server running in this process: both transports on free loopback ports.
+/// Dropping it drains and joins every thread, even when the test panics.
+pub struct TestServer {
+    server: Option<ChatServer>,
+    tcp: SocketAddr,
+    ws: SocketAddr,
+    data: PathBuf,
+    // Declared last: the directory outlives the server that writes into it.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with default options on a fresh data directory.
+    pub fn start() -> TestServer {
+        TestServer::with_options(ServerOptions::default())
+    }
+
+    /// A server with `options` on a fresh data directory.
+    pub fn with_options(options: ServerOptions) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut server = TestServer::start_in(dir.path(), options);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on `data` (kept by the caller, e.g. across a restart).
+    pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
+        let gateway = GatewayConfig {
+            tcp: Some(loopback()),
+            ws: Some(loopback()),
+            workers: options.workers,
+            read_wait: options.read_wait,
+            close_linger: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(2),
+            socket: SocketOptions {
+                keepalive: None,
+                user_timeout: None,
+                ..SocketOptions::default()
+            },
+            ..GatewayConfig::default()
+        };
+        let logic = LogicConfig {
+            jwt_secret: SECRET.to_vec(),
+            login_timeout: options.login_timeout,
+            max_body: options.max_body,
+            group_member_limit: options.group_member_limit,
+            ..LogicConfig::default()
+        };
+        let store = StoreConfigPatch {
+            retention: options.retention,
+            ..StoreConfigPatch::default()
+        };
+        let server = ChatServer::start(gateway, logic, data.to_path_buf(), store)
+            .expect("the chat server starts");
+        let tcp = server.gateway().tcp_addr().expect("a TCP listener");
+        let ws = server.gateway().ws_addr().expect("a WebSocket listener");
+        TestServer {
+            server: Some(server),
+            tcp,
+            ws,
+            data: data.to_path_buf(),
+            _dir: None,
+        }
+    }
+
+    /// The listener of `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Tcp => self.tcp,
+            Transport::Ws => self.ws,
+        }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// A connected client that has not logged in.
+    pub fn connect(&self, transport: Transport) -> ChatClient {
+        ChatClient::connect(transport, self.addr(transport))
+    }
+
+    /// A client logged in as `user` on `device` (`None`: the default kind); panics if refused.
+    pub fn login(&self, transport: Transport, user: &str, device: Option<&str>) -> ChatClient {
+        let mut client = self.connect(transport);
+        let ok = client
+            .login(&token(user, device))
+            .unwrap_or_else(|status| panic!("login of {user} refused: {status:?}"));
+        assert_eq!(ok.user.as_str(), user, "LOGIN answers the token's user");
+        client
+    }
+
+    /// Drains the server and waits for its threads (the data directory stays).
+    pub fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    switchboard::logic::token::unix_now_secs()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as u64
+}
+
+/// A token for `user` on `device`, valid for an hour, signed with [`SECRET`].
+pub fn token(user: &str, device: Option<&str>) -> String {
+    token_signed(SECRET, user, device, Duration::from_secs(3600), now_secs())
+}
+
+/// A token signed with `secret`, issued at `now_secs`, expiring `ttl` later.
+pub fn token_signed(
+    secret: &[u8],
+    user: &str,
+    device: Option<&str>,
+    ttl: Duration,
+    now_secs: u64,
+) -> String {
+    switchboard::logic::token::mint(secret, user, device, ttl, now_secs).expect("a valid token")
+}
+
+/// Polls `condition` every few milliseconds until it holds (true) or `within` passes (false).
+pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Well-mixed pseudo-random numbers (splitmix64 over a shared counter): masking keys,
+/// handshake nonces, client_msg_ids. Tests need variety, not secrecy.
+pub fn random_u64() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0xC4A7_5357_4231_0001);
+    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A user id no other test (or earlier run on a kept data dir) uses: `prefix-<random>`.
+pub fn unique_user(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", random_u64() as u32)
+}
+
+/// Logs in many clients at once: connects them all, sends every LOGIN, then reads every
+/// answer, so hundreds of logins cost a few round trips rather than hundreds.
+pub fn login_many(server: &TestServer, who: &[(Transport, String)]) -> Vec<ChatClient> {
+    let mut clients: Vec<ChatClient> = who.iter().map(|(t, _)| server.connect(*t)).collect();
+    let seqs: Vec<u32> = clients
+        .iter_mut()
+        .zip(who)
+        .map(|(client, (_, user))| client.send_login(&token(user, None)))
+        .collect();
+    for ((client, seq), (_, user)) in clients.iter_mut().zip(seqs).zip(who) {
+        let response = client.response(seq);
+        assert!(
+            response.result.is_ok(),
+            "login of {user} refused: {:?}",
+            response.result
+        );
+    }
+    clients
+}

@@ -1,0 +1,104 @@
+//! The real `switchboard serve` binary as a child process: started on free loopback ports
+//! with the tests' secret, its listeners read from the lines it prints, killed with SIGKILL
+//! on demand, and killed and reaped when dropped, so no child outlives the test run.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{ChatClient, Transport, SECRET};
+
+/// A running `switchboard serve`.
+pub struct ServeProcess {
+    child: Child,
+    /// Its framed-TCP address.
+    pub tcp: SocketAddr,
+    /// Its WebSocket address.
+    pub ws: SocketAddr,
+}
+
+impl ServeProcess {
+    /// Starts `switchboard serve --data DATA` on free loopback ports, with `args` added.
+    pub fn spawn(data: &Path, args: &[&str]) -> ServeProcess {
+        let secret = std::str::from_utf8(SECRET).expect("an ASCII secret");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(data)
+            .args(["--workers", "2"])
+            .args(args)
+            .env("SWITCHBOARD_JWT_SECRET", secret)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (mut tcp, mut ws, mut data_line) = (None, None, false);
+        while tcp.is_none() || ws.is_none() || !data_line {
+            let line: String = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("switchboard serve announces its listeners and data dir");
+            if let Some(rest) = line.strip_prefix("switchboard serve: WebSocket on ws://") {
+                ws = Some(
+                    rest.trim_end_matches('/')
+                        .parse()
+                        .expect("a WebSocket address"),
+                );
+            } else if let Some(rest) = line.strip_prefix("switchboard serve: framed TCP on ") {
+                tcp = Some(rest.parse().expect("a TCP address"));
+            } else if line.starts_with("switchboard serve: data in ") {
+                data_line = true;
+            }
+        }
+        ServeProcess {
+            child,
+            tcp: tcp.expect("seen"),
+            ws: ws.expect("seen"),
+        }
+    }
+
+    /// The listener of `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Tcp => self.tcp,
+            Transport::Ws => self.ws,
+        }
+    }
+
+    /// A client logged in as `user` on `device`; panics if refused.
+    pub fn login(&self, transport: Transport, user: &str, device: Option<&str>) -> ChatClient {
+        let mut client = ChatClient::connect(transport, self.addr(transport));
+        client
+            .login(&super::token(user, device))
+            .unwrap_or_else(|status| panic!("login of {user} refused: {status:?}"));
+        client
+    }
+
+    /// SIGKILL, then reap: the process gets no chance to flush or drain anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL switchboard serve");
+        self.child.wait().expect("reap switchboard serve");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
