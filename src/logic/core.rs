@@ -284,6 +284,15 @@ impl<O: Outlet> LogicCore<O> {
                 let strikes = self.sessions.note_garbage(conn);
                 if !logged_in || strikes >= GARBAGE_LIMIT {
                     info!(conn, %error, strikes, "closing: requests that do not parse");
+                    if logged_in {
+                        // docs/protocol.md §5: a logged-in connection hears why it is closed.
+                        let kicked = Push::Kicked {
+                            reason: KickReason::PROTOCOL_VIOLATION,
+                            text: Text::from("too many malformed or unknown requests in a row"),
+                        };
+                        let _ = kicked.encode(&mut self.scratch);
+                        self.flush_to(conn);
+                    }
                     self.sessions.remove(conn);
                     self.out.close(conn, CloseWhy::Garbage);
                 }
