@@ -1,0 +1,361 @@
+//! Bad input over real sockets: malformed payloads answered with MALFORMED on the request's
+//! own seq while the connection lives on (fewer than three in a row), three in a row closing
+//! it with a KICKED (PROTOCOL_VIOLATION) first, unknown commands, WebSocket text, WebSocket
+//! messages that are not exactly one packet, broken framing, and bystanders unaffected.
+
+mod chat_common;
+
+use chat_common::{unique_user, ChatClient, TestServer, Transport, BOTH, IO_TIMEOUT};
+use switchboard_codec::ws::{CloseCode, OpCode};
+use switchboard_protocol::{Command, KickReason, Push, Request, Response, ServerPacket, Status};
+
+/// A SEND payload cut off inside its body: seq, to "bob", client_msg_id, then 2 of 9 bytes.
+fn truncated_send(seq: u32) -> Vec<u8> {
+    let mut payload = seq.to_be_bytes().to_vec();
+    payload.extend_from_slice(&[0, 3, b'b', b'o', b'b']);
+    payload.extend_from_slice(&1u64.to_be_bytes());
+    payload.extend_from_slice(&[0, 0, 0, 9, b'h', b'i']);
+    payload
+}
+
+/// Payloads that break one rule of docs/protocol.md §2 each, with the command they go under
+/// and the seq the answer must carry.
+fn malformed_requests() -> Vec<(&'static str, u16, Vec<u8>, u32)> {
+    let with_seq = |seq: u32, rest: &[u8]| {
+        let mut payload = seq.to_be_bytes().to_vec();
+        payload.extend_from_slice(rest);
+        payload
+    };
+    let too_many_ids = {
+        let mut rest = 101u16.to_be_bytes().to_vec();
+        rest.extend(std::iter::repeat_n(0u8, 101 * 8));
+        rest
+    };
+    vec![
+        (
+            "a body cut short",
+            Command::Send.code(),
+            truncated_send(11),
+            11,
+        ),
+        (
+            "a byte after the last field",
+            Command::Ping.code(),
+            with_seq(12, &[0]),
+            12,
+        ),
+        (
+            "no room for a seq",
+            Command::SyncAck.code(),
+            vec![0, 1],
+            0, // too short for a seq: answered on seq 0
+        ),
+        (
+            "invalid UTF-8 in a user id",
+            Command::Send.code(),
+            with_seq(14, &[0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+            14,
+        ),
+        (
+            "a control character in a user id",
+            Command::Send.code(),
+            with_seq(15, &[0, 2, b'b', 0x07, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+            15,
+        ),
+        (
+            "an empty user id",
+            Command::Send.code(),
+            with_seq(16, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+            16,
+        ),
+        (
+            "101 ids in one SYNC_FETCH",
+            Command::SyncFetch.code(),
+            with_seq(17, &too_many_ids),
+            17,
+        ),
+        (
+            "a list count past the end",
+            Command::GroupCreate.code(),
+            with_seq(18, &[0, 1, b'g', 0x03, 0xe8]),
+            18,
+        ),
+        (
+            "an empty group name",
+            Command::GroupCreate.code(),
+            with_seq(19, &[0, 0, 0, 0]),
+            19,
+        ),
+    ]
+}
+
+fn expect_refusal(client: &mut ChatClient, seq: u32) -> Response {
+    let response = client.response(seq);
+    assert!(
+        response.result.is_err(),
+        "seq {seq}: refused, got {:?}",
+        response.result
+    );
+    response
+}
+
+#[test]
+fn malformed_payloads_get_malformed_on_their_seq_and_the_connection_lives() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut client = server.login(transport, &unique_user("alice"), None);
+        // Two in a row, then a good request, again and again: never three in a row.
+        for pair in malformed_requests().chunks(2) {
+            for (what, command, payload, seq) in pair {
+                client.send_packet(*command, payload);
+                let response = expect_refusal(&mut client, *seq);
+                assert_eq!(response.command, *command, "{transport:?} {what}");
+                assert_eq!(
+                    response.result,
+                    Err(Status::MALFORMED),
+                    "{transport:?} {what}"
+                );
+            }
+            assert!(client.is_open(), "{transport:?}: open after {pair:?}");
+        }
+        // Nothing malformed was acted on.
+        assert!(client.sync_all().is_empty());
+    }
+}
+
+#[test]
+fn unknown_commands_get_unknown_command_and_the_connection_lives() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut client = server.login(transport, &unique_user("alice"), None);
+        client.send_packet(0x0999, &[0, 0, 0, 5, 1, 2, 3]);
+        let response = expect_refusal(&mut client, 5);
+        assert_eq!(response.command, 0x0999, "answered under 0x0999 | 0x8000");
+        assert_eq!(response.result, Err(Status::UNKNOWN_COMMAND));
+        client.send_packet(0x3fff, &[]);
+        let response = expect_refusal(&mut client, 0);
+        assert_eq!(response.command, 0x3fff);
+        assert_eq!(response.result, Err(Status::UNKNOWN_COMMAND));
+        assert!(
+            client.is_open(),
+            "{transport:?}: two unknown commands are not three"
+        );
+    }
+}
+
+/// Three bad requests in a row: three answers, a KICKED with PROTOCOL_VIOLATION, the close.
+fn assert_three_strikes(transport: Transport, bad: [(u16, Vec<u8>, u32); 3]) {
+    let server = TestServer::start();
+    let mut client = server.login(transport, &unique_user("alice"), None);
+    for (command, payload, _) in &bad {
+        client.send_packet(*command, payload);
+    }
+    let (before, _closure) = client.expect_closed(IO_TIMEOUT);
+    let responses: Vec<(u16, u32)> = before
+        .iter()
+        .filter_map(|p| match p {
+            ServerPacket::Response(r) if r.result.is_err() => Some((r.command, r.seq)),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(u16, u32)> = bad.iter().map(|(c, _, s)| (*c, *s)).collect();
+    assert_eq!(
+        responses, expected,
+        "{transport:?}: each answered on its seq"
+    );
+    // docs/protocol.md §5 and §8: the server says why before it closes.
+    match before.last() {
+        Some(ServerPacket::Push(Push::Kicked { reason, .. })) => {
+            assert_eq!(*reason, KickReason::PROTOCOL_VIOLATION, "{transport:?}")
+        }
+        other => panic!(
+            "{transport:?}: expected KICKED (PROTOCOL_VIOLATION) before the close, \
+             got {other:?} last of {before:?}"
+        ),
+    }
+}
+
+#[test]
+fn three_malformed_requests_in_a_row_close_the_connection() {
+    for transport in BOTH {
+        let send = Command::Send.code();
+        assert_three_strikes(
+            transport,
+            [
+                (send, truncated_send(21), 21),
+                (send, truncated_send(22), 22),
+                (send, truncated_send(23), 23),
+            ],
+        );
+    }
+}
+
+#[test]
+fn three_unknown_commands_in_a_row_close_the_connection() {
+    for transport in BOTH {
+        assert_three_strikes(
+            transport,
+            [
+                (0x0777, vec![0, 0, 0, 31], 31),
+                (0x0778, vec![0, 0, 0, 32], 32),
+                (0x0779, vec![0, 0, 0, 33], 33),
+            ],
+        );
+    }
+}
+
+#[test]
+fn bad_requests_before_login_close_at_once() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut client = server.connect(transport);
+        client.send_packet(0x0999, &[0, 0, 0, 41]);
+        let (before, _) = client.expect_closed(IO_TIMEOUT);
+        let seqs: Vec<u32> = before
+            .iter()
+            .filter_map(|p| match p {
+                ServerPacket::Response(r) => Some(r.seq),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            seqs.len() <= 1 && seqs.iter().all(|&s| s == 41),
+            "{before:?}"
+        );
+
+        let mut client = server.connect(transport);
+        client.send_packet(Command::Login.code(), &[0, 0, 0, 42, 0xff]);
+        let (before, _) = client.expect_closed(IO_TIMEOUT);
+        match before.as_slice() {
+            [ServerPacket::Response(r)] => {
+                assert_eq!((r.seq, r.result.clone()), (42, Err(Status::MALFORMED)))
+            }
+            other => panic!("expected MALFORMED then the close, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn websocket_text_is_closed_with_1003() {
+    let server = TestServer::start();
+    let mut client = server.login(Transport::Ws, &unique_user("alice"), None);
+    client.send_ws(OpCode::Text, b"hello?").expect("send text");
+    let (before, closure) = client.expect_closed(IO_TIMEOUT);
+    assert!(before.is_empty(), "no answer to text: {before:?}");
+    assert_eq!(closure.ws_close, Some(CloseCode::UNSUPPORTED_DATA));
+
+    let mut anonymous = server.connect(Transport::Ws);
+    anonymous.send_ws(OpCode::Text, b"{}").expect("send text");
+    let (_, closure) = anonymous.expect_closed(IO_TIMEOUT);
+    assert_eq!(closure.ws_close, Some(CloseCode::UNSUPPORTED_DATA));
+}
+
+#[test]
+fn a_websocket_message_that_is_not_exactly_one_packet_is_closed() {
+    let server = TestServer::start();
+    let ping = |seq: u32| {
+        let mut bytes = bytes::BytesMut::new();
+        Request::Ping.encode(seq, &mut bytes).expect("encode");
+        bytes.to_vec()
+    };
+    let two_packets = [ping(1), ping(2)].concat();
+    let half_a_packet = ping(3)[..7].to_vec();
+    let short_payload = {
+        let mut packet = ping(4);
+        packet.pop(); // the header announces 4 payload bytes, 3 follow
+        packet
+    };
+    let trailing_byte = [ping(5), vec![0]].concat();
+    for (what, message) in [
+        ("two packets", two_packets),
+        ("half a header", half_a_packet),
+        ("a payload shorter than announced", short_payload),
+        ("a byte after the packet", trailing_byte),
+        ("an empty message", Vec::new()),
+    ] {
+        let mut client = server.login(Transport::Ws, &unique_user("alice"), None);
+        client.send_ws(OpCode::Binary, &message).expect("send");
+        let (before, closure) = client.expect_closed(IO_TIMEOUT);
+        let responses = before
+            .iter()
+            .filter(|p| matches!(p, ServerPacket::Response(_)))
+            .count();
+        assert_eq!(
+            responses, 0,
+            "{what}: no request of it is answered: {before:?}"
+        );
+        assert!(
+            closure.ws_close.is_some(),
+            "{what}: a close frame, got {closure:?}"
+        );
+    }
+    // A wrong magic is the documented 1002.
+    let mut client = server.login(Transport::Ws, &unique_user("alice"), None);
+    client
+        .send_ws(OpCode::Binary, b"GET / HTTP/1.1\r\n\r\n")
+        .expect("send");
+    let (_, closure) = client.expect_closed(IO_TIMEOUT);
+    assert_eq!(closure.ws_close, Some(CloseCode::PROTOCOL_ERROR));
+}
+
+#[test]
+fn broken_tcp_framing_is_closed() {
+    let server = TestServer::start();
+    // A wrong magic, before and after login.
+    let mut client = server.connect(Transport::Tcp);
+    client.send_bytes(b"GET / HTTP/1.1\r\n\r\n").expect("send");
+    let (before, _) = client.expect_closed(IO_TIMEOUT);
+    assert!(before.is_empty(), "{before:?}");
+    let mut client = server.login(Transport::Tcp, &unique_user("alice"), None);
+    client
+        .send_bytes(b"SWB2\x00\x01\x00\x00\x00\x04\x00\x00\x00\x01")
+        .expect("send");
+    let (before, _) = client.expect_closed(IO_TIMEOUT);
+    assert!(before.is_empty(), "{before:?}");
+    // A header announcing more than the 1 MiB maximum: closed before any payload is sent.
+    let mut client = server.login(Transport::Tcp, &unique_user("alice"), None);
+    let mut header = b"SWB1\x00\x01".to_vec();
+    header.extend_from_slice(&((1u32 << 20) + 1).to_be_bytes());
+    client.send_bytes(&header).expect("send");
+    let (before, _) = client.expect_closed(IO_TIMEOUT);
+    assert!(before.is_empty(), "{before:?}");
+}
+
+#[test]
+fn garbage_on_some_connections_leaves_the_others_alone() {
+    let server = TestServer::start();
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut alice_conn = server.login(Transport::Tcp, &alice, None);
+    let mut bob_conn = server.login(Transport::Ws, &bob, None);
+    let before = alice_conn.send_direct(&bob, 1, b"before").expect("sent");
+    assert_eq!(bob_conn.expect_message().msg_id, before.msg_id);
+
+    let mut vandals = Vec::new();
+    for transport in BOTH {
+        let mut garbage = server.login(transport, &unique_user("vandal"), None);
+        for seq in 0..3 {
+            garbage.send_packet(Command::Send.code(), &truncated_send(seq));
+        }
+        vandals.push(garbage);
+        let mut framing = server.connect(transport);
+        let _ = framing.send_unit(b"\xde\xad\xbe\xef\x00\x00\x00\x00\x00\x00");
+        vandals.push(framing);
+    }
+    let mut text = server.connect(Transport::Ws);
+    text.send_ws(OpCode::Text, b"text").expect("send");
+    vandals.push(text);
+    for vandal in &mut vandals {
+        vandal.expect_closed(IO_TIMEOUT);
+    }
+
+    // The bystanders never noticed.
+    assert!(alice_conn.is_open() && bob_conn.is_open());
+    let after = alice_conn.send_direct(&bob, 2, b"after").expect("sent");
+    assert_eq!(bob_conn.expect_message().msg_id, after.msg_id);
+    let reply = bob_conn.send_direct(&alice, 3, b"reply").expect("sent");
+    assert_eq!(alice_conn.expect_message().msg_id, reply.msg_id);
+    // And the store took nothing from the garbage.
+    let mut bob_later = server.login(Transport::Tcp, &bob, Some("desktop"));
+    let ids: Vec<u64> = bob_later.sync_all().iter().map(|m| m.msg_id).collect();
+    assert_eq!(ids, vec![before.msg_id, after.msg_id, reply.msg_id]);
+}
