@@ -170,6 +170,8 @@ struct Outcome {
     elapsed: Duration,
     latencies: Latencies,
     cpu: CpuTicks,
+    /// The machine's 1-minute load average when the configuration started (others' work too).
+    load_1m: f64,
 }
 
 impl Outcome {
@@ -249,6 +251,7 @@ fn main() -> Result<(), BoxError> {
 
 /// Runs one configuration: log in the pairs, then push `messages` SENDs through the core.
 fn run(setup: Setup, dir: PathBuf) -> Result<Outcome, BoxError> {
+    let load_1m = load_average_1m()?;
     let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
     let store_config = StoreConfig {
         max_batch: setup.max_batch,
@@ -284,6 +287,7 @@ fn run(setup: Setup, dir: PathBuf) -> Result<Outcome, BoxError> {
             elapsed,
             latencies,
             cpu,
+            load_1m,
         })
     });
     // Hanging up stops the core, whose Store handle is the last: the store commits and exits.
@@ -515,6 +519,15 @@ fn thread_ticks(stat: &str) -> Result<u64, BoxError> {
     Ok(next()? + next()?)
 }
 
+fn load_average_1m() -> Result<f64, BoxError> {
+    let loadavg = fs::read_to_string("/proc/loadavg")?;
+    let first = loadavg
+        .split_whitespace()
+        .next()
+        .ok_or("an empty /proc/loadavg")?;
+    Ok(first.parse()?)
+}
+
 fn clock_ticks_per_s() -> f64 {
     os::clock_ticks_per_s()
 }
@@ -557,7 +570,7 @@ fn json_line(o: &Outcome) -> String {
             r#"{{"bench":"logic_throughput","config":"{}","synchronous":"{}","max_batch":{},"#,
             r#""messages":{},"pairs":{},"window":{},"batch":{},"body_size":{},"seconds":{:.3},"#,
             r#""acks_per_s":{:.0},"push_us":{},"ack_us":{},"added_us":{},"#,
-            r#""cpu_us_per_msg":{{"core":{:.2},"store":{:.2},"driver":{:.2}}}}}"#
+            r#""cpu_us_per_msg":{{"core":{:.2},"store":{:.2},"driver":{:.2}}},"load_1m":{:.2}}}"#
         ),
         o.name(),
         s.synchronous.name(),
@@ -575,6 +588,7 @@ fn json_line(o: &Outcome) -> String {
         o.cpu_us_per_msg(o.cpu.core),
         o.cpu_us_per_msg(o.cpu.store),
         o.cpu_us_per_msg(o.cpu.driver),
+        o.load_1m,
     )
 }
 
