@@ -5,9 +5,9 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{ChatClient, Transport, SECRET};
 
@@ -85,6 +85,27 @@ impl ServeProcess {
             .login(&super::token(user, device))
             .unwrap_or_else(|status| panic!("login of {user} refused: {status:?}"));
         client
+    }
+
+    /// Sends SIGTERM: the server drains and exits.
+    pub fn signal_term(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped
+        // (it is reaped only in wait_exit, kill or Drop), so it cannot name another process.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the exit; panics if the process still runs after `within`.
+    pub fn wait_exit(mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL, then reap: the process gets no chance to flush or drain anything.
