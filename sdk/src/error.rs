@@ -97,6 +97,9 @@ pub enum ConnectError {
         /// Its text.
         text: String,
     },
+    /// The client stopped before its first login (its thread's poll failed).
+    #[error("the client stopped before logging in")]
+    Stopped,
     /// The background thread could not be started.
     #[error("cannot start the client thread: {0}")]
     Thread(Arc<io::Error>),
@@ -149,10 +152,22 @@ pub enum LinkError {
     /// Nothing at all from the server for 2.5 heartbeat intervals.
     #[error("server silent for {0:?}")]
     Silent(Duration),
-    /// A sync request failed (BUSY, INTERNAL or an unexpected answer); the sync starts over
-    /// after a reconnect.
-    #[error("sync failed: {0}")]
+    /// A sync request was refused (BUSY, INTERNAL); the sync starts over after a reconnect.
+    #[error("sync refused: {0}")]
     Sync(Status),
+    /// The server answered a request with a body of another command, or a SYNC_FETCH that
+    /// covers nothing (a server bug; reconnecting starts clean).
+    #[error("unexpected answer to request {command:#06x}")]
+    UnexpectedResponse {
+        /// The request's command.
+        command: u16,
+    },
+    /// A login was refused with a status worth retrying (BUSY, INTERNAL).
+    #[error("login refused: {0}")]
+    LoginRefused(Status),
+    /// The token provider failed at a reconnect (retried with the next round).
+    #[error("no token: {0}")]
+    Token(String),
     /// The server sent KICKED with a reason that asks for a reconnect (SERVER_SHUTDOWN).
     #[error("server shutting down: {0}")]
     ServerShutdown(String),

@@ -158,11 +158,13 @@ impl Outbox {
     }
 
     /// How many messages await an ack.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether every message has been acknowledged or refused.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
