@@ -9,7 +9,7 @@ mod chat_common;
 use std::collections::HashSet;
 
 use chat_common::{
-    client::direct, now_ms, unique_user, ServerOptions, TestServer, Transport, BOTH,
+    client::direct, now_ms, unique_user, ChatClient, ServerOptions, TestServer, Transport, BOTH,
 };
 use switchboard_protocol::{ChatMessage, ResponseBody, Status, Target};
 
@@ -305,5 +305,158 @@ fn a_body_over_the_limit_is_too_large_and_the_limit_itself_passes() {
         assert_eq!(synced.len(), 1, "the refused body was not stored");
         assert_eq!(synced[0].msg_id, ok.msg_id);
         assert_eq!(synced[0].body.len(), 1024);
+    }
+}
+
+#[test]
+fn a_resend_with_other_content_still_gets_the_original_ack_and_stores_nothing() {
+    let server = TestServer::start();
+    let (alice, bob, carol) = (
+        unique_user("alice"),
+        unique_user("bob"),
+        unique_user("carol"),
+    );
+    let mut alice_conn = server.login(Transport::Tcp, &alice, None);
+    let first = alice_conn.send_direct(&bob, 9, b"original").expect("sent");
+    let other = alice_conn
+        .send_direct(&carol, 9, b"changed my mind")
+        .expect("answered");
+    assert_eq!(other, first, "the key is (sender, client_msg_id) alone");
+    let mut carol_conn = server.login(Transport::Ws, &carol, None);
+    assert!(carol_conn.sync_all().is_empty(), "nothing stored for carol");
+    let mut bob_conn = server.login(Transport::Ws, &bob, None);
+    let synced = bob_conn.sync_all();
+    assert_eq!(synced.len(), 1);
+    assert_eq!(synced[0].body.as_ref(), b"original");
+}
+
+#[test]
+fn sync_fetch_never_returns_another_users_messages() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let (alice, bob, eve) = (unique_user("alice"), unique_user("bob"), unique_user("eve"));
+        let mut alice_conn = server.login(transport, &alice, None);
+        let secret = alice_conn
+            .send_direct(&bob, 1, b"for bob only")
+            .expect("sent");
+        let mut eve_conn = server.login(transport, &eve, None);
+        let mine = alice_conn.send_direct(&eve, 2, b"for eve").expect("sent");
+        // Eve guesses bob's message id: skipped silently, covered still counts it.
+        let fetch = eve_conn.sync_fetch(&[secret.msg_id, mine.msg_id, secret.msg_id + 1]);
+        assert_eq!(fetch.covered, 3);
+        assert_eq!(
+            fetch.messages.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
+            vec![mine.msg_id]
+        );
+        assert_eq!(eve_conn.sync_index(0, 500).ids, vec![mine.msg_id]);
+        // Acknowledging past bob's id does not touch bob's position.
+        eve_conn.sync_ack(secret.msg_id + 1_000_000);
+        let mut bob_conn = server.login(transport, &bob, None);
+        assert_eq!(bob_conn.sync_index(0, 500).ids, vec![secret.msg_id]);
+    }
+}
+
+#[test]
+fn sync_fetch_stops_before_the_packet_limit_and_covers_the_rest_later() {
+    let server = TestServer::start();
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut alice_conn = server.login(Transport::Tcp, &alice, None);
+    // 24 bodies of 60 KiB: about 1.4 MiB, more than one 1 MiB packet holds.
+    let body = |i: u64| vec![b'a' + (i % 26) as u8; 60 * 1024];
+    let acks: Vec<u64> = (0..24u64)
+        .map(|i| {
+            alice_conn
+                .send_direct(&bob, i, &body(i))
+                .expect("sent")
+                .msg_id
+        })
+        .collect();
+    for transport in BOTH {
+        let device = format!("{transport:?}").to_lowercase();
+        let mut bob_conn = server.login(transport, &bob, Some(&device));
+        let ids = bob_conn.sync_index(0, 500).ids;
+        assert_eq!(ids, acks);
+        let first = bob_conn.sync_fetch(&ids);
+        assert!(
+            first.covered >= 1 && usize::from(first.covered) < ids.len(),
+            "{transport:?}: covered {} of {}",
+            first.covered,
+            ids.len()
+        );
+        assert_eq!(first.messages.len(), usize::from(first.covered));
+        let payload: usize = 10
+            + first
+                .messages
+                .iter()
+                .map(|m| m.encoded_len())
+                .sum::<usize>();
+        assert!(
+            payload <= 1 << 20,
+            "{transport:?}: a {payload}-byte response"
+        );
+        let all = bob_conn.fetch_all(&ids);
+        assert_eq!(all.iter().map(|m| m.msg_id).collect::<Vec<_>>(), acks);
+        for (i, message) in all.iter().enumerate() {
+            assert_eq!(message.body.as_ref(), body(i as u64).as_slice());
+        }
+    }
+}
+
+#[test]
+fn sync_index_caps_its_limit_at_500() {
+    let server = TestServer::start();
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut alice_conn = server.login(Transport::Tcp, &alice, None);
+    let seqs: Vec<u32> = (0..520u64)
+        .map(|i| alice_conn.send_request(&direct(&bob, i, b"x")))
+        .collect();
+    for seq in seqs {
+        assert!(alice_conn.response(seq).result.is_ok());
+    }
+    let mut bob_conn = server.login(Transport::Ws, &bob, None);
+    for limit in [0, 501, u16::MAX] {
+        let index = bob_conn.sync_index(0, limit);
+        assert_eq!(index.ids.len(), 500, "limit {limit} means 500");
+        assert!(index.more);
+    }
+    let small = bob_conn.sync_index(0, 3);
+    assert_eq!(small.ids.len(), 3);
+    assert_eq!(bob_conn.sync_all().len(), 520);
+}
+
+#[test]
+fn pushes_from_many_senders_arrive_once_each_in_ascending_id_order() {
+    const SENDERS: usize = 4;
+    const EACH: u64 = 50;
+    let server = TestServer::start();
+    let bob = unique_user("bob");
+    for transport in BOTH {
+        let mut bob_conn = server.login(transport, &bob, None);
+        let mut senders: Vec<ChatClient> = (0..SENDERS)
+            .map(|i| server.login(BOTH[i % 2], &unique_user("sender"), None))
+            .collect();
+        // Interleaved and pipelined, so the core sees them mixed.
+        let mut pending = Vec::new();
+        for i in 0..EACH {
+            for (s, sender) in senders.iter_mut().enumerate() {
+                pending.push((s, sender.send_request(&direct(&bob, i, b"burst"))));
+            }
+        }
+        let mut acked = HashSet::new();
+        for (s, seq) in pending {
+            match senders[s].response(seq).result {
+                Ok(ResponseBody::Send(ok)) => assert!(acked.insert(ok.msg_id)),
+                other => panic!("SEND answered {other:?}"),
+            }
+        }
+        let mut last = 0;
+        for _ in 0..acked.len() {
+            let message = bob_conn.expect_message();
+            assert!(message.msg_id > last, "{transport:?}: pushes out of order");
+            assert!(acked.contains(&message.msg_id));
+            last = message.msg_id;
+        }
+        bob_conn.assert_no_push();
+        bob_conn.sync_all();
     }
 }

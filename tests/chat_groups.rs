@@ -322,3 +322,29 @@ fn fan_out_to_500_members_with_100_offline() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_member_who_joins_later_gets_only_later_messages() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let [alice, bob, carol] = ["alice", "bob", "carol"].map(unique_user);
+        let mut alice_conn = server.login(transport, &alice, None);
+        let group = alice_conn.group_create("club", &[&bob]).expect("created");
+        let before = alice_conn
+            .send_group(group, 1, b"before carol")
+            .expect("sent");
+        let mut carol_conn = server.login(transport, &carol, None);
+        carol_conn.group_join(group).expect("joined");
+        let after = alice_conn
+            .send_group(group, 2, b"welcome carol")
+            .expect("sent");
+        assert_eq!(carol_conn.expect_message().msg_id, after.msg_id);
+        carol_conn.assert_no_push();
+        let mut carol_other = server.login(transport, &carol, Some("desktop"));
+        let ids: Vec<u64> = carol_other.sync_all().iter().map(|m| m.msg_id).collect();
+        assert_eq!(ids, vec![after.msg_id]);
+        let mut bob_conn = server.login(transport, &bob, None);
+        let ids: Vec<u64> = bob_conn.sync_all().iter().map(|m| m.msg_id).collect();
+        assert_eq!(ids, vec![before.msg_id, after.msg_id]);
+    }
+}
