@@ -359,3 +359,38 @@ fn garbage_on_some_connections_leaves_the_others_alone() {
     let ids: Vec<u64> = bob_later.sync_all().iter().map(|m| m.msg_id).collect();
     assert_eq!(ids, vec![before.msg_id, after.msg_id, reply.msg_id]);
 }
+
+#[test]
+fn extreme_field_values_are_handled_not_misread() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+        let mut alice_conn = server.login(transport, &alice, None);
+        // All 64 bits of a client_msg_id are kept, the top bit included.
+        let top = alice_conn
+            .send_direct(&bob, u64::MAX, b"max")
+            .expect("sent");
+        let zero = alice_conn.send_direct(&bob, 0, b"zero").expect("sent");
+        assert_ne!(top.msg_id, zero.msg_id);
+        assert_eq!(alice_conn.send_direct(&bob, u64::MAX, b"max"), Ok(top));
+        let mut bob_conn = server.login(transport, &bob, None);
+        // Positions past every id (even past i64::MAX) list nothing and fetch nothing.
+        let index = bob_conn.sync_index(u64::MAX, 500);
+        assert!(index.ids.is_empty() && !index.more, "{index:?}");
+        let fetch = bob_conn.sync_fetch(&[u64::MAX, 1 << 63, 0]);
+        assert_eq!(fetch.covered, 3);
+        assert!(fetch.messages.is_empty());
+        let synced = bob_conn.sync_peek();
+        assert_eq!(
+            synced.iter().map(|m| m.client_msg_id).collect::<Vec<_>>(),
+            vec![u64::MAX, 0]
+        );
+        bob_conn.sync_ack(u64::MAX);
+        assert!(bob_conn.sync_index(0, 500).ids.is_empty());
+        for group in [0, 1 << 63, u64::MAX] {
+            assert_eq!(bob_conn.group_join(group), Err(Status::NOT_FOUND));
+            assert_eq!(bob_conn.group_detail(group).err(), Some(Status::NOT_FOUND));
+        }
+        assert!(bob_conn.is_open() && alice_conn.is_open());
+    }
+}

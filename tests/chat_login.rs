@@ -265,3 +265,77 @@ fn different_device_kinds_stay_online_together_and_all_get_pushes() {
         device.assert_no_push();
     }
 }
+
+/// A token with any claims, signed like the backend signs them (or with another algorithm).
+fn token_with(claims: serde_json::Value, algorithm: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .expect("sign a token")
+}
+
+#[test]
+fn tokens_whose_claims_break_the_rules_are_invalid() {
+    let server = TestServer::start();
+    let exp = now_secs() + 3600;
+    let long_user = "u".repeat(65);
+    let cases = [
+        ("no sub", serde_json::json!({ "exp": exp })),
+        ("no exp", serde_json::json!({ "sub": "alice" })),
+        ("empty sub", serde_json::json!({ "sub": "", "exp": exp })),
+        (
+            "65-byte sub",
+            serde_json::json!({ "sub": long_user, "exp": exp }),
+        ),
+        (
+            "control character in sub",
+            serde_json::json!({ "sub": "al\u{7}ice", "exp": exp }),
+        ),
+        (
+            "upper-case dev",
+            serde_json::json!({ "sub": "alice", "exp": exp, "dev": "Phone" }),
+        ),
+        (
+            "empty dev",
+            serde_json::json!({ "sub": "alice", "exp": exp, "dev": "" }),
+        ),
+        (
+            "sub not a string",
+            serde_json::json!({ "sub": 42, "exp": exp }),
+        ),
+    ];
+    for (i, (what, claims)) in cases.into_iter().enumerate() {
+        let transport = BOTH[i % 2];
+        let mut client = server.connect(transport);
+        let seq = client.send_login(&token_with(claims, jsonwebtoken::Algorithm::HS256));
+        let (before, _) = client.expect_closed(IO_TIMEOUT);
+        match before.as_slice() {
+            [ServerPacket::Response(r)] => {
+                assert_eq!(
+                    (r.seq, r.result.clone()),
+                    (seq, Err(Status::INVALID_TOKEN)),
+                    "{what}"
+                )
+            }
+            other => panic!("{what}: expected INVALID_TOKEN then the close, got {other:?}"),
+        }
+    }
+    // The same secret under another algorithm is not accepted either.
+    let mut client = server.connect(Transport::Tcp);
+    let hs512 = token_with(
+        serde_json::json!({ "sub": "alice", "exp": exp }),
+        jsonwebtoken::Algorithm::HS512,
+    );
+    let seq = client.send_login(&hs512);
+    assert_refused_then_closed(&mut client, Command::Login, seq, Status::INVALID_TOKEN);
+    // And a well-formed token with extra claims is fine.
+    let mut client = server.connect(Transport::Ws);
+    let extra = token_with(
+        serde_json::json!({ "sub": "alice", "exp": exp, "dev": "web-2", "iss": "backend" }),
+        jsonwebtoken::Algorithm::HS256,
+    );
+    let ok = client.login(&extra).expect("accepted");
+    assert_eq!((ok.user.as_str(), ok.device.as_str()), ("alice", "web-2"));
+}
