@@ -69,7 +69,8 @@ pub struct ClientConfig {
     pub initial_connect_timeout: Duration,
     /// Sent in LOGIN (default `sdk-rust/<crate version>`; at most 64 bytes).
     pub client_version: String,
-    /// How many recently delivered message ids are remembered to drop repeats (default 4096).
+    /// How many recently delivered messages are remembered to drop repeats, by `msg_id` and
+    /// by sender and `client_msg_id` (default 4096).
     pub dedupe_window: usize,
     /// The longest packet payload accepted from the server (default 1 MiB).
     pub max_packet: u32,

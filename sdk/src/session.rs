@@ -22,7 +22,7 @@ use switchboard_protocol::{
 use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
-use crate::dedupe::DedupeWindow;
+use crate::dedupe::MessageDedupe;
 use crate::endpoint::Endpoint;
 use crate::error::{Ack, ConnectError, LinkError, RequestError, SendError, StopReason};
 use crate::event::{Event, LoginInfo};
@@ -130,7 +130,7 @@ pub struct Session {
     /// Answered at the first login (or the failure before it), then `None`.
     ready: Option<Sender<Result<LoginInfo, ConnectError>>>,
     outbox: Outbox,
-    dedupe: DedupeWindow,
+    dedupe: MessageDedupe,
     /// App requests waiting for a logged-in connection, oldest first.
     queued: VecDeque<QueuedRequest>,
     in_flight: HashMap<u32, InFlight>,
@@ -165,7 +165,7 @@ impl Session {
     ) -> Self {
         Session {
             heartbeat: config.heartbeat,
-            dedupe: DedupeWindow::new(config.dedupe_window),
+            dedupe: MessageDedupe::new(config.dedupe_window),
             config,
             events,
             ready: Some(ready),
@@ -574,7 +574,7 @@ impl Session {
                 if let Some(message) = self.outbox.complete(seq) {
                     // Our own message is in our inbox too: never deliver it back to us, and
                     // let the next ack cover it.
-                    self.dedupe.insert(ok.msg_id);
+                    self.dedupe.note_id(ok.msg_id);
                     self.ack_high = self.ack_high.max(ok.msg_id);
                     self.schedule_ack(now);
                     let _ = message.reply.send(Ok(Ack {
@@ -692,8 +692,8 @@ impl Session {
 }
 
 /// Sends `message` to the app unless its id was delivered before; whether it was new.
-fn deliver(dedupe: &mut DedupeWindow, events: &Sender<Event>, message: ChatMessage) -> bool {
-    if !dedupe.insert(message.msg_id) {
+fn deliver(dedupe: &mut MessageDedupe, events: &Sender<Event>, message: ChatMessage) -> bool {
+    if !dedupe.first_time(&message) {
         return false;
     }
     let _ = events.send(Event::Message(message));

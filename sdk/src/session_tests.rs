@@ -46,7 +46,7 @@ fn message(msg_id: u64) -> ChatMessage {
         server_time_ms: 5,
         from: Text::from("alice"),
         target: Target::Direct(Text::from("bob")),
-        client_msg_id: 1,
+        client_msg_id: msg_id,
         body: Bytes::from_static(b"hi"),
     }
 }
