@@ -347,3 +347,60 @@ fn after_a_kill_and_restart_unacked_sends_are_resent_and_stored_once() {
         drop(server);
     }
 }
+
+#[test]
+fn a_silent_server_is_detected_by_heartbeats_and_the_client_comes_back() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = ChildServer::spawn(dir.path(), any, any);
+    for transport in BOTH {
+        let mut config = config(
+            &[endpoint(transport, server.addr(transport))],
+            token("gina", None),
+        );
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.request_timeout = Duration::from_secs(1);
+        let client = Client::connect(config).expect("gina connects");
+        sync_done(&client);
+        // Quiet but alive: pings keep it up well past 2.5 heartbeats.
+        let quiet = drain_for(client.events(), Duration::from_millis(800));
+        assert!(quiet.is_empty(), "{transport:?}: {quiet:?}");
+        server.freeze();
+        let error = wait_for(client.events(), "Disconnected", |e| match e {
+            Event::Disconnected { error } => Some(error.clone()),
+            _ => None,
+        });
+        assert!(
+            matches!(error, switchboard_sdk::LinkError::Silent(_)),
+            "{transport:?}: {error:?}"
+        );
+        server.thaw();
+        wait_for(client.events(), "Reconnected", |e| {
+            matches!(e, Event::Reconnected { .. }).then_some(())
+        });
+        client
+            .send("gina", "back")
+            .expect("acked after the reconnect");
+    }
+}
+
+#[test]
+fn a_reconnect_fails_over_to_the_next_endpoint() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let first = ChildServer::spawn(dir.path(), any, any);
+    let second = TestServer::start();
+    let endpoints = [
+        endpoint(Transport::Tcp, first.addr(Transport::Tcp)),
+        second.endpoint(Transport::Ws),
+    ];
+    let client = Client::connect(config(&endpoints, token("hank", None))).expect("connects");
+    assert_eq!(client.login().endpoint.to_string(), endpoints[0]);
+    first.kill();
+    let back_on = wait_for(client.events(), "Reconnected", |e| match e {
+        Event::Reconnected { endpoint } => Some(endpoint.to_string()),
+        _ => None,
+    });
+    assert_eq!(back_on, endpoints[1]);
+    client.send("hank", "on the second gateway").expect("acked");
+}

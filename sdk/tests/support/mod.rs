@@ -197,7 +197,7 @@ impl ChildServer {
     /// Starts the server on `tcp`/`ws` (port 0: free ones) with its data in `data`.
     pub fn spawn(data: &Path, tcp: SocketAddr, ws: SocketAddr) -> ChildServer {
         let exe = std::env::current_exe().expect("the test binary");
-        let mut child = Command::new(exe)
+        let child = Command::new(exe)
             .args([
                 "serve_child",
                 "--exact",
@@ -214,7 +214,14 @@ impl ChildServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("re-execute the test binary as a server");
-        let stdout = child.stdout.take().expect("piped stdout");
+        // Owned by the value from here on, so a panic below still kills and reaps the child.
+        let mut server = ChildServer {
+            child,
+            tcp,
+            ws,
+            data: data.to_path_buf(),
+        };
+        let stdout = server.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -232,14 +239,9 @@ impl ChildServer {
             // libtest may have written "test serve_child ... " on the same line first.
             if let Some(rest) = line.find(ANNOUNCE).map(|at| &line[at + ANNOUNCE.len()..]) {
                 let mut addrs = rest.split_whitespace().map(|a| a.parse().expect("an addr"));
-                let tcp = addrs.next().expect("tcp");
-                let ws = addrs.next().expect("ws");
-                return ChildServer {
-                    child,
-                    tcp,
-                    ws,
-                    data: data.to_path_buf(),
-                };
+                server.tcp = addrs.next().expect("tcp");
+                server.ws = addrs.next().expect("ws");
+                return server;
             }
         }
     }
@@ -280,6 +282,15 @@ impl ChildServer {
             assert!(Instant::now() < deadline, "the child never stopped");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// SIGCONT after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        let status = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -CONT");
+        assert!(status.success(), "kill -CONT failed");
     }
 
     /// SIGKILL and reap: nothing is drained or flushed.
