@@ -6,7 +6,7 @@
 //! resend with the original ack and stores nothing twice). Entries refused with BUSY or
 //! INTERNAL wait for a backoff delay, then go out again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -64,6 +64,8 @@ pub struct Outbox {
     entries: BTreeMap<u64, Entry>,
     /// The ticket of each entry on the wire, by its request's seq.
     by_seq: HashMap<u32, u64>,
+    /// The `client_msg_id` of every entry.
+    client_ids: HashSet<u64>,
     next_ticket: u64,
 }
 
@@ -77,6 +79,7 @@ impl Outbox {
     pub fn push(&mut self, message: Outgoing) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        self.client_ids.insert(message.client_msg_id);
         let entry = Entry {
             message,
             seq: None,
@@ -120,7 +123,14 @@ impl Outbox {
     /// Removes the entry `seq` carried (its answer came: an ack or a final refusal).
     pub fn complete(&mut self, seq: u32) -> Option<Outgoing> {
         let ticket = self.by_seq.remove(&seq)?;
-        self.entries.remove(&ticket).map(|entry| entry.message)
+        let message = self.entries.remove(&ticket)?.message;
+        self.client_ids.remove(&message.client_msg_id);
+        Some(message)
+    }
+
+    /// Whether a message with `client_msg_id` awaits its ack here.
+    pub fn holds(&self, client_msg_id: u64) -> bool {
+        self.client_ids.contains(&client_msg_id)
     }
 
     /// Takes the entry `seq` carried off the wire until `retry_at(refusals so far)`, after a
@@ -152,6 +162,7 @@ impl Outbox {
     /// Empties the outbox, answering every entry with `error`.
     pub fn fail_all(&mut self, error: &SendError) {
         self.by_seq.clear();
+        self.client_ids.clear();
         for (_, entry) in std::mem::take(&mut self.entries) {
             let _ = entry.message.reply.send(Err(error.clone()));
         }
@@ -279,8 +290,10 @@ mod tests {
             flush(&mut outbox, Instant::now(), &mut seq),
             Vec::<u64>::new()
         );
+        assert!(outbox.holds(9));
         assert_eq!(outbox.complete(77).map(|m| m.client_msg_id), Some(9));
         assert!(outbox.is_empty());
+        assert!(!outbox.holds(9));
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub struct Session {
     phase: Phase,
     sync: OfflineSync,
     endpoint: Option<Endpoint>,
+    /// The logged-in user id (from the first login's answer).
+    user: Option<String>,
     heartbeat: Duration,
     last_received: Instant,
     /// The highest delivered id that may be acknowledged once the sync is done.
@@ -181,6 +183,7 @@ impl Session {
             phase: Phase::Offline,
             sync: OfflineSync::new(),
             endpoint: None,
+            user: None,
             last_received: now,
             ack_high: 0,
             acked: 0,
@@ -416,8 +419,13 @@ impl Session {
                 }
             }
             (InFlight::SyncFetch, Ok(ResponseBody::SyncFetch(ok))) => {
-                let (dedupe, events) = (&mut self.dedupe, &self.events);
-                match self.sync.on_fetch(ok, |m| deliver(dedupe, events, m)) {
+                let mut inbound = Inbound {
+                    dedupe: &mut self.dedupe,
+                    events: &self.events,
+                    outbox: &self.outbox,
+                    user: self.user.as_deref(),
+                };
+                match self.sync.on_fetch(ok, |m| inbound.deliver(m)) {
                     Ok(next) => self.apply_sync(next, now),
                     Err(error) => Flow::Reconnect(error),
                 }
@@ -467,6 +475,7 @@ impl Session {
         self.phase = Phase::Live;
         self.heartbeat = effective_heartbeat(self.config.heartbeat, ok.idle_timeout_ms);
         let info = self.login_info(ok);
+        self.user = Some(info.user.clone());
         match self.ready.take() {
             Some(ready) => {
                 let _ = ready.send(Ok(info));
@@ -519,7 +528,13 @@ impl Session {
 
     fn on_push(&mut self, message: ChatMessage, now: Instant) {
         let id = message.msg_id;
-        deliver(&mut self.dedupe, &self.events, message);
+        let mut inbound = Inbound {
+            dedupe: &mut self.dedupe,
+            events: &self.events,
+            outbox: &self.outbox,
+            user: self.user.as_deref(),
+        };
+        inbound.deliver(message);
         self.ack_high = self.ack_high.max(id);
         self.schedule_ack(now);
     }
@@ -691,13 +706,29 @@ impl Session {
     }
 }
 
-/// Sends `message` to the app unless its id was delivered before; whether it was new.
-fn deliver(dedupe: &mut MessageDedupe, events: &Sender<Event>, message: ChatMessage) -> bool {
-    if !dedupe.first_time(&message) {
-        return false;
+/// The way from the wire to the app for received messages.
+struct Inbound<'a> {
+    dedupe: &'a mut MessageDedupe,
+    events: &'a Sender<Event>,
+    outbox: &'a Outbox,
+    user: Option<&'a str>,
+}
+
+impl Inbound<'_> {
+    /// Sends `message` to the app unless it was delivered before, or it is one of this
+    /// client's own messages still awaiting its ack (stored before a drop, synced back after
+    /// it: the ack of its resend reports it); whether it was delivered.
+    fn deliver(&mut self, message: ChatMessage) -> bool {
+        if !self.dedupe.first_time(&message) {
+            return false;
+        }
+        let own = self.user == Some(message.from.as_str());
+        if own && self.outbox.holds(message.client_msg_id) {
+            return false;
+        }
+        let _ = self.events.send(Event::Message(message));
+        true
     }
-    let _ = events.send(Event::Message(message));
-    true
 }
 
 /// The configured heartbeat, or half the server's idle timeout when that is shorter.

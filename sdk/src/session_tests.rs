@@ -481,3 +481,42 @@ fn own_acked_messages_are_never_delivered_back() {
     h.push(Push::Message(message(70)));
     assert!(h.messages().is_empty());
 }
+
+#[test]
+fn an_own_message_synced_back_while_awaiting_its_ack_is_not_delivered() {
+    let mut h = Harness::new();
+    let (m, rx) = outgoing(42, "carol");
+    h.session.on_command(Command::Send(m), h.now);
+    let sent = h.log_in();
+    let index_seq = sent[0].0;
+    let send_seq = sent
+        .iter()
+        .find(|(_, r)| matches!(r, Request::Send { .. }))
+        .expect("the send")
+        .0;
+    // Stored before an earlier drop, so the sync lists it before the resend's ack comes.
+    let own = ChatMessage {
+        from: Text::from("bob"),
+        target: Target::Direct(Text::from("carol")),
+        client_msg_id: 42,
+        ..message(80)
+    };
+    let page = SyncIndexOk {
+        ids: vec![80, 81],
+        more: false,
+    };
+    h.answer(index_seq, ResponseBody::SyncIndex(page));
+    let fetch_seq = h.sent()[0].0;
+    let ok = SyncFetchOk {
+        covered: 2,
+        messages: vec![own, message(81)],
+    };
+    h.answer(fetch_seq, ResponseBody::SyncFetch(ok));
+    assert_eq!(h.messages(), [81]);
+    let ok = SendOk {
+        msg_id: 80,
+        server_time_ms: 1,
+    };
+    h.answer(send_seq, ResponseBody::Send(ok));
+    assert_eq!(rx.try_recv().unwrap().unwrap().msg_id, 80);
+}
