@@ -308,6 +308,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         login_timeout: args.login_timeout,
         max_body: args.max_body,
         group_member_limit: args.group_member_limit,
+        retention: args.retention,
         ..crate::logic::LogicConfig::default()
     };
     let store = crate::serve::StoreConfigPatch {

@@ -6,7 +6,6 @@
 //! pushes go to the reactors' inboxes (one wake-up per reactor per batch, not per message).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -78,6 +77,9 @@ impl Outlet for GatewayOutlet {
 /// A running chat server: gateway, logic core and store.
 pub struct ChatServer {
     gateway: Gateway,
+    /// The server's own way into the core, for the shutdown notice; dropped before the core
+    /// is joined (the core runs until every sender is gone).
+    to_core: Sender<Vec<Inbound>>,
     core: JoinHandle<()>,
     store: StoreThread,
 }
@@ -101,13 +103,11 @@ impl ChatServer {
         logic.idle_timeout = gateway.read_wait;
         logic.max_packet = gateway.max_packet;
         let (to_core, inbound) = crossbeam_channel::unbounded();
-        let to_core = Arc::new(to_core);
         let gateway = Gateway::start(gateway, |_, _| ChatHandler {
-            to_core: (*to_core).clone(),
+            to_core: to_core.clone(),
             batch: Vec::new(),
         })
         .map_err(|e| format!("cannot start the gateway: {e}"))?;
-        drop(to_core);
         let outlet = GatewayOutlet {
             handle: gateway.handle(),
         };
@@ -118,6 +118,7 @@ impl ChatServer {
             .map_err(|e| format!("cannot start the logic core: {e}"))?;
         Ok(ChatServer {
             gateway,
+            to_core,
             core,
             store: store_thread,
         })
@@ -132,9 +133,17 @@ impl ChatServer {
     pub fn shutdown(self) {
         let ChatServer {
             gateway,
+            to_core,
             core,
             store,
         } = self;
+        // KICKED(SERVER_SHUTDOWN) first, so clients reconnect elsewhere instead of waiting
+        // out a backoff. The pushes reach each reactor's inbox before its drain command.
+        let (done, kicked) = crossbeam_channel::bounded(1);
+        if to_core.send(vec![Inbound::Shutdown(done)]).is_ok() {
+            let _ = kicked.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        drop(to_core);
         gateway.shutdown();
         // The reactors are gone, so their handlers dropped their senders: the core's inbound
         // channel closes, it returns and drops its store handle, and the store commits what

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::dedupe::{Dedupe, DedupeEntry, Waiter};
 use super::groups::{Group, GroupDirectory, Refusal};
 use super::session::{ConnKey, ConnState, Login, SessionTable};
-use super::snowflake::{unix_now_ms, SnowflakeGenerator};
+use super::snowflake::{self, unix_now_ms, SnowflakeGenerator};
 use super::token::TokenVerifier;
 use crate::store::{
     AppendOutcome, Completion, GroupRecord, Store, StoreRequest, StoredMessage, SubmitError, Ticket,
@@ -40,6 +40,10 @@ pub enum Inbound {
     Packet(ConnKey, Bytes),
     /// The connection is gone (any reason).
     Closed(ConnKey),
+    /// The server is about to drain: tell every logged-in client (KICKED, reason
+    /// SERVER_SHUTDOWN) so it reconnects elsewhere, then answer on the channel. The gateway's
+    /// drain closes the connections after these pushes.
+    Shutdown(crossbeam_channel::Sender<()>),
 }
 
 /// Why the logic core closes a connection; the gateway maps it to a close code.
@@ -84,6 +88,8 @@ pub struct LogicConfig {
     pub max_packet: usize,
     /// Recent (sender, client_msg_id) pairs remembered to answer resends without the store.
     pub dedupe_window: usize,
+    /// Messages older than this are never synced, even before the store's purge removes them.
+    pub retention: Duration,
 }
 
 impl Default for LogicConfig {
@@ -97,6 +103,7 @@ impl Default for LogicConfig {
             group_member_limit: limits::DEFAULT_GROUP_MEMBER_LIMIT,
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
             dedupe_window: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -236,6 +243,19 @@ impl<O: Outlet> LogicCore<O> {
             Inbound::Closed(conn) => {
                 self.sessions.remove(conn);
             }
+            Inbound::Shutdown(done) => {
+                let kicked = Push::Kicked {
+                    reason: KickReason::SERVER_SHUTDOWN,
+                    text: Text::from("server shutting down"),
+                };
+                if kicked.encode(&mut self.scratch).is_ok() {
+                    let packet = self.scratch.split().freeze();
+                    for conn in self.sessions.logged_in() {
+                        self.out.push(conn, packet.clone());
+                    }
+                }
+                let _ = done.send(());
+            }
         }
     }
 
@@ -367,7 +387,8 @@ impl<O: Outlet> LogicCore<O> {
                         ticket,
                         user: user.as_ref().into(),
                         device: device.as_ref().into(),
-                        after,
+                        // Ids are time-ordered: ids below the retention floor are expired.
+                        after: after.max(self.retention_floor_id()),
                         limit: u32::from(limits::sync_index_limit(limit)),
                     },
                 );
@@ -775,8 +796,11 @@ impl<O: Outlet> LogicCore<O> {
         let mut size = SyncFetchOk::EMPTY_PAYLOAD_LEN;
         let mut out = Vec::new();
         let mut covered = 0u16;
+        let oldest_ms = self
+            .now_ms
+            .saturating_sub(self.config.retention.as_millis() as u64);
         for id in ids {
-            if let Some(stored) = by_id.remove(id) {
+            if let Some(stored) = by_id.remove(id).filter(|m| m.time_ms >= oldest_ms) {
                 let message = to_chat_message(stored);
                 let len = message.encoded_len();
                 if size + len > self.config.max_packet && covered > 0 {
@@ -791,6 +815,14 @@ impl<O: Outlet> LogicCore<O> {
             covered,
             messages: out,
         }
+    }
+
+    /// The smallest id a message inside the retention window can have, minus one.
+    fn retention_floor_id(&self) -> u64 {
+        let oldest_ms = self
+            .now_ms
+            .saturating_sub(self.config.retention.as_millis() as u64);
+        snowflake::first_id_at(oldest_ms).saturating_sub(1)
     }
 
     fn ticket(&mut self, pending: Pending) -> Ticket {

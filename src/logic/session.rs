@@ -152,6 +152,13 @@ impl SessionTable {
         }
     }
 
+    /// Every logged-in connection.
+    pub fn logged_in(&self) -> impl Iterator<Item = ConnKey> + '_ {
+        self.users
+            .values()
+            .flat_map(|devices| devices.iter().map(|d| d.conn))
+    }
+
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.len()

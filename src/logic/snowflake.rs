@@ -129,6 +129,13 @@ pub fn id_time_ms(id: u64) -> u64 {
     ((id >> TIME_SHIFT) & MAX_TIME_MS) + EPOCH_UNIX_MS
 }
 
+/// The smallest id any node can make at `unix_ms` (0 before the epoch): every id made at or
+/// after that millisecond is at least this, every id made before it is smaller.
+pub fn first_id_at(unix_ms: u64) -> u64 {
+    let ms = unix_ms.saturating_sub(EPOCH_UNIX_MS).min(MAX_TIME_MS);
+    ms << TIME_SHIFT
+}
+
 /// The node that made an id.
 pub fn id_node(id: u64) -> u16 {
     // The mask keeps 10 bits, so the cast cannot truncate.
@@ -303,5 +310,17 @@ mod tests {
                 previous = Some(id);
             }
         }
+    }
+
+    #[test]
+    fn first_id_at_bounds_the_ids_of_that_millisecond() {
+        let t = EPOCH_UNIX_MS + 123_456;
+        let mut gen = SnowflakeGenerator::new(MAX_NODE_ID).unwrap();
+        let before = gen.next_id(t - 1).unwrap();
+        let at = SnowflakeGenerator::new(0).unwrap().next_id(t).unwrap();
+        assert!(before < first_id_at(t));
+        assert!(first_id_at(t) <= at);
+        assert_eq!(id_time_ms(first_id_at(t)), t);
+        assert_eq!(first_id_at(0), 0, "before the epoch");
     }
 }
