@@ -19,6 +19,9 @@ use crate::gateway::{
 use crate::logic::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
 use crate::store::{Store, StoreConfig, StoreThread};
 
+/// Event batches (one per reactor pass) that may wait for the logic core.
+const INBOUND_BATCHES: usize = 1024;
+
 /// The gateway side of the bridge: one per reactor.
 pub struct ChatHandler {
     to_core: Sender<Vec<Inbound>>,
@@ -102,7 +105,11 @@ impl ChatServer {
             .map_err(|e| format!("cannot load groups: {e}"))?;
         logic.idle_timeout = gateway.read_wait;
         logic.max_packet = gateway.max_packet;
-        let (to_core, inbound) = crossbeam_channel::unbounded();
+        // Bounded: when the logic core falls behind, a reactor blocks on this send and stops
+        // reading its sockets until the core catches up, so the kernel's flow control pushes
+        // back on clients instead of this queue growing without bound. The core never waits on
+        // a reactor (its pushes go to unbounded inboxes), so this cannot deadlock.
+        let (to_core, inbound) = crossbeam_channel::bounded(INBOUND_BATCHES);
         let gateway = Gateway::start(gateway, |_, _| ChatHandler {
             to_core: to_core.clone(),
             batch: Vec::new(),
