@@ -68,6 +68,12 @@ struct Args {
     /// Runs, each on a fresh server process; more than one adds a median/min/max summary.
     #[arg(long, value_name = "R", default_value_t = 1)]
     repeat: usize,
+    /// Another server instead of `switchboard echo` (bench/compare.sh's peers): a shell command
+    /// with {ws_port} and {tcp_port} for the free loopback ports, ready once it prints a line
+    /// starting with "listening on". It must exec the server (its PID is the one measured);
+    /// --server-bin and --workers are ignored; use --tcp 0 if it has no framed-TCP listener.
+    #[arg(long, value_name = "CMD")]
+    server_cmd: Option<String>,
 }
 
 fn main() {
@@ -146,7 +152,10 @@ fn measure_once(
     server_bin: &PathBuf,
     sources: &[Ipv4Addr],
 ) -> Result<RunResult, BoxError> {
-    let mut server = ServerProcess::start(server_bin, args.workers)?;
+    let mut server = match &args.server_cmd {
+        Some(template) => ServerProcess::start_command(template)?,
+        None => ServerProcess::start(server_bin, args.workers)?,
+    };
     std::thread::sleep(Duration::from_millis(args.settle_ms));
     let baseline = server.reading()?;
     let mut held: Vec<TcpStream> = Vec::with_capacity(args.ws + args.tcp);
@@ -396,6 +405,52 @@ impl ServerProcess {
                 .map_err(|_| "the server did not report both listeners within 10 s")?;
             ws_ready |= line.starts_with("switchboard echo: WebSocket on");
             tcp_ready |= line.starts_with("switchboard echo: framed TCP on");
+        }
+        if server.child.try_wait()?.is_some() {
+            server.stop();
+            return Err("the server exited right after starting".into());
+        }
+        Ok(server)
+    }
+
+    /// Starts `template` (see --server-cmd) through `sh -c exec`, so the child is the server,
+    /// and waits for its "listening on" line.
+    fn start_command(template: &str) -> Result<ServerProcess, BoxError> {
+        let ws_addr = free_loopback_port()?;
+        let tcp_addr = free_loopback_port()?;
+        let command_line = template
+            .replace("{ws_port}", &ws_addr.port().to_string())
+            .replace("{tcp_port}", &tcp_addr.port().to_string());
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {command_line}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {command_line}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut server = ServerProcess {
+            child,
+            ws_addr,
+            tcp_addr,
+        };
+        let (lines_tx, lines_rx) = mpsc::channel();
+        // Keeps draining after the ready line: a server writing to a closed pipe would die.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines_rx
+                .recv_timeout(left)
+                .map_err(|_| format!("{command_line}: no \"listening on\" line within 10 s"))?;
+            if line.starts_with("listening on") {
+                break;
+            }
         }
         if server.child.try_wait()?.is_some() {
             server.stop();
