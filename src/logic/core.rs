@@ -111,44 +111,32 @@ impl Default for LogicConfig {
 /// Requests that did not parse, in a row, before the connection is dropped.
 const GARBAGE_LIMIT: u8 = 3;
 
-/// What a store ticket was for.
-enum Pending {
-    Send {
+/// A store request in flight: who asked, and what to do with the answer.
+struct Pending {
+    conn: ConnKey,
+    seq: u32,
+    command: Command,
+    then: Then,
+}
+
+/// What a completion means, by the request it answers.
+enum Then {
+    /// Answer every waiter of this (sender, client_msg_id) with the message's id and time.
+    Stored {
         key: (Arc<str>, u64),
         msg_id: u64,
         time_ms: u64,
     },
-    SyncIndex {
-        conn: ConnKey,
-        seq: u32,
-    },
-    SyncFetch {
-        conn: ConnKey,
-        seq: u32,
-        ids: Vec<u64>,
-    },
-    SyncAck {
-        conn: ConnKey,
-        seq: u32,
-    },
-    GroupCreate {
-        conn: ConnKey,
-        seq: u32,
-        id: u64,
-        group: Group,
-    },
-    GroupJoin {
-        conn: ConnKey,
-        seq: u32,
-        id: u64,
-        user: Arc<str>,
-    },
-    GroupQuit {
-        conn: ConnKey,
-        seq: u32,
-        id: u64,
-        user: Arc<str>,
-    },
+    /// Answer with the ids.
+    Index,
+    /// Answer with the messages, in the order of these requested ids.
+    Fetch { ids: Vec<u64> },
+    /// Answer with an empty body.
+    Acked,
+    /// Cache the group, answer with its id.
+    Created { id: u64, group: Group },
+    /// Record the membership change in the cache, answer with an empty body.
+    Membership { id: u64, user: Arc<str>, join: bool },
 }
 
 /// The logic core's state.
@@ -378,95 +366,45 @@ impl<O: Outlet> LogicCore<O> {
                 body,
             ),
             Request::SyncIndex { after, limit } => {
-                let ticket = self.ticket(Pending::SyncIndex { conn, seq });
-                self.submit(
-                    conn,
-                    seq,
-                    command,
+                // Ids are time-ordered: ids below the retention floor are expired.
+                let after = after.max(self.retention_floor_id());
+                self.ask_store(conn, seq, command, Then::Index, |ticket| {
                     StoreRequest::SyncIndex {
                         ticket,
                         user: user.as_ref().into(),
                         device: device.as_ref().into(),
-                        // Ids are time-ordered: ids below the retention floor are expired.
-                        after: after.max(self.retention_floor_id()),
+                        after,
                         limit: u32::from(limits::sync_index_limit(limit)),
-                    },
-                );
+                    }
+                });
             }
             Request::SyncFetch { ids } => {
-                let ticket = self.ticket(Pending::SyncFetch {
-                    conn,
-                    seq,
-                    ids: ids.clone(),
+                let then = Then::Fetch { ids: ids.clone() };
+                self.ask_store(conn, seq, command, then, |ticket| StoreRequest::SyncFetch {
+                    ticket,
+                    user: user.as_ref().into(),
+                    ids,
                 });
-                self.submit(
-                    conn,
-                    seq,
-                    command,
-                    StoreRequest::SyncFetch {
-                        ticket,
-                        user: user.as_ref().into(),
-                        ids,
-                    },
-                );
             }
             Request::SyncAck { upto } => {
-                let ticket = self.ticket(Pending::SyncAck { conn, seq });
-                self.submit(
-                    conn,
-                    seq,
-                    command,
+                self.ask_store(conn, seq, command, Then::Acked, |ticket| {
                     StoreRequest::SyncAck {
                         ticket,
                         user: user.as_ref().into(),
                         device: device.as_ref().into(),
                         upto,
-                    },
-                );
+                    }
+                });
             }
             Request::GroupCreate { name, members } => {
                 self.group_create(conn, seq, user, name, members)
             }
             Request::GroupJoin { group_id } => match self.groups.check_join(group_id, &user) {
-                Ok(()) => {
-                    let ticket = self.ticket(Pending::GroupJoin {
-                        conn,
-                        seq,
-                        id: group_id,
-                        user: user.clone(),
-                    });
-                    self.submit(
-                        conn,
-                        seq,
-                        command,
-                        StoreRequest::GroupJoin {
-                            ticket,
-                            group_id,
-                            user: user.as_ref().into(),
-                        },
-                    );
-                }
+                Ok(()) => self.change_membership(conn, seq, command, group_id, user, true),
                 Err(refusal) => self.refuse(conn, command, seq, refusal_status(refusal)),
             },
             Request::GroupQuit { group_id } => match self.groups.check_member(group_id, &user) {
-                Ok(_) => {
-                    let ticket = self.ticket(Pending::GroupQuit {
-                        conn,
-                        seq,
-                        id: group_id,
-                        user: user.clone(),
-                    });
-                    self.submit(
-                        conn,
-                        seq,
-                        command,
-                        StoreRequest::GroupQuit {
-                            ticket,
-                            group_id,
-                            user: user.as_ref().into(),
-                        },
-                    );
-                }
+                Ok(_) => self.change_membership(conn, seq, command, group_id, user, false),
                 Err(refusal) => self.refuse(conn, command, seq, refusal_status(refusal)),
             },
             Request::GroupDetail { group_id } => match self.groups.get(group_id) {
@@ -575,11 +513,6 @@ impl<O: Outlet> LogicCore<O> {
         if !recipients.contains(&sender) {
             inboxes.push(Box::from(&*sender));
         }
-        let ticket = self.ticket(Pending::Send {
-            key: key.clone(),
-            msg_id,
-            time_ms,
-        });
         let stored = StoredMessage {
             id: msg_id,
             time_ms,
@@ -591,16 +524,17 @@ impl<O: Outlet> LogicCore<O> {
             client_msg_id,
             body: body.clone(),
         };
-        if !self.submit(
-            conn,
-            seq,
-            command,
-            StoreRequest::Append {
-                ticket,
-                message: stored,
-                inboxes,
-            },
-        ) {
+        let then = Then::Stored {
+            key: key.clone(),
+            msg_id,
+            time_ms,
+        };
+        let queued = self.ask_store(conn, seq, command, then, |ticket| StoreRequest::Append {
+            ticket,
+            message: stored,
+            inboxes,
+        });
+        if !queued {
             return;
         }
         self.dedupe
@@ -670,21 +604,41 @@ impl<O: Outlet> LogicCore<O> {
             owner,
             members: all.into_iter().collect(),
         };
-        let ticket = self.ticket(Pending::GroupCreate {
-            conn,
-            seq,
-            id,
-            group,
-        });
-        self.submit(
-            conn,
-            seq,
-            Command::GroupCreate,
+        let then = Then::Created { id, group };
+        self.ask_store(conn, seq, Command::GroupCreate, then, |ticket| {
             StoreRequest::GroupCreate {
                 ticket,
                 group: record,
-            },
-        );
+            }
+        });
+    }
+
+    fn change_membership(
+        &mut self,
+        conn: ConnKey,
+        seq: u32,
+        command: Command,
+        id: u64,
+        user: Arc<str>,
+        join: bool,
+    ) {
+        let stored_user: Box<str> = user.as_ref().into();
+        let then = Then::Membership { id, user, join };
+        self.ask_store(conn, seq, command, then, |ticket| {
+            if join {
+                StoreRequest::GroupJoin {
+                    ticket,
+                    group_id: id,
+                    user: stored_user,
+                }
+            } else {
+                StoreRequest::GroupQuit {
+                    ticket,
+                    group_id: id,
+                    user: stored_user,
+                }
+            }
+        });
     }
 
     /// Handles one store completion (public for tests that drive the core by hand).
@@ -693,9 +647,15 @@ impl<O: Outlet> LogicCore<O> {
         let Some(pending) = self.pending.remove(&ticket) else {
             return; // a purge the store ran on its own, or a test's ticket
         };
-        match (pending, completion) {
+        let Pending {
+            conn,
+            seq,
+            command,
+            then,
+        } = pending;
+        match (then, completion) {
             (
-                Pending::Send {
+                Then::Stored {
                     key,
                     msg_id,
                     time_ms,
@@ -716,35 +676,25 @@ impl<O: Outlet> LogicCore<O> {
                     self.reply(waiter.conn, waiter.seq, send_ok(waiter.command, ok));
                 }
             }
-            (Pending::Send { key, .. }, Completion::Failed { error, .. }) => {
-                warn!(%error, "storing a message failed");
+            (Then::Stored { key, .. }, other) => {
+                warn!(?other, "storing a message failed");
                 for waiter in self.dedupe.fail(&key) {
                     self.refuse(waiter.conn, waiter.command, waiter.seq, Status::INTERNAL);
                 }
             }
-            (Pending::SyncIndex { conn, seq }, Completion::SyncIndex { ids, more, .. }) => {
+            (Then::Index, Completion::SyncIndex { ids, more, .. }) => {
                 self.reply(
                     conn,
                     seq,
                     ResponseBody::SyncIndex(SyncIndexOk { ids, more }),
                 );
             }
-            (Pending::SyncFetch { conn, seq, ids }, Completion::SyncFetch { messages, .. }) => {
+            (Then::Fetch { ids }, Completion::SyncFetch { messages, .. }) => {
                 let body = self.fetch_response(&ids, messages);
                 self.reply(conn, seq, ResponseBody::SyncFetch(body));
             }
-            (Pending::SyncAck { conn, seq }, Completion::Done { .. }) => {
-                self.reply(conn, seq, ResponseBody::SyncAck);
-            }
-            (
-                Pending::GroupCreate {
-                    conn,
-                    seq,
-                    id,
-                    group,
-                },
-                Completion::Done { .. },
-            ) => {
+            (Then::Acked, Completion::Done { .. }) => self.reply(conn, seq, ResponseBody::SyncAck),
+            (Then::Created { id, group }, Completion::Done { .. }) => {
                 self.groups.insert(id, group);
                 self.reply(
                     conn,
@@ -752,38 +702,17 @@ impl<O: Outlet> LogicCore<O> {
                     ResponseBody::GroupCreate(GroupCreated { group_id: id }),
                 );
             }
-            (
-                Pending::GroupJoin {
-                    conn,
-                    seq,
-                    id,
-                    user,
-                },
-                Completion::Done { .. },
-            ) => {
-                self.groups.join(id, user);
-                self.reply(conn, seq, ResponseBody::GroupJoin);
+            (Then::Membership { id, user, join }, Completion::Done { .. }) => {
+                if join {
+                    self.groups.join(id, user);
+                    self.reply(conn, seq, ResponseBody::GroupJoin);
+                } else {
+                    self.groups.quit(id, &user);
+                    self.reply(conn, seq, ResponseBody::GroupQuit);
+                }
             }
-            (
-                Pending::GroupQuit {
-                    conn,
-                    seq,
-                    id,
-                    user,
-                },
-                Completion::Done { .. },
-            ) => {
-                self.groups.quit(id, &user);
-                self.reply(conn, seq, ResponseBody::GroupQuit);
-            }
-            (pending, Completion::Failed { error, .. }) => {
-                warn!(%error, "a store request failed");
-                let (conn, seq, command) = pending.answer_to();
-                self.refuse(conn, command, seq, Status::INTERNAL);
-            }
-            (pending, other) => {
-                warn!(?other, "store completion does not match its request");
-                let (conn, seq, command) = pending.answer_to();
+            (_, other) => {
+                warn!(?other, ?command, "a store request failed");
                 self.refuse(conn, command, seq, Status::INTERNAL);
             }
         }
@@ -825,24 +754,35 @@ impl<O: Outlet> LogicCore<O> {
         snowflake::first_id_at(oldest_ms).saturating_sub(1)
     }
 
-    fn ticket(&mut self, pending: Pending) -> Ticket {
+    /// Sends a request to the store under a new ticket, remembering who asked and what to do
+    /// with the answer. A full queue is answered with BUSY at once. Returns whether it was
+    /// queued.
+    fn ask_store(
+        &mut self,
+        conn: ConnKey,
+        seq: u32,
+        command: Command,
+        then: Then,
+        request: impl FnOnce(Ticket) -> StoreRequest,
+    ) -> bool {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.pending.insert(ticket, pending);
-        ticket
-    }
-
-    /// Queues a store request; a full queue is answered with BUSY. Returns whether it was queued.
-    fn submit(&mut self, conn: ConnKey, seq: u32, command: Command, request: StoreRequest) -> bool {
-        match self.store.submit(request) {
-            Ok(()) => true,
+        match self.store.submit(request(ticket)) {
+            Ok(()) => {
+                let pending = Pending {
+                    conn,
+                    seq,
+                    command,
+                    then,
+                };
+                self.pending.insert(ticket, pending);
+                true
+            }
             Err(error) => {
                 let status = match error {
                     SubmitError::Busy(_) => Status::BUSY,
                     SubmitError::Stopped(_) => Status::INTERNAL,
                 };
-                let request = error.into_request();
-                self.pending.remove(&request.ticket());
                 self.refuse(conn, command, seq, status);
                 false
             }
@@ -872,21 +812,6 @@ impl<O: Outlet> LogicCore<O> {
         if !self.scratch.is_empty() {
             let packet = self.scratch.split().freeze();
             self.out.push(conn, packet);
-        }
-    }
-}
-
-impl Pending {
-    /// Who to answer when the request fails.
-    fn answer_to(&self) -> (ConnKey, u32, Command) {
-        match self {
-            Pending::Send { .. } => (0, 0, Command::Send),
-            Pending::SyncIndex { conn, seq } => (*conn, *seq, Command::SyncIndex),
-            Pending::SyncFetch { conn, seq, .. } => (*conn, *seq, Command::SyncFetch),
-            Pending::SyncAck { conn, seq } => (*conn, *seq, Command::SyncAck),
-            Pending::GroupCreate { conn, seq, .. } => (*conn, *seq, Command::GroupCreate),
-            Pending::GroupJoin { conn, seq, .. } => (*conn, *seq, Command::GroupJoin),
-            Pending::GroupQuit { conn, seq, .. } => (*conn, *seq, Command::GroupQuit),
         }
     }
 }
