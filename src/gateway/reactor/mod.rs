@@ -6,34 +6,36 @@
 //! split off it without copying; only the bytes of an unfinished frame move into the
 //! connection. Handler commands for this reactor's connections are applied right after the
 //! handler returns; writes are gathered per connection and flushed once per pass.
+//! `input.rs` holds the read path (bytes to events), `output.rs` the write and close path.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use switchboard_codec::packet::PacketDecoder;
 use switchboard_codec::ws::handshake;
-
-use switchboard_codec::ws::{
-    self as ws, CloseCode, FrameEncoder, MessageReader, OpCode, ReaderConfig, Server,
-};
-use switchboard_codec::Decoded;
+use switchboard_codec::ws::{CloseCode, FrameEncoder, OpCode, Server};
 use tracing::{debug, info, warn};
 
 use super::config::GatewayConfig;
-use super::conn::{Conn, Phase, Protocol};
+use super::conn::{Conn, Phase};
 use super::conn_id::{next_generation, ConnId};
 use super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
-use super::outgoing::{Flushed, PushArena};
+use super::outgoing::PushArena;
 use super::timer_wheel::TimerWheel;
+
+mod input;
+mod output;
+
+use output::write_cap;
 
 pub(crate) const TCP_LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WS_LISTENER: Token = Token(usize::MAX - 2);
@@ -311,282 +313,6 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    // ---- reading ---------------------------------------------------------------------------
-
-    fn conn_readable(&mut self, key: usize) {
-        for _ in 0..READ_BUDGET {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            let use_own = conn.inbound.is_some();
-            let want = self.read_size;
-            let buf = if use_own {
-                conn.inbound.as_mut().expect("checked")
-            } else {
-                if self.scratch.capacity() - self.scratch.len() < want {
-                    self.scratch.reserve(SCRATCH_CHUNK);
-                }
-                &mut self.scratch
-            };
-            match read_into(&mut conn.stream, buf, want) {
-                Ok(0) => {
-                    self.peer_eof(key);
-                    return;
-                }
-                Ok(n) => {
-                    self.read_size = if n == want {
-                        (want * 2).min(MAX_READ)
-                    } else if n < want / 4 {
-                        (want / 2).max(MIN_READ)
-                    } else {
-                        want
-                    };
-                    conn.last_read = self.now;
-                    self.process_input(key, use_own);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let peer = conn.peer;
-                    debug!(%peer, error = %e, "read failed");
-                    self.remove(key, Some(Disconnect::Io(e.kind())));
-                    return;
-                }
-            }
-        }
-        self.again.push(key);
-    }
-
-    fn revisit(&mut self) {
-        if self.accept_again {
-            self.accept_again = false;
-            self.accept_ready(Transport::Tcp);
-            self.accept_ready(Transport::WebSocket);
-        }
-        if let Some(paused_at) = self.accept_paused_at {
-            if self.now.wrapping_sub(paused_at) >= ACCEPT_RETRY_TICKS {
-                self.accept_paused_at = None;
-                self.accept_ready(Transport::Tcp);
-                self.accept_ready(Transport::WebSocket);
-            }
-        }
-        let again = std::mem::take(&mut self.again);
-        for key in again {
-            self.conn_readable(key);
-        }
-    }
-
-    /// Turns the bytes just read into events. `own`: they are in the connection's buffer
-    /// rather than the shared scratch.
-    fn process_input(&mut self, key: usize, own: bool) {
-        let mut src = if own {
-            *self.conns[key].inbound.take().expect("caller checked")
-        } else {
-            std::mem::take(&mut self.scratch)
-        };
-        self.decode_all(key, &mut src);
-        if own {
-            if let Some(conn) = self.conns.get_mut(key) {
-                if !src.is_empty() && conn.reads_frames() {
-                    conn.inbound = Some(Box::new(src));
-                }
-            }
-        } else {
-            if let Some(conn) = self.conns.get_mut(key) {
-                if !src.is_empty() && conn.reads_frames() {
-                    // Only the start of an unfinished frame leaves the scratch buffer.
-                    let mut own = BytesMut::with_capacity(src.len().max(MIN_READ));
-                    own.extend_from_slice(&src);
-                    conn.inbound = Some(Box::new(own));
-                }
-            }
-            src.clear();
-            self.scratch = src;
-        }
-    }
-
-    fn decode_all(&mut self, key: usize, src: &mut BytesMut) {
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            if !conn.reads_frames() || src.is_empty() {
-                src.clear();
-                return;
-            }
-            let progressed = match &mut conn.protocol {
-                Protocol::Tcp => self.decode_packet(key, src),
-                Protocol::WsHandshake(_) => self.decode_handshake(key, src),
-                Protocol::Ws(_) => self.decode_ws(key, src),
-            };
-            if !progressed {
-                return;
-            }
-        }
-    }
-
-    /// One packet from a TCP connection. Returns false when more input is needed (or the
-    /// connection stopped reading).
-    fn decode_packet(&mut self, key: usize, src: &mut BytesMut) -> bool {
-        match self.packets.decode_raw(src) {
-            Ok(Decoded::Complete(packet)) => {
-                if self.conns[key].phase == Phase::Open {
-                    self.deliver(key, Message::Binary(packet));
-                }
-                true
-            }
-            Ok(Decoded::NeedMore) => false,
-            Err(e) => {
-                info!(peer = %self.conns[key].peer, error = %e, "closing TCP connection: bad framing");
-                self.notify(key, Disconnect::Protocol(e.to_string()));
-                self.start_flushing(key);
-                false
-            }
-        }
-    }
-
-    fn decode_handshake(&mut self, key: usize, src: &mut BytesMut) -> bool {
-        let conn = &mut self.conns[key];
-        let Protocol::WsHandshake(parser) = &mut conn.protocol else {
-            return false;
-        };
-        match parser.parse(src) {
-            Ok(Decoded::Complete((request, consumed))) => {
-                let _ = src.split_to(consumed);
-                let id = self.id(key);
-                let peer = self.conns[key].peer;
-                let info = ConnInfo {
-                    transport: Transport::WebSocket,
-                    peer,
-                    upgrade: Some(&request),
-                };
-                match self.call_handler_deferred(key, |h, out| h.open(out, id, &info)) {
-                    Some(Admission::Accept { protocol }) => {
-                        if request
-                            .write_accept(protocol.as_deref(), &mut self.responses)
-                            .is_err()
-                        {
-                            // The handler chose a subprotocol the client did not offer: a bug
-                            // above us, answered the safe way (no subprotocol).
-                            warn!(%peer, ?protocol, "handler chose a subprotocol the client did not offer");
-                            self.responses.clear();
-                            let _ = request.write_accept(None, &mut self.responses);
-                        }
-                        let response = self.responses.split().freeze();
-                        let config = &self.shared.config;
-                        let reader = MessageReader::new(ReaderConfig {
-                            max_message: config.max_message,
-                            ..ReaderConfig::default()
-                        });
-                        let read_wait = self.read_wait_ticks();
-                        let conn = &mut self.conns[key];
-                        conn.protocol = Protocol::Ws(reader);
-                        conn.phase = Phase::Open;
-                        conn.admitted = true;
-                        self.wheel.insert(key, u64::from(self.now + read_wait));
-                        self.queue(key, response);
-                        // Now the handler's greeting follows the 101, and its close is a
-                        // WebSocket close of an open connection.
-                        self.apply_local();
-                        self.conns.contains(key)
-                    }
-                    Some(Admission::Refuse { status, reason }) => {
-                        debug!(%peer, status, reason, "WebSocket upgrade refused by the handler");
-                        handshake::write_refusal(status, reason, &mut self.responses);
-                        let response = self.responses.split().freeze();
-                        self.queue(key, response);
-                        self.start_flushing(key);
-                        self.apply_local();
-                        false
-                    }
-                    None => {
-                        self.apply_local();
-                        false
-                    }
-                }
-            }
-            Ok(Decoded::NeedMore) => false,
-            Err(e) => {
-                info!(peer = %conn.peer, error = %e, "refusing WebSocket upgrade");
-                e.write_response(&mut self.responses);
-                let response = self.responses.split().freeze();
-                self.queue(key, response);
-                self.start_flushing(key);
-                false
-            }
-        }
-    }
-
-    fn decode_ws(&mut self, key: usize, src: &mut BytesMut) -> bool {
-        let conn = &mut self.conns[key];
-        let Protocol::Ws(reader) = &mut conn.protocol else {
-            return false;
-        };
-        match reader.read(src) {
-            Ok(Decoded::Complete(message)) => {
-                self.ws_message(key, message);
-                true
-            }
-            Ok(Decoded::NeedMore) => false,
-            Err(e) => {
-                info!(peer = %conn.peer, error = %e, "closing WebSocket: protocol violation");
-                let code = e.close_code();
-                self.notify(key, Disconnect::Protocol(e.to_string()));
-                self.send_close(key, code);
-                self.start_flushing(key);
-                false
-            }
-        }
-    }
-
-    fn ws_message(&mut self, key: usize, message: ws::Message) {
-        let phase = self.conns[key].phase;
-        match message {
-            ws::Message::Binary(payload) if phase == Phase::Open => {
-                self.deliver(key, Message::Binary(payload));
-            }
-            ws::Message::Text(payload) if phase == Phase::Open => {
-                if self.shared.config.ws_text {
-                    self.deliver(key, Message::Text(payload));
-                } else {
-                    info!(peer = %self.conns[key].peer, "closing WebSocket: text messages are not part of the protocol");
-                    self.notify(key, Disconnect::Protocol("text message".into()));
-                    self.send_close(key, CloseCode::UNSUPPORTED_DATA);
-                    self.start_flushing(key);
-                }
-            }
-            ws::Message::Ping(payload) if phase == Phase::Open => {
-                self.send_frame(key, OpCode::Pong, payload);
-            }
-            ws::Message::Close(frame) => {
-                let code = frame.as_ref().map(|f| f.code);
-                if phase == Phase::Open {
-                    self.notify(key, Disconnect::PeerClosed(code));
-                    // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty one.
-                    let payload = code.map_or_else(Bytes::new, |code| ws::close_payload(code, ""));
-                    self.send_frame(key, OpCode::Close, payload);
-                }
-                self.start_flushing(key);
-            }
-            // Data while awaiting the close reply is discarded; pongs need nothing.
-            _ => {}
-        }
-    }
-
-    fn peer_eof(&mut self, key: usize) {
-        let conn = &self.conns[key];
-        match conn.phase {
-            Phase::Open | Phase::Flushing => {
-                self.notify(key, Disconnect::PeerClosed(None));
-                // The peer may have only half-closed: what we owe it still goes out.
-                self.start_flushing(key);
-            }
-            Phase::Handshake | Phase::AwaitingCloseReply | Phase::Lingering => {
-                self.remove(key, None)
-            }
-        }
-    }
-
     // ---- handler calls and commands --------------------------------------------------------
 
     fn id(&self, key: usize) -> ConnId {
@@ -739,106 +465,6 @@ impl<H: Handler> Reactor<H> {
         self.call_handler(usize::MAX, |h, out| h.end_of_batch(out));
     }
 
-    // ---- writing ---------------------------------------------------------------------------
-
-    /// Queues a data message framed for the connection's transport.
-    fn send_data(&mut self, key: usize, opcode: OpCode, payload: Bytes) {
-        match self.conns[key].transport {
-            Transport::Tcp => self.queue(key, payload),
-            Transport::WebSocket => self.send_frame(key, opcode, payload),
-        }
-    }
-
-    fn send_frame(&mut self, key: usize, opcode: OpCode, payload: Bytes) {
-        let header = self.frames.encode_header(opcode, true, payload.len());
-        self.queue(key, header);
-        if !payload.is_empty() {
-            self.queue(key, payload);
-        }
-    }
-
-    fn send_close(&mut self, key: usize, code: CloseCode) {
-        if self.conns[key].transport == Transport::WebSocket {
-            self.send_frame(key, OpCode::Close, ws::close_payload(code, ""));
-        }
-    }
-
-    fn queue(&mut self, key: usize, bytes: Bytes) {
-        let conn = &mut self.conns[key];
-        conn.outgoing.push(&mut self.arena, bytes);
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
-    }
-
-    /// Stops reading; what is queued goes out, then FIN, within the close linger.
-    fn start_flushing(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if matches!(conn.phase, Phase::Flushing | Phase::Lingering) {
-            return;
-        }
-        conn.phase = Phase::Flushing;
-        conn.inbound = None;
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
-        let linger = self.now + Self::ticks(self.shared.config.close_linger);
-        self.wheel.insert(key, u64::from(linger));
-    }
-
-    fn conn_writable(&mut self, key: usize) {
-        if self
-            .conns
-            .get(key)
-            .is_some_and(|c| c.outgoing.backlog_bytes() > 0)
-        {
-            self.flush(key);
-        }
-    }
-
-    fn flush_dirty(&mut self) {
-        // A flush can close a connection, which tells the handler, which can push to other
-        // connections: keep going until no connection is dirty, so no chain outlives the arena.
-        while !self.dirty.is_empty() {
-            let mut dirty = std::mem::take(&mut self.dirty);
-            for key in dirty.drain(..) {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.dirty = false;
-                    self.flush(key);
-                }
-            }
-            if self.dirty.is_empty() {
-                self.dirty = dirty; // keep the allocation
-            }
-        }
-        self.arena.clear();
-    }
-
-    fn flush(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        match conn.outgoing.flush(&mut conn.stream, &mut self.arena) {
-            Ok(Flushed::All) => {
-                if conn.phase == Phase::Flushing {
-                    // FIN; then read until the peer's FIN so our last bytes are not reset away.
-                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                    conn.phase = Phase::Lingering;
-                }
-            }
-            Ok(Flushed::Backlogged(queued)) => {
-                if queued > self.write_cap {
-                    warn!(peer = %conn.peer, queued, "closing slow consumer: write queue over the cap");
-                    self.remove(key, Some(Disconnect::SlowConsumer { queued }));
-                }
-            }
-            Err(e) => {
-                debug!(peer = %conn.peer, error = %e, "write failed");
-                self.remove(key, Some(Disconnect::Io(e.kind())));
-            }
-        }
-    }
-
     // ---- timers, closing, draining ---------------------------------------------------------
 
     fn timers_due(&mut self) {
@@ -923,37 +549,10 @@ impl<H: Handler> Drop for Reactor<H> {
     }
 }
 
-/// The slow-consumer cap. A cap below the largest message would close every client that is
-/// sent one, however fast it reads; two of them leave room for one in flight and one queued.
-fn write_cap(config: &GatewayConfig) -> usize {
-    let largest = config
-        .max_message
-        .max(config.max_packet + switchboard_codec::packet::HEADER_LEN);
-    config.write_queue_cap.max(largest.saturating_mul(2))
-}
-
 /// Whether `accept` failed because the process or the system ran out of descriptors or memory.
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
-}
-
-/// Reads at most `want` bytes onto the end of `buf`.
-///
-/// Safe code must hand `read` initialised memory, so the new room is zeroed first. That is
-/// a memset of at most `want` bytes next to a system call; `want` adapts to the traffic, so
-/// an idle chat connection zeroes 4 KiB per read, not 64 KiB.
-fn read_into(
-    stream: &mut mio::net::TcpStream,
-    buf: &mut BytesMut,
-    want: usize,
-) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let result = stream.read(&mut buf[start..]);
-    let got = *result.as_ref().unwrap_or(&0);
-    buf.truncate(start + got);
-    result
 }
