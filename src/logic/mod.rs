@@ -2,7 +2,7 @@
 //!
 //! It turns inbound frames into chat: who is logged in where, what a message is, who gets it.
 //! It knows nothing of sockets: connections are ids, time comes in as an argument, and bytes
-//! go out through an [`Outlet`](core::Outlet) the gateway implements.
+//! go out through an [`Outlet`] the gateway implements.
 
 pub mod core;
 pub mod dedupe;
