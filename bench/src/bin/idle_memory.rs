@@ -38,7 +38,7 @@ const FD_SLACK: u64 = 64;
     about = "Server RSS per idle WebSocket and TCP connection, on a fresh switchboard echo"
 )]
 struct Args {
-    /// The switchboard binary [default: `<workspace>/target/release/switchboard`].
+    /// The switchboard binary (default: `<workspace>/target/release/switchboard`).
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
     /// WebSocket connections to open.
