@@ -1,0 +1,692 @@
+//! `Engine`: one mio loop driving every connection of a process: ramped connects from the
+//! source addresses, WebSocket upgrades, logins, heartbeats and the scenario's traffic.
+//! An idle connection holds no buffer (reads go through one shared scratch buffer; only a
+//! partial message or an unwritten tail is kept per connection). Every failure is counted by
+//! kind and the run ends at its duration whatever the target does.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use switchboard_codec::ws::{Client, FrameEncoder};
+
+use crate::config::{RunConfig, Scenario};
+use crate::link::{Incoming, Link};
+use crate::pacer::Pacer;
+use crate::server_stats;
+use crate::summary::{new_histogram, Summary};
+use crate::traffic::{self, Traffic};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// How often setup deadlines and heartbeats are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// Where a connection is in its setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Connecting,
+    Upgrading,
+    LoggingIn,
+    Ready,
+}
+
+/// One connection.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    pub(crate) link: Link,
+    pub(crate) state: State,
+    /// A partial message left over from the last read; empty (unallocated) otherwise.
+    rx: BytesMut,
+    /// Bytes the socket did not take yet; empty (unallocated) otherwise.
+    tx: BytesMut,
+    /// While setting up: the deadline; once ready: the next heartbeat (µs since start).
+    pub(crate) due_us: u64,
+    /// Messages sent and not answered yet.
+    pub(crate) inflight: u32,
+    /// This connection's index in the run (its user is `prefix + index`).
+    pub(crate) index: u32,
+}
+
+impl Conn {
+    pub(crate) fn link_is_ws(&self) -> bool {
+        matches!(self.link, Link::Ws(_))
+    }
+}
+
+/// Counters shared by every connection.
+pub(crate) struct Counters {
+    pub(crate) connected: u64,
+    pub(crate) open: u64,
+    pub(crate) failed: BTreeMap<String, u64>,
+    /// Requests the server answered with a refusal, by status.
+    pub(crate) refused: BTreeMap<String, u64>,
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    /// Receipts expected for what was sent (one per echo, one per recipient).
+    pub(crate) expected: u64,
+    pub(crate) window_received: u64,
+    pub(crate) latency: Histogram<u64>,
+    /// Latencies of the current second, for the progress line.
+    pub(crate) recent: Histogram<u64>,
+    pub(crate) in_window: bool,
+}
+
+impl Counters {
+    pub(crate) fn record_receipt(&mut self, latency_us: u64) {
+        self.received += 1;
+        if self.in_window {
+            self.window_received += 1;
+        }
+        self.latency.saturating_record(latency_us.max(1));
+        self.recent.saturating_record(latency_us.max(1));
+    }
+}
+
+/// Why a connection ends: a kind for the `failed` object.
+pub(crate) type Kind = String;
+
+/// The engine's shared state: everything but the connection table.
+pub(crate) struct Ctx {
+    pub(crate) config: RunConfig,
+    pub(crate) start: Instant,
+    pub(crate) counters: Counters,
+    pub(crate) encoder: FrameEncoder<Client>,
+    /// Frames to send on the current connection (scratch; cleared after each use).
+    pub(crate) out: BytesMut,
+    pub(crate) traffic: Traffic,
+    /// Whether new messages may be sent (the window is open and the drain not begun).
+    pub(crate) sending: bool,
+    rng: u64,
+}
+
+impl Ctx {
+    pub(crate) fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    pub(crate) fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            // splitmix64: keys and nonces that differ, not secrets.
+            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            chunk.copy_from_slice(&(z ^ (z >> 31)).to_ne_bytes()[..chunk.len()]);
+        }
+        out
+    }
+}
+
+/// Runs `config` to its end and returns its figures.
+pub fn run(config: RunConfig) -> io::Result<Summary> {
+    Engine::new(config)?.run()
+}
+
+struct Engine {
+    poll: Poll,
+    conns: Slab<Conn>,
+    ctx: Ctx,
+    read_chunk: Box<[u8]>,
+    scratch: BytesMut,
+    opened: usize,
+}
+
+impl Engine {
+    fn new(config: RunConfig) -> io::Result<Engine> {
+        let traffic = Traffic::new(&config);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        Ok(Engine {
+            poll: Poll::new()?,
+            conns: Slab::with_capacity(config.conns),
+            ctx: Ctx {
+                start: Instant::now(),
+                counters: Counters {
+                    connected: 0,
+                    open: 0,
+                    failed: BTreeMap::new(),
+                    refused: BTreeMap::new(),
+                    sent: 0,
+                    received: 0,
+                    expected: 0,
+                    window_received: 0,
+                    latency: new_histogram(),
+                    recent: new_histogram(),
+                    in_window: false,
+                },
+                encoder: FrameEncoder::new(),
+                out: BytesMut::with_capacity(READ_CHUNK),
+                traffic,
+                sending: false,
+                rng: seed,
+                config,
+            },
+            read_chunk: vec![0; READ_CHUNK].into_boxed_slice(),
+            scratch: BytesMut::with_capacity(READ_CHUNK),
+            opened: 0,
+        })
+    }
+
+    fn run(mut self) -> io::Result<Summary> {
+        let config = self.ctx.config.clone();
+        let sample = |pid: Option<u32>| pid.and_then(|pid| server_stats::sample(pid).ok());
+        let baseline = sample(config.server_pid);
+        self.ctx.start = Instant::now();
+        let end = config.duration;
+        let stop_sending = end.saturating_sub(config.drain);
+        let mut events = Events::with_capacity(4096);
+        let mut next_sweep = Duration::ZERO;
+        let mut next_progress = Duration::from_secs(1);
+        let mut window: Option<(Duration, Option<server_stats::ProcSample>)> = None;
+        let mut pacer =
+            (config.rate > 0.0).then(|| Pacer::new(config.rate, 1 + config.rate as u64 / 10));
+        let mut cursor = 0usize;
+        let mut last_progress_received = 0u64;
+        loop {
+            let now = self.ctx.start.elapsed();
+            if now >= end {
+                break;
+            }
+            self.open_due(now);
+            let setup_done = self.opened == config.conns
+                && self.conns.iter().all(|(_, c)| c.state == State::Ready);
+            if window.is_none() && (setup_done || now >= stop_sending) {
+                window = Some((now, sample(config.server_pid)));
+                self.ctx.counters.in_window = true;
+                self.ctx.sending = now < stop_sending && config.scenario != Scenario::Idle;
+                if self.ctx.sending && pacer.is_none() {
+                    self.fill_all_windows();
+                }
+            }
+            if self.ctx.sending && now >= stop_sending {
+                self.ctx.sending = false;
+            }
+            if let (Some(pacer), Some((opened_at, _)), true) =
+                (&mut pacer, &window, self.ctx.sending)
+            {
+                let due = pacer.due((now - *opened_at).as_secs_f64());
+                let unsent = self.send_paced(due, &mut cursor);
+                pacer.unsent(unsent);
+            }
+            let timeout = if pacer.is_some() || self.opened < config.conns {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(20)
+            };
+            let timeout = timeout.min(end - now);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                let key = event.token().0;
+                let result = self.on_event(
+                    key,
+                    event.is_writable(),
+                    event.is_readable() || event.is_read_closed() || event.is_error(),
+                );
+                if let Err(kind) = result {
+                    self.fail(key, kind);
+                }
+            }
+            let now = self.ctx.start.elapsed();
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_EVERY;
+                self.sweep();
+            }
+            if now >= next_progress {
+                next_progress += Duration::from_secs(1);
+                let c = &mut self.ctx.counters;
+                if let Some(label) = &config.progress {
+                    let failed: u64 = c.failed.values().sum();
+                    let p99 = if c.recent.is_empty() {
+                        0
+                    } else {
+                        c.recent.value_at_quantile(0.99)
+                    };
+                    eprintln!(
+                        "{label}{:>5.1}s connected {} open {} failed {} msgs/s {} p99 {}us",
+                        now.as_secs_f64(),
+                        c.connected,
+                        c.open,
+                        failed,
+                        c.received - last_progress_received,
+                        p99
+                    );
+                }
+                last_progress_received = c.received;
+                c.recent.reset();
+            }
+            // Traffic runs end once every answer is in; idle holds to the end.
+            if config.scenario != Scenario::Idle
+                && window.is_some()
+                && now >= stop_sending
+                && self.drained()
+            {
+                break;
+            }
+        }
+        let finished = self.ctx.start.elapsed();
+        let last = sample(config.server_pid);
+        self.close_all();
+        let c = &self.ctx.counters;
+        let mut summary = Summary::new(config.scenario.name(), config.conns as u64);
+        summary.connected = c.connected;
+        summary.failed = c.failed.clone();
+        summary.refused = c.refused.clone();
+        summary.sent = c.sent;
+        summary.received = c.received;
+        summary.lost = c.expected.saturating_sub(c.received);
+        summary.window_received = c.window_received;
+        summary.latency = c.latency.clone();
+        summary.duration_s = finished.as_secs_f64();
+        if let Some((opened_at, _)) = window {
+            summary.window_s = (finished - opened_at).as_secs_f64();
+        }
+        if let (Some(base), Some(last)) = (baseline, last) {
+            summary.server_rss_bytes = Some(last.rss_bytes);
+            if c.open > 0 {
+                summary.rss_per_conn_bytes =
+                    Some((last.rss_bytes as f64 - base.rss_bytes as f64) / c.open as f64);
+            }
+            let from = window.and_then(|(_, s)| s).unwrap_or(base);
+            summary.server_cpu_s = Some(last.cpu_s - from.cpu_s);
+        }
+        Ok(summary)
+    }
+
+    /// Whether every expected answer has arrived.
+    fn drained(&self) -> bool {
+        let c = &self.ctx.counters;
+        c.received >= c.expected
+    }
+
+    /// Opens the connections the ramp allows by now.
+    fn open_due(&mut self, now: Duration) {
+        let config = &self.ctx.config;
+        let allowed = ((config.ramp_per_s * now.as_secs_f64()) as usize + 1).min(config.conns);
+        while self.opened < allowed {
+            let index = self.opened;
+            self.opened += 1;
+            if let Err(e) = self.open(index) {
+                *self.ctx.counters.failed.entry(e).or_default() += 1;
+            }
+        }
+    }
+
+    fn open(&mut self, index: usize) -> Result<(), Kind> {
+        let config = &self.ctx.config;
+        let addr = config.target.addr;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(|e| io_kind(&e))?;
+        socket.set_nonblocking(true).map_err(|e| io_kind(&e))?;
+        socket.set_tcp_nodelay(true).map_err(|e| io_kind(&e))?;
+        if !config.source_ips.is_empty() {
+            let ip = config.source_ips[index % config.source_ips.len()];
+            bind_address_no_port(&socket);
+            socket
+                .bind(&SockAddr::from(SocketAddr::new(ip, 0)))
+                .map_err(|e| format!("bind_{}", io_kind(&e)))?;
+        }
+        match socket.connect(&SockAddr::from(addr)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(io_kind(&e)),
+        }
+        let stream = TcpStream::from_std(socket.into());
+        let entry = self.conns.vacant_entry();
+        let mut conn = Conn {
+            stream,
+            link: Link::tcp(),
+            state: State::Connecting,
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            due_us: self.ctx.now_us() + config.setup_timeout.as_micros() as u64,
+            inflight: 0,
+            index: index as u32,
+        };
+        self.poll
+            .registry()
+            .register(
+                &mut conn.stream,
+                Token(entry.key()),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| io_kind(&e))?;
+        entry.insert(conn);
+        Ok(())
+    }
+
+    fn on_event(&mut self, key: usize, writable: bool, readable: bool) -> Result<(), Kind> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let ctx = &mut self.ctx;
+        if conn.state == State::Connecting {
+            if let Some(e) = conn.stream.take_error().map_err(|e| io_kind(&e))? {
+                return Err(io_kind(&e));
+            }
+            match conn.stream.peer_addr() {
+                Ok(_) => connected(conn, ctx)?,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(io_kind(&e)),
+            }
+        }
+        if writable && !conn.tx.is_empty() {
+            write_pending(conn)?;
+        }
+        if readable {
+            read(conn, ctx, &mut self.read_chunk, &mut self.scratch)?;
+        }
+        Ok(())
+    }
+
+    /// Ends connection `key`, counting it under `kind` (prefixed `dropped_` once it was ready).
+    fn fail(&mut self, key: usize, kind: Kind) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let c = &mut self.ctx.counters;
+            let kind = if conn.state == State::Ready {
+                c.open -= 1;
+                format!("dropped_{kind}")
+            } else {
+                kind
+            };
+            *c.failed.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Setup deadlines and heartbeats.
+    fn sweep(&mut self) {
+        let now = self.ctx.now_us();
+        let heartbeat = self.ctx.config.heartbeat.as_micros() as u64;
+        let mut failed = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.due_us > now {
+                continue;
+            }
+            if conn.state != State::Ready {
+                let phase = match conn.state {
+                    State::Connecting => "timeout_connect",
+                    State::Upgrading => "timeout_upgrade",
+                    _ => "timeout_login",
+                };
+                failed.push((key, phase.to_string()));
+                continue;
+            }
+            conn.due_us = now + heartbeat;
+            if let Err(kind) =
+                traffic::heartbeat(conn, &mut self.ctx).and_then(|()| flush(conn, &mut self.ctx))
+            {
+                failed.push((key, kind));
+            }
+        }
+        for (key, kind) in failed {
+            self.fail(key, kind);
+        }
+    }
+
+    /// Fills every ready connection's in-flight window (unpaced runs, at the window's start).
+    fn fill_all_windows(&mut self) {
+        let mut failed = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if let Err(kind) =
+                traffic::fill_window(conn, &mut self.ctx).and_then(|()| flush(conn, &mut self.ctx))
+            {
+                failed.push((key, kind));
+            }
+        }
+        for (key, kind) in failed {
+            self.fail(key, kind);
+        }
+    }
+
+    /// Sends `due` messages round-robin over connections with room in their window; returns
+    /// how many found none.
+    fn send_paced(&mut self, mut due: u64, cursor: &mut usize) -> u64 {
+        let capacity = self.conns.capacity().max(1);
+        let mut idle_steps = 0;
+        let mut failed = Vec::new();
+        while due > 0 && idle_steps < capacity {
+            *cursor = (*cursor + 1) % capacity;
+            let Some(conn) = self.conns.get_mut(*cursor) else {
+                idle_steps += 1;
+                continue;
+            };
+            match traffic::send_one(conn, &mut self.ctx)
+                .and_then(|sent| flush(conn, &mut self.ctx).map(|()| sent))
+            {
+                Ok(true) => {
+                    due -= 1;
+                    idle_steps = 0;
+                }
+                Ok(false) => idle_steps += 1,
+                Err(kind) => {
+                    failed.push((*cursor, kind));
+                    idle_steps += 1;
+                }
+            }
+        }
+        for (key, kind) in failed {
+            self.fail(key, kind);
+        }
+        due
+    }
+
+    /// Closes every connection with an RST (SO_LINGER 0), so no TIME_WAIT is left behind to
+    /// eat the next run's ports.
+    fn close_all(&mut self) {
+        for (_, conn) in self.conns.iter_mut() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.conns.clear();
+    }
+}
+
+/// The TCP connection is up: start the upgrade, the login, or the scenario.
+fn connected(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
+    if let crate::target::Transport::Ws { path } = ctx.config.target.transport.clone() {
+        let nonce = ctx.random();
+        conn.link = Link::ws(
+            &ctx.config.target.authority,
+            &path,
+            nonce,
+            ctx.config.logs_in(),
+            &mut ctx.out,
+        )
+        .map_err(|_| "bad_upgrade_request".to_string())?;
+        conn.state = State::Upgrading;
+        return flush(conn, ctx);
+    }
+    upgraded(conn, ctx)
+}
+
+/// The transport is ready: log in, or go straight to the scenario.
+pub(crate) fn upgraded(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
+    if ctx.config.logs_in() {
+        conn.state = State::LoggingIn;
+        traffic::login(conn, ctx)?;
+        return flush(conn, ctx);
+    }
+    ready(conn, ctx)
+}
+
+/// Setup is over: count it and schedule the first heartbeat at a random point of the interval.
+pub(crate) fn ready(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
+    conn.state = State::Ready;
+    ctx.counters.connected += 1;
+    ctx.counters.open += 1;
+    let interval = ctx.config.heartbeat.as_micros() as u64;
+    let phase = u64::from_ne_bytes(ctx.random()) % interval.max(1);
+    conn.due_us = ctx.now_us() + phase;
+    traffic::on_ready(conn, ctx)?;
+    flush(conn, ctx)
+}
+
+/// Reads everything the socket has and handles every whole item.
+fn read(
+    conn: &mut Conn,
+    ctx: &mut Ctx,
+    chunk: &mut [u8],
+    scratch: &mut BytesMut,
+) -> Result<(), Kind> {
+    loop {
+        let n = match conn.stream.read(chunk) {
+            Ok(0) => return Err("eof".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_kind(&e)),
+        };
+        // Decode from the connection's leftover if it has one, else from the shared scratch.
+        let own = !conn.rx.is_empty();
+        let mut buf = if own {
+            std::mem::take(&mut conn.rx)
+        } else {
+            std::mem::take(scratch)
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let result = decode_all(conn, ctx, &mut buf);
+        if buf.is_empty() {
+            buf.clear();
+            if !own {
+                *scratch = buf;
+            }
+        } else if own {
+            conn.rx = buf;
+        } else {
+            // Keep only the partial message, in an allocation of its own size.
+            conn.rx = BytesMut::from(&buf[..]);
+            buf.clear();
+            *scratch = buf;
+        }
+        result?;
+        flush(conn, ctx)?;
+    }
+}
+
+fn decode_all(conn: &mut Conn, ctx: &mut Ctx, buf: &mut BytesMut) -> Result<(), Kind> {
+    loop {
+        let key = ctx.random();
+        let item = conn
+            .link
+            .decode(buf, &mut ctx.encoder, key, &mut ctx.out)
+            .map_err(|e| e.kind())?;
+        match item {
+            None => return Ok(()),
+            Some(Incoming::Upgraded) => upgraded(conn, ctx)?,
+            Some(item) => traffic::on_incoming(conn, ctx, item)?,
+        }
+    }
+}
+
+/// Writes what `ctx.out` holds for `conn` (behind anything still queued) and clears it.
+pub(crate) fn flush(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
+    if ctx.out.is_empty() {
+        return Ok(());
+    }
+    if conn.state == State::Connecting {
+        conn.tx.extend_from_slice(&ctx.out);
+        ctx.out.clear();
+        return Ok(());
+    }
+    let mut written = 0;
+    if conn.tx.is_empty() {
+        while written < ctx.out.len() {
+            match conn.stream.write(&ctx.out[written..]) {
+                Ok(0) => return Err("write_zero".into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    ctx.out.clear();
+                    return Err(io_kind(&e));
+                }
+            }
+        }
+    }
+    conn.tx.extend_from_slice(&ctx.out[written..]);
+    ctx.out.clear();
+    Ok(())
+}
+
+fn write_pending(conn: &mut Conn) -> Result<(), Kind> {
+    while !conn.tx.is_empty() {
+        match conn.stream.write(&conn.tx) {
+            Ok(0) => return Err("write_zero".into()),
+            Ok(n) => {
+                let _ = conn.tx.split_to(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_kind(&e)),
+        }
+    }
+    // Give the allocation back: an idle connection keeps no buffer.
+    conn.tx = BytesMut::new();
+    Ok(())
+}
+
+/// Lets many sockets share a source address: the port is chosen at connect time per
+/// destination, not at bind time among all ports (IP_BIND_ADDRESS_NO_PORT, Linux 4.2+).
+fn bind_address_no_port(socket: &Socket) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd we own and a pointer to a c_int that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A short name for an I/O error, for the `failed` object.
+pub(crate) fn io_kind(e: &io::Error) -> Kind {
+    let name = match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "refused",
+        Some(libc::ECONNRESET) => "reset",
+        Some(libc::ETIMEDOUT) => "timeout",
+        Some(libc::EPIPE) => "broken_pipe",
+        Some(libc::EADDRNOTAVAIL) => "addr_not_avail",
+        Some(libc::EADDRINUSE) => "addr_in_use",
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "no_fds",
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => "unreachable",
+        Some(code) => return format!("errno_{code}"),
+        None => return format!("{:?}", e.kind()).to_lowercase(),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_have_short_kinds() {
+        assert_eq!(
+            io_kind(&io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+            "refused"
+        );
+        assert_eq!(
+            io_kind(&io::Error::from_raw_os_error(libc::EMFILE)),
+            "no_fds"
+        );
+        assert_eq!(io_kind(&io::Error::from_raw_os_error(libc::EIO)), "errno_5");
+    }
+}

@@ -1,0 +1,22 @@
+//! Switchboard's load generator: one mio loop per process drives thousands of WebSocket or
+//! framed-TCP client connections built on the codec's client side, against `switchboard echo`,
+//! `switchboard serve`, or any WebSocket / framed-TCP echo server.
+//!
+//! It aims only at the one address it is given, binds only the source addresses it is given,
+//! and every run stops by itself at its duration. Scenarios: `idle`, `echo`, `chat`, `group`.
+
+pub mod config;
+pub mod engine;
+pub mod link;
+pub mod os;
+pub mod pacer;
+pub mod server_stats;
+pub mod summary;
+pub mod target;
+mod traffic;
+
+pub use config::{RunConfig, Scenario};
+pub use engine::run;
+pub use summary::Summary;
+pub use target::{parse_source_ips, Target};
+pub use traffic::MIN_SIZE;

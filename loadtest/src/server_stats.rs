@@ -1,0 +1,83 @@
+//! The target server's resident memory and CPU time, read from `/proc/PID/status` and
+//! `/proc/PID/stat` (`--server-pid`). Reading only; a vanished process is an error, never
+//! a panic.
+
+use std::fs;
+use std::io;
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcSample {
+    /// VmRSS, in bytes.
+    pub rss_bytes: u64,
+    /// utime + stime, in seconds.
+    pub cpu_s: f64,
+}
+
+/// Reads `pid`'s RSS and CPU time now.
+pub fn sample(pid: u32) -> io::Result<ProcSample> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let rss_kib = status_field(&status, "VmRSS:").ok_or_else(|| bad("no VmRSS"))?;
+    let ticks = cpu_ticks(&stat).ok_or_else(|| bad("unreadable /proc/PID/stat"))?;
+    Ok(ProcSample {
+        rss_bytes: rss_kib * 1024,
+        cpu_s: ticks as f64 / clock_ticks_per_second(),
+    })
+}
+
+/// The number after `key` on the line that starts with it (`/proc/PID/status` style).
+pub fn status_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// utime + stime in clock ticks: fields 14 and 15 of `/proc/PID/stat`, counted after the
+/// `comm` field, which is parenthesised and may itself hold spaces and parentheses.
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace();
+    // after_comm starts at field 3 (state); utime is field 14.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf takes no pointers; _SC_CLK_TCK is a valid name.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_skip_a_comm_with_spaces_and_parentheses() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
+        assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(cpu_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn status_fields_parse() {
+        let status = "Name:\tx\nVmRSS:\t  1234 kB\nThreads:\t3\n";
+        assert_eq!(status_field(status, "VmRSS:"), Some(1234));
+        assert_eq!(status_field(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(s.cpu_s >= 0.0);
+    }
+}
