@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Runs the same load under each sysctl profile and writes the comparison table into
+# docs/tuning.md (between its "experiment" markers; the prose around them is kept). For each
+# run and each profile, interleaved (small, million, small, million, ...) so that drift in a
+# shared machine's load hits both alike: apply the profile, start a fresh `switchboard echo`,
+# load it, stop it, revert. Measures kernel memory per socket end (/proc/net/sockstat TCP mem
+# pages × page size, and /proc/meminfo Slab, deltas over the connections' sockets), the
+# server's user-space RSS per connection, connection setups per second and, with loadtest,
+# the p99 latency. Needs root (sysctl -w); the profile is always reverted, also on failure.
+#
+#   sudo tuning/experiment.sh                       # small vs million, 3 runs, 9,000 WS + 9,000 TCP
+#   PROFILES="small million" REPEAT=5 TOOL=idle_memory tuning/experiment.sh
+#   TOOL=loadtest CONNS=18000 DURATION=20s tuning/experiment.sh
+#
+# TOOL: idle_memory (bench/src/bin/idle_memory.rs: WS + TCP connections set up 256 at a time,
+# one echo each, then idle), loadtest (`loadtest idle`, latency too), or auto (loadtest when
+# target/release/loadtest exists and has the idle scenario). OUT=- prints the table instead.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+PROFILES=${PROFILES:-small million}
+REPEAT=${REPEAT:-3}
+TOOL=${TOOL:-auto}
+WORKERS=${WORKERS:-2}
+WS=${WS:-9000}             # idle_memory: WebSocket connections
+TCP=${TCP:-9000}           # idle_memory: framed-TCP connections
+CONNS=${CONNS:-18000}      # loadtest: WebSocket connections (one loadtest process)
+RAMP=${RAMP:-20000}        # loadtest: connections opened per second at most
+DURATION=${DURATION:-20s}  # loadtest: the whole run, ramp included
+BACKLOG=${BACKLOG:-65535}  # loadtest: the server's --backlog; net.core.somaxconn caps it
+OUT=${OUT:-docs/tuning.md}
+
+# shellcheck source=tuning/sysctl-state.sh
+. tuning/sysctl-state.sh
+require_root "$@"
+[[ ! -e $STATE_FILE ]] || die "$STATE_FILE holds an unreverted save: run tuning/revert.sh first"
+for profile in $PROFILES; do
+    [[ -f tuning/profiles/$profile.conf ]] || die "no profile tuning/profiles/$profile.conf"
+done
+
+if [[ $TOOL == auto ]]; then
+    TOOL=idle_memory
+    if [[ -f loadtest/src/main.rs ]] && cargo build --release --quiet -p switchboard-loadtest \
+        && target/release/loadtest idle --help >/dev/null 2>&1; then
+        TOOL=loadtest
+    fi
+fi
+cargo build --release --quiet --bin switchboard
+case $TOOL in
+idle_memory) cargo build --release --quiet -p switchboard-bench --bin idle_memory ;;
+loadtest) cargo build --release --quiet -p switchboard-loadtest ;;
+*) die "TOOL must be auto, idle_memory or loadtest, not $TOOL" ;;
+esac
+
+raw=$(mktemp -d /tmp/switchboard-tuning.XXXXXX)
+results=$raw/results.jsonl
+echo "tool: $TOOL; profiles: $PROFILES; $REPEAT run(s) each; raw output in $raw"
+
+applied=0
+server_pid=
+sampler_pid=
+cleanup() {
+    if [[ -n $sampler_pid ]]; then kill "$sampler_pid" 2>/dev/null || true; fi
+    if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
+    if [[ $applied -eq 1 ]]; then
+        bash tuning/revert.sh >>"$raw/revert.log" 2>&1 || echo "revert failed: see $raw/revert.log" >&2
+    fi
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+page_size=$(getconf PAGESIZE)
+
+# "seconds inuse mem_pages slab_kib": one system-wide reading of the kernel's TCP side.
+kernel_reading() {
+    local now inuse mem slab
+    now=$(date +%s.%N)
+    read -r inuse mem < <(awk '/^TCP:/ { for (i = 2; i < NF; i += 2) v[$i] = $(i + 1); print v["inuse"], v["mem"] }' /proc/net/sockstat)
+    slab=$(awk '/^Slab:/ { print $2 }' /proc/meminfo)
+    echo "$now $inuse $mem $slab"
+}
+
+# "listen_overflows syncookies_sent": system-wide TcpExt counters that say whether a burst of
+# connections overflowed an accept queue (SYNs dropped, clients retry after 1 s) or the SYN
+# queue (answered with cookies): what somaxconn and tcp_max_syn_backlog decide.
+queue_counters() {
+    awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) n[i] = $i; h = 1 }
+                      else { for (i = 2; i <= NF; i++) v[n[i]] = $i } }
+         END { print v["ListenOverflows"] + 0, v["SyncookiesSent"] + 0 }' /proc/net/netstat
+}
+
+# idle_memory starts its own fresh server, holds WS + TCP connections, prints one JSON line.
+measure_idle_memory() {
+    local profile=$1 run=$2 log=$raw/$1-$2.log
+    target/release/idle_memory --server-bin target/release/switchboard --workers "$WORKERS" \
+        --ws "$WS" --tcp "$TCP" >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+    grep '^{"bench":"idle_memory"' "$log" | tail -n 1 |
+        jq -c --arg profile "$profile" --argjson run "$run" --argjson page "$page_size" '{
+            profile: $profile, run: $run, tool: "idle_memory", conns: (.ws + .tcp),
+            rss_b_per_conn: .all_rss_b_per_conn,
+            kernel_tcp_mem_b_per_socket: (.kernel_tcp_mem_b_per_socket * $page / 4096),
+            kernel_slab_b_per_socket: .kernel_slab_b_per_socket,
+            ws_setups_per_s: (if .ws > 0 then .ws / .ws_setup_s else null end),
+            tcp_setups_per_s: (if .tcp > 0 then .tcp / .tcp_setup_s else null end),
+            p99_us: null, failed: 0 }' >>"$results"
+}
+
+# A fresh `switchboard echo` loaded by `loadtest idle`; the kernel is sampled 4 times a second
+# and read at the sample holding the most sockets.
+measure_loadtest() {
+    local profile=$1 run=$2 log=$raw/$1-$2.server.log json=$raw/$1-$2.json
+    local samples=$raw/$1-$2.kernel port baseline
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    target/release/switchboard echo --ws "127.0.0.1:$port" --workers "$WORKERS" \
+        --backlog "$BACKLOG" >"$log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 100); do
+        grep -q '^switchboard echo: WebSocket on' "$log" && break
+        sleep 0.1
+    done
+    grep -q '^switchboard echo: WebSocket on' "$log" || die "the server did not start: $log"
+    sleep 1
+    baseline=$(kernel_reading)
+    (while :; do kernel_reading; sleep 0.25; done) >"$samples" &
+    sampler_pid=$!
+    target/release/loadtest idle --target "ws://127.0.0.1:$port/" --conns "$CONNS" \
+        --ramp "$RAMP/s" --duration "$DURATION" --server-pid "$server_pid" --json "$json" \
+        >"$raw/$1-$2.loadtest.log" 2>&1 || { tail -n 20 "$raw/$1-$2.loadtest.log" >&2; return 1; }
+    kill "$sampler_pid"
+    wait "$sampler_pid" 2>/dev/null || true
+    sampler_pid=
+    kill "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+    # Setups/s: from the first sample above the baseline to the first within 1 % of the peak
+    # (two sockets per connection, both ends on this machine).
+    awk -v base="$baseline" -v page="$page_size" '
+        BEGIN { split(base, b, " ") }
+        { t[NR] = $1; inuse[NR] = $2; mem[NR] = $3; slab[NR] = $4
+          if ($2 > peak) { peak = $2; at = NR } }
+        END {
+            sockets = peak - b[2]
+            for (i = 1; i <= NR; i++) if (inuse[i] > b[2] + 2) { first = i; break }
+            for (i = 1; i <= NR; i++) if (inuse[i] - b[2] >= 0.99 * sockets) { full = i; break }
+            rate = (full > first && sockets > 0) ? sockets / 2 / (t[full] - t[first]) : 0
+            printf "%d %.1f %.1f %.0f\n", sockets,
+                (mem[at] - b[3]) * page / (sockets > 0 ? sockets : 1),
+                (slab[at] - b[4]) * 1024 / (sockets > 0 ? sockets : 1), rate
+        }' "$samples" >"$raw/$1-$2.kernel.summary"
+    read -r sockets tcp_mem slab setups <"$raw/$1-$2.kernel.summary"
+    jq -c --arg profile "$profile" --argjson run "$run" --argjson sockets "$sockets" \
+        --argjson tcp_mem "$tcp_mem" --argjson slab "$slab" --argjson setups "$setups" '{
+            profile: $profile, run: $run, tool: "loadtest", conns: .connected,
+            rss_b_per_conn: .rss_per_conn_bytes,
+            kernel_tcp_mem_b_per_socket: $tcp_mem, kernel_slab_b_per_socket: $slab,
+            ws_setups_per_s: (if $setups > 0 then $setups else null end), tcp_setups_per_s: null,
+            p99_us: .latency_us.p99,
+            failed: ([.failed | if type == "object" then .[] else . end] | add // 0) }' \
+        "$json" >>"$results"
+}
+
+for run in $(seq "$REPEAT"); do
+    for profile in $PROFILES; do
+        echo "run $run/$REPEAT, profile $profile"
+        applied=1
+        bash tuning/apply.sh "$profile" >"$raw/apply-$profile-$run.log" 2>&1 ||
+            { cat "$raw/apply-$profile-$run.log" >&2; die "apply $profile failed"; }
+        read -r overflows_before cookies_before < <(queue_counters)
+        "measure_$TOOL" "$profile" "$run"
+        read -r overflows_after cookies_after < <(queue_counters)
+        # Adds the counters' deltas to the run's line.
+        last=$(tail -n 1 "$results")
+        sed -i '$d' "$results"
+        jq -c --argjson o $((overflows_after - overflows_before)) \
+            --argjson c $((cookies_after - cookies_before)) \
+            '. + {listen_overflows: $o, syncookies_sent: $c}' <<<"$last" >>"$results"
+        bash tuning/revert.sh >"$raw/revert-$profile-$run.log" 2>&1 ||
+            { cat "$raw/revert-$profile-$run.log" >&2; die "revert failed"; }
+        applied=0
+        tail -n 1 "$results"
+    done
+done
+
+# The table: median (min–max) over the runs, one row per profile.
+machine="$(nproc) vCPU $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+case $TOOL in
+idle_memory) settings="WS=$WS TCP=$TCP" ;;
+loadtest) settings="CONNS=$CONNS RAMP=$RAMP DURATION=$DURATION BACKLOG=$BACKLOG" ;;
+esac
+command="PROFILES=\"$PROFILES\" REPEAT=$REPEAT TOOL=$TOOL WORKERS=$WORKERS $settings tuning/experiment.sh"
+table=$(jq -rs --arg tool "$TOOL" --arg machine "$machine" --arg load "$load" \
+    --arg date "$(date -u +%Y-%m-%d)" --arg cmd "$command" --arg order "$PROFILES" '
+    def median: sort | if length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def cell($digits): map(select(. != null)) |
+        if length == 0 then "n/a"
+        else ((median * $digits | round) / $digits | tostring) +
+            (if min != max then " (\((min * $digits | round) / $digits)–\((max * $digits | round) / $digits))" else "" end)
+        end;
+    ($order | split(" ") | map(select(. != ""))) as $names |
+    [group_by(.profile)[]] | sort_by(.[0].profile as $p | $names | index($p)) as $groups |
+    "Measured \($date) with `\($cmd)` (tool: \($tool)); \($machine); load average at the end \($load).",
+    "Median (min–max) over \($groups[0] | length) runs per profile, interleaved; kernel figures are per socket end, system-wide (both ends of each loopback connection are on this machine).",
+    "",
+    "| profile | connections | user-space RSS B/conn | kernel TCP buffers B/socket (sockstat mem × page) | kernel slab B/socket (meminfo Slab) | WS setups/s | TCP setups/s | p99 µs | failed | listen overflows / SYN cookies |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+    ($groups[] | "| \(.[0].profile) | \(map(.conns) | cell(1)) | \(map(.rss_b_per_conn) | cell(1)) | \(map(.kernel_tcp_mem_b_per_socket) | cell(1)) | \(map(.kernel_slab_b_per_socket) | cell(1)) | \(map(.ws_setups_per_s) | cell(1)) | \(map(.tcp_setups_per_s) | cell(1)) | \(map(.p99_us) | cell(1)) | \(map(.failed) | add) | \(map(.listen_overflows) | add) / \(map(.syncookies_sent) | add) |")
+    ' "$results")
+
+if [[ $OUT == - ]]; then
+    echo "$table"
+    exit 0
+fi
+begin='<!-- experiment:begin (tuning/experiment.sh rewrites this block) -->'
+end='<!-- experiment:end -->'
+if [[ ! -f $OUT ]] || ! grep -qF "$begin" "$OUT"; then
+    printf '\n%s\n%s\n' "$begin" "$end" >>"$OUT"
+fi
+python3 - "$OUT" "$begin" "$end" "$table" <<'EOF'
+import sys
+path, begin, end, table = sys.argv[1:]
+text = open(path).read()
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(path, "w").write(head + begin + "\n" + table + "\n" + end + tail)
+EOF
+echo "$table"
+echo "written into $OUT"
