@@ -1,0 +1,164 @@
+//! The load generator against in-process servers on 127.0.0.1: `switchboard`'s gateway with
+//! the echo handler (idle and echo, WebSocket and framed TCP), the chat server (chat, group),
+//! and targets that refuse or drop connections. Every run is 2 s and stops by itself.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use switchboard::echo::EchoHandler;
+use switchboard::gateway::{Gateway, GatewayConfig};
+use switchboard::logic::LogicConfig;
+use switchboard::serve::{ChatServer, StoreConfigPatch};
+use switchboard_loadtest::{run, RunConfig, Scenario, Summary, Target};
+
+const SECRET: &[u8] = b"loadtest-test-secret";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn gateway_config() -> GatewayConfig {
+    GatewayConfig {
+        tcp: Some(loopback()),
+        ws: Some(loopback()),
+        workers: 1,
+        drain_timeout: Duration::from_secs(1),
+        close_linger: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    }
+}
+
+fn echo_gateway() -> Gateway {
+    Gateway::start(gateway_config(), |_, _| EchoHandler).expect("the echo gateway starts")
+}
+
+fn config(scenario: Scenario, target: &str, conns: usize) -> RunConfig {
+    let mut c = RunConfig::new(scenario, Target::parse(target).unwrap());
+    c.conns = conns;
+    c.duration = Duration::from_secs(2);
+    c.drain = Duration::from_millis(500);
+    c.heartbeat = Duration::from_millis(200);
+    c.source_ips = switchboard_loadtest::parse_source_ips("127.0.0.1-127.0.0.4").unwrap();
+    c.server_pid = Some(std::process::id());
+    c
+}
+
+fn assert_clean(s: &Summary, conns: u64) {
+    assert_eq!(s.connected, conns, "failed: {:?}", s.failed);
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(s.lost, 0, "sent {} received {}", s.sent, s.received);
+    assert!(s.received > 0);
+    assert!(!s.latency.is_empty());
+    let json = s.to_json();
+    assert!(json["latency_us"]["p99"].as_u64().unwrap() > 0);
+    assert!(json["server_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(s.duration_s <= 2.5, "ran {} s", s.duration_s);
+}
+
+#[test]
+fn idle_over_websocket_holds_every_connection_and_heartbeats() {
+    let gateway = echo_gateway();
+    let target = format!("ws://{}/idle", gateway.ws_addr().unwrap());
+    let summary = run(config(Scenario::Idle, &target, 300)).unwrap();
+    assert_clean(&summary, 300);
+    assert_eq!(summary.sent, summary.received);
+    // Idle holds to the end of its duration.
+    assert!(summary.duration_s >= 1.9);
+    gateway.shutdown();
+}
+
+#[test]
+fn echo_over_tcp_and_websocket_times_every_message() {
+    let gateway = echo_gateway();
+    let tcp = format!("tcp://{}", gateway.tcp_addr().unwrap());
+    let mut c = config(Scenario::Echo, &tcp, 200);
+    c.inflight = 4;
+    let summary = run(c).unwrap();
+    assert_clean(&summary, 200);
+    assert!(summary.msgs_per_sec() > 0.0);
+
+    let ws = format!("ws://{}/", gateway.ws_addr().unwrap());
+    let mut c = config(Scenario::Echo, &ws, 100);
+    c.size = 1024;
+    c.rate = 2_000.0;
+    let summary = run(c).unwrap();
+    assert_clean(&summary, 100);
+    // Paced: about 2,000/s over the 1.5 s of sending.
+    assert!(
+        (1_500..=3_500).contains(&summary.sent),
+        "sent {}",
+        summary.sent
+    );
+    gateway.shutdown();
+}
+
+fn chat_server(data: &std::path::Path) -> ChatServer {
+    let logic = LogicConfig {
+        jwt_secret: SECRET.to_vec(),
+        ..LogicConfig::default()
+    };
+    ChatServer::start(
+        gateway_config(),
+        logic,
+        data.to_path_buf(),
+        StoreConfigPatch::default(),
+    )
+    .expect("the chat server starts")
+}
+
+#[test]
+fn chat_and_group_deliver_every_message_to_its_recipients() {
+    let data = tempfile::tempdir().unwrap();
+    let server = chat_server(data.path());
+    let tcp = format!("tcp://{}", server.gateway().tcp_addr().unwrap());
+    let mut c = config(Scenario::Chat, &tcp, 100);
+    c.jwt_secret = Some(SECRET.to_vec());
+    c.rate = 1_000.0;
+    let summary = run(c).unwrap();
+    assert_clean(&summary, 100);
+
+    let ws = format!("ws://{}/", server.gateway().ws_addr().unwrap());
+    let mut c = config(Scenario::Group, &ws, 60);
+    c.jwt_secret = Some(SECRET.to_vec());
+    c.group_size = 20;
+    c.rate = 200.0;
+    c.user_prefix = "g".into();
+    let summary = run(c).unwrap();
+    assert_clean(&summary, 60);
+    // Every group message reaches the group's 19 other members.
+    assert_eq!(summary.received, summary.sent * 19);
+    server.shutdown();
+}
+
+#[test]
+fn a_refusing_target_is_counted_and_never_hangs() {
+    let addr = TcpListener::bind(loopback()).unwrap().local_addr().unwrap();
+    // The listener is closed: every connect is refused.
+    let started = Instant::now();
+    let mut c = config(Scenario::Echo, &format!("tcp://{addr}"), 50);
+    c.server_pid = None;
+    let summary = run(c).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(summary.connected, 0);
+    assert_eq!(summary.failed.get("refused"), Some(&50));
+}
+
+#[test]
+fn a_target_that_drops_connections_is_counted_by_kind() {
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Accepts and closes at once, for as long as the test process lives.
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let started = Instant::now();
+    let mut c = config(Scenario::Idle, &format!("ws://{addr}/"), 40);
+    c.server_pid = None;
+    let summary = run(c).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(summary.connected, 0);
+    let failed: u64 = summary.failed.values().sum();
+    assert_eq!(failed, 40, "{:?}", summary.failed);
+}
