@@ -280,6 +280,7 @@ impl Engine {
         }
         let finished = self.ctx.start.elapsed();
         let last = sample(config.server_pid);
+        let own = server_stats::sample(std::process::id()).ok();
         self.close_all();
         let c = &self.ctx.counters;
         let mut summary = Summary::new(config.scenario.name(), config.conns as u64);
@@ -292,6 +293,7 @@ impl Engine {
         summary.window_received = c.window_received;
         summary.latency = c.latency.clone();
         summary.duration_s = finished.as_secs_f64();
+        summary.client_rss_bytes = own.map(|s| s.rss_bytes);
         if let Some((opened_at, _)) = window {
             summary.window_s = (finished - opened_at).as_secs_f64();
         }

@@ -47,6 +47,8 @@ pub struct Summary {
     pub server_cpu_s: Option<f64>,
     /// The whole run, wall clock.
     pub duration_s: f64,
+    /// The load generator's own RSS at the end, before closing (summed over workers).
+    pub client_rss_bytes: Option<u64>,
 }
 
 impl Summary {
@@ -68,6 +70,7 @@ impl Summary {
             rss_per_conn_bytes: None,
             server_cpu_s: None,
             duration_s: 0.0,
+            client_rss_bytes: None,
         }
     }
 
@@ -114,9 +117,10 @@ impl Summary {
             "server_rss_bytes": self.server_rss_bytes,
             "rss_per_conn_bytes": self.rss_per_conn_bytes.map(round1),
             "server_cpu_s_per_million_msgs": self.server_cpu_s_per_million_msgs().map(round1),
-            "server_cpu_s": self.server_cpu_s,
+            "server_cpu_s": self.server_cpu_s.map(round3),
             "window_s": round3(self.window_s),
             "duration_s": round3(self.duration_s),
+            "client_rss_bytes": self.client_rss_bytes,
         })
     }
 
@@ -151,6 +155,7 @@ impl Summary {
         summary.window_received = u("window_received")?;
         summary.window_s = f("window_s")?;
         summary.duration_s = f("duration_s")?;
+        summary.client_rss_bytes = value.get("client_rss_bytes").and_then(Value::as_u64);
         for pair in value.get("histogram")?.as_array()? {
             let (v, n) = (pair.get(0)?.as_u64()?, pair.get(1)?.as_u64()?);
             summary.latency.saturating_record_n(v, n);
@@ -181,6 +186,10 @@ impl Summary {
         }
         let _ = self.latency.add(&other.latency);
         self.duration_s = self.duration_s.max(other.duration_s);
+        self.client_rss_bytes = match (self.client_rss_bytes, other.client_rss_bytes) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
     }
 
     /// The human-readable final lines.
@@ -201,6 +210,9 @@ impl Summary {
                 self.server_cpu_s_per_million_msgs()
                     .map_or("-".into(), |v| format!("{v:.2}")),
             );
+        }
+        if let Some(rss) = self.client_rss_bytes {
+            out += &format!("  loadtest RSS {:.1} MiB\n", rss as f64 / (1 << 20) as f64);
         }
         out + &format!("  duration {:.1} s", self.duration_s)
     }
