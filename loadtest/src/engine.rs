@@ -192,6 +192,7 @@ impl Engine {
         let mut pacer =
             (config.rate > 0.0).then(|| Pacer::new(config.rate, 1 + config.rate as u64 / 10));
         let mut cursor = 0usize;
+        let (mut ready_at_window, mut window_unix_ms) = (0, 0);
         let mut last_progress_received = 0u64;
         loop {
             let now = self.ctx.start.elapsed();
@@ -199,10 +200,13 @@ impl Engine {
                 break;
             }
             self.open_due(now);
-            let setup_done = self.opened == config.conns
-                && self.conns.iter().all(|(_, c)| c.state == State::Ready);
+            // Every connection opened, and every one still open is ready.
+            let setup_done =
+                self.opened == config.conns && self.conns.len() as u64 == self.ctx.counters.open;
             if window.is_none() && (setup_done || now >= stop_sending) {
                 window = Some((now, sample(config.server_pid)));
+                ready_at_window = self.ctx.counters.connected;
+                window_unix_ms = unix_ms();
                 self.ctx.counters.in_window = true;
                 self.ctx.sending = now < stop_sending && config.scenario != Scenario::Idle;
                 if self.ctx.sending && pacer.is_none() {
@@ -296,6 +300,9 @@ impl Engine {
         summary.client_rss_bytes = own.map(|s| s.rss_bytes);
         if let Some((opened_at, _)) = window {
             summary.window_s = (finished - opened_at).as_secs_f64();
+            summary.setup_s = opened_at.as_secs_f64();
+            summary.ready_at_setup = ready_at_window;
+            summary.window_start_unix_ms = Some(window_unix_ms);
         }
         if let (Some(base), Some(last)) = (baseline, last) {
             summary.server_rss_bytes = Some(last.rss_bytes);
@@ -640,6 +647,14 @@ fn write_pending(conn: &mut Conn) -> Result<(), Kind> {
     // Give the allocation back: an idle connection keeps no buffer.
     conn.tx = BytesMut::new();
     Ok(())
+}
+
+/// Wall-clock milliseconds since the Unix epoch (to line worker windows up with the parent's
+/// server samples).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Lets many sockets share a source address: the port is chosen at connect time per

@@ -47,6 +47,12 @@ pub struct Summary {
     pub server_cpu_s: Option<f64>,
     /// The whole run, wall clock.
     pub duration_s: f64,
+    /// Seconds from the start to the moment every connection was ready (or failed).
+    pub setup_s: f64,
+    /// Connections ready at that moment.
+    pub ready_at_setup: u64,
+    /// When the window opened, wall clock (workers report it to their parent).
+    pub window_start_unix_ms: Option<u64>,
     /// The load generator's own RSS at the end, before closing (summed over workers).
     pub client_rss_bytes: Option<u64>,
 }
@@ -71,6 +77,9 @@ impl Summary {
             server_cpu_s: None,
             duration_s: 0.0,
             client_rss_bytes: None,
+            setup_s: 0.0,
+            ready_at_setup: 0,
+            window_start_unix_ms: None,
         }
     }
 
@@ -78,6 +87,16 @@ impl Summary {
     pub fn msgs_per_sec(&self) -> f64 {
         if self.window_s > 0.0 {
             self.window_received as f64 / self.window_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Connections made ready (TCP connect, upgrade, login) per second during the setup; the
+    /// ramp caps it, so give a ramp above what the server sustains to measure the server.
+    pub fn handshakes_per_sec(&self) -> f64 {
+        if self.setup_s > 0.0 {
+            self.ready_at_setup as f64 / self.setup_s
         } else {
             0.0
         }
@@ -119,6 +138,8 @@ impl Summary {
             "server_cpu_s_per_million_msgs": self.server_cpu_s_per_million_msgs().map(round1),
             "server_cpu_s": self.server_cpu_s.map(round3),
             "window_s": round3(self.window_s),
+            "setup_s": round3(self.setup_s),
+            "handshakes_per_sec": round1(self.handshakes_per_sec()),
             "duration_s": round3(self.duration_s),
             "client_rss_bytes": self.client_rss_bytes,
         })
@@ -134,6 +155,8 @@ impl Summary {
             .collect();
         value["histogram"] = json!(recorded);
         value["window_received"] = json!(self.window_received);
+        value["ready_at_setup"] = json!(self.ready_at_setup);
+        value["window_start_unix_ms"] = json!(self.window_start_unix_ms);
         value
     }
 
@@ -156,6 +179,9 @@ impl Summary {
         summary.window_s = f("window_s")?;
         summary.duration_s = f("duration_s")?;
         summary.client_rss_bytes = value.get("client_rss_bytes").and_then(Value::as_u64);
+        summary.setup_s = f("setup_s")?;
+        summary.ready_at_setup = u("ready_at_setup")?;
+        summary.window_start_unix_ms = value.get("window_start_unix_ms").and_then(Value::as_u64);
         for pair in value.get("histogram")?.as_array()? {
             let (v, n) = (pair.get(0)?.as_u64()?, pair.get(1)?.as_u64()?);
             summary.latency.saturating_record_n(v, n);
@@ -167,6 +193,10 @@ impl Summary {
     /// messages per second add up as each worker's rate over its own window).
     pub fn merge(&mut self, other: &Summary) {
         let rate = self.msgs_per_sec() + other.msgs_per_sec();
+        let handshakes = self.handshakes_per_sec() + other.handshakes_per_sec();
+        self.setup_s = self.setup_s.max(other.setup_s);
+        self.ready_at_setup = (handshakes * self.setup_s).round() as u64;
+        self.window_start_unix_ms = self.window_start_unix_ms.max(other.window_start_unix_ms);
         self.conns += other.conns;
         self.connected += other.connected;
         for (kind, count) in &other.failed {
@@ -214,7 +244,12 @@ impl Summary {
         if let Some(rss) = self.client_rss_bytes {
             out += &format!("  loadtest RSS {:.1} MiB\n", rss as f64 / (1 << 20) as f64);
         }
-        out + &format!("  duration {:.1} s", self.duration_s)
+        out + &format!(
+            "  setup {:.2} s ({:.0} handshakes/s), duration {:.1} s",
+            self.setup_s,
+            self.handshakes_per_sec(),
+            self.duration_s
+        )
     }
 }
 
@@ -243,6 +278,8 @@ mod tests {
             s.latency.record(v * 10).unwrap();
         }
         s.duration_s = 3.0;
+        s.setup_s = 0.5;
+        s.ready_at_setup = 9;
         s
     }
 
@@ -272,6 +309,7 @@ mod tests {
         assert_eq!(json["msgs_per_sec"], 25.0);
         assert_eq!(json["latency_us"]["max"], 1000);
         assert!(json["server_rss_bytes"].is_null());
+        assert_eq!(json["handshakes_per_sec"], 18.0);
     }
 
     #[test]
@@ -296,5 +334,6 @@ mod tests {
         assert_eq!(merged.failed["refused"], 2);
         assert_eq!(merged.latency.len(), 200);
         assert_eq!(merged.msgs_per_sec(), 50.0);
+        assert_eq!(merged.handshakes_per_sec(), 36.0);
     }
 }

@@ -3,7 +3,9 @@
 //! The parent samples the server itself, since its pid is one process for all workers.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use switchboard_loadtest::engine::unix_ms;
 use switchboard_loadtest::{server_stats, RunConfig, Summary};
 
 /// Worker `index`'s share of `config` among `processes`.
@@ -53,8 +55,20 @@ pub fn run(config: &RunConfig, processes: usize) -> Result<Summary, String> {
     }
     // Sample the server while the workers still hold their connections: shortly before the
     // end of the run (their drain is the last part of it).
+    // Meanwhile sample its CPU time every 100 ms, to take the reading nearest to the moment
+    // the last worker opened its window.
+    let started = Instant::now();
     let before_end = config.duration.saturating_sub(config.drain / 2);
-    std::thread::sleep(before_end);
+    let mut cpu_samples: Vec<(u64, f64)> = Vec::new();
+    while let Some(left) = before_end.checked_sub(started.elapsed()) {
+        std::thread::sleep(Duration::from_millis(100).min(left));
+        if let Some(s) = config
+            .server_pid
+            .and_then(|pid| server_stats::sample(pid).ok())
+        {
+            cpu_samples.push((unix_ms(), s.cpu_s));
+        }
+    }
     let last = config
         .server_pid
         .and_then(|pid| server_stats::sample(pid).ok());
@@ -89,8 +103,13 @@ pub fn run(config: &RunConfig, processes: usize) -> Result<Summary, String> {
             summary.rss_per_conn_bytes =
                 Some((last.rss_bytes as f64 - base.rss_bytes as f64) / open as f64);
         }
-        // Over the whole run, ramp included: the workers' windows are not known here.
-        summary.server_cpu_s = Some(last.cpu_s - base.cpu_s);
+        let window_cpu = summary.window_start_unix_ms.and_then(|start| {
+            cpu_samples
+                .iter()
+                .find(|(at, _)| *at >= start)
+                .map(|(_, cpu)| *cpu)
+        });
+        summary.server_cpu_s = Some(last.cpu_s - window_cpu.unwrap_or(base.cpu_s));
     }
     Ok(summary)
 }
