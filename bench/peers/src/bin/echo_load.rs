@@ -5,11 +5,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 struct Config {
@@ -21,13 +23,17 @@ struct Config {
     warmup: Duration,
     server_pid: Option<u32>,
     json: Option<String>,
+    /// Loopback source addresses used round-robin, so TIME_WAIT of earlier runs (ours or
+    /// anyone's on this machine) does not run one address out of ports.
+    sources: Vec<Ipv4Addr>,
 }
 
 fn parse_args() -> Config {
     let usage = || -> ! {
         eprintln!(
             "usage: echo_load --target ws://HOST:PORT/ [--conns N] [--size B] [--inflight K] \
-             [--duration S] [--warmup S] [--server-pid PID] [--json FILE]"
+             [--duration S] [--warmup S] [--server-pid PID] [--json FILE] \
+             [--source-ips FIRST-LAST]"
         );
         std::process::exit(2)
     };
@@ -40,6 +46,7 @@ fn parse_args() -> Config {
         warmup: Duration::from_secs(1),
         server_pid: None,
         json: None,
+        sources: vec![Ipv4Addr::LOCALHOST],
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -58,6 +65,7 @@ fn parse_args() -> Config {
             "--warmup" => config.warmup = Duration::from_secs(number()),
             "--server-pid" => config.server_pid = Some(number() as u32),
             "--json" => config.json = Some(value.clone()),
+            "--source-ips" => config.sources = parse_sources(&value).unwrap_or_else(|| usage()),
             _ => usage(),
         }
     }
@@ -65,6 +73,29 @@ fn parse_args() -> Config {
         usage();
     }
     config
+}
+
+/// `FIRST-LAST` or one address, loopback only.
+fn parse_sources(range: &str) -> Option<Vec<Ipv4Addr>> {
+    let (first, last) = range.split_once('-').unwrap_or((range, range));
+    let (first, last): (Ipv4Addr, Ipv4Addr) = (first.parse().ok()?, last.parse().ok()?);
+    let ips: Vec<Ipv4Addr> = (u32::from(first)..=u32::from(last))
+        .map(Ipv4Addr::from)
+        .collect();
+    (!ips.is_empty() && ips.len() <= 1 << 16 && ips.iter().all(Ipv4Addr::is_loopback))
+        .then_some(ips)
+}
+
+async fn connect(target: &str, source: Ipv4Addr) -> Result<WebSocket, Box<dyn std::error::Error>> {
+    let url = target.strip_prefix("ws://").ok_or("not a ws:// URL")?;
+    let authority = url.split('/').next().unwrap_or(url);
+    let server: SocketAddr = authority.parse()?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(target, stream).await?;
+    Ok(ws)
 }
 
 /// What every connection's task adds to; one thread, so Cell and RefCell suffice.
@@ -76,14 +107,9 @@ struct Tally {
     latency_us: RefCell<Histogram<u64>>,
 }
 
-async fn drive(
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    payload: Bytes,
-    inflight: usize,
-    tally: Rc<Tally>,
-) {
+type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn drive(ws: WebSocket, payload: Bytes, inflight: usize, tally: Rc<Tally>) {
     let (mut sink, mut stream) = ws.split();
     let mut sent_at = VecDeque::with_capacity(inflight);
     for _ in 0..inflight {
@@ -148,17 +174,11 @@ async fn run(config: Config) -> String {
     let payload = Bytes::from(vec![b'x'; config.size]);
     let mut connected = 0;
     let mut connect_failed = 0;
+    let mut sources = config.sources.iter().copied().cycle();
     for _ in 0..config.conns {
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(config.target.as_str()),
-        )
-        .await
-        {
-            Ok(Ok((ws, _))) => {
-                if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-                    let _ = tcp.set_nodelay(true);
-                }
+        let source = sources.next().expect("at least one source address");
+        match tokio::time::timeout(Duration::from_secs(5), connect(&config.target, source)).await {
+            Ok(Ok(ws)) => {
                 connected += 1;
                 tokio::task::spawn_local(drive(
                     ws,
@@ -167,7 +187,15 @@ async fn run(config: Config) -> String {
                     tally.clone(),
                 ));
             }
-            _ => connect_failed += 1,
+            outcome => {
+                if connect_failed == 0 {
+                    match outcome {
+                        Ok(Err(e)) => eprintln!("echo_load: connect from {source}: {e}"),
+                        _ => eprintln!("echo_load: connect from {source}: timed out"),
+                    }
+                }
+                connect_failed += 1;
+            }
         }
     }
     tokio::time::sleep(config.warmup).await;
