@@ -422,7 +422,18 @@ impl Engine {
         let now = self.ctx.now_us();
         let heartbeat = self.ctx.config.heartbeat.as_micros() as u64;
         let mut failed = Vec::new();
+        let refill = self.ctx.sending && self.ctx.config.rate <= 0.0;
         for (key, conn) in self.conns.iter_mut() {
+            // Unpaced runs refill here too, for windows that nothing else reopens (a group
+            // whose id arrived after the window opened).
+            if refill && conn.state == State::Ready {
+                if let Err(kind) = traffic::fill_window(conn, &mut self.ctx)
+                    .and_then(|()| flush(conn, &mut self.ctx))
+                {
+                    failed.push((key, kind));
+                    continue;
+                }
+            }
             if conn.due_us > now {
                 continue;
             }

@@ -2,6 +2,7 @@
 //! limit, runs the engine (or P worker processes, each a re-exec of this binary with its
 //! share of the connections), prints the summary and writes it as JSON.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -110,10 +111,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         check_fds(config.conns, limit)?;
         switchboard_loadtest::run(config)?
     };
-    println!("{}", summary.text());
     if let Some(path) = &args.json {
         std::fs::write(path, format!("{:#}\n", summary.to_json()))?;
     }
+    // A closed stdout (`| head`) must not lose the JSON written above, nor panic.
+    let _ = writeln!(std::io::stdout(), "{}", summary.text());
     Ok(())
 }
 
