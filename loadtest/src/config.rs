@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub group_size: usize,
     /// Interval between heartbeats of a ready connection.
     pub heartbeat: Duration,
+    /// Heartbeat with a WebSocket ping (timed by its pong) instead of PING or an echo.
+    pub ws_ping: bool,
     /// A connection not ready (connected, upgraded, logged in) within this time fails.
     pub setup_timeout: Duration,
     /// User ids are this prefix and the connection's index (distinct per worker process).
@@ -88,6 +90,7 @@ impl RunConfig {
             inflight: 1,
             group_size: 10,
             heartbeat: Duration::from_secs(30),
+            ws_ping: false,
             setup_timeout: Duration::from_secs(10),
             user_prefix: "lt".into(),
             progress: None,

@@ -64,6 +64,9 @@ struct Args {
     /// Heartbeat interval of a ready connection.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
+    /// Heartbeat with WebSocket pings (timed by their pongs) instead of PING or an echo.
+    #[arg(long)]
+    ws_ping: bool,
     /// A connection not connected, upgraded and logged in within this time fails.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     setup_timeout: Duration,
@@ -163,6 +166,7 @@ fn build_config(args: &Args) -> Result<RunConfig, Box<dyn std::error::Error>> {
     config.inflight = args.inflight.max(1);
     config.group_size = args.group_size.max(2);
     config.heartbeat = args.heartbeat.max(Duration::from_millis(10));
+    config.ws_ping = args.ws_ping;
     config.setup_timeout = args.setup_timeout;
     config.user_prefix = args.user_prefix.clone();
     config.progress = (!args.quiet).then(String::new);

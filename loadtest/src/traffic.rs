@@ -135,7 +135,12 @@ pub fn login(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
 /// echo scenario's own traffic keeps the connection busy). Counted only in `idle`.
 pub fn heartbeat(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
     let counted = ctx.config.scenario == Scenario::Idle;
-    if ctx.config.logs_in() {
+    if ctx.config.ws_ping && conn.link_is_ws() {
+        let now = ctx.now_us().to_be_bytes();
+        let key = ctx.random();
+        conn.link
+            .encode_ping(&now, &mut ctx.encoder, key, &mut ctx.out);
+    } else if ctx.config.logs_in() {
         let seq = ctx.now_us() as u32;
         encode_request(conn, ctx, seq, &Request::Ping)?;
     } else if counted {
@@ -236,7 +241,16 @@ fn next_client_msg_id(ctx: &mut Ctx) -> u64 {
 /// Handles one item from the server.
 pub fn on_incoming(conn: &mut Conn, ctx: &mut Ctx, item: Incoming) -> Result<(), Kind> {
     match item {
-        Incoming::Upgraded | Incoming::Pong(_) => Ok(()),
+        Incoming::Upgraded => Ok(()),
+        Incoming::Pong(payload) => {
+            if ctx.config.scenario == Scenario::Idle {
+                if let Ok(sent) = <[u8; 8]>::try_from(&payload[..]) {
+                    let latency = ctx.now_us().saturating_sub(u64::from_be_bytes(sent));
+                    ctx.counters.record_receipt(latency);
+                }
+            }
+            Ok(())
+        }
         Incoming::Raw(payload) => on_echo(conn, ctx, &payload),
         Incoming::Packet { payload, .. } if !ctx.config.logs_in() => on_echo(conn, ctx, &payload),
         Incoming::Packet { command, payload } => match ServerPacket::decode(command, payload) {

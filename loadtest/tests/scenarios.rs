@@ -68,6 +68,20 @@ fn idle_over_websocket_holds_every_connection_and_heartbeats() {
 }
 
 #[test]
+fn idle_with_websocket_pings_logged_in_to_a_chat_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = chat_server(data.path());
+    let target = format!("ws://{}/", server.gateway().ws_addr().unwrap());
+    let mut c = config(Scenario::Idle, &target, 100);
+    c.jwt_secret = Some(SECRET.to_vec());
+    c.ws_ping = true;
+    let summary = run(c).unwrap();
+    assert_clean(&summary, 100);
+    assert_eq!(summary.sent, summary.received);
+    server.shutdown();
+}
+
+#[test]
 fn echo_over_tcp_and_websocket_times_every_message() {
     let gateway = echo_gateway();
     let tcp = format!("tcp://{}", gateway.tcp_addr().unwrap());
