@@ -97,7 +97,10 @@ trap 'exit 143' TERM
 # Starts server $1 on a free port; sets server_pid and port once it printed its ready line.
 start_server() {
     port=$(free_port)
-    local logfile="$OUT/server-$1.log" waited=0
+    local logfile="$OUT/server-$1-$port.log" waited=0
+    # Emptied here, not by the child's redirection: that happens asynchronously, and the loop
+    # below must never read an earlier run's ready line.
+    : >"$logfile"
     # exec: the PID measured is the server's, not a shell's.
     bash -c "exec $(server_cmd "$1" "$port")" >"$logfile" 2>&1 </dev/null &
     server_pid=$!
