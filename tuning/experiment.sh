@@ -14,7 +14,8 @@
 #
 # TOOL: idle_memory (bench/src/bin/idle_memory.rs: WS + TCP connections set up 256 at a time,
 # one echo each, then idle), loadtest (`loadtest idle`, latency too), or auto (loadtest when
-# target/release/loadtest exists and has the idle scenario). OUT=- prints the table instead.
+# target/release/loadtest exists and has the idle scenario). OUT=- prints the table instead;
+# BLOCK names the block of OUT it rewrites (default: the tool), so several setups can coexist.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -26,10 +27,13 @@ WORKERS=${WORKERS:-2}
 WS=${WS:-9000}             # idle_memory: WebSocket connections
 TCP=${TCP:-9000}           # idle_memory: framed-TCP connections
 CONNS=${CONNS:-18000}      # loadtest: WebSocket connections (one loadtest process)
-RAMP=${RAMP:-20000}        # loadtest: connections opened per second at most
-DURATION=${DURATION:-20s}  # loadtest: the whole run, ramp included
+RAMP=${RAMP:-1000000}      # loadtest: connections opened per second at most (default: a burst)
+DURATION=${DURATION:-15s}  # loadtest: the whole run, ramp included
+HEARTBEAT=${HEARTBEAT:-1s} # loadtest: heartbeat interval per connection (p99 of their echoes)
+SOURCE_IPS=${SOURCE_IPS:-} # loadtest: --source-ips (unset: every connection from 127.0.0.1)
 BACKLOG=${BACKLOG:-65535}  # loadtest: the server's --backlog; net.core.somaxconn caps it
 OUT=${OUT:-docs/tuning.md}
+BLOCK=${BLOCK:-}           # the name of the block in OUT to rewrite [default: the tool's name]
 
 # shellcheck source=tuning/sysctl-state.sh
 . tuning/sysctl-state.sh
@@ -53,6 +57,7 @@ loadtest) cargo build --release --quiet -p switchboard-loadtest ;;
 *) die "TOOL must be auto, idle_memory or loadtest, not $TOOL" ;;
 esac
 
+BLOCK=${BLOCK:-$TOOL}
 raw=$(mktemp -d /tmp/switchboard-tuning.XXXXXX)
 results=$raw/results.jsonl
 echo "tool: $TOOL; profiles: $PROFILES; $REPEAT run(s) each; raw output in $raw"
@@ -91,6 +96,10 @@ queue_counters() {
          END { print v["ListenOverflows"] + 0, v["SyncookiesSent"] + 0 }' /proc/net/netstat
 }
 
+server_rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"
+}
+
 # idle_memory starts its own fresh server, holds WS + TCP connections, prints one JSON line.
 measure_idle_memory() {
     local profile=$1 run=$2 log=$raw/$1-$2.log
@@ -107,58 +116,67 @@ measure_idle_memory() {
             p99_us: null, failed: 0 }' >>"$results"
 }
 
-# A fresh `switchboard echo` loaded by `loadtest idle`; the kernel is sampled 4 times a second
-# and read at the sample holding the most sockets.
+# A fresh `switchboard echo` loaded by `loadtest idle` (heartbeats every HEARTBEAT: their round
+# trips give the p99). The kernel and the server's RSS are sampled 10 times a second; setups/s
+# is the connections over the time from starting loadtest to the first sample holding 99 % of
+# their sockets (the whole burst, retries included; 0.1 s resolution).
 measure_loadtest() {
-    local profile=$1 run=$2 log=$raw/$1-$2.server.log json=$raw/$1-$2.json
-    local samples=$raw/$1-$2.kernel port baseline
+    local profile=$1 run=$2 prefix=$raw/$1-$2
+    local port baseline started connected sources=()
+    [[ -n $SOURCE_IPS ]] && sources=(--source-ips "$SOURCE_IPS")
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     target/release/switchboard echo --ws "127.0.0.1:$port" --workers "$WORKERS" \
-        --backlog "$BACKLOG" >"$log" 2>&1 &
+        --backlog "$BACKLOG" >"$prefix.server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
-        grep -q '^switchboard echo: WebSocket on' "$log" && break
+        grep -q '^switchboard echo: WebSocket on' "$prefix.server.log" && break
         sleep 0.1
     done
-    grep -q '^switchboard echo: WebSocket on' "$log" || die "the server did not start: $log"
+    grep -q '^switchboard echo: WebSocket on' "$prefix.server.log" ||
+        die "the server did not start: $prefix.server.log"
     sleep 1
-    baseline=$(kernel_reading)
-    (while :; do kernel_reading; sleep 0.25; done) >"$samples" &
+    baseline="$(kernel_reading) $(server_rss_kib)"
+    (while :; do echo "$(kernel_reading) $(server_rss_kib)"; sleep 0.1; done) >"$prefix.samples" &
     sampler_pid=$!
-    target/release/loadtest idle --target "ws://127.0.0.1:$port/" --conns "$CONNS" \
-        --ramp "$RAMP/s" --duration "$DURATION" --server-pid "$server_pid" --json "$json" \
-        >"$raw/$1-$2.loadtest.log" 2>&1 || { tail -n 20 "$raw/$1-$2.loadtest.log" >&2; return 1; }
+    started=$(date +%s.%N)
+    /usr/bin/time -f '%U %S' -o "$prefix.client-cpu" target/release/loadtest idle \
+        --target "ws://127.0.0.1:$port/" --conns "$CONNS" --ramp "$RAMP/s" \
+        --duration "$DURATION" --heartbeat "$HEARTBEAT" --server-pid "$server_pid" \
+        "${sources[@]}" --json "$prefix.json" >"$prefix.loadtest.log" 2>&1 ||
+        { tail -n 20 "$prefix.loadtest.log" >&2; return 1; }
     kill "$sampler_pid"
     wait "$sampler_pid" 2>/dev/null || true
     sampler_pid=
     kill "$server_pid"
     wait "$server_pid" 2>/dev/null || true
     server_pid=
-    # Setups/s: from the first sample above the baseline to the first within 1 % of the peak
-    # (two sockets per connection, both ends on this machine).
-    awk -v base="$baseline" -v page="$page_size" '
-        BEGIN { split(base, b, " ") }
-        { t[NR] = $1; inuse[NR] = $2; mem[NR] = $3; slab[NR] = $4
-          if ($2 > peak) { peak = $2; at = NR } }
+    # Columns: seconds, TCP inuse, TCP mem pages, Slab KiB, server RSS KiB. The counts are
+    # system-wide and other processes open sockets too, so the divisor is loadtest's own count
+    # (two socket ends per connection), and the reading is taken 1 s after the first sample that
+    # holds them all (when the handshakes' transient buffers are gone), not at the global peak.
+    connected=$(jq -r '.connected' "$prefix.json")
+    awk -v base="$baseline" -v started="$started" -v page="$page_size" -v conns="$connected" '
+        BEGIN { split(base, b, " "); sockets = 2 * (conns > 0 ? conns : 1) }
+        { t[NR] = $1; inuse[NR] = $2; mem[NR] = $3; slab[NR] = $4; rss[NR] = $5 }
         END {
-            sockets = peak - b[2]
-            for (i = 1; i <= NR; i++) if (inuse[i] > b[2] + 2) { first = i; break }
             for (i = 1; i <= NR; i++) if (inuse[i] - b[2] >= 0.99 * sockets) { full = i; break }
-            rate = (full > first && sockets > 0) ? sockets / 2 / (t[full] - t[first]) : 0
-            printf "%d %.1f %.1f %.0f\n", sockets,
-                (mem[at] - b[3]) * page / (sockets > 0 ? sockets : 1),
-                (slab[at] - b[4]) * 1024 / (sockets > 0 ? sockets : 1), rate
-        }' "$samples" >"$raw/$1-$2.kernel.summary"
-    read -r sockets tcp_mem slab setups <"$raw/$1-$2.kernel.summary"
-    jq -c --arg profile "$profile" --argjson run "$run" --argjson sockets "$sockets" \
-        --argjson tcp_mem "$tcp_mem" --argjson slab "$slab" --argjson setups "$setups" '{
+            if (!full) { print "null null null null null"; exit }
+            for (at = full; at < NR && t[at] < t[full] + 1; at++) {}
+            printf "%d %.1f %.1f %.1f %.0f\n", sockets,
+                (mem[at] - b[3]) * page / sockets, (slab[at] - b[4]) * 1024 / sockets,
+                (rss[at] - b[5]) * 1024 / conns, conns / (t[full] - started)
+        }' "$prefix.samples" >"$prefix.kernel"
+    read -r _ tcp_mem slab rss setups <"$prefix.kernel"
+    read -r client_user client_sys <"$prefix.client-cpu"
+    jq -c --arg profile "$profile" --argjson run "$run" --argjson tcp_mem "$tcp_mem" \
+        --argjson slab "$slab" --argjson rss "$rss" --argjson setups "$setups" \
+        --argjson client_cpu "$(echo "$client_user $client_sys" | awk '{ print $1 + $2 }')" '{
             profile: $profile, run: $run, tool: "loadtest", conns: .connected,
-            rss_b_per_conn: .rss_per_conn_bytes,
-            kernel_tcp_mem_b_per_socket: $tcp_mem, kernel_slab_b_per_socket: $slab,
-            ws_setups_per_s: (if $setups > 0 then $setups else null end), tcp_setups_per_s: null,
-            p99_us: .latency_us.p99,
+            rss_b_per_conn: $rss, kernel_tcp_mem_b_per_socket: $tcp_mem,
+            kernel_slab_b_per_socket: $slab, ws_setups_per_s: $setups, tcp_setups_per_s: null,
+            p99_us: .latency_us.p99, client_cpu_s: $client_cpu,
             failed: ([.failed | if type == "object" then .[] else . end] | add // 0) }' \
-        "$json" >>"$results"
+        "$prefix.json" >>"$results"
 }
 
 for run in $(seq "$REPEAT"); do
@@ -188,7 +206,7 @@ machine="$(nproc) vCPU $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpu
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 case $TOOL in
 idle_memory) settings="WS=$WS TCP=$TCP" ;;
-loadtest) settings="CONNS=$CONNS RAMP=$RAMP DURATION=$DURATION BACKLOG=$BACKLOG" ;;
+loadtest) settings="CONNS=$CONNS RAMP=$RAMP DURATION=$DURATION HEARTBEAT=$HEARTBEAT BACKLOG=$BACKLOG${SOURCE_IPS:+ SOURCE_IPS=$SOURCE_IPS}" ;;
 esac
 command="PROFILES=\"$PROFILES\" REPEAT=$REPEAT TOOL=$TOOL WORKERS=$WORKERS $settings tuning/experiment.sh"
 table=$(jq -rs --arg tool "$TOOL" --arg machine "$machine" --arg load "$load" \
@@ -205,17 +223,17 @@ table=$(jq -rs --arg tool "$TOOL" --arg machine "$machine" --arg load "$load" \
     "Measured \($date) with `\($cmd)` (tool: \($tool)); \($machine); load average at the end \($load).",
     "Median (min–max) over \($groups[0] | length) runs per profile, interleaved; kernel figures are per socket end, system-wide (both ends of each loopback connection are on this machine).",
     "",
-    "| profile | connections | user-space RSS B/conn | kernel TCP buffers B/socket (sockstat mem × page) | kernel slab B/socket (meminfo Slab) | WS setups/s | TCP setups/s | p99 µs | failed | listen overflows / SYN cookies |",
-    "|---|---|---|---|---|---|---|---|---|---|",
-    ($groups[] | "| \(.[0].profile) | \(map(.conns) | cell(1)) | \(map(.rss_b_per_conn) | cell(1)) | \(map(.kernel_tcp_mem_b_per_socket) | cell(1)) | \(map(.kernel_slab_b_per_socket) | cell(1)) | \(map(.ws_setups_per_s) | cell(1)) | \(map(.tcp_setups_per_s) | cell(1)) | \(map(.p99_us) | cell(1)) | \(map(.failed) | add) | \(map(.listen_overflows) | add) / \(map(.syncookies_sent) | add) |")
+    "| profile | connections | user-space RSS B/conn | kernel TCP buffers B/socket (sockstat mem × page) | kernel slab B/socket (meminfo Slab) | WS setups/s | TCP setups/s | p99 µs | load generator CPU s | failed | listen overflows / SYN cookies |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+    ($groups[] | "| \(.[0].profile) | \(map(.conns) | cell(1)) | \(map(.rss_b_per_conn) | cell(1)) | \(map(.kernel_tcp_mem_b_per_socket) | cell(1)) | \(map(.kernel_slab_b_per_socket) | cell(1)) | \(map(.ws_setups_per_s) | cell(1)) | \(map(.tcp_setups_per_s) | cell(1)) | \(map(.p99_us) | cell(1)) | \(map(.client_cpu_s) | cell(100)) | \(map(.failed) | add) | \(map(.listen_overflows) | add) / \(map(.syncookies_sent) | add) |")
     ' "$results")
 
 if [[ $OUT == - ]]; then
     echo "$table"
     exit 0
 fi
-begin='<!-- experiment:begin (tuning/experiment.sh rewrites this block) -->'
-end='<!-- experiment:end -->'
+begin="<!-- experiment:$BLOCK:begin (tuning/experiment.sh rewrites this block) -->"
+end="<!-- experiment:$BLOCK:end -->"
 if [[ ! -f $OUT ]] || ! grep -qF "$begin" "$OUT"; then
     printf '\n%s\n%s\n' "$begin" "$end" >>"$OUT"
 fi
