@@ -31,6 +31,7 @@ RAMP=${RAMP:-1000000}      # loadtest: connections opened per second at most (de
 DURATION=${DURATION:-15s}  # loadtest: the whole run, ramp included
 HEARTBEAT=${HEARTBEAT:-1s} # loadtest: heartbeat interval per connection (p99 of their echoes)
 SOURCE_IPS=${SOURCE_IPS:-} # loadtest: --source-ips (unset: every connection from 127.0.0.1)
+PROCESSES=${PROCESSES:-1}  # loadtest: --processes (each holds CONNS / PROCESSES connections)
 BACKLOG=${BACKLOG:-65535}  # loadtest: the server's --backlog; net.core.somaxconn caps it
 OUT=${OUT:-docs/tuning.md}
 BLOCK=${BLOCK:-}           # the name of the block in OUT to rewrite [default: the tool's name]
@@ -65,7 +66,13 @@ echo "tool: $TOOL; profiles: $PROFILES; $REPEAT run(s) each; raw output in $raw"
 applied=0
 server_pid=
 sampler_pid=
+client_pid=
 cleanup() {
+    if [[ -n $client_pid ]]; then
+        # loadtest first (the child of /usr/bin/time, which does not pass signals on).
+        pkill -TERM -P "$client_pid" 2>/dev/null || true
+        kill "$client_pid" 2>/dev/null || true
+    fi
     if [[ -n $sampler_pid ]]; then kill "$sampler_pid" 2>/dev/null || true; fi
     if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
     if [[ $applied -eq 1 ]]; then
@@ -141,9 +148,13 @@ measure_loadtest() {
     started=$(date +%s.%N)
     /usr/bin/time -f '%U %S' -o "$prefix.client-cpu" target/release/loadtest idle \
         --target "ws://127.0.0.1:$port/" --conns "$CONNS" --ramp "$RAMP/s" \
-        --duration "$DURATION" --heartbeat "$HEARTBEAT" --server-pid "$server_pid" \
-        "${sources[@]}" --json "$prefix.json" >"$prefix.loadtest.log" 2>&1 ||
-        { tail -n 20 "$prefix.loadtest.log" >&2; return 1; }
+        --duration "$DURATION" --heartbeat "$HEARTBEAT" --processes "$PROCESSES" \
+        --server-pid "$server_pid" \
+        "${sources[@]}" --json "$prefix.json" >"$prefix.loadtest.log" 2>&1 &
+    # In the background and waited for, so that a signal reverts at once, not after the run.
+    client_pid=$!
+    wait "$client_pid" || { tail -n 20 "$prefix.loadtest.log" >&2; return 1; }
+    client_pid=
     kill "$sampler_pid"
     wait "$sampler_pid" 2>/dev/null || true
     sampler_pid=
@@ -206,7 +217,7 @@ machine="$(nproc) vCPU $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpu
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 case $TOOL in
 idle_memory) settings="WS=$WS TCP=$TCP" ;;
-loadtest) settings="CONNS=$CONNS RAMP=$RAMP DURATION=$DURATION HEARTBEAT=$HEARTBEAT BACKLOG=$BACKLOG${SOURCE_IPS:+ SOURCE_IPS=$SOURCE_IPS}" ;;
+loadtest) settings="CONNS=$CONNS RAMP=$RAMP DURATION=$DURATION HEARTBEAT=$HEARTBEAT BACKLOG=$BACKLOG PROCESSES=$PROCESSES${SOURCE_IPS:+ SOURCE_IPS=$SOURCE_IPS}" ;;
 esac
 command="PROFILES=\"$PROFILES\" REPEAT=$REPEAT TOOL=$TOOL WORKERS=$WORKERS $settings tuning/experiment.sh"
 table=$(jq -rs --arg tool "$TOOL" --arg machine "$machine" --arg load "$load" \
