@@ -13,6 +13,7 @@
 #   bench/compare.sh                                  # defaults below, ~3 minutes
 #   REPEAT=5 INFLIGHT="1 16" SIZE=1024 bench/compare.sh
 #   SERVERS="switchboard fastwebsockets" IDLE_CONNS=0 bench/compare.sh   # echo only
+#   bench/compare.sh --table target/compare/20261126T111700Z          # an earlier run's table
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
 # (bytes), INFLIGHT (one or more windows), DURATION (s), REPEAT, IDLE_CONNS (0 skips idle),
@@ -21,6 +22,16 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+
+# `bench/compare.sh --table DIR` prints the table of an earlier run again (from its JSON files).
+table_only=""
+if [[ ${1:-} == --table ]]; then
+    table_only=${2:?usage: bench/compare.sh --table DIR}
+    # shellcheck disable=SC1091
+    source "$table_only/settings.env"
+    OUT=$table_only
+    export TABLE_ONLY=1
+fi
 
 SERVERS=${SERVERS:-"switchboard tokio-tungstenite fastwebsockets"}
 THREADS=${THREADS:-2}
@@ -36,6 +47,73 @@ target_dir=${CARGO_TARGET_DIR:-$repo/target}
 peers_dir=$repo/bench/peers/target/release
 
 log() { echo "compare: $*" >&2; }
+
+print_table() {
+    python3 - "$OUT" "$SERVERS" "$INFLIGHT" "$REPEAT" "$CONNS" "$SIZE" "$DURATION" "$THREADS" "$IDLE_CONNS" "$CLIENT" <<'EOF'
+import json, re, statistics, sys, os
+out, servers, inflights, repeat, conns, size, duration, threads, idle, client = sys.argv[1:]
+servers, inflights = servers.split(), inflights.split()
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def cpu_us_per_msg(run):
+    # loadtest rounds its per-message figure to 0.1 µs; its CPU seconds over the window's
+    # messages keep the digits that matter at 16 in flight.
+    if run.get("server_cpu_s") is not None and run.get("received"):
+        return run["server_cpu_s"] * 1e6 / run["received"]
+    return run.get("server_cpu_s_per_million_msgs")
+
+def echo(server, k):
+    runs = []
+    for rep in range(1, int(repeat) + 1):
+        with open(f"{out}/echo-{server}-k{k}-r{rep}.json") as f:
+            runs.append(json.load(f))
+    return {
+        "msgs": median([r["msgs_per_sec"] for r in runs]),
+        "p99": median([r["latency_us"]["p99"] for r in runs]),
+        "p50": median([r["latency_us"]["p50"] for r in runs]),
+        "cpu": median([cpu_us_per_msg(r) for r in runs]),
+        "lost": sum(r.get("lost") or 0 for r in runs),
+    }
+
+def idle_bytes(server):
+    path = f"{out}/idle-{server}.txt"
+    if not os.path.exists(path):
+        return None
+    return median([float(v) for v in re.findall(r'"ws_rss_b_per_conn":([0-9.]+)', open(path).read())])
+
+def fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+def ratio(value, base):
+    return "n/a" if value is None or not base else f"{value / base:.2f}"
+
+load = "n/a (table reprinted)" if os.environ.get("TABLE_ONLY") else open("/proc/loadavg").read().split()[0]
+print(f"\nmedian of {repeat} runs, fresh server per run; {conns} WebSocket connections, {size} B binary "
+      f"messages, {duration} s per run after 1 s warm-up, server threads {threads}, client {client}; "
+      f"idle: {idle} connections; load average at the end {load}")
+print("ratios are server / switchboard (msgs/s: higher is better; p99, CPU and memory: lower is better)\n")
+head = f"| server | in flight | msgs/s | p50 µs | p99 µs | server CPU µs/msg | idle B/conn | ratio msgs/s | ratio p99 | ratio CPU | ratio idle |"
+print(head)
+print("|" + "---|" * (head.count("|") - 1))
+base_idle = idle_bytes("switchboard")
+for k in inflights:
+    base = echo("switchboard", k) if "switchboard" in servers else None
+    for server in servers:
+        e, i = echo(server, k), idle_bytes(server)
+        b = base or {"msgs": None, "p99": None, "cpu": None}
+        print(f"| {server} | {k} | {fmt(e['msgs'], ',.0f')} | {fmt(e['p50'], ',.0f')} | {fmt(e['p99'], ',.0f')} | {fmt(e['cpu'], '.2f')} "
+              f"| {fmt(i, ',.0f')} | {ratio(e['msgs'], b['msgs'])} | {ratio(e['p99'], b['p99'])} "
+              f"| {ratio(e['cpu'], b['cpu'])} | {ratio(i, base_idle)} |")
+print(f"\nevery run's JSON: {out}")
+EOF
+}
+if [[ -n $table_only ]]; then
+    print_table
+    exit 0
+fi
 
 # ---- build -----------------------------------------------------------------------------------
 log "building switchboard, idle_memory and the peers (release)"
@@ -54,6 +132,9 @@ if [[ $CLIENT == auto || $CLIENT == loadtest ]]; then
 fi
 log "client: $CLIENT"
 mkdir -p "$OUT"
+for name in SERVERS THREADS CONNS SIZE INFLIGHT DURATION REPEAT IDLE_CONNS CLIENT; do
+    printf '%s=%q\n' "$name" "${!name}"
+done >"$OUT/settings.env"
 
 # ---- servers ---------------------------------------------------------------------------------
 # The command line of server $1 on port $2, and the line it prints once it accepts.
@@ -177,55 +258,4 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
 fi
 
 # ---- the table -------------------------------------------------------------------------------
-python3 - "$OUT" "$SERVERS" "$INFLIGHT" "$REPEAT" "$CONNS" "$SIZE" "$DURATION" "$THREADS" "$IDLE_CONNS" "$CLIENT" <<'EOF'
-import json, re, statistics, sys, os
-out, servers, inflights, repeat, conns, size, duration, threads, idle, client = sys.argv[1:]
-servers, inflights = servers.split(), inflights.split()
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-def echo(server, k):
-    runs = []
-    for rep in range(1, int(repeat) + 1):
-        with open(f"{out}/echo-{server}-k{k}-r{rep}.json") as f:
-            runs.append(json.load(f))
-    return {
-        "msgs": median([r["msgs_per_sec"] for r in runs]),
-        "p99": median([r["latency_us"]["p99"] for r in runs]),
-        "cpu": median([r.get("server_cpu_s_per_million_msgs") for r in runs]),
-        "lost": sum(r.get("lost") or 0 for r in runs),
-    }
-
-def idle_bytes(server):
-    path = f"{out}/idle-{server}.txt"
-    if not os.path.exists(path):
-        return None
-    return median([float(v) for v in re.findall(r'"ws_rss_b_per_conn":([0-9.]+)', open(path).read())])
-
-def fmt(value, spec):
-    return "n/a" if value is None else format(value, spec)
-
-def ratio(value, base):
-    return "n/a" if value is None or not base else f"{value / base:.2f}"
-
-load = open("/proc/loadavg").read().split()[0]
-print(f"\nmedian of {repeat} runs, fresh server per run; {conns} WebSocket connections, {size} B binary "
-      f"messages, {duration} s per run after 1 s warm-up, server threads {threads}, client {client}; "
-      f"idle: {idle} connections; load average at the end {load}")
-print("ratios are server / switchboard (msgs/s: higher is better; p99, CPU and memory: lower is better)\n")
-head = f"| server | in flight | msgs/s | p99 µs | server CPU µs/msg | idle B/conn | ratio msgs/s | ratio p99 | ratio CPU | ratio idle |"
-print(head)
-print("|" + "---|" * (head.count("|") - 1))
-base_idle = idle_bytes("switchboard")
-for k in inflights:
-    base = echo("switchboard", k) if "switchboard" in servers else None
-    for server in servers:
-        e, i = echo(server, k), idle_bytes(server)
-        b = base or {"msgs": None, "p99": None, "cpu": None}
-        print(f"| {server} | {k} | {fmt(e['msgs'], ',.0f')} | {fmt(e['p99'], ',.0f')} | {fmt(e['cpu'], '.2f')} "
-              f"| {fmt(i, ',.0f')} | {ratio(e['msgs'], b['msgs'])} | {ratio(e['p99'], b['p99'])} "
-              f"| {ratio(e['cpu'], b['cpu'])} | {ratio(i, base_idle)} |")
-print(f"\nevery run's JSON: {out}")
-EOF
+print_table
