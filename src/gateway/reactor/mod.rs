@@ -172,7 +172,8 @@ impl<H: Handler> Reactor<H> {
                     WAKER => {} // the inbox is drained below on every pass
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.conn_readable(key);
+                            let until_eof = event.is_read_closed() || event.is_error();
+                            self.conn_readable(key, until_eof);
                         }
                         if event.is_writable() {
                             self.conn_writable(key);
