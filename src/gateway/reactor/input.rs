@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::super::conn::{Phase, Protocol};
 use super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Transport};
-use super::{Reactor, ACCEPT_RETRY_TICKS, MAX_READ, MIN_READ, READ_BUDGET, SCRATCH_CHUNK};
+use super::{Reactor, ACCEPT_RETRY_TICKS, MIN_PARTIAL, READ_BUDGET, SCRATCH_CHUNK};
 
 impl<H: Handler> Reactor<H> {
     // ---- reading ---------------------------------------------------------------------------
@@ -28,36 +28,38 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             let use_own = conn.inbound.is_some();
-            let want = self.read_size;
-            let buf = if use_own {
-                conn.inbound.as_mut().expect("checked")
-            } else {
-                if self.scratch.capacity() - self.scratch.len() < want {
-                    self.scratch.reserve(SCRATCH_CHUNK);
+            let window = &mut self.read_window[..];
+            let read = loop {
+                match conn.stream.read(window) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
                 }
-                &mut self.scratch
             };
-            match read_into(&mut conn.stream, buf, want) {
+            match read {
                 Ok(0) => {
                     self.peer_eof(key);
                     return;
                 }
                 Ok(n) => {
-                    self.read_size = if n == want {
-                        (want * 2).min(MAX_READ)
-                    } else if n < want / 4 {
-                        (want / 2).max(MIN_READ)
+                    // Copy what arrived into the buffer frames are split from: `n` bytes,
+                    // where reading straight into it would first zero the whole window.
+                    let buf = if use_own {
+                        conn.inbound.as_mut().expect("checked")
                     } else {
-                        want
+                        if self.scratch.capacity() - self.scratch.len() < n {
+                            self.scratch.reserve(SCRATCH_CHUNK);
+                        }
+                        &mut self.scratch
                     };
+                    buf.extend_from_slice(&window[..n]);
+                    let short = n < window.len();
                     conn.last_read = self.now;
                     self.process_input(key, use_own);
-                    if n < want && !until_eof {
+                    if short && !until_eof {
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let peer = conn.peer;
                     debug!(%peer, error = %e, "read failed");
@@ -107,7 +109,7 @@ impl<H: Handler> Reactor<H> {
             if let Some(conn) = self.conns.get_mut(key) {
                 if !src.is_empty() && conn.reads_frames() {
                     // Only the start of an unfinished frame leaves the scratch buffer.
-                    let mut own = BytesMut::with_capacity(src.len().max(MIN_READ));
+                    let mut own = BytesMut::with_capacity(src.len().max(MIN_PARTIAL));
                     own.extend_from_slice(&src);
                     conn.inbound = Some(Box::new(own));
                 }
@@ -298,22 +300,4 @@ impl<H: Handler> Reactor<H> {
             }
         }
     }
-}
-
-/// Reads at most `want` bytes onto the end of `buf`.
-///
-/// Safe code must hand `read` initialised memory, so the new room is zeroed first. That is
-/// a memset of at most `want` bytes next to a system call; `want` adapts to the traffic, so
-/// an idle chat connection zeroes 4 KiB per read, not 64 KiB.
-fn read_into(
-    stream: &mut mio::net::TcpStream,
-    buf: &mut BytesMut,
-    want: usize,
-) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let result = stream.read(&mut buf[start..]);
-    let got = *result.as_ref().unwrap_or(&0);
-    buf.truncate(start + got);
-    result
 }
