@@ -2,62 +2,14 @@
 //! nothing per packet in steady state.
 //!
 //! It lives here, not beside the codec, because the codec forbids `unsafe` and a global
-//! allocator needs it. The counter is per thread, so the test harness's threads do not count.
+//! allocator needs it (`support/mod.rs`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod support;
 
 use bytes::{Bytes, BytesMut};
+use support::allocations_during;
 use switchboard_codec::packet::{PacketDecoder, PacketEncoder};
 use switchboard_codec::Decoded;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-struct CountingAllocator;
-
-fn count_one() {
-    // `try_with`: the allocator also runs while this thread's locals are being torn down.
-    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is exactly `System`'s; the only addition is a thread-local counter,
-// which neither allocates nor unwinds.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; the caller upholds `dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
 
 fn wire(count: usize) -> Vec<u8> {
     let mut encoder = PacketEncoder::new();
@@ -81,7 +33,7 @@ fn drain(decoder: &mut PacketDecoder, src: &mut BytesMut) -> usize {
 
 #[test]
 fn counting_allocator_sees_an_allocation() {
-    let counted = allocations_during(|| {
+    let (counted, ()) = allocations_during(|| {
         std::hint::black_box(Vec::<u8>::with_capacity(16));
     });
     assert_eq!(counted, 1);
@@ -92,9 +44,9 @@ fn decoding_a_buffer_of_packets_allocates_only_once_for_the_buffer() {
     let mut src = BytesMut::from(&wire(1000)[..]);
     let mut decoder = PacketDecoder::default();
     // The first split promotes the buffer to a shared one: one allocation per read buffer.
-    let first = allocations_during(|| assert_eq!(drain_one(&mut decoder, &mut src), 1));
+    let first = allocations_during(|| assert_eq!(drain_one(&mut decoder, &mut src), 1)).0;
     assert_eq!(first, 1);
-    let rest = allocations_during(|| assert_eq!(drain(&mut decoder, &mut src), 999));
+    let rest = allocations_during(|| assert_eq!(drain(&mut decoder, &mut src), 999)).0;
     assert_eq!(rest, 0, "allocations while decoding 999 packets");
 }
 
@@ -121,7 +73,7 @@ fn a_read_loop_with_packets_split_across_reads_allocates_nothing_in_steady_state
         assert_eq!(decoded, 600);
     };
     round(&mut src);
-    let steady = allocations_during(|| {
+    let (steady, ()) = allocations_during(|| {
         for _ in 0..10 {
             round(&mut src);
         }
@@ -135,7 +87,7 @@ fn header_encoding_allocates_nothing_once_headers_are_written_out() {
     let payload = Bytes::from_static(b"shared push");
     let (header, _) = encoder.encode(1, payload.clone()).unwrap();
     drop(header);
-    let steady = allocations_during(|| {
+    let (steady, ()) = allocations_during(|| {
         for n in 0..10_000u16 {
             let (header, body) = encoder.encode(n, payload.clone()).unwrap();
             std::hint::black_box((&header, &body));
