@@ -63,17 +63,10 @@ impl<'a> PacketRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::test_support::{encoded, split_at_points};
     use crate::packet::{Packet, PacketDecoder, DEFAULT_MAX_PAYLOAD};
     use bytes::BytesMut;
     use proptest::prelude::*;
-
-    fn encoded(command: u16, payload: &[u8]) -> Vec<u8> {
-        let header = PacketHeader {
-            command,
-            payload_len: payload.len() as u32,
-        };
-        [&header.to_bytes()[..], payload].concat()
-    }
 
     fn parse(src: &[u8]) -> Result<Decoded<(PacketRef<'_>, usize)>, PacketError> {
         PacketRef::parse(src, DEFAULT_MAX_PAYLOAD)
@@ -122,18 +115,6 @@ mod tests {
             }
         }
         (packets, Ok(src.len()))
-    }
-
-    /// `input` cut at `points` (each taken modulo the input's length plus one).
-    fn split_at_points<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
-        let mut cuts: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
-        cuts.sort_unstable();
-        let ends = cuts.iter().copied().chain([input.len()]);
-        let starts = [0].into_iter().chain(cuts.iter().copied());
-        starts
-            .zip(ends)
-            .map(|(from, to)| &input[from..to])
-            .collect()
     }
 
     #[test]

@@ -115,15 +115,8 @@ impl Default for PacketDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::test_support::{encoded, split_at_points};
     use proptest::prelude::*;
-
-    fn encoded(command: u16, payload: &[u8]) -> Vec<u8> {
-        let header = PacketHeader {
-            command,
-            payload_len: payload.len() as u32,
-        };
-        [&header.to_bytes()[..], payload].concat()
-    }
 
     fn packet(command: u16, payload: &[u8]) -> Packet {
         Packet {
@@ -152,19 +145,6 @@ mod tests {
             }
         }
         (packets, Ok(src.len()))
-    }
-
-    fn split_at_points<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
-        let mut cuts: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut chunks = Vec::with_capacity(cuts.len() + 1);
-        let mut start = 0;
-        for cut in cuts {
-            chunks.push(&input[start..cut]);
-            start = cut;
-        }
-        chunks.push(&input[start..]);
-        chunks
     }
 
     #[test]

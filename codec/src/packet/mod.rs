@@ -12,6 +12,8 @@ mod decoder;
 mod encoder;
 mod error;
 mod header;
+#[cfg(test)]
+mod test_support;
 
 pub use borrowed::PacketRef;
 pub use decoder::{PacketDecoder, DEFAULT_MAX_PAYLOAD, RESERVE_STEP};
