@@ -7,11 +7,15 @@
 
 pub mod client;
 pub mod process;
+#[path = "../shared/mod.rs"]
+mod shared;
+
+#[allow(unused_imports)] // not every test binary names them
+pub use shared::{random_u64, wait_until};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard::gateway::{GatewayConfig, SocketOptions};
 use switchboard::logic::LogicConfig;
@@ -204,30 +208,6 @@ pub fn token_signed(
     now_secs: u64,
 ) -> String {
     switchboard::logic::token::mint(secret, user, device, ttl, now_secs).expect("a valid token")
-}
-
-/// Polls `condition` every few milliseconds until it holds (true) or `within` passes (false).
-pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Well-mixed pseudo-random numbers (splitmix64 over a shared counter): masking keys,
-/// handshake nonces, client_msg_ids. Tests need variety, not secrecy.
-pub fn random_u64() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0xC4A7_5357_4231_0001);
-    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A user id no other test (or earlier run on a kept data dir) uses: `prefix-<random>`.

@@ -2,12 +2,12 @@
 //! with the tests' secret, its listeners read from the lines it prints, killed with SIGKILL
 //! on demand, and killed and reaped when dropped, so no child outlives the test run.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::shared::stdout_lines;
 
 use super::{ChatClient, Transport, SECRET};
 
@@ -37,15 +37,7 @@ impl ServeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn switchboard serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let (mut tcp, mut ws, mut data_line) = (None, None, false);
         while tcp.is_none() || ws.is_none() || !data_line {
             let line: String = lines

@@ -6,10 +6,14 @@
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod process;
+#[path = "../shared/mod.rs"]
+mod shared;
+
+#[allow(unused_imports)] // not every test binary names them
+pub use shared::{random_u64, wait_until};
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -118,30 +122,6 @@ impl Drop for TestGateway {
             gateway.shutdown();
         }
     }
-}
-
-/// Polls `condition` every few milliseconds until it holds (true) or `within` passes (false).
-pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Well-mixed pseudo-random numbers (splitmix64 over a shared counter) for mask keys and
-/// nonces. Tests need variety, not secrecy.
-pub fn random_u64() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0x5357_4231_0000_0001);
-    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A fresh masking key.

@@ -2,11 +2,12 @@
 //! its announced addresses parsed from stdout, signalled, and killed (SIGKILL) and reaped
 //! when dropped if a test ends while it still runs, so no child outlives the test run.
 
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::shared::stdout_lines;
 
 /// A running `switchboard echo`.
 pub struct EchoProcess {
@@ -45,15 +46,7 @@ impl EchoProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn switchboard echo");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut child);
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut process = EchoProcess {
             child,
