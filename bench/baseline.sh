@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The measured baseline of issue #5 in one command: every figure docs/performance.md's
+# "Baseline" section quotes, each from `loadtest` against a fresh server process, the whole
+# set REPEAT times (medians reported). Loopback only; every run stops by itself.
+#
+#   bench/baseline.sh                      # everything once, about 5 minutes
+#   REPEAT=3 bench/baseline.sh             # medians of 3
+#   ONLY="chat group" bench/baseline.sh    # some parts: idle handshakes echo chat group
+#   bench/baseline.sh --table DIR          # reprint an earlier run's table from its JSON
+#
+# What runs (client and server share this machine's cores; read
+# ../shared/design/measuring.md first):
+#   idle        19,000 idle WebSocket connections on a fresh `switchboard echo`, and 19,000
+#               framed-TCP connections logged in on a fresh `switchboard serve`: server RSS per
+#               connection, and kernel slab per socket end (/proc/meminfo Slab delta over the
+#               2 × N socket ends of client and server, both on this machine).
+#   handshakes  19,000 WebSocket connections opened as fast as the server takes them
+#               (connect + upgrade per second).
+#   echo        64 B and 1 KiB, WebSocket and framed TCP, CONNS_ECHO connections, 1 in flight.
+#   chat        1:1 over framed TCP, CONNS_CHAT connections in pairs: unpaced with 1 and with 4
+#               SENDs in flight per connection (the maximum for each client shape), then paced
+#               at half of each maximum measured in the same repetition (the latency goal).
+#   group       G = 100 and G = 1,000 over CONNS_CHAT connections, unpaced: deliveries/s.
+#
+# Settings (environment): REPEAT, ONLY, WORKERS (server reactors; 1 leaves a core to the
+# client), DURATION (s per traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, SYNCHRONOUS (the
+# chat store: full or normal), OUT (where the JSON goes).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+table_only=""
+if [[ ${1:-} == --table ]]; then
+    table_only=${2:?usage: bench/baseline.sh --table DIR}
+    # shellcheck disable=SC1091
+    source "$table_only/settings.env"
+    OUT=$table_only
+fi
+
+REPEAT=${REPEAT:-1}
+ONLY=${ONLY:-"idle handshakes echo chat group"}
+WORKERS=${WORKERS:-1}
+DURATION=${DURATION:-10}
+CONNS_IDLE=${CONNS_IDLE:-19000}
+CONNS_ECHO=${CONNS_ECHO:-100}
+CONNS_CHAT=${CONNS_CHAT:-1000}
+SYNCHRONOUS=${SYNCHRONOUS:-full}
+OUT=${OUT:-$repo/target/baseline/$(date -u +%Y%m%dT%H%M%SZ)}
+SECRET=baseline-secret
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+server_bin=$target_dir/release/switchboard
+loadtest_bin=$target_dir/release/loadtest
+
+log() { echo "baseline: $*" >&2; }
+
+print_table() {
+    python3 - "$OUT" <<'EOF'
+import glob, json, os, statistics, sys
+out = sys.argv[1]
+settings = dict(line.strip().split("=", 1) for line in open(f"{out}/settings.env") if "=" in line)
+
+def runs(name):
+    found = []
+    for path in sorted(glob.glob(f"{out}/{name}-r*.json")):
+        with open(path) as f:
+            found.append(json.load(f))
+    return found
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def fmt(value, spec=",.0f"):
+    return "n/a" if value is None else format(value, spec)
+
+def cpu_us(run):
+    if run.get("server_cpu_s") is not None and run.get("received"):
+        return run["server_cpu_s"] * 1e6 / run["received"]
+    return None
+
+def slab_per_socket(name):
+    values = []
+    for path in sorted(glob.glob(f"{out}/{name}-r*.slab")):
+        before, during, sockets = (float(x) for x in open(path).read().split())
+        values.append((during - before) * 1024 / sockets)
+    return med(values)
+
+def failed(rs):
+    total = sum(sum(r.get("failed", {}).values()) for r in rs)
+    lost = sum(r.get("lost") or 0 for r in rs)
+    return f"{total} failed, {lost} lost"
+
+reps = settings.get("REPEAT", "1")
+print(f"\nbench/baseline.sh, medians of {reps}; server --workers {settings['WORKERS']}; "
+      f"load average at the end {open('/proc/loadavg').read().split()[0]}; JSON in {out}\n")
+print("| figure | run | value | p50 µs | p99 µs | server CPU µs/msg | notes |")
+print("|---|---|---|---|---|---|---|")
+
+def row(figure, run, value, rs, notes=""):
+    lat = lambda k: med([r["latency_us"][k] for r in rs if r.get("latency_us")])
+    cpu = med([cpu_us(r) for r in rs])
+    print(f"| {figure} | {run} | {value} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | "
+          f"{fmt(cpu, '.1f')} | {notes or failed(rs)} |")
+
+rs = runs("idle-ws")
+if rs:
+    row("idle RSS per connection", f"{rs[0]['connected']:,} WS on `switchboard echo`",
+        f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
+        f"kernel slab {fmt(slab_per_socket('idle-ws'))} B per socket end; {failed(rs)}")
+rs = runs("idle-login")
+if rs:
+    row("idle RSS per logged-in connection", f"{rs[0]['connected']:,} TCP logged in on `switchboard serve`",
+        f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
+        f"session included; kernel slab {fmt(slab_per_socket('idle-login'))} B per socket end; {failed(rs)}")
+rs = runs("handshakes")
+if rs:
+    row("handshakes per second", f"{rs[0]['connected']:,} WS, connect + upgrade",
+        f"{fmt(med([r['handshakes_per_sec'] for r in rs]))}/s", rs)
+for name, label in [("echo-ws-64", "WS 64 B"), ("echo-ws-1024", "WS 1 KiB"),
+                    ("echo-tcp-64", "TCP 64 B"), ("echo-tcp-1024", "TCP 1 KiB")]:
+    rs = runs(name)
+    if rs:
+        row("echo msgs/s", f"{label}, {settings['CONNS_ECHO']} conns, 1 in flight",
+            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+for k in ("1", "4"):
+    rs = runs(f"chat-max-k{k}")
+    if rs:
+        row("chat maximum", f"{settings['CONNS_CHAT']} TCP conns, unpaced, {k} in flight",
+            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+    rs = runs(f"chat-half-k{k}")
+    if rs:
+        rates = [r.get("target_rate") for r in rs]
+        row("chat at half the maximum", f"paced at half of the {k}-in-flight maximum "
+            f"({fmt(med(rates))}/s asked)", f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs,
+            f"goal p99 ≤ 2,000 µs; {failed(rs)}")
+for g in ("100", "1000"):
+    rs = runs(f"group-g{g}")
+    if rs:
+        row("group fan-out deliveries/s", f"G = {int(g):,}, {settings['CONNS_CHAT']} conns, unpaced",
+            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+EOF
+}
+if [[ -n $table_only ]]; then
+    print_table
+    exit 0
+fi
+
+log "building switchboard and loadtest (release)"
+cargo build --release --quiet -p switchboard -p switchboard-loadtest
+ulimit -n 20000 || { log "cannot raise the open-file limit to 20000"; exit 1; }
+mkdir -p "$OUT"
+cat >"$OUT/settings.env" <<EOF
+REPEAT=$REPEAT
+ONLY=$ONLY
+WORKERS=$WORKERS
+DURATION=$DURATION
+CONNS_IDLE=$CONNS_IDLE
+CONNS_ECHO=$CONNS_ECHO
+CONNS_CHAT=$CONNS_CHAT
+SYNCHRONOUS=$SYNCHRONOUS
+EOF
+
+server_pid=""
+data_dir=$OUT/data
+stop_server() {
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+trap stop_server EXIT
+
+# start_server MODE: a fresh process, listening once its port answers.
+start_server() {
+    local mode=$1
+    stop_server
+    case $mode in
+    echo) "$server_bin" echo --workers "$WORKERS" >"$OUT/server.log" 2>&1 & ;;
+    serve)
+        rm -rf "$data_dir"
+        SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers "$WORKERS" \
+            --data "$data_dir" --synchronous "$SYNCHRONOUS" >"$OUT/server.log" 2>&1 &
+        ;;
+    esac
+    server_pid=$!
+    for _ in $(seq 100); do
+        if (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    log "the server did not start; its log:"
+    cat "$OUT/server.log" >&2
+    exit 1
+}
+
+# load NAME SCENARIO ARGS...: one loadtest run against the running server, JSON to NAME.
+load() {
+    local name=$1
+    shift
+    "$loadtest_bin" "$@" --server-pid "$server_pid" --quiet --json "$OUT/$name.json" \
+        >"$OUT/$name.txt" 2>&1 || { log "$name failed:"; cat "$OUT/$name.txt" >&2; exit 1; }
+}
+
+slab_kib() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
+
+# idle_run NAME SECONDS ARGS...: an idle load with a Slab reading while every connection is up.
+idle_run() {
+    local name=$1 seconds=$2
+    shift 2
+    local before during
+    before=$(slab_kib)
+    load "$name" "$@" --duration "${seconds}s" &
+    local pid=$!
+    sleep $((seconds - 3))
+    during=$(slab_kib)
+    wait "$pid"
+    echo "$before $during $((2 * CONNS_IDLE))" >"$OUT/$name.slab"
+}
+
+msgs_per_sec() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['msgs_per_sec']))" "$1"; }
+
+# Adds the rate a paced run asked for to its JSON, for the table.
+note_rate() { python3 -c "
+import json, sys
+path, rate = sys.argv[1], int(sys.argv[2])
+d = json.load(open(path)); d['target_rate'] = rate; json.dump(d, open(path, 'w'))" "$1" "$2"; }
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+ws=ws://127.0.0.1:9001/
+tcp=tcp://127.0.0.1:9000
+sources=127.0.0.1-127.0.0.20
+
+for rep in $(seq "$REPEAT"); do
+    if wants idle; then
+        log "r$rep idle: $CONNS_IDLE WebSocket connections on a fresh echo server"
+        start_server echo
+        idle_run "idle-ws-r$rep" 25 idle --target "$ws" --conns "$CONNS_IDLE" \
+            --source-ips "$sources" --ramp 10000/s --heartbeat 10s
+        log "r$rep idle: $CONNS_IDLE framed-TCP connections logged in on a fresh chat server"
+        start_server serve
+        idle_run "idle-login-r$rep" 25 idle --target "$tcp" --conns "$CONNS_IDLE" \
+            --source-ips "$sources" --ramp 10000/s --heartbeat 10s --jwt-secret "$SECRET"
+    fi
+    if wants handshakes; then
+        log "r$rep handshakes: $CONNS_IDLE WebSocket connections, as fast as they go"
+        start_server echo
+        load "handshakes-r$rep" idle --target "$ws" --conns "$CONNS_IDLE" \
+            --source-ips "$sources" --ramp 1000000/s --duration 10s
+    fi
+    if wants echo; then
+        for size in 64 1024; do
+            for proto in ws tcp; do
+                log "r$rep echo: $proto $size B"
+                start_server echo
+                target=$ws
+                [[ $proto == tcp ]] && target=$tcp
+                load "echo-$proto-$size-r$rep" echo --target "$target" --conns "$CONNS_ECHO" \
+                    --size "$size" --inflight 1 --duration "${DURATION}s"
+            done
+        done
+    fi
+    if wants chat; then
+        for k in 1 4; do
+            log "r$rep chat: maximum with $k in flight"
+            start_server serve
+            load "chat-max-k$k-r$rep" chat --target "$tcp" --jwt-secret "$SECRET" \
+                --conns "$CONNS_CHAT" --inflight "$k" --duration "${DURATION}s"
+            half=$(($(msgs_per_sec "$OUT/chat-max-k$k-r$rep.json") / 2))
+            log "r$rep chat: paced at $half/s"
+            start_server serve
+            load "chat-half-k$k-r$rep" chat --target "$tcp" --jwt-secret "$SECRET" \
+                --conns "$CONNS_CHAT" --rate "$half" --inflight "$k" --duration "${DURATION}s"
+            note_rate "$OUT/chat-half-k$k-r$rep.json" "$half"
+        done
+    fi
+    if wants group; then
+        for g in 100 1000; do
+            log "r$rep group: G = $g"
+            start_server serve
+            load "group-g$g-r$rep" group --target "$tcp" --jwt-secret "$SECRET" \
+                --conns "$CONNS_CHAT" --group-size "$g" --duration "${DURATION}s"
+        done
+    fi
+done
+stop_server
+rm -rf "$data_dir"
+print_table | tee "$OUT/table.md"
