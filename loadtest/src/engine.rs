@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -344,7 +343,7 @@ impl Engine {
         socket.set_tcp_nodelay(true).map_err(|e| io_kind(&e))?;
         if !config.source_ips.is_empty() {
             let ip = config.source_ips[index % config.source_ips.len()];
-            bind_address_no_port(&socket);
+            crate::os::bind_address_no_port(&socket);
             socket
                 .bind(&SockAddr::from(SocketAddr::new(ip, 0)))
                 .map_err(|e| format!("bind_{}", io_kind(&e)))?;
@@ -672,22 +671,6 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Lets many sockets share a source address: the port is chosen at connect time per
-/// destination, not at bind time among all ports (IP_BIND_ADDRESS_NO_PORT, Linux 4.2+).
-fn bind_address_no_port(socket: &Socket) {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid fd we own and a pointer to a c_int that outlives the call.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// A short name for an I/O error, for the `failed` object.

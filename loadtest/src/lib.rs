@@ -4,6 +4,8 @@
 //!
 //! It aims only at the one address it is given, binds only the source addresses it is given,
 //! and every run stops by itself at its duration. Scenarios: `idle`, `echo`, `chat`, `group`.
+//! Its only `unsafe` is the libc calls of [`os`].
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod engine;

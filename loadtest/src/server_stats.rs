@@ -23,7 +23,7 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     let ticks = cpu_ticks(&stat).ok_or_else(|| bad("unreadable /proc/PID/stat"))?;
     Ok(ProcSample {
         rss_bytes: rss_kib * 1024,
-        cpu_s: ticks as f64 / clock_ticks_per_second(),
+        cpu_s: ticks as f64 / crate::os::clock_ticks_per_second(),
     })
 }
 
@@ -44,16 +44,6 @@ pub fn cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf takes no pointers; _SC_CLK_TCK is a valid name.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
 }
 
 #[cfg(test)]
