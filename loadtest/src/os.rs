@@ -83,7 +83,11 @@ mod tests {
         deferred.bind(&address).unwrap();
         let port = |s: &Socket| s.local_addr().unwrap().as_socket().unwrap().port();
         assert_ne!(port(&plain), 0, "a plain bind reserves an ephemeral port");
-        assert_eq!(port(&deferred), 0, "IP_BIND_ADDRESS_NO_PORT defers it to connect");
+        assert_eq!(
+            port(&deferred),
+            0,
+            "IP_BIND_ADDRESS_NO_PORT defers it to connect"
+        );
     }
 
     #[test]
