@@ -65,6 +65,12 @@ def cpu_us_per_msg(run):
         return run["server_cpu_s"] * 1e6 / run["received"]
     return run.get("server_cpu_s_per_million_msgs")
 
+def user_us_per_msg(run):
+    # The user-space part (utime); what is left of the CPU per message is the kernel's.
+    if run.get("server_user_cpu_s") is not None and run.get("received"):
+        return run["server_user_cpu_s"] * 1e6 / run["received"]
+    return None
+
 def echo(server, k):
     runs = []
     for rep in range(1, int(repeat) + 1):
@@ -75,6 +81,7 @@ def echo(server, k):
         "p99": median([r["latency_us"]["p99"] for r in runs]),
         "p50": median([r["latency_us"]["p50"] for r in runs]),
         "cpu": median([cpu_us_per_msg(r) for r in runs]),
+        "user": median([user_us_per_msg(r) for r in runs]),
         "lost": sum(r.get("lost") or 0 for r in runs),
     }
 
@@ -95,7 +102,7 @@ print(f"\nmedian of {repeat} runs, fresh server per run; {conns} WebSocket conne
       f"messages, {duration} s per run after 1 s warm-up, server threads {threads}, client {client}; "
       f"idle: {idle} connections; load average at the end {load}")
 print("ratios are server / switchboard (msgs/s: higher is better; p99, CPU and memory: lower is better)\n")
-head = f"| server | in flight | msgs/s | p50 µs | p99 µs | server CPU µs/msg | idle B/conn | ratio msgs/s | ratio p99 | ratio CPU | ratio idle |"
+head = f"| server | in flight | msgs/s | p50 µs | p99 µs | server CPU µs/msg | of which user space | idle B/conn | ratio msgs/s | ratio p99 | ratio CPU | ratio idle |"
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
 base_idle = idle_bytes("switchboard")
@@ -105,7 +112,7 @@ for k in inflights:
         e, i = echo(server, k), idle_bytes(server)
         b = base or {"msgs": None, "p99": None, "cpu": None}
         print(f"| {server} | {k} | {fmt(e['msgs'], ',.0f')} | {fmt(e['p50'], ',.0f')} | {fmt(e['p99'], ',.0f')} | {fmt(e['cpu'], '.2f')} "
-              f"| {fmt(i, ',.0f')} | {ratio(e['msgs'], b['msgs'])} | {ratio(e['p99'], b['p99'])} "
+              f"| {fmt(e['user'], '.3f')} | {fmt(i, ',.0f')} | {ratio(e['msgs'], b['msgs'])} | {ratio(e['p99'], b['p99'])} "
               f"| {ratio(e['cpu'], b['cpu'])} | {ratio(i, base_idle)} |")
 print(f"\nevery run's JSON: {out}")
 EOF

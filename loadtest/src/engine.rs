@@ -311,6 +311,8 @@ impl Engine {
             }
             let from = window.and_then(|(_, s)| s).unwrap_or(base);
             summary.server_cpu_s = Some(last.cpu_s - from.cpu_s);
+            summary.server_user_cpu_s = Some(last.user_cpu_s - from.user_cpu_s);
+            summary.server_threads_cpu_s = last.threads_since(&from);
         }
         Ok(summary)
     }

@@ -45,6 +45,10 @@ pub struct Summary {
     pub rss_per_conn_bytes: Option<f64>,
     /// The server's CPU seconds over the window (utime + stime).
     pub server_cpu_s: Option<f64>,
+    /// The user-space part of `server_cpu_s` (utime).
+    pub server_user_cpu_s: Option<f64>,
+    /// `server_cpu_s` by thread name.
+    pub server_threads_cpu_s: Vec<(String, f64)>,
     /// The whole run, wall clock.
     pub duration_s: f64,
     /// Seconds from the start to the moment every connection was ready (or failed).
@@ -75,6 +79,8 @@ impl Summary {
             server_rss_bytes: None,
             rss_per_conn_bytes: None,
             server_cpu_s: None,
+            server_user_cpu_s: None,
+            server_threads_cpu_s: Vec::new(),
             duration_s: 0.0,
             client_rss_bytes: None,
             setup_s: 0.0,
@@ -137,6 +143,12 @@ impl Summary {
             "rss_per_conn_bytes": self.rss_per_conn_bytes.map(round1),
             "server_cpu_s_per_million_msgs": self.server_cpu_s_per_million_msgs().map(round1),
             "server_cpu_s": self.server_cpu_s.map(round3),
+            "server_user_cpu_s": self.server_user_cpu_s.map(round3),
+            "server_threads_cpu_s": self
+                .server_threads_cpu_s
+                .iter()
+                .map(|(name, cpu)| (name.clone(), json!(round3(*cpu))))
+                .collect::<serde_json::Map<_, _>>(),
             "window_s": round3(self.window_s),
             "setup_s": round3(self.setup_s),
             "handshakes_per_sec": round1(self.handshakes_per_sec()),
@@ -239,6 +251,18 @@ impl Summary {
                 self.rss_per_conn_bytes.unwrap_or(f64::NAN),
                 self.server_cpu_s_per_million_msgs()
                     .map_or("-".into(), |v| format!("{v:.2}")),
+            );
+        }
+        if self.window_received > 0 && !self.server_threads_cpu_s.is_empty() {
+            let per_thread: Vec<String> = self
+                .server_threads_cpu_s
+                .iter()
+                .filter(|(_, cpu)| *cpu > 0.0)
+                .map(|(name, cpu)| format!("{name} {:.2}", cpu * 1e6 / self.window_received as f64))
+                .collect();
+            out += &format!(
+                "  by thread, CPU s per million msgs: {}\n",
+                per_thread.join(", ")
             );
         }
         if let Some(rss) = self.client_rss_bytes {

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use switchboard_loadtest::engine::unix_ms;
-use switchboard_loadtest::{server_stats, RunConfig, Summary};
+use switchboard_loadtest::server_stats::{self, ProcSample};
+use switchboard_loadtest::{RunConfig, Summary};
 
 /// Worker `index`'s share of `config` among `processes`.
 pub fn share(config: &RunConfig, index: usize, processes: usize) -> RunConfig {
@@ -59,14 +60,14 @@ pub fn run(config: &RunConfig, processes: usize) -> Result<Summary, String> {
     // the last worker opened its window.
     let started = Instant::now();
     let before_end = config.duration.saturating_sub(config.drain / 2);
-    let mut cpu_samples: Vec<(u64, f64)> = Vec::new();
+    let mut cpu_samples: Vec<(u64, ProcSample)> = Vec::new();
     while let Some(left) = before_end.checked_sub(started.elapsed()) {
         std::thread::sleep(Duration::from_millis(100).min(left));
         if let Some(s) = config
             .server_pid
             .and_then(|pid| server_stats::sample(pid).ok())
         {
-            cpu_samples.push((unix_ms(), s.cpu_s));
+            cpu_samples.push((unix_ms(), s));
         }
     }
     let last = config
@@ -107,9 +108,12 @@ pub fn run(config: &RunConfig, processes: usize) -> Result<Summary, String> {
             cpu_samples
                 .iter()
                 .find(|(at, _)| *at >= start)
-                .map(|(_, cpu)| *cpu)
+                .map(|(_, cpu)| cpu.clone())
         });
-        summary.server_cpu_s = Some(last.cpu_s - window_cpu.unwrap_or(base.cpu_s));
+        let from = window_cpu.unwrap_or(base);
+        summary.server_cpu_s = Some(last.cpu_s - from.cpu_s);
+        summary.server_user_cpu_s = Some(last.user_cpu_s - from.user_cpu_s);
+        summary.server_threads_cpu_s = last.threads_since(&from);
     }
     Ok(summary)
 }

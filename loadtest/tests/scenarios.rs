@@ -91,6 +91,25 @@ fn echo_over_tcp_and_websocket_times_every_message() {
     let summary = run(c).unwrap();
     assert_clean(&summary, 200);
     assert!(summary.msgs_per_sec() > 0.0);
+    // The "server" is this test process: its reactor thread shows up by name, and no part of
+    // the CPU time is larger than the whole (to a clock tick of rounding).
+    let total = summary.server_cpu_s.expect("sampled");
+    let user = summary.server_user_cpu_s.expect("sampled");
+    assert!(
+        (0.0..=total + 0.011).contains(&user),
+        "user {user} of {total}"
+    );
+    let threads = &summary.server_threads_cpu_s;
+    assert!(
+        threads.iter().any(|(name, _)| name == "reactor-0"),
+        "{threads:?}"
+    );
+    let sum: f64 = threads.iter().map(|(_, cpu)| cpu).sum();
+    assert!(
+        sum <= total + 0.011 * threads.len() as f64,
+        "{threads:?} vs {total}"
+    );
+    assert!(summary.to_json()["server_threads_cpu_s"]["reactor-0"].is_number());
 
     let ws = format!("ws://{}/", gateway.ws_addr().unwrap());
     let mut c = config(Scenario::Echo, &ws, 100);

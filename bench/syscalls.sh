@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# System calls per echoed message, server by server (issue #5's CPU goal): each echo server of
+# bench/compare.sh under the same `loadtest echo` load (100 WebSocket connections, 20 B, one
+# message in flight each), `strace -c -f` attached for a few seconds in the middle of the run.
+# strace slows the server down, so the rates here mean nothing; the calls per message do: at one
+# message in flight every server must read and write each message once, and what a server does
+# beyond that is its own overhead. Loopback only; each server takes about 10 s.
+#
+#   bench/syscalls.sh
+#   SERVERS="switchboard fastwebsockets" bench/syscalls.sh
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+command -v strace >/dev/null || { echo "strace is needed (apt-get install strace)"; exit 1; }
+
+SERVERS=${SERVERS:-"switchboard tokio-tungstenite fastwebsockets"}
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+peers_dir=$repo/bench/peers/target/release
+out=$target_dir/syscalls
+mkdir -p "$out"
+port=9301
+
+cargo build --release --quiet -p switchboard -p switchboard-loadtest
+if [[ $SERVERS != switchboard ]]; then
+    (cd bench/peers && cargo build --release --quiet)
+fi
+
+server_cmd() {
+    case $1 in
+    switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$port --workers 1" ;;
+    tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$port --threads 1" ;;
+    fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$port --threads 1" ;;
+    *) echo "unknown server $1" >&2; exit 1 ;;
+    esac
+}
+
+printf '| server | writes (= messages echoed) under strace | syscalls per message | the four most frequent, per message |\n|---|---|---|---|\n'
+for server in $SERVERS; do
+    # shellcheck disable=SC2046
+    $(server_cmd "$server") >"$out/$server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.05
+    done
+    "$target_dir/release/loadtest" echo --target "ws://127.0.0.1:$port/" --conns 100 --size 20 \
+        --inflight 1 --duration 9s --quiet --json "$out/$server.json" >/dev/null 2>&1 &
+    load=$!
+    sleep 3
+    # With one message in flight per connection every write carries exactly one echo, so the
+    # writes strace counts are the messages echoed while it was attached.
+    timeout -s INT 4 strace -c -f -p "$pid" -o "$out/$server.strace" >/dev/null 2>&1 || true
+    wait "$load" || true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    python3 - "$out/$server.strace" "$server" <<'EOF'
+import sys
+path, server = sys.argv[1:]
+calls = {}
+for line in open(path):
+    parts = line.split()
+    if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+        calls[parts[-1]] = int(parts[3])
+messages = max(sum(calls.get(n, 0) for n in ("write", "writev", "sendto", "sendmsg")), 1)
+total = sum(calls.values())
+top = ", ".join(f"{n} {c / messages:.2f}" for n, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
+print(f"| {server} | {messages:,} | {total / messages:.2f} | {top} |")
+EOF
+done
