@@ -57,7 +57,8 @@ print_table() {
     python3 - "$OUT" <<'EOF'
 import glob, json, os, statistics, sys
 out = sys.argv[1]
-settings = dict(line.strip().split("=", 1) for line in open(f"{out}/settings.env") if "=" in line)
+settings = {k: v.strip('"') for k, v in
+            (line.strip().split("=", 1) for line in open(f"{out}/settings.env") if "=" in line)}
 
 def runs(name):
     found = []
@@ -106,12 +107,14 @@ rs = runs("idle-ws")
 if rs:
     row("idle RSS per connection", f"{rs[0]['connected']:,} WS on `switchboard echo`",
         f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
-        f"kernel slab {fmt(slab_per_socket('idle-ws'))} B per socket end; {failed(rs)}")
+        f"kernel slab {fmt(slab_per_socket('idle-ws'))} B per socket end; "
+        f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
 rs = runs("idle-login")
 if rs:
     row("idle RSS per logged-in connection", f"{rs[0]['connected']:,} TCP logged in on `switchboard serve`",
         f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
-        f"session included; kernel slab {fmt(slab_per_socket('idle-login'))} B per socket end; {failed(rs)}")
+        f"session included; kernel slab {fmt(slab_per_socket('idle-login'))} B per socket end; "
+        f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
 rs = runs("handshakes")
 if rs:
     row("handshakes per second", f"{rs[0]['connected']:,} WS, connect + upgrade",
@@ -150,14 +153,14 @@ cargo build --release --quiet -p switchboard -p switchboard-loadtest
 ulimit -n 20000 || { log "cannot raise the open-file limit to 20000"; exit 1; }
 mkdir -p "$OUT"
 cat >"$OUT/settings.env" <<EOF
-REPEAT=$REPEAT
-ONLY=$ONLY
-WORKERS=$WORKERS
-DURATION=$DURATION
-CONNS_IDLE=$CONNS_IDLE
-CONNS_ECHO=$CONNS_ECHO
-CONNS_CHAT=$CONNS_CHAT
-SYNCHRONOUS=$SYNCHRONOUS
+REPEAT="$REPEAT"
+ONLY="$ONLY"
+WORKERS="$WORKERS"
+DURATION="$DURATION"
+CONNS_IDLE="$CONNS_IDLE"
+CONNS_ECHO="$CONNS_ECHO"
+CONNS_CHAT="$CONNS_CHAT"
+SYNCHRONOUS="$SYNCHRONOUS"
 EOF
 
 server_pid=""
