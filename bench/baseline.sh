@@ -103,18 +103,16 @@ def row(figure, run, value, rs, notes=""):
     print(f"| {figure} | {run} | {value} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | "
           f"{fmt(cpu, '.1f')} | {notes or failed(rs)} |")
 
-rs = runs("idle-ws")
-if rs:
-    row("idle RSS per connection", f"{rs[0]['connected']:,} WS on `switchboard echo`",
-        f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
-        f"kernel slab {fmt(slab_per_socket('idle-ws'))} B per socket end; "
-        f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
-rs = runs("idle-login")
-if rs:
-    row("idle RSS per logged-in connection", f"{rs[0]['connected']:,} TCP logged in on `switchboard serve`",
-        f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
-        f"session included; kernel slab {fmt(slab_per_socket('idle-login'))} B per socket end; "
-        f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
+for name, figure, run, extra in [
+        ("idle-ws", "idle RSS per connection", "WS on `switchboard echo`", ""),
+        ("idle-login", "idle RSS per logged-in connection",
+         "TCP logged in on `switchboard serve`", "session included; ")]:
+    rs = runs(name)
+    if rs:
+        row(figure, f"{rs[0]['connected']:,} {run}",
+            f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
+            f"{extra}kernel slab {fmt(slab_per_socket(name))} B per socket end; "
+            f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
 rs = runs("handshakes")
 if rs:
     row("handshakes per second", f"{rs[0]['connected']:,} WS, connect + upgrade",
@@ -229,6 +227,15 @@ path, rate = sys.argv[1], int(sys.argv[2])
 d = json.load(open(path)); d['target_rate'] = rate; json.dump(d, open(path, 'w'))" "$1" "$2"; }
 
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# chat_run NAME SCENARIO ARGS...: a fresh chat server, then one SCENARIO run against it.
+chat_run() {
+    local name=$1 scenario=$2
+    shift 2
+    start_server serve
+    load "$name" "$scenario" --target "$tcp" --jwt-secret "$SECRET" --conns "$CONNS_CHAT" \
+        --duration "${DURATION}s" "$@"
+}
 ws=ws://127.0.0.1:9001/
 tcp=tcp://127.0.0.1:9000
 sources=127.0.0.1-127.0.0.20
@@ -265,23 +272,17 @@ for rep in $(seq "$REPEAT"); do
     if wants chat; then
         for k in 1 4; do
             log "r$rep chat: maximum with $k in flight"
-            start_server serve
-            load "chat-max-k$k-r$rep" chat --target "$tcp" --jwt-secret "$SECRET" \
-                --conns "$CONNS_CHAT" --inflight "$k" --duration "${DURATION}s"
+            chat_run "chat-max-k$k-r$rep" chat --inflight "$k"
             half=$(($(msgs_per_sec "$OUT/chat-max-k$k-r$rep.json") / 2))
             log "r$rep chat: paced at $half/s"
-            start_server serve
-            load "chat-half-k$k-r$rep" chat --target "$tcp" --jwt-secret "$SECRET" \
-                --conns "$CONNS_CHAT" --rate "$half" --inflight "$k" --duration "${DURATION}s"
+            chat_run "chat-half-k$k-r$rep" chat --inflight "$k" --rate "$half"
             note_rate "$OUT/chat-half-k$k-r$rep.json" "$half"
         done
     fi
     if wants group; then
         for g in 100 1000; do
             log "r$rep group: G = $g"
-            start_server serve
-            load "group-g$g-r$rep" group --target "$tcp" --jwt-secret "$SECRET" \
-                --conns "$CONNS_CHAT" --group-size "$g" --duration "${DURATION}s"
+            chat_run "group-g$g-r$rep" group --group-size "$g"
         done
     fi
 done

@@ -45,7 +45,7 @@ pub(crate) fn bind_address_no_port(socket: &Socket) {
 }
 
 /// The unit of /proc/PID/stat's utime and stime (USER_HZ).
-pub(crate) fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf takes no pointers; _SC_CLK_TCK is a valid name.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {

@@ -85,7 +85,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), BoxError> {
-    let limit = os::raise_nofile_limit()?;
+    let limit = switchboard_loadtest::os::raise_nofile_limit()?;
     let needed = (args.ws + args.tcp) as u64 + FD_SLACK;
     if needed > limit {
         return Err(format!(
@@ -726,29 +726,9 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The two system calls std does not wrap. Each `unsafe` block is a plain libc call on
-/// values owned by this stack frame.
+/// The one system call std does not wrap (raising the file limit comes from the load
+/// generator's `os` module). The `unsafe` block is a plain libc call with no memory arguments.
 mod os {
-    use std::io;
-
-    /// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit.
-    pub(super) fn raise_nofile_limit() -> io::Result<libc::rlim_t> {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid rlimit; the call only reads it.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(limit.rlim_cur)
-    }
-
     /// Sends SIGTERM to `pid` (our own child, not yet reaped, so the pid is still ours).
     pub(super) fn terminate(pid: u32) {
         let Ok(pid) = libc::pid_t::try_from(pid) else {
@@ -764,19 +744,6 @@ mod os {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raising_the_file_limit_reaches_the_hard_limit() {
-        let soft = os::raise_nofile_limit().expect("setrlimit");
-        let limits = fs::read_to_string("/proc/self/limits").expect("limits");
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .expect("line");
-        let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
-        assert_eq!(numbers[0], soft.to_string());
-        assert_eq!(numbers[0], numbers[1]);
-    }
 
     #[test]
     fn terminate_stops_a_child() {

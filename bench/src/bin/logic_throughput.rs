@@ -529,21 +529,7 @@ fn load_average_1m() -> Result<f64, BoxError> {
 }
 
 fn clock_ticks_per_s() -> f64 {
-    os::clock_ticks_per_s()
-}
-
-/// The one system call std does not wrap; the `unsafe` block is a plain libc call with no
-/// pointer arguments.
-mod os {
-    pub fn clock_ticks_per_s() -> f64 {
-        // SAFETY: sysconf takes no pointers and has no preconditions; -1 means unknown.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if ticks > 0 {
-            ticks as f64
-        } else {
-            100.0 // USER_HZ on every Linux build that matters
-        }
-    }
+    switchboard_loadtest::os::clock_ticks_per_second()
 }
 
 fn us(nanos: u64) -> f64 {
