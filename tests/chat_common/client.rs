@@ -1,8 +1,9 @@
 //! A blocking chat client for the tests: the wire protocol of docs/protocol.md over framed TCP
-//! or WebSocket (one binary message per packet), built on the codec and protocol crates.
-//! Packets read while waiting for something else are held, in order, for later calls, so
-//! responses are matched by `seq` and pushes are never lost. Every read has a deadline; a
-//! server that sends something the protocol does not allow fails the test with a panic.
+//! or WebSocket (one binary message per packet), built on the codec and protocol crates and
+//! on the sockets and WebSocket handshake, frames and reader of `tests/shared`. Packets read
+//! while waiting for something else are held, in order, for later calls, so responses are
+//! matched by `seq` and pushes are never lost. Every read has a deadline; a server that sends
+//! something the protocol does not allow fails the test with a panic.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -10,19 +11,21 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use switchboard_codec::packet::{PacketDecoder, PacketHeader};
+use switchboard_codec::packet::PacketDecoder;
 use switchboard_codec::ws::handshake::ClientRequest;
-use switchboard_codec::ws::{
-    close_payload, Client, ClientHandshake, CloseCode, FrameEncoder, Message, MessageReader,
-    OpCode, ReaderConfig,
-};
+use switchboard_codec::ws::{close_payload, Client, CloseCode, Message, MessageReader, OpCode};
 use switchboard_codec::Decoded;
 use switchboard_protocol::{
     ChatMessage, GroupDetailOk, LoginOk, Push, Request, Response, ResponseBody, SendOk,
     ServerPacket, Status, SyncFetchOk, SyncIndexOk, Text,
 };
 
-use super::{random_u64, Transport, IO_TIMEOUT};
+use super::shared::socket::connect;
+use super::shared::ws::{message_reader, upgrade, WsClient};
+use super::{Transport, IO_TIMEOUT};
+
+#[allow(unused_imports)] // not every test binary names it
+pub use super::shared::packet;
 
 /// How the server ended a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,55 +66,22 @@ pub struct ChatClient {
 impl ChatClient {
     /// Connects (and, over WebSocket, completes the upgrade); panics on failure.
     pub fn connect(transport: Transport, addr: SocketAddr) -> ChatClient {
-        let stream = TcpStream::connect(addr).expect("connect to the chat server");
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .expect("write timeout");
-        let mut client = ChatClient {
+        let mut stream = connect(addr);
+        let inbound = match transport {
+            Transport::Tcp => BytesMut::new(),
+            // Bytes after the 101 are the server's first frames: they stay to be decoded.
+            Transport::Ws => upgrade(&mut stream, &ClientRequest::new(&addr.to_string(), "/")).1,
+        };
+        ChatClient {
             stream,
             transport,
-            inbound: BytesMut::new(),
+            inbound,
             packets: PacketDecoder::new(u32::MAX),
-            ws: MessageReader::new(ReaderConfig {
-                max_message: 16 << 20,
-                ..ReaderConfig::default()
-            }),
+            ws: message_reader(),
             ws_close: None,
             ended: None,
             held: VecDeque::new(),
             next_seq: 1,
-        };
-        if transport == Transport::Ws {
-            client.upgrade(addr);
-        }
-        client
-    }
-
-    fn upgrade(&mut self, addr: SocketAddr) {
-        let host = addr.to_string();
-        let mut request = BytesMut::new();
-        let nonce = [random_u64().to_ne_bytes(), random_u64().to_ne_bytes()].concat();
-        let mut handshake = ClientHandshake::start(
-            &ClientRequest::new(&host, "/"),
-            nonce.try_into().expect("16 bytes"),
-            &mut request,
-        )
-        .expect("a valid upgrade request");
-        self.stream
-            .write_all(&request)
-            .expect("send the upgrade request");
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            match handshake.decode(&mut self.inbound) {
-                Ok(Decoded::Complete(_)) => return,
-                Ok(Decoded::NeedMore) => {}
-                Err(e) => panic!("upgrade refused: {e}"),
-            }
-            assert!(
-                self.read_more(deadline),
-                "no 101 within {IO_TIMEOUT:?} (or the server closed)"
-            );
         }
     }
 
@@ -130,10 +100,7 @@ impl ChatClient {
     /// Sends one WebSocket frame (fin set, masked); only on WebSocket.
     pub fn send_ws(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
         assert_eq!(self.transport, Transport::Ws, "a WebSocket frame over TCP");
-        let mut frame = BytesMut::new();
-        let key = (random_u64() as u32).to_ne_bytes();
-        FrameEncoder::<Client>::new().encode_masked(opcode, true, payload, key, &mut frame);
-        self.send_bytes(&frame)
+        self.send_bytes(&WsClient::frame(opcode, true, payload))
     }
 
     /// Sends `bytes` as what the transport carries packets in: as they are on TCP, one binary
@@ -566,14 +533,6 @@ pub fn direct(to: &str, client_msg_id: u64, body: &[u8]) -> Request {
         client_msg_id,
         body: Bytes::copy_from_slice(body),
     }
-}
-
-/// One whole packet: header then payload.
-pub fn packet(command: u16, payload: &[u8]) -> Vec<u8> {
-    let header = PacketHeader::for_payload(command, payload.len()).expect("payload fits u32");
-    let mut bytes = header.to_bytes().to_vec();
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 fn is_response_to(packet: &ServerPacket, seq: u32) -> bool {

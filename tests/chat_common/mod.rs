@@ -1,7 +1,9 @@
 //! Shared pieces of the chat integration tests: an in-process chat server that shuts itself
 //! down when dropped, login tokens, and a blocking protocol client (`client`) over framed TCP
-//! or WebSocket. Every socket read has a deadline and every wait a bound, so a broken server
-//! fails a test instead of hanging it. Only 127.0.0.1 is used; data lives in temp dirs.
+//! or WebSocket. What the gateway tests use too (sockets, WebSocket, the child process, the
+//! gateway setup) lives in `tests/shared`. Every socket read has a deadline and every wait a
+//! bound, so a broken server fails a test instead of hanging it. Only 127.0.0.1 is used; data
+//! lives in temp dirs.
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
@@ -11,22 +13,19 @@ pub mod process;
 mod shared;
 
 #[allow(unused_imports)] // not every test binary names them
-pub use shared::{random_u64, wait_until};
+pub use shared::{loopback, random_u64, wait_until, IO_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use switchboard::gateway::{GatewayConfig, SocketOptions};
+use switchboard::gateway::GatewayConfig;
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
 use switchboard_protocol::limits;
 
 #[allow(unused_imports)] // not every test binary names them
 pub use client::{ChatClient, Closure, Event};
-
-/// How long one expected packet may take before the test fails.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The secret every test server and token shares.
 pub const SECRET: &[u8] = b"switchboard-chat-tests";
@@ -42,11 +41,6 @@ pub enum Transport {
 
 /// Both transports, for tests that run once over each.
 pub const BOTH: [Transport; 2] = [Transport::Tcp, Transport::Ws];
-
-/// `127.0.0.1:0`: the kernel picks a free port.
-pub fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// What a test may change about a server; the rest are the production defaults.
 #[derive(Debug, Clone)]
@@ -100,18 +94,8 @@ impl TestServer {
     /// A server on `data` (kept by the caller, e.g. across a restart).
     pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
         let gateway = GatewayConfig {
-            tcp: Some(loopback()),
-            ws: Some(loopback()),
-            workers: options.workers,
             read_wait: options.read_wait,
-            close_linger: Duration::from_millis(500),
-            drain_timeout: Duration::from_secs(2),
-            socket: SocketOptions {
-                keepalive: None,
-                user_timeout: None,
-                ..SocketOptions::default()
-            },
-            ..GatewayConfig::default()
+            ..shared::gateway_config(options.workers)
         };
         let logic = LogicConfig {
             jwt_secret: SECRET.to_vec(),

@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
-use super::shared::stdout_lines;
+use super::shared::process::{self as child_process, spawn_announced};
 
 use super::{ChatClient, Transport, SECRET};
 
@@ -24,41 +24,20 @@ impl ServeProcess {
     /// Starts `switchboard serve --data DATA` on free loopback ports, with `args` added.
     pub fn spawn(data: &Path, args: &[&str]) -> ServeProcess {
         let secret = std::str::from_utf8(SECRET).expect("an ASCII secret");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
             .args(["serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
             .args(["--workers", "2"])
             .args(args)
-            .env("SWITCHBOARD_JWT_SECRET", secret)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn switchboard serve");
-        let lines = stdout_lines(&mut child);
-        let (mut tcp, mut ws, mut data_line) = (None, None, false);
-        while tcp.is_none() || ws.is_none() || !data_line {
-            let line: String = lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("switchboard serve announces its listeners and data dir");
-            if let Some(rest) = line.strip_prefix("switchboard serve: WebSocket on ws://") {
-                ws = Some(
-                    rest.trim_end_matches('/')
-                        .parse()
-                        .expect("a WebSocket address"),
-                );
-            } else if let Some(rest) = line.strip_prefix("switchboard serve: framed TCP on ") {
-                tcp = Some(rest.parse().expect("a TCP address"));
-            } else if line.starts_with("switchboard serve: data in ") {
-                data_line = true;
-            }
-        }
+            .env("SWITCHBOARD_JWT_SECRET", secret);
+        // The data line is the last of the start-up announcements: after it, the server is up.
+        let (child, listeners) = spawn_announced(command, "serve", &["data in "]);
         ServeProcess {
             child,
-            tcp: tcp.expect("seen"),
-            ws: ws.expect("seen"),
+            tcp: listeners.tcp,
+            ws: listeners.ws,
         }
     }
 
@@ -81,23 +60,12 @@ impl ServeProcess {
 
     /// Sends SIGTERM: the server drains and exits.
     pub fn signal_term(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped
-        // (it is reaped only in wait_exit, kill or Drop), so it cannot name another process.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+        child_process::signal(&self.child, libc::SIGTERM);
     }
 
     /// Waits for the exit; panics if the process still runs after `within`.
     pub fn wait_exit(mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        child_process::wait_exit(&mut self.child, within)
     }
 
     /// SIGKILL, then reap: the process gets no chance to flush or drain anything.

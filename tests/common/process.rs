@@ -2,12 +2,11 @@
 //! its announced addresses parsed from stdout, signalled, and killed (SIGKILL) and reaped
 //! when dropped if a test ends while it still runs, so no child outlives the test run.
 
-use std::io;
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
-use super::shared::stdout_lines;
+use super::shared::process::{self as child_process, spawn_announced};
 
 /// A running `switchboard echo`.
 pub struct EchoProcess {
@@ -36,58 +35,25 @@ impl EchoProcess {
     }
 
     fn start(mut command: Command, args: &[&str]) -> EchoProcess {
-        let mut child = command
+        command
             .args(["echo", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-            .args(args)
-            // Errors still show; the warnings the tests provoke on purpose do not.
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn switchboard echo");
-        let lines = stdout_lines(&mut child);
-        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut process = EchoProcess {
+            .args(args);
+        let (child, listeners) = spawn_announced(command, "echo", &[]);
+        EchoProcess {
             child,
-            ws: unknown,
-            tcp: unknown,
-        };
-        while process.ws == unknown || process.tcp == unknown {
-            let line: String = lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the binary announces its listeners");
-            if let Some(rest) = line.strip_prefix("switchboard echo: WebSocket on ws://") {
-                process.ws = rest
-                    .trim_end_matches('/')
-                    .parse()
-                    .expect("a WebSocket address");
-            } else if let Some(rest) = line.strip_prefix("switchboard echo: framed TCP on ") {
-                process.tcp = rest.parse().expect("a TCP address");
-            }
+            ws: listeners.ws,
+            tcp: listeners.tcp,
         }
-        process
     }
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped
-        // (it is reaped only in wait_exit or Drop), so it cannot name another process.
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "kill: {}", io::Error::last_os_error());
+        child_process::signal(&self.child, signal);
     }
 
     /// Waits for the exit; panics if the process still runs after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        child_process::wait_exit(&mut self.child, within)
     }
 
     /// Whether the process has not exited yet.

@@ -1,12 +1,53 @@
 //! Helpers both end-to-end suites use (the gateway's `tests/common` and the chat server's
-//! `tests/chat_common`): waiting for a condition, test randomness, and reading a child
-//! process's announcements.
+//! `tests/chat_common`): the loopback gateway setup, waiting for a condition, test
+//! randomness, and the submodules for sockets, WebSocket and the `switchboard` child process.
 
-use std::io::{BufRead, BufReader};
-use std::process::Child;
+pub mod process;
+pub mod socket;
+pub mod ws;
+
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use switchboard::gateway::{GatewayConfig, SocketOptions};
+use switchboard_codec::packet::PacketHeader;
+
+/// How long one expected packet, message or blocking read or write may take before the test
+/// fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `127.0.0.1:0`: the kernel picks a free port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A gateway configuration for tests with `workers` reactors: both transports on free
+/// loopback ports, short linger and drain so a test's teardown takes milliseconds, and no
+/// kernel keepalive (tests are much shorter than its timers).
+pub fn gateway_config(workers: usize) -> GatewayConfig {
+    GatewayConfig {
+        tcp: Some(loopback()),
+        ws: Some(loopback()),
+        workers,
+        close_linger: Duration::from_millis(500),
+        drain_timeout: Duration::from_secs(2),
+        socket: SocketOptions {
+            keepalive: None,
+            user_timeout: None,
+            ..SocketOptions::default()
+        },
+        ..GatewayConfig::default()
+    }
+}
+
+/// One whole Switchboard packet: header then payload.
+pub fn packet(command: u16, payload: &[u8]) -> Vec<u8> {
+    let header = PacketHeader::for_payload(command, payload.len()).expect("payload fits u32");
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
 
 /// Polls `condition` every few milliseconds until it holds (true) or `within` passes (false).
 pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -30,19 +71,4 @@ pub fn random_u64() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// The child's stdout, line by line, read on a thread of its own so a test can wait for an
-/// announcement with a timeout. The child must have been spawned with a piped stdout.
-pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    lines
 }
