@@ -1,5 +1,6 @@
-//! The target server's resident memory and CPU time, read from `/proc/PID/status` and
-//! `/proc/PID/stat` (`--server-pid`). Reading only; a vanished process is an error, never
+//! The target server's resident memory and CPU time (in all, in user space, and per thread
+//! name), read from `/proc/PID/status`, `/proc/PID/stat` and `/proc/PID/task/*/stat`
+//! (`--server-pid`). Reading only; a vanished process is an error, never
 //! a panic.
 
 use std::fs;
