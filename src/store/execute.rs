@@ -1,8 +1,11 @@
 //! Each request's SQL, run inside the batch's open transaction on the store thread.
 //!
-//! A request either succeeds or returns a typed error; the caller wraps it in a savepoint, so a
-//! failed request leaves nothing behind. Statements are cached (`prepare_cached`): the hot path
-//! parses no SQL. Never sends a completion itself: completions go out only after the commit.
+//! A request either succeeds or returns a typed error. Each one meets what can fail on its own
+//! account (a taken id, an unknown group) before it writes, and writes after that only with
+//! statements that cannot fail on a constraint (`INSERT OR IGNORE`), so a failed request leaves
+//! nothing behind without a savepoint; should one ever fail after writing, the writer rolls
+//! the whole batch back. Statements are cached (`prepare_cached`): the hot path parses no SQL.
+//! Never sends a completion itself: completions go out only after the commit.
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 

@@ -606,6 +606,92 @@ fn one_failing_request_leaves_the_rest_of_its_batch() {
 }
 
 #[test]
+fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    // A trigger stands in for what can break an append halfway (an I/O error, a full disk):
+    // the message row is written, then its second inbox row fails.
+    Connection::open(h.store.database_path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON inbox WHEN NEW.user = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned inbox'); END;",
+        )
+        .unwrap();
+    assert_eq!(
+        h.append(direct(1, "a", "b", 1), &["b"]),
+        AppendOutcome::Stored
+    );
+    let lock = hold_write_lock(h.store.database_path());
+    // The thread takes this one and blocks on the lock; the next two queue up as one batch.
+    h.store
+        .submit(StoreRequest::SyncAck {
+            ticket: 1000,
+            user: "b".into(),
+            device: "d".into(),
+            upto: 0,
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    h.store
+        .submit(append_request(direct(2, "a", "b", 2), &["b"]))
+        .unwrap();
+    h.store
+        .submit(append_request(
+            direct(3, "a", "poison", 3),
+            &["b", "poison"],
+        ))
+        .unwrap();
+    drop(lock);
+    // On a busy machine the ack may not have been taken alone, and then it shares the fate of
+    // the batch it joined.
+    let first = h.next();
+    assert!(
+        matches!(
+            first,
+            Completion::Done { ticket: 1000 }
+                | Completion::Failed {
+                    ticket: 1000,
+                    error: StoreError::TransactionFailed { .. }
+                }
+        ),
+        "{first:?}"
+    );
+    for ticket in [2, 3] {
+        let completion = h.next();
+        assert!(
+            matches!(
+                &completion,
+                Completion::Failed { ticket: t, error: StoreError::TransactionFailed { .. } }
+                    if *t == ticket
+            ),
+            "request {ticket}: {completion:?}"
+        );
+    }
+    // Nothing of the failed batch stayed: not message 3's row, which would make a resend look
+    // like a duplicate of a message nobody can sync, and not message 2, which shared its batch.
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1], false));
+    assert_eq!(
+        count(h.store.database_path(), "SELECT count(*) FROM messages"),
+        1
+    );
+    Connection::open(h.store.database_path())
+        .unwrap()
+        .execute_batch("DROP TRIGGER poison")
+        .unwrap();
+    assert_eq!(
+        h.append(direct(3, "a", "poison", 3), &["b", "poison"]),
+        AppendOutcome::Stored
+    );
+    assert_eq!(
+        h.append(direct(2, "a", "b", 2), &["b"]),
+        AppendOutcome::Stored
+    );
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1, 2, 3], false));
+    h.close();
+}
+
+#[test]
 fn dropping_every_handle_serves_the_queue_then_exits() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::in_dir(dir.path());

@@ -2,8 +2,9 @@
 //!
 //! It blocks for a first request, drains what else is queued (up to `max_batch`), runs them all
 //! in one `BEGIN IMMEDIATE … COMMIT`, and only then sends their completions: an `Appended` is
-//! the durability promise. One request's failure is rolled back to its savepoint and fails only
-//! that request; a failed transaction fails every request of the batch. Never drops a request.
+//! the durability promise. A request that fails before writing anything fails alone; one that
+//! fails after writing rolls back the whole batch, which then fails request by request (see
+//! `execute_batch`). Never drops a request.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -127,22 +128,17 @@ impl StoreWriter {
             if matches!(request, StoreRequest::Purge { .. }) {
                 continue;
             }
-            // Multi-statement writes get a savepoint so a failure leaves none of their rows;
-            // reads and single-statement writes are atomic as they are.
-            let guarded = matches!(
-                request,
-                StoreRequest::Append { .. } | StoreRequest::GroupCreate { .. }
-            );
-            if guarded {
-                self.statement("SAVEPOINT request")?;
-            }
+            // No savepoint per request: it makes SQLite copy every page a request touches into
+            // a sub-journal first, again for each request of a batch touching the same page: a
+            // quarter of the store's CPU per message with 1,000 in flight
+            // (bench/src/bin/logic_throughput, docs/performance.md). Every request checks what
+            // can fail on its own account (a taken id, an unknown group) before it writes, so a
+            // request that fails without writing fails alone; one that fails after writing can
+            // only have hit something that spoils the whole transaction (I/O, a full disk), so
+            // the batch is rolled back and the half-written request with it.
+            let changes_before = self.conn.total_changes();
             match execute::dispatch(&self.conn, request) {
-                Ok(completion) => {
-                    if guarded {
-                        self.statement("RELEASE request")?;
-                    }
-                    self.done.push(completion);
-                }
+                Ok(completion) => self.done.push(completion),
                 Err(error) => {
                     if self.conn.is_autocommit() {
                         // SQLite rolled the whole transaction back (I/O error, disk full).
@@ -151,9 +147,11 @@ impl StoreWriter {
                             detail: format!("rolled back by SQLite: {error}").into(),
                         }));
                     }
-                    if guarded {
-                        self.statement("ROLLBACK TO request")?;
-                        self.statement("RELEASE request")?;
+                    if self.conn.total_changes() != changes_before {
+                        return Err(BatchAborted(StoreError::TransactionFailed {
+                            code: -1,
+                            detail: format!("a request failed after writing: {error}").into(),
+                        }));
                     }
                     self.done.push(Completion::Failed {
                         ticket: request.ticket(),
