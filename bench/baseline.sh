@@ -97,6 +97,14 @@ print(f"\nbench/baseline.sh, medians of {reps}; server --workers {settings['WORK
 print("| figure | run | value | p50 µs | p99 µs | server CPU µs/msg | notes |")
 print("|---|---|---|---|---|---|---|")
 
+def by_thread(rs):
+    # The server's CPU per message by thread name (loadtest's server_threads_cpu_s): which
+    # thread a chat message spends its time in.
+    names = sorted({n for r in rs for n, v in r.get("server_threads_cpu_s", {}).items() if v > 0})
+    parts = [f"{n} {fmt(med([r['server_threads_cpu_s'].get(n, 0) * 1e6 / r['received'] for r in rs if r.get('received')]), '.1f')}"
+             for n in names]
+    return "by thread µs/msg: " + ", ".join(parts) + "; " if parts else ""
+
 def row(figure, run, value, rs, notes=""):
     lat = lambda k: med([r["latency_us"][k] for r in rs if r.get("latency_us")])
     cpu = med([cpu_us(r) for r in rs])
@@ -127,13 +135,13 @@ for k in ("1", "4"):
     rs = runs(f"chat-max-k{k}")
     if rs:
         row("chat maximum", f"{settings['CONNS_CHAT']} TCP conns, unpaced, {k} in flight",
-            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs, by_thread(rs) + failed(rs))
     rs = runs(f"chat-half-k{k}")
     if rs:
         rates = [r.get("target_rate") for r in rs]
         row("chat at half the maximum", f"paced at half of the {k}-in-flight maximum "
             f"({fmt(med(rates))}/s asked)", f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs,
-            f"goal p99 ≤ 2,000 µs; {failed(rs)}")
+            f"goal p99 ≤ 2,000 µs; {by_thread(rs)}{failed(rs)}")
 for g in ("100", "1000"):
     rs = runs(f"group-g{g}")
     if rs:
