@@ -138,6 +138,26 @@ fn hold_write_lock(path: &Path) -> Connection {
     conn
 }
 
+/// Queues `requests` so that the store thread takes them as one batch: while another
+/// connection holds the write lock, the thread takes a first request (a SYNC_ACK, ticket 1000)
+/// and blocks on the lock, and `requests` queue up behind it.
+fn queue_as_one_batch(h: &Harness, requests: Vec<StoreRequest>) {
+    let lock = hold_write_lock(h.store.database_path());
+    h.store
+        .submit(StoreRequest::SyncAck {
+            ticket: 1000,
+            user: "b".into(),
+            device: "d".into(),
+            upto: 0,
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for request in requests {
+        h.store.submit(request).unwrap();
+    }
+    drop(lock);
+}
+
 #[test]
 fn append_then_sync_index_fetch_and_ack_per_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -511,17 +531,6 @@ fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
 fn one_failing_request_leaves_the_rest_of_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::in_dir(dir.path());
-    let lock = hold_write_lock(h.store.database_path());
-    // The thread takes this one and blocks on the lock; the rest queue up as one batch.
-    h.store
-        .submit(StoreRequest::SyncAck {
-            ticket: 1000,
-            user: "b".into(),
-            device: "d".into(),
-            upto: 0,
-        })
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let batch = vec![
         append_request(direct(1, "a", "b", 1), &["b"]),
         StoreRequest::Append {
@@ -553,10 +562,7 @@ fn one_failing_request_leaves_the_rest_of_its_batch() {
             inboxes: vec!["b".into()],
         },
     ];
-    for request in batch {
-        h.store.submit(request).unwrap();
-    }
-    drop(lock);
+    queue_as_one_batch(&h, batch);
     assert_eq!(h.next(), Completion::Done { ticket: 1000 });
     let got: Vec<Completion> = (0..7).map(|_| h.next()).collect();
     let Completion::Appended {
@@ -622,27 +628,13 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
         h.append(direct(1, "a", "b", 1), &["b"]),
         AppendOutcome::Stored
     );
-    let lock = hold_write_lock(h.store.database_path());
-    // The thread takes this one and blocks on the lock; the next two queue up as one batch.
-    h.store
-        .submit(StoreRequest::SyncAck {
-            ticket: 1000,
-            user: "b".into(),
-            device: "d".into(),
-            upto: 0,
-        })
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    h.store
-        .submit(append_request(direct(2, "a", "b", 2), &["b"]))
-        .unwrap();
-    h.store
-        .submit(append_request(
-            direct(3, "a", "poison", 3),
-            &["b", "poison"],
-        ))
-        .unwrap();
-    drop(lock);
+    queue_as_one_batch(
+        &h,
+        vec![
+            append_request(direct(2, "a", "b", 2), &["b"]),
+            append_request(direct(3, "a", "poison", 3), &["b", "poison"]),
+        ],
+    );
     // On a busy machine the ack may not have been taken alone, and then it shares the fate of
     // the batch it joined.
     let first = h.next();
