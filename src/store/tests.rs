@@ -473,7 +473,13 @@ fn a_full_queue_is_pushed_back_as_busy() {
     };
     // At most one batch left the queue before the thread blocked on the lock.
     assert!((4..=6).contains(&accepted), "accepted {accepted}");
-    assert_eq!(h.store.queue_len(), 4);
+    // Full when the submit was refused; the thread may since have taken the rest of the batch
+    // it had started (max_batch 2: one more request) before blocking on the lock.
+    assert!(
+        (3..=4).contains(&h.store.queue_len()),
+        "queue {}",
+        h.store.queue_len()
+    );
     assert!(matches!(busy, SubmitError::Busy(_)));
     assert_eq!(busy.into_request().ticket(), accepted + 1);
     drop(lock);
