@@ -8,13 +8,12 @@
 
 #![no_main]
 
+mod reads;
+
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use switchboard_codec::packet::{Packet, PacketDecoder, PacketError, PacketRef, HEADER_LEN};
 use switchboard_codec::Decoded;
-
-/// How many leading bytes choose the read sizes.
-const SPLIT_BYTES: usize = 8;
 
 fn run(max: u32, chunks: &[&[u8]]) -> (Vec<Packet>, Result<usize, PacketError>) {
     let mut decoder = PacketDecoder::new(max);
@@ -95,20 +94,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         u32::from(max_byte) * 4
     };
-    let split_len = rest.len().min(SPLIT_BYTES);
-    let (sizes, stream) = rest.split_at(split_len);
-
-    let mut chunks = Vec::new();
-    let mut tail = stream;
-    for &size in sizes.iter().cycle().take(64) {
-        if tail.is_empty() {
-            break;
-        }
-        let (chunk, after) = tail.split_at(usize::from(size).min(tail.len()));
-        chunks.push(chunk);
-        tail = after;
-    }
-    chunks.push(tail);
+    let (stream, chunks) = reads::split_into_reads(rest);
 
     let whole = run(max, &[stream]);
     let split = run(max, &chunks);

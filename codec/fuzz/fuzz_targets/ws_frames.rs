@@ -7,15 +7,14 @@
 
 #![no_main]
 
+mod reads;
+
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use switchboard_codec::ws::{
     Client, Message, MessageReader, ProtocolError, ReaderConfig, Role, Server,
 };
 use switchboard_codec::Decoded;
-
-/// How many leading bytes choose the read sizes.
-const SPLIT_BYTES: usize = 8;
 
 /// Streams up to this long are also fed one byte at a time.
 const BYTEWISE_MAX: usize = 512;
@@ -91,20 +90,7 @@ fuzz_target!(|data: &[u8]| {
         max_message: (64 << 10) >> (setup & 0x0F),
         allowed_rsv: 0,
     };
-    let split_len = rest.len().min(SPLIT_BYTES);
-    let (sizes, stream) = rest.split_at(split_len);
-
-    let mut chunks = Vec::new();
-    let mut tail = stream;
-    for &size in sizes.iter().cycle().take(64) {
-        if tail.is_empty() {
-            break;
-        }
-        let (chunk, after) = tail.split_at(usize::from(size).min(tail.len()));
-        chunks.push(chunk);
-        tail = after;
-    }
-    chunks.push(tail);
+    let (stream, chunks) = reads::split_into_reads(rest);
 
     if setup & 0x80 == 0 {
         agree::<Server>(config, stream, &chunks);
