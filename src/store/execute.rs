@@ -218,27 +218,21 @@ fn existing_group(conn: &Connection, group_id: u64) -> Result<i64, StoreError> {
     Ok(id)
 }
 
-pub(crate) fn group_join(
-    conn: &Connection,
-    ticket: Ticket,
-    group_id: u64,
-    user: &str,
-) -> Result<Completion, StoreError> {
-    let id = existing_group(conn, group_id)?;
-    conn.prepare_cached("INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)")?
-        .execute(params![id, user])?;
-    Ok(Completion::Done { ticket })
-}
+/// GROUP_JOIN: adds the member (already one: nothing to do).
+const JOIN: &str = "INSERT OR IGNORE INTO group_members (group_id, user) VALUES (?1, ?2)";
+/// GROUP_QUIT: removes the member (not one: nothing to do).
+const QUIT: &str = "DELETE FROM group_members WHERE group_id = ?1 AND user = ?2";
 
-pub(crate) fn group_quit(
+/// One membership row added or removed (`JOIN` or `QUIT`), in a group that must exist.
+fn change_membership(
     conn: &Connection,
     ticket: Ticket,
     group_id: u64,
     user: &str,
+    sql: &str,
 ) -> Result<Completion, StoreError> {
     let id = existing_group(conn, group_id)?;
-    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND user = ?2")?
-        .execute(params![id, user])?;
+    conn.prepare_cached(sql)?.execute(params![id, user])?;
     Ok(Completion::Done { ticket })
 }
 
@@ -274,12 +268,12 @@ pub(crate) fn dispatch(
             ticket,
             group_id,
             user,
-        } => group_join(conn, *ticket, *group_id, user),
+        } => change_membership(conn, *ticket, *group_id, user, JOIN),
         R::GroupQuit {
             ticket,
             group_id,
             user,
-        } => group_quit(conn, *ticket, *group_id, user),
+        } => change_membership(conn, *ticket, *group_id, user, QUIT),
         R::Purge { ticket, .. } => Ok(Completion::Done { ticket: *ticket }),
     }
 }
