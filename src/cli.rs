@@ -91,6 +91,10 @@ struct ServeArgs {
 struct EchoArgs {
     #[command(flatten)]
     gateway: GatewayArgs,
+    /// Largest WebSocket message, in bytes, after reassembly. Echo only: the chat server's
+    /// WebSocket limit is one packet, --max-packet plus its 10-byte header.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_message: usize,
 }
 
 #[derive(Args, Debug)]
@@ -132,10 +136,8 @@ pub struct GatewayArgs {
     /// Connections held at most; further ones are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     max_conns: usize,
-    /// Largest WebSocket message, in bytes, after reassembly.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    max_message: usize,
-    /// Largest packet payload on framed TCP, in bytes.
+    /// Largest packet payload, in bytes (the 10-byte header not counted), in both directions
+    /// on both transports: a WebSocket message, one packet, is at most this plus 10.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_packet: usize,
     /// Bytes queued for a client that does not read before it is closed as a slow consumer.
@@ -205,7 +207,6 @@ impl GatewayArgs {
             },
             max_conns: self.max_conns,
             max_packet: self.max_packet,
-            max_message: self.max_message,
             write_queue_cap: self.write_queue_cap,
             handshake_timeout: self.handshake_timeout,
             read_wait: self.read_wait,
@@ -237,6 +238,7 @@ fn init_logging() {
 
 fn run_echo(args: EchoArgs) -> ExitCode {
     let mut config = args.gateway.to_config();
+    config.max_message = args.max_message;
     if config.tcp.is_none() && config.ws.is_none() {
         config.ws = Some(DEFAULT_WS);
         config.tcp = Some(DEFAULT_TCP);

@@ -95,6 +95,7 @@ impl ChatServer {
         data: PathBuf,
         store: StoreConfigPatch,
     ) -> Result<ChatServer, String> {
+        let gateway = one_packet_limit(gateway, &mut logic)?;
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         let mut store_config = StoreConfig::new(data);
         store.apply(&mut store_config);
@@ -104,7 +105,6 @@ impl ChatServer {
             .load_groups()
             .map_err(|e| format!("cannot load groups: {e}"))?;
         logic.idle_timeout = gateway.read_wait;
-        logic.max_packet = gateway.max_packet;
         // Bounded: when the logic core falls behind, a reactor blocks on this send and stops
         // reading its sockets until the core catches up, so the kernel's flow control pushes
         // back on clients instead of this queue growing without bound. The core never waits on
@@ -160,6 +160,37 @@ impl ChatServer {
             tracing::warn!(error = %e, "store thread ended with an error");
         }
     }
+}
+
+/// docs/protocol.md §1 and §11: one limit, `max_packet`, on a packet's payload, in both
+/// directions and on both transports. A WebSocket message carries one whole packet, so the
+/// gateway accepts messages of `max_packet` plus the 10-byte header and never sends larger
+/// ones; and no response or push the logic core builds may pass `max_packet` either, so a body
+/// limit or group size whose largest packet would not fit is refused at start.
+fn one_packet_limit(
+    mut gateway: GatewayConfig,
+    logic: &mut LogicConfig,
+) -> Result<GatewayConfig, String> {
+    use switchboard_protocol::limits::{group_detail_max_payload, max_body_within};
+    let max_packet = gateway.max_packet;
+    let largest_body = max_body_within(max_packet);
+    if logic.max_body as usize > largest_body {
+        return Err(format!(
+            "--max-body {} does not fit in --max-packet {max_packet}: a message and its \
+             envelope would make packets larger than clients may accept (at most {largest_body})",
+            logic.max_body
+        ));
+    }
+    if group_detail_max_payload(logic.group_member_limit) > max_packet {
+        return Err(format!(
+            "--group-member-limit {} does not fit in --max-packet {max_packet}: GROUP_DETAIL's \
+             member list would make packets larger than clients may accept",
+            logic.group_member_limit
+        ));
+    }
+    gateway.max_message = max_packet + switchboard_codec::packet::HEADER_LEN;
+    logic.max_packet = max_packet;
+    Ok(gateway)
 }
 
 /// The login-token secret kept in the data directory when none is configured: 32 random bytes,

@@ -133,6 +133,18 @@ impl PushCommand {
     }
 }
 
+/// The lowest request command.
+pub const REQUEST_MIN: u16 = 0x0001;
+/// The highest request command.
+pub const REQUEST_MAX: u16 = 0x3FFF;
+
+/// Whether `code` lies in the request range (0x0001..=0x3FFF), known or not. A client packet
+/// outside it (0x0000, a push or a response number) can never become a request in a later
+/// version, so the server treats it as a protocol violation rather than UNKNOWN_COMMAND.
+pub const fn is_request(code: u16) -> bool {
+    code >= REQUEST_MIN && code <= REQUEST_MAX
+}
+
 /// Whether `code` lies in the push range (0x4000..=0x7FFF), known or not.
 pub const fn is_push(code: u16) -> bool {
     code >= PUSH_MIN && code <= PUSH_MAX
@@ -155,6 +167,7 @@ mod tests {
             assert_eq!(command.response_code(), command.code() | 0x8000);
             assert!(is_response(command.response_code()));
             assert!(!is_push(command.code()) && !is_response(command.code()));
+            assert!(is_request(command.code()));
         }
         let mut codes = Command::ALL.map(Command::code);
         codes.sort_unstable();
@@ -169,6 +182,10 @@ mod tests {
             assert_eq!(Command::from_code(push.code()), None);
         }
         assert_eq!(Command::from_code(0), None);
+        for code in [0x0000, 0x4000, 0x4001, 0x7fff, 0x8000, 0x8010, 0xffff] {
+            assert!(!is_request(code), "{code:#06x}");
+        }
+        assert!(is_request(0x0001) && is_request(0x3fff));
         assert_eq!(Command::from_code(Command::Ping.response_code()), None);
     }
 }

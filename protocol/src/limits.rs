@@ -41,6 +41,30 @@ pub const DEFAULT_MAX_BODY: u32 = 64 * 1024;
 /// Default most members of a group, the owner included; more gets GROUP_FULL.
 pub const DEFAULT_GROUP_MEMBER_LIMIT: usize = 1000;
 
+/// Malformed requests in a row (requests that parse reset the count) after which the server
+/// kicks a connection with PROTOCOL_VIOLATION. Only MALFORMED counts: an unknown command never
+/// does, so a newer client can probe for commands this server lacks (docs/protocol.md §5).
+pub const MALFORMED_IN_A_ROW_LIMIT: u8 = 10;
+
+/// The most a `Message` (docs/protocol.md §7) takes beyond its body: longest `from` and `to`
+/// user ids, every fixed field, and the body's length prefix.
+pub const MESSAGE_MAX_OVERHEAD: usize =
+    8 + 8 + (2 + MAX_USER_ID_LEN) + 1 + (2 + MAX_USER_ID_LEN) + 8 + 4;
+
+/// The longest body a server with packet payloads of at most `max_packet` bytes can carry in
+/// every packet that holds one: a MESSAGE push and a SYNC_FETCH response of one message (its
+/// 10 bytes of seq, status, `covered` and count, then the `Message`). A larger `max_body`
+/// would make the server send packets larger than it accepts.
+pub const fn max_body_within(max_packet: usize) -> usize {
+    max_packet.saturating_sub(4 + 2 + 2 + 2 + MESSAGE_MAX_OVERHEAD)
+}
+
+/// The longest GROUP_DETAIL response payload for a group of `members` members: seq, status,
+/// the longest name and owner, the list count, and the longest user id per member.
+pub const fn group_detail_max_payload(members: usize) -> usize {
+    4 + 2 + (2 + MAX_GROUP_NAME_LEN) + (2 + MAX_USER_ID_LEN) + 2 + members * (2 + MAX_USER_ID_LEN)
+}
+
 /// Default time a new connection has to log in before the server closes it, in milliseconds.
 pub const DEFAULT_LOGIN_DEADLINE_MS: u32 = 10_000;
 /// Default time a connection may stay silent before the server closes it, in milliseconds
@@ -84,6 +108,49 @@ mod tests {
         assert_eq!(sync_index_limit(500), 500);
         assert_eq!(sync_index_limit(501), 500);
         assert_eq!(sync_index_limit(u16::MAX), 500);
+    }
+
+    #[test]
+    fn the_largest_packets_holding_a_body_or_a_member_list_meet_their_bounds() {
+        use crate::{ChatMessage, GroupDetailOk, ResponseBody, SyncFetchOk, Target, Text};
+        use bytes::{Bytes, BytesMut};
+        use switchboard_codec::packet::HEADER_LEN;
+
+        let id = Text::from("x".repeat(MAX_USER_ID_LEN));
+        let max_packet = 4096;
+        let message = ChatMessage {
+            msg_id: u64::MAX,
+            server_time_ms: u64::MAX,
+            from: id.clone(),
+            target: Target::Direct(id.clone()),
+            client_msg_id: u64::MAX,
+            body: Bytes::from(vec![7u8; max_body_within(max_packet)]),
+        };
+        assert_eq!(
+            message.encoded_len(),
+            MESSAGE_MAX_OVERHEAD + message.body.len()
+        );
+        let push = message.encode_push().expect("encode");
+        assert!(push.len() - HEADER_LEN <= max_packet, "{}", push.len());
+        let mut page = BytesMut::new();
+        ResponseBody::SyncFetch(SyncFetchOk {
+            covered: 1,
+            messages: vec![message],
+        })
+        .encode(u32::MAX, &mut page)
+        .expect("encode");
+        assert_eq!(page.len() - HEADER_LEN, max_packet, "exactly at the bound");
+
+        let members = vec![id.clone(); 100];
+        let mut detail = BytesMut::new();
+        ResponseBody::GroupDetail(GroupDetailOk {
+            name: Text::from("g".repeat(MAX_GROUP_NAME_LEN)),
+            owner: id,
+            members,
+        })
+        .encode(1, &mut detail)
+        .expect("encode");
+        assert_eq!(detail.len() - HEADER_LEN, group_detail_max_payload(100));
     }
 
     #[test]

@@ -17,8 +17,9 @@ use crossbeam_channel::{select, Receiver};
 use switchboard_codec::packet::{PacketRef, HEADER_LEN};
 use switchboard_codec::Decoded;
 use switchboard_protocol::{
-    encode_error, limits, ChatMessage, Command, GroupCreated, GroupDetailOk, KickReason, LoginOk,
-    PongOk, Push, Request, ResponseBody, SendOk, Status, SyncFetchOk, SyncIndexOk, Target, Text,
+    command::is_request, encode_error, limits, ChatMessage, Command, GroupCreated, GroupDetailOk,
+    KickReason, LoginOk, PongOk, Push, Request, RequestError, ResponseBody, SendOk, Status,
+    SyncFetchOk, SyncIndexOk, Target, Text,
 };
 use tracing::{debug, info, warn};
 
@@ -107,9 +108,6 @@ impl Default for LogicConfig {
         }
     }
 }
-
-/// Requests that did not parse, in a row, before the connection is dropped.
-const GARBAGE_LIMIT: u8 = 3;
 
 /// A store request in flight: who asked, and what to do with the answer.
 struct Pending {
@@ -280,6 +278,12 @@ impl<O: Outlet> LogicCore<O> {
                 return;
             }
         };
+        if !is_request(command) {
+            // docs/protocol.md §3: a push or response number from a client is never a request
+            // of any version, so it is not answered (an answer would look like a response).
+            info!(conn, command, "closing: a packet outside the request range");
+            return self.drop_violator(conn, "a client sent a command that is not a request");
+        }
         match Request::decode(command, packet.slice(HEADER_LEN..)) {
             Ok((seq, request)) => {
                 self.sessions.note_good(conn);
@@ -288,24 +292,32 @@ impl<O: Outlet> LogicCore<O> {
             Err(error) => {
                 let _ = error.encode_response(&mut self.scratch);
                 self.flush_to(conn);
+                if let RequestError::UnknownCommand { .. } = error {
+                    return; // §5: never counts toward a kick, so newer clients can fall back
+                }
                 let logged_in = self.sessions.user_of(conn).is_some();
                 let strikes = self.sessions.note_garbage(conn);
-                if !logged_in || strikes >= GARBAGE_LIMIT {
+                if !logged_in || strikes >= limits::MALFORMED_IN_A_ROW_LIMIT {
                     info!(conn, %error, strikes, "closing: requests that do not parse");
-                    if logged_in {
-                        // docs/protocol.md §5: a logged-in connection hears why it is closed.
-                        let kicked = Push::Kicked {
-                            reason: KickReason::PROTOCOL_VIOLATION,
-                            text: Text::from("too many malformed or unknown requests in a row"),
-                        };
-                        let _ = kicked.encode(&mut self.scratch);
-                        self.flush_to(conn);
-                    }
-                    self.sessions.remove(conn);
-                    self.out.close(conn, CloseWhy::Garbage);
+                    self.drop_violator(conn, "too many malformed requests in a row");
                 }
             }
         }
+    }
+
+    /// Closes a connection that broke the protocol; a logged-in one hears why first
+    /// (docs/protocol.md §5: KICKED, PROTOCOL_VIOLATION).
+    fn drop_violator(&mut self, conn: ConnKey, text: &str) {
+        if self.sessions.user_of(conn).is_some() {
+            let kicked = Push::Kicked {
+                reason: KickReason::PROTOCOL_VIOLATION,
+                text: Text::from(text),
+            };
+            let _ = kicked.encode(&mut self.scratch);
+            self.flush_to(conn);
+        }
+        self.sessions.remove(conn);
+        self.out.close(conn, CloseWhy::Garbage);
     }
 
     fn on_request(&mut self, conn: ConnKey, seq: u32, request: Request) {

@@ -11,9 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use switchboard_codec::packet::PacketDecoder;
+use switchboard_codec::packet::{PacketDecoder, HEADER_LEN};
 use switchboard_codec::ws::handshake::ClientRequest;
-use switchboard_codec::ws::{close_payload, Client, CloseCode, Message, MessageReader, OpCode};
+use switchboard_codec::ws::{
+    close_payload, Client, CloseCode, Message, MessageReader, OpCode, ReaderConfig,
+};
 use switchboard_codec::Decoded;
 use switchboard_protocol::{
     ChatMessage, GroupDetailOk, LoginOk, Push, Request, Response, ResponseBody, SendOk,
@@ -61,6 +63,8 @@ pub struct ChatClient {
     ended: Option<Closure>,
     held: VecDeque<ServerPacket>,
     next_seq: u32,
+    /// The longest packet received so far, header included (on WebSocket: the message).
+    largest_packet: usize,
 }
 
 impl ChatClient {
@@ -82,7 +86,25 @@ impl ChatClient {
             ended: None,
             held: VecDeque::new(),
             next_seq: 1,
+            largest_packet: 0,
         }
+    }
+
+    /// Reads with the limits docs/protocol.md tells client authors to set for a server whose
+    /// packet payloads are at most `max_packet`: that payload on TCP, and on WebSocket a
+    /// message of that plus the 10-byte header. A larger packet from the server fails the test.
+    pub fn with_documented_limit(mut self, max_packet: u32) -> ChatClient {
+        self.packets = PacketDecoder::new(max_packet);
+        self.ws = MessageReader::new(ReaderConfig {
+            max_message: max_packet as usize + HEADER_LEN,
+            ..ReaderConfig::default()
+        });
+        self
+    }
+
+    /// The longest packet received so far, header included (on WebSocket: the whole message).
+    pub fn largest_packet(&self) -> usize {
+        self.largest_packet
     }
 
     /// The transport this client uses.
@@ -323,6 +345,7 @@ impl ChatClient {
         match self.transport {
             Transport::Tcp => match self.packets.decode(&mut self.inbound) {
                 Ok(Decoded::Complete(packet)) => {
+                    self.largest_packet = self.largest_packet.max(HEADER_LEN + packet.payload.len());
                     Some(decode_server_packet(packet.command, packet.payload))
                 }
                 Ok(Decoded::NeedMore) => None,
@@ -334,7 +357,8 @@ impl ChatClient {
                 }
                 match self.ws.read(&mut self.inbound) {
                     Ok(Decoded::Complete(Message::Binary(message))) => {
-                        return Some(one_packet(message))
+                        self.largest_packet = self.largest_packet.max(message.len());
+                        return Some(one_packet(message));
                     }
                     Ok(Decoded::Complete(Message::Ping(payload))) => {
                         let _ = self.send_ws(OpCode::Pong, &payload);
