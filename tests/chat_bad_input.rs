@@ -1,13 +1,19 @@
 //! Bad input over real sockets: malformed payloads answered with MALFORMED on the request's
-//! own seq while the connection lives on (fewer than three in a row), three in a row closing
-//! it with a KICKED (PROTOCOL_VIOLATION) first, unknown commands, WebSocket text, WebSocket
-//! messages that are not exactly one packet, broken framing, and bystanders unaffected.
+//! own seq while the connection lives on (fewer than `MALFORMED_IN_A_ROW_LIMIT` in a row), that
+//! many in a row closing it with a KICKED (PROTOCOL_VIOLATION) first, unknown commands answered
+//! and never counted (before login too), commands outside the request range kicked unanswered,
+//! WebSocket text, WebSocket messages that are not exactly one packet, broken framing, and
+//! bystanders unaffected.
 
 mod chat_common;
 
 use chat_common::{unique_user, ChatClient, TestServer, Transport, BOTH, IO_TIMEOUT};
 use switchboard_codec::ws::{CloseCode, OpCode};
+use switchboard_protocol::limits::MALFORMED_IN_A_ROW_LIMIT;
 use switchboard_protocol::{Command, KickReason, Push, Request, Response, ServerPacket, Status};
+
+/// The kick threshold as a count of requests.
+const LIMIT: u32 = MALFORMED_IN_A_ROW_LIMIT as u32;
 
 /// A SEND payload cut off inside its body: seq, to "bob", client_msg_id, then 2 of 9 bytes.
 fn truncated_send(seq: u32) -> Vec<u8> {
@@ -104,7 +110,7 @@ fn malformed_payloads_get_malformed_on_their_seq_and_the_connection_lives() {
     let server = TestServer::start();
     for transport in BOTH {
         let mut client = server.login(transport, &unique_user("alice"), None);
-        // Two in a row, then a good request, again and again: never three in a row.
+        // Two in a row, then a good request, again and again: never the limit in a row.
         for pair in malformed_requests().chunks(2) {
             for (what, command, payload, seq) in pair {
                 client.send_packet(*command, payload);
@@ -136,18 +142,43 @@ fn unknown_commands_get_unknown_command_and_the_connection_lives() {
         let response = expect_refusal(&mut client, 0);
         assert_eq!(response.command, 0x3fff);
         assert_eq!(response.result, Err(Status::UNKNOWN_COMMAND));
-        assert!(
-            client.is_open(),
-            "{transport:?}: two unknown commands are not three"
-        );
+        assert!(client.is_open(), "{transport:?}");
     }
 }
 
-/// Three bad requests in a row: three answers, a KICKED with PROTOCOL_VIOLATION, the close.
-fn assert_three_strikes(transport: Transport, bad: [(u16, Vec<u8>, u32); 3]) {
+#[test]
+fn unknown_commands_never_count_toward_a_kick() {
+    // docs/protocol.md §5 and §13: a newer client may try any number of commands this server
+    // does not know, and fall back.
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut client = server.login(transport, &unique_user("alice"), None);
+        let tries = 3 * LIMIT;
+        for n in 0..tries {
+            client.send_packet(0x0700 + n as u16, &(100 + n).to_be_bytes());
+        }
+        for n in 0..tries {
+            let response = expect_refusal(&mut client, 100 + n);
+            assert_eq!(response.result, Err(Status::UNKNOWN_COMMAND), "{transport:?}");
+        }
+        assert!(client.is_open(), "{transport:?}: {tries} unknown commands");
+        // Nor do they break a run of malformed requests: LIMIT - 1 malformed, unknown ones
+        // between them, then a good request, then LIMIT - 1 again; never kicked.
+        for round in 0..2 {
+            for n in 0..LIMIT - 1 {
+                client.send_packet(Command::Send.code(), &truncated_send(200 + n));
+                client.send_packet(0x0777, &(300 + n).to_be_bytes());
+            }
+            assert!(client.is_open(), "{transport:?}: round {round}");
+        }
+    }
+}
+
+/// `LIMIT` bad requests in a row: `LIMIT` answers, a KICKED with PROTOCOL_VIOLATION, the close.
+fn assert_kicked_at_the_limit(transport: Transport, bad: &[(u16, Vec<u8>, u32)]) {
     let server = TestServer::start();
     let mut client = server.login(transport, &unique_user("alice"), None);
-    for (command, payload, _) in &bad {
+    for (command, payload, _) in bad {
         client.send_packet(*command, payload);
     }
     let (before, _closure) = client.expect_closed(IO_TIMEOUT);
@@ -176,31 +207,31 @@ fn assert_three_strikes(transport: Transport, bad: [(u16, Vec<u8>, u32); 3]) {
 }
 
 #[test]
-fn three_malformed_requests_in_a_row_close_the_connection() {
+fn malformed_requests_in_a_row_close_the_connection_at_the_documented_limit() {
     for transport in BOTH {
         let send = Command::Send.code();
-        assert_three_strikes(
-            transport,
-            [
-                (send, truncated_send(21), 21),
-                (send, truncated_send(22), 22),
-                (send, truncated_send(23), 23),
-            ],
-        );
-    }
-}
-
-#[test]
-fn three_unknown_commands_in_a_row_close_the_connection() {
-    for transport in BOTH {
-        assert_three_strikes(
-            transport,
-            [
-                (0x0777, vec![0, 0, 0, 31], 31),
-                (0x0778, vec![0, 0, 0, 32], 32),
-                (0x0779, vec![0, 0, 0, 33], 33),
-            ],
-        );
+        // One fewer than the limit, then a good request: the count starts again.
+        let server = TestServer::start();
+        let mut client = server.login(transport, &unique_user("alice"), None);
+        for round in 0..2 {
+            for n in 0..LIMIT - 1 {
+                client.send_packet(send, &truncated_send(10 + n));
+                assert_eq!(
+                    expect_refusal(&mut client, 10 + n).result,
+                    Err(Status::MALFORMED)
+                );
+            }
+            assert!(client.is_open(), "{transport:?}: round {round}");
+        }
+        // The limit itself, with unknown commands among them (which count for nothing).
+        let mut bad: Vec<(u16, Vec<u8>, u32)> = Vec::new();
+        for n in 0..LIMIT {
+            bad.push((send, truncated_send(20 + n), 20 + n));
+            if n == 1 {
+                bad.push((0x0777, (50u32).to_be_bytes().to_vec(), 50));
+            }
+        }
+        assert_kicked_at_the_limit(transport, &bad);
     }
 }
 
@@ -208,20 +239,19 @@ fn three_unknown_commands_in_a_row_close_the_connection() {
 fn bad_requests_before_login_close_at_once() {
     let server = TestServer::start();
     for transport in BOTH {
+        // docs/protocol.md §5: a known request other than LOGIN gets NOT_LOGGED_IN, then the close.
         let mut client = server.connect(transport);
-        client.send_packet(0x0999, &[0, 0, 0, 41]);
+        client.send_packet(Command::Ping.code(), &[0, 0, 0, 41]);
         let (before, _) = client.expect_closed(IO_TIMEOUT);
-        let seqs: Vec<u32> = before
-            .iter()
-            .filter_map(|p| match p {
-                ServerPacket::Response(r) => Some(r.seq),
-                _ => None,
-            })
-            .collect();
-        assert!(
-            seqs.len() <= 1 && seqs.iter().all(|&s| s == 41),
-            "{before:?}"
-        );
+        match before.as_slice() {
+            [ServerPacket::Response(r)] => {
+                assert_eq!(
+                    (r.command, r.seq, r.result.clone()),
+                    (Command::Ping.code(), 41, Err(Status::NOT_LOGGED_IN))
+                )
+            }
+            other => panic!("expected NOT_LOGGED_IN then the close, got {other:?}"),
+        }
 
         let mut client = server.connect(transport);
         client.send_packet(Command::Login.code(), &[0, 0, 0, 42, 0xff]);
@@ -231,6 +261,62 @@ fn bad_requests_before_login_close_at_once() {
                 assert_eq!((r.seq, r.result.clone()), (42, Err(Status::MALFORMED)))
             }
             other => panic!("expected MALFORMED then the close, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_unknown_command_before_login_is_answered_and_login_still_works() {
+    // docs/protocol.md §5: a newer client may try a command before LOGIN and fall back.
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut client = server.connect(transport);
+        for n in 0..LIMIT + 1 {
+            client.send_packet(0x0999, &(41 + n).to_be_bytes());
+            let response = expect_refusal(&mut client, 41 + n);
+            assert_eq!(
+                (response.command, response.result),
+                (0x0999, Err(Status::UNKNOWN_COMMAND)),
+                "{transport:?}"
+            );
+        }
+        let user = unique_user("alice");
+        let ok = client
+            .login(&chat_common::token(&user, None))
+            .expect("LOGIN after unknown commands");
+        assert_eq!(ok.user.as_str(), user);
+        assert!(client.is_open(), "{transport:?}");
+    }
+}
+
+#[test]
+fn commands_outside_the_request_range_are_not_answered_but_kicked() {
+    // docs/protocol.md §3: 0x0000 and push or response numbers from a client close the
+    // connection, after a KICKED (PROTOCOL_VIOLATION) once logged in; no response that could
+    // be taken for a real one (0x8010 | 0x8000 is LOGIN's response number).
+    let server = TestServer::start();
+    for transport in BOTH {
+        for command in [0x8010u16, 0x8001, 0xffff, 0x4001, 0x7fff, 0x0000] {
+            let mut client = server.login(transport, &unique_user("alice"), None);
+            client.send_packet(command, &[0, 0, 0, 61]);
+            let (before, closure) = client.expect_closed(IO_TIMEOUT);
+            match before.as_slice() {
+                [ServerPacket::Push(Push::Kicked { reason, .. })] => {
+                    assert_eq!(*reason, KickReason::PROTOCOL_VIOLATION)
+                }
+                other => panic!("{transport:?} {command:#06x}: expected only KICKED, got {other:?}"),
+            }
+            if transport == Transport::Ws {
+                assert_eq!(closure.ws_close, Some(CloseCode::PROTOCOL_ERROR));
+            }
+
+            let mut anonymous = server.connect(transport);
+            anonymous.send_packet(command, &[0, 0, 0, 62]);
+            let (before, closure) = anonymous.expect_closed(IO_TIMEOUT);
+            assert!(before.is_empty(), "{transport:?} {command:#06x}: {before:?}");
+            if transport == Transport::Ws {
+                assert_eq!(closure.ws_close, Some(CloseCode::PROTOCOL_ERROR));
+            }
         }
     }
 }
@@ -266,12 +352,26 @@ fn a_websocket_message_that_is_not_exactly_one_packet_is_closed() {
         packet
     };
     let trailing_byte = [ping(5), vec![0]].concat();
+    let claims_4_gib = {
+        let mut packet = ping(6);
+        packet[6..10].copy_from_slice(&u32::MAX.to_be_bytes());
+        packet
+    };
+    let over_the_limit_header = {
+        let mut packet = ping(7);
+        packet[6..10].copy_from_slice(&((1u32 << 20) + 1).to_be_bytes());
+        packet
+    };
+    // docs/protocol.md §1: each is a message that is not exactly one packet, closed with 1002
+    // (1009 is for a message longer than the limit itself).
     for (what, message) in [
         ("two packets", two_packets),
         ("half a header", half_a_packet),
         ("a payload shorter than announced", short_payload),
         ("a byte after the packet", trailing_byte),
         ("an empty message", Vec::new()),
+        ("a short message whose header claims 4 GiB", claims_4_gib),
+        ("a header announcing more than the limit", over_the_limit_header),
     ] {
         let mut client = server.login(Transport::Ws, &unique_user("alice"), None);
         client.send_ws(OpCode::Binary, &message).expect("send");
@@ -284,9 +384,10 @@ fn a_websocket_message_that_is_not_exactly_one_packet_is_closed() {
             responses, 0,
             "{what}: no request of it is answered: {before:?}"
         );
-        assert!(
-            closure.ws_close.is_some(),
-            "{what}: a close frame, got {closure:?}"
+        assert_eq!(
+            closure.ws_close,
+            Some(CloseCode::PROTOCOL_ERROR),
+            "{what}: {closure:?}"
         );
     }
     // A wrong magic is the documented 1002.
@@ -333,7 +434,7 @@ fn garbage_on_some_connections_leaves_the_others_alone() {
     let mut vandals = Vec::new();
     for transport in BOTH {
         let mut garbage = server.login(transport, &unique_user("vandal"), None);
-        for seq in 0..3 {
+        for seq in 0..LIMIT {
             garbage.send_packet(Command::Send.code(), &truncated_send(seq));
         }
         vandals.push(garbage);
