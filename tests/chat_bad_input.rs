@@ -159,7 +159,11 @@ fn unknown_commands_never_count_toward_a_kick() {
         }
         for n in 0..tries {
             let response = expect_refusal(&mut client, 100 + n);
-            assert_eq!(response.result, Err(Status::UNKNOWN_COMMAND), "{transport:?}");
+            assert_eq!(
+                response.result,
+                Err(Status::UNKNOWN_COMMAND),
+                "{transport:?}"
+            );
         }
         assert!(client.is_open(), "{transport:?}: {tries} unknown commands");
         // Nor do they break a run of malformed requests: LIMIT - 1 malformed, unknown ones
@@ -304,7 +308,9 @@ fn commands_outside_the_request_range_are_not_answered_but_kicked() {
                 [ServerPacket::Push(Push::Kicked { reason, .. })] => {
                     assert_eq!(*reason, KickReason::PROTOCOL_VIOLATION)
                 }
-                other => panic!("{transport:?} {command:#06x}: expected only KICKED, got {other:?}"),
+                other => {
+                    panic!("{transport:?} {command:#06x}: expected only KICKED, got {other:?}")
+                }
             }
             if transport == Transport::Ws {
                 assert_eq!(closure.ws_close, Some(CloseCode::PROTOCOL_ERROR));
@@ -313,7 +319,10 @@ fn commands_outside_the_request_range_are_not_answered_but_kicked() {
             let mut anonymous = server.connect(transport);
             anonymous.send_packet(command, &[0, 0, 0, 62]);
             let (before, closure) = anonymous.expect_closed(IO_TIMEOUT);
-            assert!(before.is_empty(), "{transport:?} {command:#06x}: {before:?}");
+            assert!(
+                before.is_empty(),
+                "{transport:?} {command:#06x}: {before:?}"
+            );
             if transport == Transport::Ws {
                 assert_eq!(closure.ws_close, Some(CloseCode::PROTOCOL_ERROR));
             }
@@ -371,7 +380,10 @@ fn a_websocket_message_that_is_not_exactly_one_packet_is_closed() {
         ("a byte after the packet", trailing_byte),
         ("an empty message", Vec::new()),
         ("a short message whose header claims 4 GiB", claims_4_gib),
-        ("a header announcing more than the limit", over_the_limit_header),
+        (
+            "a header announcing more than the limit",
+            over_the_limit_header,
+        ),
     ] {
         let mut client = server.login(Transport::Ws, &unique_user("alice"), None);
         client.send_ws(OpCode::Binary, &message).expect("send");

@@ -42,13 +42,18 @@ fn a_payload_of_exactly_the_limit_is_read_on_both_transports_and_one_more_byte_c
             .expect("send");
         let response = client.response(7);
         assert_eq!(response.result, Err(Status::TOO_LARGE), "{transport:?}");
-        assert!(client.is_open(), "{transport:?}: a packet at the limit is fine");
+        assert!(
+            client.is_open(),
+            "{transport:?}: a packet at the limit is fine"
+        );
 
         // One byte over: the connection is closed unanswered (on WebSocket with 1009).
         let _ = client.send_unit(&send_of_payload(8, "bob", MAX_PACKET + 1));
         let (before, closure) = client.expect_closed(IO_TIMEOUT);
         assert!(
-            !before.iter().any(|p| matches!(p, ServerPacket::Response(r) if r.seq == 8)),
+            !before
+                .iter()
+                .any(|p| matches!(p, ServerPacket::Response(r) if r.seq == 8)),
             "{transport:?}: not answered: {before:?}"
         );
         if transport == Transport::Ws {
@@ -93,7 +98,9 @@ fn a_sync_page_at_the_limit_reaches_a_client_with_the_documented_limit_and_never
         let bodies = bodies_filling_one_page(&alice, &bob);
         let mut ids = Vec::new();
         for (n, body) in bodies.iter().enumerate() {
-            let ok = alice_conn.send_direct(&bob, n as u64, body).expect("stored");
+            let ok = alice_conn
+                .send_direct(&bob, n as u64, body)
+                .expect("stored");
             ids.push(ok.msg_id);
         }
         let extra = alice_conn.send_direct(&bob, 99, b"!").expect("stored");
@@ -180,8 +187,13 @@ fn limits_whose_packets_would_not_fit_are_refused_at_start() {
             group_member_limit: members,
             ..LogicConfig::default()
         };
-        ChatServer::start(gateway, logic, dir.path().into(), StoreConfigPatch::default())
-            .map(ChatServer::shutdown)
+        ChatServer::start(
+            gateway,
+            logic,
+            dir.path().into(),
+            StoreConfigPatch::default(),
+        )
+        .map(ChatServer::shutdown)
     };
     let largest = limits::max_body_within(MAX_PACKET);
     let members = limits::DEFAULT_GROUP_MEMBER_LIMIT;

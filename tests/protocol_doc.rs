@@ -40,7 +40,12 @@ fn every_option_the_protocol_names_exists() {
     let doc = protocol_doc();
     let known = format!("{}{}", help("serve"), help("token"));
     let named = options(&doc);
-    for option in ["--max-packet", "--read-wait", "--login-timeout", "--max-body"] {
+    for option in [
+        "--max-packet",
+        "--read-wait",
+        "--login-timeout",
+        "--max-body",
+    ] {
         assert!(
             named.iter().any(|o| o == option),
             "docs/protocol.md names {option}"
@@ -70,7 +75,10 @@ fn every_default_in_the_limits_table_names_its_option() {
             "a default without the option that sets it: {row}"
         );
     }
-    assert!(rows >= 6, "the table lists the server's defaults ({rows} rows)");
+    assert!(
+        rows >= 6,
+        "the table lists the server's defaults ({rows} rows)"
+    );
     assert!(
         !doc.contains("a server setting"),
         "\"a server setting\" without its option"

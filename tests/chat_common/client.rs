@@ -345,7 +345,8 @@ impl ChatClient {
         match self.transport {
             Transport::Tcp => match self.packets.decode(&mut self.inbound) {
                 Ok(Decoded::Complete(packet)) => {
-                    self.largest_packet = self.largest_packet.max(HEADER_LEN + packet.payload.len());
+                    self.largest_packet =
+                        self.largest_packet.max(HEADER_LEN + packet.payload.len());
                     Some(decode_server_packet(packet.command, packet.payload))
                 }
                 Ok(Decoded::NeedMore) => None,
