@@ -12,7 +12,8 @@ use switchboard_codec::ws::{
 };
 use switchboard_codec::Decoded;
 
-/// Largest packet payload or WebSocket message accepted from a target.
+/// Largest packet payload accepted from a target: the server's default `--max-packet`. Over
+/// WebSocket a message of this plus the 10-byte header is accepted (docs/protocol.md §1).
 pub const MAX_INCOMING: u32 = 1 << 20;
 
 /// What a link delivers.

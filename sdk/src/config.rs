@@ -72,7 +72,9 @@ pub struct ClientConfig {
     /// How many recently delivered messages are remembered to drop repeats, by `msg_id` and
     /// by sender and `client_msg_id` (default 4096).
     pub dedupe_window: usize,
-    /// The longest packet payload accepted from the server (default 1 MiB).
+    /// The longest packet payload accepted from the server (default 1 MiB: the server's
+    /// `--max-packet`). Over WebSocket a message of this plus the 10-byte packet header is
+    /// accepted (docs/protocol.md §1: one limit, on the payload, on both transports).
     pub max_packet: u32,
 }
 

@@ -255,6 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn both_transports_take_a_payload_of_exactly_max_packet_and_refuse_one_more() {
+        // docs/protocol.md §1: one limit on the payload; a WebSocket message is one packet,
+        // so it may be the limit plus the 10-byte header.
+        let at_limit = packet_bytes(0x8031, &[0; 1024]);
+        let over = packet_bytes(0x8031, &[0; 1025]);
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut input = BytesMut::from(&at_limit[..]);
+        let got = Framing::tcp(1024).decode(&mut input, &mut BytesMut::new(), &mut rng);
+        assert_eq!(got.unwrap().map(|p| p.payload.len()), Some(1024));
+        let mut input = BytesMut::from(&over[..]);
+        let got = Framing::tcp(1024).decode(&mut input, &mut BytesMut::new(), &mut rng);
+        assert!(matches!(got, Err(LinkError::Framing(_))), "{got:?}");
+
+        let (mut framing, mut input, mut rng) = upgrade();
+        input.extend_from_slice(&server_frame(OpCode::Binary, &at_limit));
+        let got = framing.decode(&mut input, &mut BytesMut::new(), &mut rng);
+        assert_eq!(got.unwrap().map(|p| p.payload.len()), Some(1024));
+        let (mut framing, mut input, mut rng) = upgrade();
+        input.extend_from_slice(&server_frame(OpCode::Binary, &over));
+        let got = framing.decode(&mut input, &mut BytesMut::new(), &mut rng);
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[test]
     fn ws_refusals() {
         let (mut framing, mut input, mut rng) = upgrade();
         let mut two = packet_bytes(1, b"");
