@@ -203,3 +203,44 @@ fn limits_whose_packets_would_not_fit_are_refused_at_start() {
     let error = start(1024, 20_000).expect_err("a member list that cannot be sent");
     assert!(error.contains("--group-member-limit"), "{error}");
 }
+
+#[test]
+fn a_response_that_would_pass_the_limit_is_internal_not_sent() {
+    // Only data kept from larger limits can make one: a group of 1000 members created under
+    // the defaults, then the server restarted with a 32 KiB packet limit.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let owner = unique_user("owner");
+    let members: Vec<String> = (0..999).map(|n| format!("m{n:063}")).collect();
+    let group = {
+        let server = TestServer::start_in(dir.path(), chat_common::ServerOptions::default());
+        let mut client = server.login(Transport::Tcp, &owner, None);
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        let group = client.group_create("big", &names).expect("created");
+        server.stop();
+        group
+    };
+    let small = 32 << 10;
+    let server = TestServer::start_in(
+        dir.path(),
+        chat_common::ServerOptions {
+            max_packet: small,
+            max_body: 16 << 10,
+            group_member_limit: 400,
+            ..Default::default()
+        },
+    );
+    for transport in BOTH {
+        let mut client = ChatClient::connect(transport, server.addr(transport))
+            .with_documented_limit(small as u32);
+        client
+            .login(&chat_common::token(&owner, None))
+            .expect("logged in");
+        assert_eq!(
+            client.group_detail(group).err(),
+            Some(Status::INTERNAL),
+            "{transport:?}"
+        );
+        assert!(client.largest_packet() <= HEADER_LEN + small);
+        assert!(client.is_open(), "{transport:?}");
+    }
+}

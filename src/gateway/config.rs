@@ -78,7 +78,8 @@ pub struct GatewayConfig {
     pub max_conns: usize,
     /// Largest packet payload accepted on the TCP transport.
     pub max_packet: usize,
-    /// Largest WebSocket message accepted (after reassembly).
+    /// Largest WebSocket message accepted (after reassembly). The chat server sets it to
+    /// `max_packet` plus the packet header: one limit, on the payload, on both transports.
     pub max_message: usize,
     /// Whether WebSocket text messages reach the handler; when false they are refused with
     /// close code 1003 (the chat protocol is binary; the echo mode accepts text).

@@ -802,8 +802,19 @@ impl<O: Outlet> LogicCore<O> {
     }
 
     fn reply(&mut self, conn: ConnKey, seq: u32, body: ResponseBody) {
-        if let Err(error) = body.encode(seq, &mut self.scratch) {
-            warn!(%error, "cannot encode a response");
+        let error = match body.encode(seq, &mut self.scratch) {
+            Err(error) => Some(error.to_string()),
+            // docs/protocol.md §1: never a packet larger than the server accepts. The start-up
+            // checks leave only data kept from larger limits (a group that grew under a larger
+            // --group-member-limit, then --max-packet lowered).
+            Ok(()) if self.scratch.len() > HEADER_LEN + self.config.max_packet => Some(format!(
+                "{} bytes, over the packet limit",
+                self.scratch.len()
+            )),
+            Ok(()) => None,
+        };
+        if let Some(error) = error {
+            warn!(%error, "cannot send a response");
             self.scratch.clear();
             let _ = encode_error(
                 body.command().code(),

@@ -51,6 +51,7 @@ pub struct ServerOptions {
     pub max_body: u32,
     pub retention: Option<Duration>,
     pub workers: usize,
+    pub max_packet: usize,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +63,7 @@ impl Default for ServerOptions {
             max_body: limits::DEFAULT_MAX_BODY,
             retention: None,
             workers: 2,
+            max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
         }
     }
 }
@@ -95,6 +97,7 @@ impl TestServer {
     pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
         let gateway = GatewayConfig {
             read_wait: options.read_wait,
+            max_packet: options.max_packet,
             ..shared::gateway_config(options.workers)
         };
         let logic = LogicConfig {
