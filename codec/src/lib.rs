@@ -8,6 +8,8 @@
 //! - [`packet`]: Switchboard's own framing, `magic u32 | command u16 | length u32 | payload`,
 //!   the same on TCP and inside WebSocket binary messages.
 //! - [`ws`]: RFC 6455 WebSocket: the opening handshake (server and client sides) and frames.
+//! - [`proxy`]: the PROXY protocol header (v1 and v2) an L4 load balancer puts before a
+//!   client's first byte.
 //!
 //! Every parser returns [`Decoded::Complete`] with a whole item, [`Decoded::NeedMore`] when the
 //! input ends inside an item, or a typed error naming what was wrong. No input makes a parser
@@ -18,6 +20,7 @@
 
 mod decoded;
 pub mod packet;
+pub mod proxy;
 pub mod ws;
 
 pub use decoded::Decoded;
