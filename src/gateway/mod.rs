@@ -13,9 +13,11 @@ mod outgoing;
 mod reactor;
 mod server;
 pub mod timer_wheel;
+pub mod trusted_proxies;
 
 pub use config::{GatewayConfig, Keepalive, SocketOptions};
 pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
 pub use server::Gateway;
+pub use trusted_proxies::TrustedProxies;

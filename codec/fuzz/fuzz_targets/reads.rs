@@ -1,5 +1,5 @@
-//! The read sizes both stream targets feed their parsers in: the input's first bytes choose
-//! them, the rest is the stream. Shared so the two targets split a stream the same way.
+//! The read sizes the stream targets feed their parsers in: the input's first bytes choose
+//! them, the rest is the stream. Shared so the targets split a stream the same way.
 
 /// How many leading bytes choose the read sizes.
 const SPLIT_BYTES: usize = 8;
