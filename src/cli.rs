@@ -1,15 +1,23 @@
 //! The `switchboard` command line: subcommands, the options they share, and signal handling.
 //!
+//! Every option of `serve` and `echo` can also come from a TOML file (`--config`, see
+//! [`config_file`]); `switchboard config` prints one holding every default.
+//!
 //! SIGINT and SIGTERM start a graceful drain: the listeners close, WebSocket clients get a
 //! 1001 close frame, TCP clients a FIN after their queued bytes, and the process exits when
 //! every connection is gone or the drain timeout passes. A second signal exits at once.
 
+mod config_file;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info};
@@ -48,10 +56,37 @@ enum Command {
     Token(TokenArgs),
     /// Run the chat server: gateway, logic core and the embedded SQLite store.
     Serve(ServeArgs),
+    /// Print every option of `serve` set to its default, as a commented TOML file that
+    /// `serve --config` (and `echo --config`) accepts.
+    Config,
+}
+
+/// Options of a running server that are about the process rather than the gateway or chat.
+#[derive(Args, Debug, Clone)]
+struct ProcessArgs {
+    /// Read options from this TOML file (`switchboard config` prints one with every default);
+    /// options on the command line and environment variables win over it.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as human-readable text, or as one JSON object per line (for log collectors). The
+    /// level comes from RUST_LOG (default: warn).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event: timestamp, level, target, fields.
+    Json,
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
+    #[command(flatten)]
+    process: ProcessArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
     /// Where the store keeps its database (and, without --jwt-secret, the generated secret).
@@ -89,6 +124,8 @@ struct ServeArgs {
 
 #[derive(Args, Debug)]
 struct EchoArgs {
+    #[command(flatten)]
+    process: ProcessArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
     /// Largest WebSocket message, in bytes, after reassembly. Echo only: the chat server's
@@ -218,22 +255,94 @@ impl GatewayArgs {
 
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(CliError::Arguments(e)) => e.exit(),
+        Err(CliError::FileValue { path, source }) => {
+            eprintln!("switchboard: with the options from {}:", path.display());
+            source.exit()
+        }
+        Err(CliError::ConfigFile(e)) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
-        Command::Echo(args) => run_echo(args),
-        Command::Token(args) => run_token(args),
-        Command::Serve(args) => run_serve(args),
+        Command::Echo(args) => {
+            init_logging(args.process.log_format);
+            run_echo(args)
+        }
+        Command::Token(args) => {
+            init_logging(LogFormat::Text);
+            run_token(args)
+        }
+        Command::Serve(args) => {
+            init_logging(args.process.log_format);
+            run_serve(args)
+        }
+        Command::Config => {
+            let root = Cli::command();
+            let serve = root
+                .find_subcommand("serve")
+                .expect("serve is a subcommand");
+            print!("{}", config_file::defaults(serve));
+            ExitCode::SUCCESS
+        }
     }
 }
 
-fn init_logging() {
+/// Why the command line could not be turned into a [`Cli`].
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// clap's own refusal (or `--help`/`--version`), printed and exited on by clap.
+    #[error(transparent)]
+    Arguments(#[from] clap::Error),
+    /// clap's refusal of a value the `--config` file gave.
+    #[error("with the options from {}: {source}", path.display())]
+    FileValue {
+        /// The file.
+        path: PathBuf,
+        /// The refusal.
+        source: clap::Error,
+    },
+    /// The `--config` file was unreadable or held a key or value no option takes.
+    #[error(transparent)]
+    ConfigFile(#[from] config_file::ConfigFileError),
+}
+
+/// Parses `argv` (program name first), then, if the subcommand was given `--config FILE`,
+/// parses it again with the file's values added for the options it did not set itself.
+fn parse(argv: Vec<OsString>) -> Result<Cli, CliError> {
+    let root = Cli::command();
+    let matches = root.clone().try_get_matches_from(&argv)?;
+    let config = matches.subcommand().and_then(|(name, given)| {
+        let path = given.try_get_one::<PathBuf>("config").ok().flatten()?;
+        Some((name, given, path))
+    });
+    let Some((name, given, path)) = config else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let subcommand = root.find_subcommand(name).expect("clap matched it");
+    let from_file = config_file::arguments(&root, subcommand, given, path)?;
+    let argv: Vec<OsString> = argv.into_iter().chain(from_file).collect();
+    let in_file = |source| CliError::FileValue {
+        path: path.clone(),
+        source,
+    };
+    let matches = root.try_get_matches_from(argv).map_err(in_file)?;
+    Cli::from_arg_matches(&matches).map_err(in_file)
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn run_echo(args: EchoArgs) -> ExitCode {

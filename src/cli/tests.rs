@@ -1,0 +1,211 @@
+//! The command line with and without `--config`: the printed defaults round-trip, the file's
+//! values apply, the command line and the environment win over it, and bad files are refused
+//! with the key named.
+
+use std::io::Write;
+
+use super::*;
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    ["switchboard"]
+        .iter()
+        .chain(list)
+        .map(OsString::from)
+        .collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+    file.write_all(text.as_bytes())
+        .expect("write the config file");
+    file
+}
+
+fn serve(list: &[&str]) -> ServeArgs {
+    match parse(args(list))
+        .unwrap_or_else(|e| panic!("{list:?}: {e}"))
+        .command
+    {
+        Command::Serve(serve) => serve,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+fn echo(list: &[&str]) -> EchoArgs {
+    match parse(args(list))
+        .unwrap_or_else(|e| panic!("{list:?}: {e}"))
+        .command
+    {
+        Command::Echo(echo) => echo,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+/// `args` as text, but for the path of the config file, so runs with and without one compare.
+fn without_path(mut serve: ServeArgs) -> String {
+    serve.process.config = None;
+    format!("{serve:?}")
+}
+
+fn defaults_text() -> String {
+    let root = Cli::command();
+    config_file::defaults(root.find_subcommand("serve").unwrap())
+}
+
+#[test]
+fn the_printed_defaults_are_accepted_unchanged_and_change_nothing() {
+    let defaults = file(&defaults_text());
+    let path = defaults.path().to_str().unwrap();
+    assert_eq!(
+        without_path(serve(&["serve", "--config", path])),
+        without_path(serve(&["serve"]))
+    );
+    let mut with_file = echo(&["echo", "--config", path]);
+    with_file.process.config = None;
+    assert_eq!(format!("{with_file:?}"), format!("{:?}", echo(&["echo"])));
+}
+
+#[test]
+fn the_printed_defaults_name_every_option_of_serve_once() {
+    let text = defaults_text();
+    let table: toml::Table = text.parse().expect("valid TOML");
+    let root = Cli::command();
+    for arg in root.find_subcommand("serve").unwrap().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if ["config", "help", "version"].contains(&long) {
+            continue;
+        }
+        let set = table.contains_key(long);
+        let commented = text.contains(&format!("\n# {long} = "));
+        assert!(set ^ commented, "{long}: set {set}, commented {commented}");
+    }
+    assert_eq!(table["max-conns"].as_integer(), Some(1_000_000));
+    assert_eq!(table["read-wait"].as_str(), Some("3m"));
+    assert_eq!(table["no-nodelay"].as_bool(), Some(false));
+    assert_eq!(table["log-format"].as_str(), Some("text"));
+}
+
+#[test]
+fn file_values_apply_to_options_the_command_line_left_alone() {
+    let config = file(
+        "max-conns = 1234\nread_wait = \"5m\"\nno-nodelay = true\n\
+         tcp = \"127.0.0.1:7000\"\nsynchronous = \"normal\"\nlog-format = \"json\"\n",
+    );
+    let serve = serve(&["serve", "--config", config.path().to_str().unwrap()]);
+    let gateway = serve.gateway.to_config();
+    assert_eq!(gateway.max_conns, 1234);
+    assert_eq!(gateway.read_wait, Duration::from_secs(300));
+    assert!(!gateway.socket.nodelay);
+    assert_eq!(gateway.tcp, Some("127.0.0.1:7000".parse().unwrap()));
+    assert_eq!(serve.synchronous, "normal");
+    assert_eq!(serve.process.log_format, LogFormat::Json);
+}
+
+#[test]
+fn the_command_line_wins_over_the_file() {
+    let config = file("max-conns = 1234\nworkers = 3\n");
+    let path = config.path().to_str().unwrap();
+    let serve = serve(&["serve", "--max-conns", "99", "--config", path]);
+    assert_eq!(serve.gateway.max_conns, 99);
+    assert_eq!(serve.gateway.workers, Some(3));
+    // Also when the command line gives the default value itself.
+    let serve = super::tests::serve(&["serve", "--config", path, "--max-conns=1000000"]);
+    assert_eq!(serve.gateway.max_conns, 1_000_000);
+}
+
+#[test]
+fn an_echo_run_skips_the_keys_only_serve_has() {
+    let config = file("data = \"/var/lib/switchboard\"\nnode-id = 7\nmax-conns = 5\n");
+    let echo = echo(&["echo", "--config", config.path().to_str().unwrap()]);
+    assert_eq!(echo.gateway.max_conns, 5);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_name() {
+    let config = file("max-conns = 5\nmax-conn = 6\n");
+    let err = parse(args(&[
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]))
+    .expect_err("a typo is refused");
+    let message = err.to_string();
+    assert!(message.contains("unknown key `max-conn`"), "{message}");
+    for key in ["config", "help"] {
+        let config = file(&format!("{key} = \"x\"\n"));
+        let err = parse(args(&[
+            "serve",
+            "--config",
+            config.path().to_str().unwrap(),
+        ]));
+        assert!(
+            matches!(
+                err,
+                Err(CliError::ConfigFile(
+                    config_file::ConfigFileError::UnknownKey { .. }
+                ))
+            ),
+            "{key}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn values_of_the_wrong_shape_are_refused() {
+    for (text, what) in [
+        ("max-conns = [1, 2]\n", "an array"),
+        ("no-nodelay = \"yes\"\n", "anything but true or false"),
+        ("max-conns = { value = 1 }\n", "a table"),
+    ] {
+        let config = file(text);
+        let err = parse(args(&[
+            "serve",
+            "--config",
+            config.path().to_str().unwrap(),
+        ]))
+        .expect_err(text);
+        assert!(err.to_string().contains(what), "{text}: {err}");
+    }
+    let config = file("max-conns = \"lots\"\n");
+    let err = parse(args(&[
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]))
+    .expect_err("not a number");
+    assert!(matches!(err, CliError::FileValue { .. }), "{err:?}");
+    assert!(err.to_string().contains("lots"), "{err}");
+}
+
+#[test]
+fn not_toml_and_missing_files_are_refused() {
+    let config = file("max-conns = \n");
+    let err = parse(args(&[
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]));
+    assert!(
+        matches!(
+            err,
+            Err(CliError::ConfigFile(
+                config_file::ConfigFileError::Syntax { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+    let err = parse(args(&[
+        "serve",
+        "--config",
+        "/nonexistent/switchboard.toml",
+    ]));
+    assert!(
+        matches!(
+            err,
+            Err(CliError::ConfigFile(
+                config_file::ConfigFileError::Read { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+}
