@@ -244,3 +244,60 @@ fn toml_literal(text: &str) -> String {
         toml::Value::String(text.to_owned()).to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A subcommand with one option backed by an environment variable no other test reads,
+    /// one list option and one repeatable option.
+    fn serve() -> Command {
+        Command::new("serve")
+            .arg(Arg::new("secret").long("secret").env(SECRET_VARIABLE))
+            .arg(Arg::new("other").long("other"))
+            .arg(Arg::new("list").long("list").value_delimiter(','))
+            .arg(Arg::new("repeat").long("repeat").action(ArgAction::Append))
+    }
+
+    const SECRET_VARIABLE: &str = "SWITCHBOARD_CONFIG_FILE_TEST_SECRET";
+
+    fn added(file_text: &str, command_line: &[&str]) -> Vec<String> {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        file.write_all(file_text.as_bytes()).expect("write");
+        let root = Command::new("switchboard").subcommand(serve());
+        let given = serve()
+            .try_get_matches_from(std::iter::once("serve").chain(command_line.iter().copied()))
+            .expect("valid arguments");
+        arguments(&root, &serve(), &given, file.path())
+            .expect("a valid file")
+            .into_iter()
+            .map(|arg| arg.into_string().expect("UTF-8"))
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_and_the_command_line_win_over_the_file() {
+        std::env::set_var(SECRET_VARIABLE, "from the environment");
+        let text = "secret = \"from the file\"\nother = \"from the file\"\n";
+        assert_eq!(added(text, &[]), ["--other=from the file"]);
+        assert!(added(text, &["--other", "typed"]).is_empty());
+        std::env::remove_var(SECRET_VARIABLE);
+        assert_eq!(
+            added(text, &[]),
+            ["--other=from the file", "--secret=from the file"]
+        );
+    }
+
+    #[test]
+    fn arrays_become_a_list_or_repeated_options() {
+        assert_eq!(
+            added(
+                "list = [\"10.0.0.0/8\", \"192.0.2.7\"]\nrepeat = [1, 2]\n",
+                &[]
+            ),
+            ["--list=10.0.0.0/8,192.0.2.7", "--repeat=1", "--repeat=2"]
+        );
+    }
+}

@@ -8,11 +8,14 @@
 //! starts with neither is refused on that byte: a receiver configured for the protocol must
 //! never guess. Limits are judged as early as the bytes allow: the v1 line on its first byte
 //! that cannot belong to a valid line and at 107 bytes, the v2 length from the fixed 16 bytes.
-//! The parser keeps no state between calls (it re-reads a header of at most a few hundred
-//! bytes), so the outcome cannot depend on how the header was split into reads.
+//! The parser keeps no state between calls (a v1 line, at most 107 bytes, is re-scanned from its
+//! start; a v2 header is only walked once whole), so the outcome cannot depend on how the header
+//! was split into reads.
 //!
-//! Hand-written rather than taken from the `ppp` crate: see `docs/architecture.md` ("PROXY
-//! protocol") for the comparison and `bench/benches/proxy_header.rs` for the measurement.
+//! Hand-written rather than taken from the `ppp` crate: a valid v1 line split at one place is
+//! refused by ppp, it waits for v2 headers of up to 64 KiB and does not check TLV bounds while
+//! parsing (`bench/tests/proxy_vs_ppp.rs` checks each); `docs/architecture.md` ("Behind an L4
+//! balancer") has the whole comparison and `bench/benches/proxy_header.rs` the measurement.
 
 mod error;
 #[cfg(test)]
