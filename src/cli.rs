@@ -313,7 +313,7 @@ enum CliError {
 /// Parses `argv` (program name first), then, if the subcommand was given `--config FILE`,
 /// parses it again with the file's values added for the options it did not set itself.
 fn parse(argv: Vec<OsString>) -> Result<Cli, CliError> {
-    let root = Cli::command();
+    let root = command();
     let matches = root.clone().try_get_matches_from(&argv)?;
     let config = matches.subcommand().and_then(|(name, given)| {
         let path = given.try_get_one::<PathBuf>("config").ok().flatten()?;
@@ -331,6 +331,36 @@ fn parse(argv: Vec<OsString>) -> Result<Cli, CliError> {
     };
     let matches = root.try_get_matches_from(argv).map_err(in_file)?;
     Cli::from_arg_matches(&matches).map_err(in_file)
+}
+
+/// The command line as clap sees it: the derived one, with every on/off flag also taking an
+/// explicit `--flag=false`, so a flag a `--config` file turns on can be turned off by the
+/// command line, which always wins.
+fn command() -> clap::Command {
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    names.iter().fold(Cli::command(), |root, name| {
+        root.mut_subcommand(name, |sub| {
+            let flags: Vec<clap::Id> = sub
+                .get_arguments()
+                .filter(|arg| matches!(arg.get_action(), clap::ArgAction::SetTrue))
+                .map(|arg| arg.get_id().clone())
+                .collect();
+            flags.iter().fold(sub, |sub, id| {
+                sub.mut_arg(id, |arg| {
+                    arg.action(clap::ArgAction::Set)
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .value_name("BOOL")
+                        .default_missing_value("true")
+                        .default_value("false")
+                        .value_parser(clap::value_parser!(bool))
+                })
+            })
+        })
+    })
 }
 
 fn init_logging(format: LogFormat) {

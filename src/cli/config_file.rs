@@ -252,18 +252,27 @@ mod tests {
     use super::*;
 
     /// A subcommand with one option backed by an environment variable no other test reads,
-    /// one list option and one repeatable option.
+    /// one list option, one repeatable option and one plain flag.
     fn serve() -> Command {
         Command::new("serve")
             .arg(Arg::new("secret").long("secret").env(SECRET_VARIABLE))
             .arg(Arg::new("other").long("other"))
             .arg(Arg::new("list").long("list").value_delimiter(','))
             .arg(Arg::new("repeat").long("repeat").action(ArgAction::Append))
+            .arg(Arg::new("on").long("on").action(ArgAction::SetTrue))
     }
 
     const SECRET_VARIABLE: &str = "SWITCHBOARD_CONFIG_FILE_TEST_SECRET";
 
     fn added(file_text: &str, command_line: &[&str]) -> Vec<String> {
+        try_added(file_text, command_line)
+            .expect("a valid file")
+            .into_iter()
+            .map(|arg| arg.into_string().expect("UTF-8"))
+            .collect()
+    }
+
+    fn try_added(file_text: &str, command_line: &[&str]) -> Result<Vec<OsString>, ConfigFileError> {
         let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
         file.write_all(file_text.as_bytes()).expect("write");
         let root = Command::new("switchboard").subcommand(serve());
@@ -271,10 +280,19 @@ mod tests {
             .try_get_matches_from(std::iter::once("serve").chain(command_line.iter().copied()))
             .expect("valid arguments");
         arguments(&root, &serve(), &given, file.path())
-            .expect("a valid file")
-            .into_iter()
-            .map(|arg| arg.into_string().expect("UTF-8"))
-            .collect()
+    }
+
+    #[test]
+    fn plain_flags_take_true_or_false() {
+        assert_eq!(added("on = true\n", &[]), ["--on"]);
+        assert!(added("on = false\n", &[]).is_empty());
+        assert!(matches!(
+            try_added("on = \"yes\"\n", &[]),
+            Err(ConfigFileError::BadValue {
+                what: "anything but true or false",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn without_path(mut serve: ServeArgs) -> String {
 }
 
 fn defaults_text() -> String {
-    let root = Cli::command();
+    let root = command();
     config_file::defaults(root.find_subcommand("serve").unwrap())
 }
 
@@ -69,7 +69,7 @@ fn the_printed_defaults_are_accepted_unchanged_and_change_nothing() {
 fn the_printed_defaults_name_every_option_of_serve_once() {
     let text = defaults_text();
     let table: toml::Table = text.parse().expect("valid TOML");
-    let root = Cli::command();
+    let root = command();
     for arg in root.find_subcommand("serve").unwrap().get_arguments() {
         let Some(long) = arg.get_long() else { continue };
         if ["config", "help", "version"].contains(&long) {
@@ -99,6 +99,35 @@ fn file_values_apply_to_options_the_command_line_left_alone() {
     assert_eq!(gateway.tcp, Some("127.0.0.1:7000".parse().unwrap()));
     assert_eq!(serve.synchronous, "normal");
     assert_eq!(serve.process.log_format, LogFormat::Json);
+}
+
+#[test]
+fn a_flag_the_file_turns_on_is_turned_off_on_the_command_line() {
+    let config = file("no-nodelay = true\n");
+    let path = config.path().to_str().unwrap();
+    assert!(
+        !serve(&["serve", "--config", path])
+            .gateway
+            .to_config()
+            .socket
+            .nodelay
+    );
+    let serve = serve(&["serve", "--config", path, "--no-nodelay=false"]);
+    assert!(serve.gateway.to_config().socket.nodelay);
+    assert!(
+        !super::tests::serve(&["serve", "--no-nodelay"])
+            .gateway
+            .to_config()
+            .socket
+            .nodelay
+    );
+    assert!(
+        super::tests::serve(&["serve"])
+            .gateway
+            .to_config()
+            .socket
+            .nodelay
+    );
 }
 
 #[test]
@@ -154,7 +183,6 @@ fn unknown_keys_are_refused_with_their_name() {
 fn values_of_the_wrong_shape_are_refused() {
     for (text, what) in [
         ("max-conns = [1, 2]\n", "an array"),
-        ("no-nodelay = \"yes\"\n", "anything but true or false"),
         ("max-conns = { value = 1 }\n", "a table"),
     ] {
         let config = file(text);
@@ -166,6 +194,15 @@ fn values_of_the_wrong_shape_are_refused() {
         .expect_err(text);
         assert!(err.to_string().contains(what), "{text}: {err}");
     }
+    let config = file("no-nodelay = \"yes\"\n");
+    let err = parse(args(&[
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]))
+    .expect_err("not a boolean");
+    assert!(matches!(err, CliError::FileValue { .. }), "{err:?}");
+    assert!(err.to_string().contains("yes"), "{err}");
     let config = file("max-conns = \"lots\"\n");
     let err = parse(args(&[
         "serve",
