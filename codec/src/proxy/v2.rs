@@ -4,7 +4,10 @@
 //! Every refusal that the fixed 16 bytes can justify (version, command, family, transport, a
 //! length over the maximum or too short for the family's addresses) is made from those bytes
 //! alone, before any of the declared length is buffered. TLVs are never interpreted, only walked
-//! to check that each one ends inside the header; a walk over at most the maximum's bytes.
+//! to check that each one ends inside the header; a walk over at most the maximum's bytes. That
+//! includes PP2_TYPE_CRC32C: the spec obliges only a receiver that supports the checksum to
+//! verify it, and a balancer on the trusted list that corrupts its own header is not a threat
+//! the checksum would stop.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
