@@ -16,8 +16,9 @@ use crate::gateway::{
     Admission, ConnId, ConnInfo, Disconnect, Gateway, GatewayConfig, GatewayHandle, Handler,
     Message, Outbox,
 };
+use crate::logic::snowflake::NodeIdOutOfRange;
 use crate::logic::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
-use crate::store::{Store, StoreConfig, StoreThread};
+use crate::store::{SqliteStore, StoreConfig, StoreError, StoreThread};
 
 /// Event batches (one per reactor pass) that may wait for the logic core.
 const INBOUND_BATCHES: usize = 1024;
@@ -77,6 +78,74 @@ impl Outlet for GatewayOutlet {
     }
 }
 
+/// Why the chat server did not start, one variant per step that can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Limits(LimitError),
+    #[error("cannot open the store: {0}")]
+    OpenStore(#[source] StoreError),
+    #[error("cannot load groups: {0}")]
+    LoadGroups(#[source] StoreError),
+    #[error("cannot start the gateway: {0}")]
+    Gateway(#[source] std::io::Error),
+    #[error("cannot start the logic core: {0}")]
+    Logic(#[source] NodeIdOutOfRange),
+    #[error("cannot start the logic core's thread: {0}")]
+    SpawnLogic(#[source] std::io::Error),
+}
+
+/// Settings whose largest packet would not fit in `--max-packet` (docs/protocol.md §1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error(
+        "--max-body {max_body} does not fit in --max-packet {max_packet}: a message and its \
+         envelope would make packets larger than clients may accept (at most {largest_body})"
+    )]
+    BodyOverPacket {
+        max_body: u32,
+        max_packet: usize,
+        largest_body: usize,
+    },
+    #[error(
+        "--group-member-limit {member_limit} does not fit in --max-packet {max_packet}: \
+         GROUP_DETAIL's member list would make packets larger than clients may accept"
+    )]
+    GroupOverPacket {
+        member_limit: usize,
+        max_packet: usize,
+    },
+}
+
+/// Why the login-token secret could not be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no randomness for a secret: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// A running chat server: gateway, logic core and store.
 pub struct ChatServer {
     gateway: Gateway,
@@ -94,16 +163,14 @@ impl ChatServer {
         mut logic: LogicConfig,
         data: PathBuf,
         store: StoreConfigPatch,
-    ) -> Result<ChatServer, String> {
-        let gateway = one_packet_limit(gateway, &mut logic)?;
+    ) -> Result<ChatServer, StartError> {
+        let gateway = one_packet_limit(gateway, &mut logic).map_err(StartError::Limits)?;
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         let mut store_config = StoreConfig::new(data);
         store.apply(&mut store_config);
-        let (store, store_thread) = Store::open(store_config, completions_tx)
-            .map_err(|e| format!("cannot open the store: {e}"))?;
-        let groups = store
-            .load_groups()
-            .map_err(|e| format!("cannot load groups: {e}"))?;
+        let (store, store_thread) =
+            SqliteStore::open(store_config, completions_tx).map_err(StartError::OpenStore)?;
+        let groups = store.load_groups().map_err(StartError::LoadGroups)?;
         logic.idle_timeout = gateway.read_wait;
         // Bounded: when the logic core falls behind, a reactor blocks on this send and stops
         // reading its sockets until the core catches up, so the kernel's flow control pushes
@@ -114,15 +181,15 @@ impl ChatServer {
             to_core: to_core.clone(),
             batch: Vec::new(),
         })
-        .map_err(|e| format!("cannot start the gateway: {e}"))?;
+        .map_err(StartError::Gateway)?;
         let outlet = GatewayOutlet {
             handle: gateway.handle(),
         };
-        let core = LogicCore::new(logic, store, groups, outlet)?;
+        let core = LogicCore::new(logic, store, groups, outlet).map_err(StartError::Logic)?;
         let core = std::thread::Builder::new()
             .name("logic".into())
             .spawn(move || core.run(inbound, completions_rx))
-            .map_err(|e| format!("cannot start the logic core: {e}"))?;
+            .map_err(StartError::SpawnLogic)?;
         Ok(ChatServer {
             gateway,
             to_core,
@@ -170,23 +237,22 @@ impl ChatServer {
 fn one_packet_limit(
     mut gateway: GatewayConfig,
     logic: &mut LogicConfig,
-) -> Result<GatewayConfig, String> {
+) -> Result<GatewayConfig, LimitError> {
     use switchboard_protocol::limits::{group_detail_max_payload, max_body_within};
     let max_packet = gateway.max_packet;
     let largest_body = max_body_within(max_packet);
     if logic.max_body as usize > largest_body {
-        return Err(format!(
-            "--max-body {} does not fit in --max-packet {max_packet}: a message and its \
-             envelope would make packets larger than clients may accept (at most {largest_body})",
-            logic.max_body
-        ));
+        return Err(LimitError::BodyOverPacket {
+            max_body: logic.max_body,
+            max_packet,
+            largest_body,
+        });
     }
     if group_detail_max_payload(logic.group_member_limit) > max_packet {
-        return Err(format!(
-            "--group-member-limit {} does not fit in --max-packet {max_packet}: GROUP_DETAIL's \
-             member list would make packets larger than clients may accept",
-            logic.group_member_limit
-        ));
+        return Err(LimitError::GroupOverPacket {
+            member_limit: logic.group_member_limit,
+            max_packet,
+        });
     }
     gateway.max_message = max_packet + switchboard_codec::packet::HEADER_LEN;
     logic.max_packet = max_packet;
@@ -196,27 +262,32 @@ fn one_packet_limit(
 /// The login-token secret kept in the data directory when none is configured: 32 random bytes,
 /// hex-encoded, in `DIR/jwt-secret` (mode 0600), created on first start. A first run then
 /// needs no setup, and `switchboard token --data DIR` mints tokens that this server accepts.
-pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
+pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, SecretError> {
     let path = dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => return Ok(text.trim().as_bytes().to_vec()),
-        Ok(_) => return Err(format!("{} is empty", path.display())),
+        Ok(_) => return Err(SecretError::Empty { path }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(SecretError::Read { path, source }),
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| SecretError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| format!("no randomness for a secret: {e}"))?;
+    getrandom::fill(&mut raw).map_err(SecretError::Random)?;
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, hex.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut file = match options.open(&path) {
+        Ok(file) => file,
+        Err(source) => return Err(SecretError::Create { path, source }),
+    };
+    if let Err(source) = std::io::Write::write_all(&mut file, hex.as_bytes()) {
+        return Err(SecretError::Write { path, source });
+    }
     tracing::warn!(path = %path.display(), "no --jwt-secret: generated one; mint tokens with `switchboard token --data DIR`");
     Ok(hex.into_bytes())
 }

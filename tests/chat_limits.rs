@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use chat_common::{unique_user, ChatClient, TestServer, Transport, BOTH, IO_TIMEOUT};
 use switchboard::gateway::GatewayConfig;
 use switchboard::logic::LogicConfig;
-use switchboard::serve::{ChatServer, StoreConfigPatch};
+use switchboard::serve::{ChatServer, LimitError, StartError, StoreConfigPatch};
 use switchboard_codec::packet::{DEFAULT_MAX_PAYLOAD, HEADER_LEN};
 use switchboard_codec::ws::CloseCode;
 use switchboard_protocol::{limits, ChatMessage, Request, ServerPacket, Status, Target, Text};
@@ -199,9 +199,23 @@ fn limits_whose_packets_would_not_fit_are_refused_at_start() {
     let members = limits::DEFAULT_GROUP_MEMBER_LIMIT;
     assert!(start(largest, members).is_ok());
     let error = start(largest + 1, members).expect_err("a body that cannot be pushed");
-    assert!(error.contains("--max-body"), "{error}");
+    assert!(
+        matches!(error, StartError::Limits(LimitError::BodyOverPacket { .. })),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("--max-body"), "{error}");
     let error = start(1024, 20_000).expect_err("a member list that cannot be sent");
-    assert!(error.contains("--group-member-limit"), "{error}");
+    assert!(
+        matches!(
+            error,
+            StartError::Limits(LimitError::GroupOverPacket { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("--group-member-limit"),
+        "{error}"
+    );
 }
 
 #[test]

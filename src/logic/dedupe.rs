@@ -10,29 +10,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use switchboard_protocol::Command;
-
-use super::session::ConnKey;
+use super::tickets::Asker;
 
 /// The dedupe key: the sender (from the session) and its id for the message.
 pub type DedupeKey = (Arc<str>, u64);
-
-/// A request waiting for a message's commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waiter {
-    /// Who asked.
-    pub conn: ConnKey,
-    /// The request's seq.
-    pub seq: u32,
-    /// SEND or GROUP_SEND.
-    pub command: Command,
-}
 
 /// What the window knows of a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DedupeEntry {
     /// Submitted to the store; these requests wait for its commit.
-    Pending(Vec<Waiter>),
+    Pending(Vec<Asker>),
     /// Stored with this id and time.
     Done {
         /// The message's id.
@@ -66,7 +53,7 @@ impl Dedupe {
     }
 
     /// Records a pair just submitted to the store, with its first requester.
-    pub fn insert_pending(&mut self, key: DedupeKey, waiter: Waiter) {
+    pub fn insert_pending(&mut self, key: DedupeKey, waiter: Asker) {
         self.entries
             .insert(key.clone(), DedupeEntry::Pending(vec![waiter]));
         self.order.push_back(key);
@@ -74,7 +61,7 @@ impl Dedupe {
     }
 
     /// The store committed the pair: returns every request waiting for it.
-    pub fn complete(&mut self, key: &DedupeKey, msg_id: u64, time_ms: u64) -> Vec<Waiter> {
+    pub fn complete(&mut self, key: &DedupeKey, msg_id: u64, time_ms: u64) -> Vec<Asker> {
         match self
             .entries
             .insert(key.clone(), DedupeEntry::Done { msg_id, time_ms })
@@ -85,7 +72,7 @@ impl Dedupe {
     }
 
     /// The store failed the pair: forget it (a resend may try again) and return its waiters.
-    pub fn fail(&mut self, key: &DedupeKey) -> Vec<Waiter> {
+    pub fn fail(&mut self, key: &DedupeKey) -> Vec<Asker> {
         match self.entries.remove(key) {
             Some(DedupeEntry::Pending(waiters)) => waiters,
             _ => Vec::new(),
@@ -125,13 +112,15 @@ impl Dedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::session::ConnKey;
+    use switchboard_protocol::Command;
 
     fn key(user: &str, id: u64) -> DedupeKey {
         (Arc::from(user), id)
     }
 
-    fn waiter(conn: ConnKey, seq: u32) -> Waiter {
-        Waiter {
+    fn asker(conn: ConnKey, seq: u32) -> Asker {
+        Asker {
             conn,
             seq,
             command: Command::Send,
@@ -141,13 +130,13 @@ mod tests {
     #[test]
     fn waiters_are_answered_once_when_the_store_commits() {
         let mut window = Dedupe::new(10);
-        window.insert_pending(key("alice", 1), waiter(1, 10));
+        window.insert_pending(key("alice", 1), asker(1, 10));
         match window.get_mut(&key("alice", 1)) {
-            Some(DedupeEntry::Pending(waiters)) => waiters.push(waiter(2, 20)),
+            Some(DedupeEntry::Pending(waiters)) => waiters.push(asker(2, 20)),
             other => panic!("expected pending, got {other:?}"),
         }
         let answered = window.complete(&key("alice", 1), 99, 1234);
-        assert_eq!(answered, vec![waiter(1, 10), waiter(2, 20)]);
+        assert_eq!(answered, vec![asker(1, 10), asker(2, 20)]);
         assert_eq!(
             window.get_mut(&key("alice", 1)),
             Some(&mut DedupeEntry::Done {
@@ -161,25 +150,25 @@ mod tests {
     #[test]
     fn same_client_id_from_another_sender_is_another_message() {
         let mut window = Dedupe::new(10);
-        window.insert_pending(key("alice", 1), waiter(1, 1));
+        window.insert_pending(key("alice", 1), asker(1, 1));
         assert!(window.get_mut(&key("bob", 1)).is_none());
     }
 
     #[test]
     fn a_failure_forgets_the_pair() {
         let mut window = Dedupe::new(10);
-        window.insert_pending(key("alice", 1), waiter(1, 1));
-        assert_eq!(window.fail(&key("alice", 1)), vec![waiter(1, 1)]);
+        window.insert_pending(key("alice", 1), asker(1, 1));
+        assert_eq!(window.fail(&key("alice", 1)), vec![asker(1, 1)]);
         assert!(window.get_mut(&key("alice", 1)).is_none());
     }
 
     #[test]
     fn the_window_forgets_the_oldest_finished_but_never_a_pending_one() {
         let mut window = Dedupe::new(2);
-        window.insert_pending(key("a", 1), waiter(1, 1)); // stays pending
-        window.insert_pending(key("a", 2), waiter(1, 2));
+        window.insert_pending(key("a", 1), asker(1, 1)); // stays pending
+        window.insert_pending(key("a", 2), asker(1, 2));
         window.complete(&key("a", 2), 2, 2);
-        window.insert_pending(key("a", 3), waiter(1, 3));
+        window.insert_pending(key("a", 3), asker(1, 3));
         window.complete(&key("a", 3), 3, 3);
         assert!(window.len() <= 2 + 1);
         assert!(matches!(

@@ -1,150 +1,125 @@
-//! The logic core's cache of groups and their members.
+//! GROUP_CREATE, GROUP_JOIN, GROUP_QUIT and GROUP_DETAIL, answered from the group cache and
+//! committed through the store.
 //!
-//! The store is the record; this cache answers "is the sender a member?" and "who gets this
-//! message?" without a disk read per message (the design document's concern: a 1,000-member
-//! group must not cost 1,000 lookups in a transactional database). It is loaded whole at
-//! start-up and changed only after the store has committed the change, so it never shows a
-//! membership the store does not have.
+//! The cache changes only on a committed completion. A join counts against the member limit
+//! from the moment it is submitted until its completion (see `group_cache.rs`), so joins in
+//! flight together can never commit a group past the limit.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// One group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    /// Display name.
-    pub name: Arc<str>,
-    /// The creator.
-    pub owner: Arc<str>,
-    /// Members, the owner included.
-    pub members: HashSet<Arc<str>>,
-}
+use switchboard_protocol::{GroupCreated, GroupDetailOk, ResponseBody, Status, Text};
 
-/// Why a membership change was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No group with that id.
-    NotFound,
-    /// The group already has the configured maximum of members.
-    Full,
-    /// The user is not a member (quitting, or sending).
-    NotMember,
-}
+use super::core::LogicCore;
+use super::group_cache::Group;
+use super::messaging::refusal_status;
+use super::outlet::Outlet;
+use super::tickets::{Asker, Then};
+use crate::store::{Completion, GroupRecord, Store, StoreRequest};
 
-/// Every group, by id.
-#[derive(Debug, Default)]
-pub struct GroupDirectory {
-    groups: HashMap<u64, Group>,
-    member_limit: usize,
-}
+impl<S: Store, O: Outlet> LogicCore<S, O> {
+    pub(super) fn group_create(&mut self, asker: Asker, owner: Arc<str>, name: &Text, members: &[Text]) {
+        let mut all: Vec<Arc<str>> = Vec::with_capacity(members.len() + 1);
+        all.push(owner.clone());
+        for member in members {
+            if !all.iter().any(|m| **m == *member.as_str()) {
+                all.push(Arc::from(member.as_str()));
+            }
+        }
+        if all.len() > self.groups.member_limit() {
+            return self.refuse(asker, Status::GROUP_FULL);
+        }
+        let Ok(id) = self.ids.next_id(self.now_ms) else {
+            return self.refuse(asker, Status::INTERNAL);
+        };
+        let group = GroupRecord {
+            id,
+            name: Box::from(name.as_str()),
+            owner: Box::from(&*owner),
+            members: all.iter().map(|m| Box::from(&**m)).collect(),
+        };
+        let cached = Group {
+            name: Arc::from(name.as_str()),
+            owner,
+            members: all.into_iter().collect(),
+        };
+        let then = Then::Created { id, group: cached };
+        self.ask_store(asker, then, |ticket| StoreRequest::GroupCreate { ticket, group });
+    }
 
-impl GroupDirectory {
-    /// An empty directory that refuses groups above `member_limit` members.
-    pub fn new(member_limit: usize) -> Self {
-        GroupDirectory {
-            groups: HashMap::new(),
-            member_limit,
+    pub(super) fn group_join(&mut self, asker: Asker, user: Arc<str>, group_id: u64) {
+        if let Err(refusal) = self.groups.begin_join(group_id, &user) {
+            return self.refuse(asker, refusal_status(refusal));
+        }
+        let stored_user = Box::from(&*user);
+        let then = Then::Joined {
+            id: group_id,
+            user: user.clone(),
+        };
+        let join = |ticket| StoreRequest::GroupJoin {
+            ticket,
+            group_id,
+            user: stored_user,
+        };
+        if !self.ask_store(asker, then, join) {
+            self.groups.finish_join(group_id, &user, false);
         }
     }
 
-    /// The member limit.
-    pub fn member_limit(&self) -> usize {
-        self.member_limit
+    pub(super) fn group_quit(&mut self, asker: Asker, user: Arc<str>, group_id: u64) {
+        if let Err(refusal) = self.groups.check_member(group_id, &user) {
+            return self.refuse(asker, refusal_status(refusal));
+        }
+        let stored_user = Box::from(&*user);
+        let then = Then::Quit { id: group_id, user };
+        self.ask_store(asker, then, |ticket| StoreRequest::GroupQuit {
+            ticket,
+            group_id,
+            user: stored_user,
+        });
     }
 
-    /// Adds a group the store has committed (or loaded).
-    pub fn insert(&mut self, id: u64, group: Group) {
-        self.groups.insert(id, group);
+    pub(super) fn group_detail(&mut self, asker: Asker, group_id: u64) {
+        let Some(group) = self.groups.get(group_id) else {
+            return self.refuse(asker, Status::NOT_FOUND);
+        };
+        let mut members: Vec<Text> = group.members.iter().map(|m| Text::from(&**m)).collect();
+        members.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        let body = ResponseBody::GroupDetail(GroupDetailOk {
+            name: Text::from(&*group.name),
+            owner: Text::from(&*group.owner),
+            members,
+        });
+        self.reply(asker, body);
     }
 
-    /// A group by id.
-    pub fn get(&self, id: u64) -> Option<&Group> {
-        self.groups.get(&id)
+    pub(super) fn on_created(&mut self, asker: Asker, id: u64, group: Group, done: Completion) {
+        match done {
+            Completion::Done { .. } => {
+                self.groups.insert(id, group);
+                let created = GroupCreated { group_id: id };
+                self.reply(asker, ResponseBody::GroupCreate(created));
+            }
+            other => self.store_failed(asker, &other),
+        }
     }
 
-    /// Whether `user` may send to group `id`.
-    pub fn check_member(&self, id: u64, user: &str) -> Result<&Group, Refusal> {
-        let group = self.groups.get(&id).ok_or(Refusal::NotFound)?;
-        if group.members.contains(user) {
-            Ok(group)
+    pub(super) fn on_joined(&mut self, asker: Asker, id: u64, user: Arc<str>, done: Completion) {
+        let committed = matches!(done, Completion::Done { .. });
+        self.groups.finish_join(id, &user, committed);
+        if committed {
+            self.reply(asker, ResponseBody::GroupJoin);
         } else {
-            Err(Refusal::NotMember)
+            self.store_failed(asker, &done);
         }
     }
 
-    /// Whether `user` may join group `id` (checked before asking the store).
-    pub fn check_join(&self, id: u64, user: &str) -> Result<(), Refusal> {
-        let group = self.groups.get(&id).ok_or(Refusal::NotFound)?;
-        if !group.members.contains(user) && group.members.len() >= self.member_limit {
-            return Err(Refusal::Full);
+    pub(super) fn on_quit(&mut self, asker: Asker, id: u64, user: Arc<str>, done: Completion) {
+        match done {
+            Completion::Done { .. } => {
+                self.groups.quit(id, &user);
+                self.reply(asker, ResponseBody::GroupQuit);
+            }
+            other => self.store_failed(asker, &other),
         }
-        Ok(())
-    }
-
-    /// Records a join the store has committed.
-    pub fn join(&mut self, id: u64, user: Arc<str>) {
-        if let Some(group) = self.groups.get_mut(&id) {
-            group.members.insert(user);
-        }
-    }
-
-    /// Records a quit the store has committed.
-    pub fn quit(&mut self, id: u64, user: &str) {
-        if let Some(group) = self.groups.get_mut(&id) {
-            group.members.remove(user);
-        }
-    }
-
-    /// Number of groups.
-    pub fn len(&self) -> usize {
-        self.groups.len()
-    }
-
-    /// Whether there are no groups.
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(members: &[&str]) -> Group {
-        Group {
-            name: Arc::from("g"),
-            owner: Arc::from(members[0]),
-            members: members.iter().map(|m| Arc::from(*m)).collect(),
-        }
-    }
-
-    #[test]
-    fn membership_checks() {
-        let mut dir = GroupDirectory::new(3);
-        dir.insert(7, group(&["alice", "bob"]));
-        assert!(dir.check_member(7, "alice").is_ok());
-        assert_eq!(
-            dir.check_member(7, "carol").unwrap_err(),
-            Refusal::NotMember
-        );
-        assert_eq!(dir.check_member(8, "alice").unwrap_err(), Refusal::NotFound);
-    }
-
-    #[test]
-    fn join_respects_the_limit_and_rejoining_is_not_growth() {
-        let mut dir = GroupDirectory::new(3);
-        dir.insert(7, group(&["alice", "bob"]));
-        assert_eq!(dir.check_join(7, "carol"), Ok(()));
-        dir.join(7, Arc::from("carol"));
-        assert_eq!(dir.check_join(7, "dave"), Err(Refusal::Full));
-        assert_eq!(
-            dir.check_join(7, "bob"),
-            Ok(()),
-            "a member joining again adds nobody"
-        );
-        assert_eq!(dir.check_join(9, "bob"), Err(Refusal::NotFound));
-        dir.quit(7, "carol");
-        assert_eq!(dir.check_join(7, "dave"), Ok(()));
-        assert_eq!(dir.get(7).unwrap().members.len(), 2);
     }
 }

@@ -1,14 +1,29 @@
 //! The logic core: users, sessions, messages, groups.
 //!
 //! It turns inbound frames into chat: who is logged in where, what a message is, who gets it.
-//! It knows nothing of sockets: connections are ids, time comes in as an argument, and bytes
-//! go out through an [`Outlet`] the gateway implements.
+//! It knows nothing of sockets: connections are ids, time comes in as an argument, bytes go
+//! out through an [`Outlet`] the gateway implements, and the store is a [`crate::store::Store`]
+//! answered by tickets and completions. `core.rs` dispatches; each concern has its file.
 
+mod config;
 pub mod core;
 pub mod dedupe;
-pub mod groups;
+mod driver;
+pub mod group_cache;
+mod groups;
+mod login;
+mod messaging;
+mod outlet;
 pub mod session;
 pub mod snowflake;
+mod sync;
+mod tickets;
 pub mod token;
 
-pub use self::core::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
+#[cfg(test)]
+mod tests;
+
+pub use self::config::LogicConfig;
+pub use self::core::{Inbound, LogicCore};
+pub use self::outlet::{CloseWhy, Outlet};
+pub use self::tickets::Asker;

@@ -30,10 +30,25 @@ pub enum StoreError {
     /// stored and retrying later may succeed.
     #[error("the database stayed locked past the busy timeout; nothing of this batch was stored")]
     Locked,
-    /// The batch's transaction could not begin or commit, or SQLite rolled it back (disk
-    /// full, I/O error): nothing of the batch was stored.
+    /// The batch's BEGIN or COMMIT failed with this SQLite result code (disk full, I/O
+    /// error): nothing of the batch was stored.
     #[error("the batch's transaction failed ({detail}); nothing of this batch was stored")]
     TransactionFailed { code: i32, detail: Box<str> },
+    /// SQLite rolled the batch's transaction back by itself while serving one of its requests
+    /// (an I/O error, a full disk): nothing of the batch was stored.
+    #[error("SQLite rolled the batch back ({cause}); nothing of this batch was stored")]
+    RolledBack { cause: Box<StoreError> },
+    /// A request failed after it had written, so the whole batch was rolled back: nothing of
+    /// the batch was stored, and retrying the other requests may succeed.
+    #[error("a request failed after writing ({cause}); nothing of this batch was stored")]
+    FailedAfterWriting { cause: Box<StoreError> },
+    /// SQLite would not put the database in WAL mode (a filesystem without shared memory):
+    /// readers would block the writer, so the store does not open.
+    #[error("the database refused WAL mode (journal_mode is {mode})")]
+    WalRefused { mode: Box<str> },
+    /// The operating system would not start the store thread.
+    #[error("cannot start the store thread: {detail}")]
+    ThreadSpawn { detail: Box<str> },
     /// Any other SQLite error while serving one request.
     #[error("sqlite: {detail}")]
     Sqlite { code: i32, detail: Box<str> },

@@ -23,7 +23,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 pub use error::{StoreError, SubmitError};
 pub use request::{
-    AppendOutcome, Completion, GroupRecord, StoreRequest, StoredMessage, Target, Ticket,
+    AppendOutcome, Completion, GroupRecord, Store, StoreRequest, StoredMessage, Target, Ticket,
 };
 
 /// How hard a commit tries to reach the disk.
@@ -73,17 +73,17 @@ impl StoreConfig {
 
 const DATABASE_FILE: &str = "switchboard.db";
 
-/// A cloneable handle to the store thread. Dropping every handle closes the queue: the thread
-/// serves what is queued, commits, and exits.
+/// A cloneable handle to the SQLite store thread, the embedded [`Store`]. Dropping every
+/// handle closes the queue: the thread serves what is queued, commits, and exits.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqliteStore {
     requests: Sender<StoreRequest>,
     path: PathBuf,
     busy_timeout: Duration,
 }
 
-/// The store thread; [`StoreThread::join`] waits for it to finish after the last [`Store`]
-/// handle is dropped.
+/// The store thread; [`StoreThread::join`] waits for it to finish after the last
+/// [`SqliteStore`] handle is dropped.
 #[derive(Debug)]
 pub struct StoreThread {
     handle: JoinHandle<Result<(), StoreError>>,
@@ -97,14 +97,14 @@ impl StoreThread {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Creates the directory and the database if needed, brings the schema up to date, and
     /// starts the store thread, which sends every completion to `completions`. If that channel
     /// is bounded and full, the thread waits for room, and the request queue then pushes back.
     pub fn open(
         config: StoreConfig,
         completions: Sender<Completion>,
-    ) -> Result<(Store, StoreThread), StoreError> {
+    ) -> Result<(SqliteStore, StoreThread), StoreError> {
         std::fs::create_dir_all(&config.dir).map_err(|e| StoreError::CreateDir {
             path: config.dir.clone(),
             detail: e.to_string().into(),
@@ -126,11 +126,10 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || writer.run())
-            .map_err(|e| StoreError::TransactionFailed {
-                code: -1,
-                detail: format!("cannot start the store thread: {e}").into(),
+            .map_err(|e| StoreError::ThreadSpawn {
+                detail: e.to_string().into(),
             })?;
-        let store = Store {
+        let store = SqliteStore {
             requests,
             path,
             busy_timeout: config.busy_timeout,
@@ -164,5 +163,11 @@ impl Store {
 
     pub fn database_path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Store for SqliteStore {
+    fn submit(&mut self, request: StoreRequest) -> Result<(), SubmitError> {
+        SqliteStore::submit(self, request)
     }
 }

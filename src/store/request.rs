@@ -1,11 +1,28 @@
 //! What the logic core asks of the store and what comes back: plain data, no SQL, no sockets.
 //!
 //! Every request carries a caller-chosen [`Ticket`] and gets exactly one [`Completion`] with that
-//! ticket. Ids are the logic core's snowflakes; the store never invents an id.
+//! ticket. Ids are the logic core's snowflakes; the store never invents an id. [`Store`] is the
+//! seam an engine implements (SQLite today, PostgreSQL next): a queue that never blocks.
 
 use bytes::Bytes;
 
-use super::error::StoreError;
+use super::error::{StoreError, SubmitError};
+
+/// A store engine as the logic core sees it: requests in, completions out, never a wait.
+///
+/// Contract, for every implementation:
+/// - `submit` returns at once. A request it takes is answered by exactly one [`Completion`]
+///   with the request's ticket, delivered on the completion channel the engine was opened
+///   with, and only after the request's effects are durable (committed).
+/// - A request it does not take comes back in the error: [`SubmitError::Busy`] when its
+///   bounded queue is full (the caller answers BUSY and buffers nothing),
+///   [`SubmitError::Stopped`] when the engine is gone.
+/// - Completions of one engine arrive in commit order, so a cache updated from them (the
+///   logic core's groups) follows the committed state.
+pub trait Store {
+    /// Queues `request` without blocking.
+    fn submit(&mut self, request: StoreRequest) -> Result<(), SubmitError>;
+}
 
 /// Chosen by the caller, handed back in the request's completion.
 pub type Ticket = u64;

@@ -70,10 +70,7 @@ pub(crate) fn open_connection(
     // without shared memory) would silently lose the one-writer-many-readers guarantee.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::TransactionFailed {
-            code: -1,
-            detail: format!("journal_mode is {mode}, WAL was refused").into(),
-        });
+        return Err(StoreError::WalRefused { mode: mode.into() });
     }
     let sync = match synchronous {
         Synchronous::Full => "FULL",

@@ -16,7 +16,7 @@ use super::*;
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Harness {
-    store: Store,
+    store: SqliteStore,
     thread: StoreThread,
     completions: Receiver<Completion>,
 }
@@ -24,7 +24,7 @@ struct Harness {
 impl Harness {
     fn open(config: StoreConfig) -> Harness {
         let (tx, completions) = crossbeam_channel::unbounded();
-        let (store, thread) = Store::open(config, tx).expect("open store");
+        let (store, thread) = SqliteStore::open(config, tx).expect("open store");
         Harness {
             store,
             thread,
@@ -650,7 +650,7 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
             Completion::Done { ticket: 1000 }
                 | Completion::Failed {
                     ticket: 1000,
-                    error: StoreError::TransactionFailed { .. }
+                    error: StoreError::FailedAfterWriting { .. }
                 }
         ),
         "{first:?}"
@@ -660,7 +660,7 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
         assert!(
             matches!(
                 &completion,
-                Completion::Failed { ticket: t, error: StoreError::TransactionFailed { .. } }
+                Completion::Failed { ticket: t, error: StoreError::FailedAfterWriting { .. } }
                     if *t == ticket
             ),
             "request {ticket}: {completion:?}"

@@ -142,15 +142,13 @@ impl StoreWriter {
                 Err(error) => {
                     if self.conn.is_autocommit() {
                         // SQLite rolled the whole transaction back (I/O error, disk full).
-                        return Err(BatchAborted(StoreError::TransactionFailed {
-                            code: -1,
-                            detail: format!("rolled back by SQLite: {error}").into(),
+                        return Err(BatchAborted(StoreError::RolledBack {
+                            cause: Box::new(error),
                         }));
                     }
                     if self.conn.total_changes() != changes_before {
-                        return Err(BatchAborted(StoreError::TransactionFailed {
-                            code: -1,
-                            detail: format!("a request failed after writing: {error}").into(),
+                        return Err(BatchAborted(StoreError::FailedAfterWriting {
+                            cause: Box::new(error),
                         }));
                     }
                     self.done.push(Completion::Failed {

@@ -18,7 +18,7 @@ use clap::{Parser, ValueEnum};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use switchboard::logic::{token, CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
-use switchboard::store::{Store, StoreConfig, Synchronous};
+use switchboard::store::{SqliteStore, StoreConfig, Synchronous};
 use switchboard_codec::packet::{PacketRef, HEADER_LEN};
 use switchboard_codec::Decoded;
 use switchboard_protocol::{Push, Request, ResponseBody, ServerPacket, Text};
@@ -260,7 +260,7 @@ fn run(setup: Setup, dir: PathBuf) -> Result<Outcome, BoxError> {
         queue: setup.window.max(StoreConfig::new(&dir).queue),
         ..StoreConfig::new(&dir)
     };
-    let (store, store_thread) = Store::open(store_config, completions_tx)?;
+    let (store, store_thread) = SqliteStore::open(store_config, completions_tx)?;
     let groups = store.load_groups()?;
     let (events_tx, events) = crossbeam_channel::unbounded();
     let logic = LogicConfig {

@@ -1,0 +1,44 @@
+//! The logic core's settings.
+
+use std::time::Duration;
+
+use switchboard_protocol::limits;
+
+/// The logic core's settings.
+#[derive(Debug, Clone)]
+pub struct LogicConfig {
+    /// Snowflake node id (0..=1023); distinct per node sharing a store.
+    pub node_id: u16,
+    /// The HS256 secret the application's backend signs login tokens with.
+    pub jwt_secret: Vec<u8>,
+    /// A new connection must log in within this time.
+    pub login_timeout: Duration,
+    /// Largest message body accepted.
+    pub max_body: u32,
+    /// The gateway's read-wait, told to clients so they can pace their heartbeats.
+    pub idle_timeout: Duration,
+    /// Largest group.
+    pub group_member_limit: usize,
+    /// Largest packet payload the gateway carries (SYNC_FETCH responses stay under it).
+    pub max_packet: usize,
+    /// Recent (sender, client_msg_id) pairs remembered to answer resends without the store.
+    pub dedupe_window: usize,
+    /// Messages older than this are never synced, even before the store's purge removes them.
+    pub retention: Duration,
+}
+
+impl Default for LogicConfig {
+    fn default() -> Self {
+        LogicConfig {
+            node_id: 1,
+            jwt_secret: Vec::new(),
+            login_timeout: Duration::from_millis(u64::from(limits::DEFAULT_LOGIN_DEADLINE_MS)),
+            max_body: limits::DEFAULT_MAX_BODY,
+            idle_timeout: Duration::from_millis(u64::from(limits::DEFAULT_IDLE_TIMEOUT_MS)),
+            group_member_limit: limits::DEFAULT_GROUP_MEMBER_LIMIT,
+            max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
+            dedupe_window: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}

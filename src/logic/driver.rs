@@ -1,0 +1,48 @@
+//! The logic core's thread: the only place that reads the clock and waits on channels.
+//!
+//! It feeds the sans-I/O [`LogicCore`] the gateway's event batches and the store's
+//! completions as they come, each with the time it is handled, and wakes for the core's next
+//! deadline. Never waits on anything but its two inputs.
+
+use std::time::Duration;
+
+use crossbeam_channel::{select, Receiver};
+
+use super::core::{Inbound, LogicCore};
+use super::outlet::Outlet;
+use super::snowflake::unix_now_ms;
+use crate::store::{Completion, Store};
+
+/// The longest sleep without input: wall-clock time may jump, so deadlines are looked at
+/// again at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+impl<S: Store, O: Outlet> LogicCore<S, O> {
+    /// Runs until the gateway side hangs up (every inbound sender dropped).
+    pub fn run(mut self, inbound: Receiver<Vec<Inbound>>, completions: Receiver<Completion>) {
+        loop {
+            let sleep = match self.next_timeout() {
+                Some(deadline) => Duration::from_millis(deadline.saturating_sub(unix_now_ms())),
+                None => MAX_SLEEP,
+            };
+            select! {
+                recv(inbound) -> batch => match batch {
+                    Ok(batch) => {
+                        let now = unix_now_ms();
+                        for event in batch {
+                            self.handle_inbound(event, now);
+                        }
+                    }
+                    Err(_) => return,
+                },
+                recv(completions) -> completion => {
+                    if let Ok(completion) = completion {
+                        self.handle_completion(completion, unix_now_ms());
+                    }
+                },
+                default(sleep.min(MAX_SLEEP)) => {}
+            }
+            self.handle_timeout(unix_now_ms());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Logins and sessions: opening, LOGIN, LOGOUT, the login deadline, kicks, and the rules that
+//! drop connections breaking the protocol (malformed requests, commands outside the request
+//! range, messages that are not one packet).
+//!
+//! Every path that ends a connection here removes it from the session table before telling
+//! the outlet, so a late packet or completion for it finds nothing and does nothing.
+
+use std::sync::Arc;
+
+use switchboard_protocol::{
+    limits, KickReason, LoginOk, Request, RequestError, ResponseBody, Status,
+};
+use tracing::{debug, info};
+
+use super::core::LogicCore;
+use super::outlet::{CloseWhy, Outlet};
+use super::session::{ConnKey, ConnState, Login};
+use super::tickets::Asker;
+use crate::store::Store;
+
+impl<S: Store, O: Outlet> LogicCore<S, O> {
+    pub(super) fn on_opened(&mut self, conn: ConnKey) {
+        let deadline = self.now_ms + self.config.login_timeout.as_millis() as u64;
+        self.sessions.open(conn, deadline);
+        self.login_deadlines.push_back((deadline, conn));
+    }
+
+    pub(super) fn on_closed(&mut self, conn: ConnKey) {
+        self.sessions.remove(conn);
+    }
+
+    /// KICKED(SERVER_SHUTDOWN) to every logged-in connection, then the answer on `done`.
+    pub(super) fn on_shutdown(&mut self, done: crossbeam_channel::Sender<()>) {
+        let text = "server shutting down";
+        if let Some(packet) = self.replies.kicked(KickReason::SERVER_SHUTDOWN, text) {
+            for conn in self.sessions.logged_in() {
+                self.replies.push(conn, packet.clone());
+            }
+        }
+        let _ = done.send(());
+    }
+
+    /// Closes the connections whose login deadline has passed without a LOGIN.
+    pub(super) fn expire_logins(&mut self) {
+        while let Some(&(deadline, conn)) = self.login_deadlines.front() {
+            if deadline > self.now_ms {
+                break;
+            }
+            self.login_deadlines.pop_front();
+            // A reused key or a logged-in connection has another state: leave it alone.
+            if let Some(ConnState::AwaitingLogin { deadline_ms }) = self.sessions.state(conn) {
+                if *deadline_ms == deadline {
+                    debug!(conn, "no LOGIN within the login timeout");
+                    self.drop_connection(conn, CloseWhy::LoginTimeout);
+                }
+            }
+        }
+    }
+
+    /// A request on a connection not logged in: LOGIN, or a refusal and the close.
+    pub(super) fn before_login(&mut self, asker: Asker, request: Request) {
+        match request {
+            Request::Login { token, .. } => self.login(asker, token.as_str()),
+            _ => {
+                self.refuse(asker, Status::NOT_LOGGED_IN);
+                self.drop_connection(asker.conn, CloseWhy::LoginFailed);
+            }
+        }
+    }
+
+    fn login(&mut self, asker: Asker, token: &str) {
+        let conn = asker.conn;
+        let identity = match self.tokens.verify(token, self.now_ms / 1000) {
+            Ok(identity) => identity,
+            Err(error) => {
+                let status = if error.is_expired() {
+                    Status::TOKEN_EXPIRED
+                } else {
+                    Status::INVALID_TOKEN
+                };
+                info!(conn, %error, "login refused");
+                self.refuse(asker, status);
+                return self.drop_connection(conn, CloseWhy::LoginFailed);
+            }
+        };
+        let user: Arc<str> = Arc::from(identity.user.as_str());
+        let device: Arc<str> = Arc::from(identity.device.as_str());
+        if let Some(Login::Replaced { previous }) =
+            self.sessions.login(conn, user.clone(), device.clone())
+        {
+            info!(user = %user, device = %device, "same device kind logged in again: kicking the older connection");
+            let text = "logged in elsewhere with the same device kind";
+            self.replies
+                .push_kicked(previous, KickReason::LOGGED_IN_ELSEWHERE, text);
+            self.replies.close(previous, CloseWhy::Kicked);
+        }
+        let body = ResponseBody::Login(LoginOk {
+            user: (&*user).into(),
+            device: (&*device).into(),
+            server_time_ms: self.now_ms,
+            idle_timeout_ms: u32::try_from(self.config.idle_timeout.as_millis())
+                .unwrap_or(u32::MAX),
+            max_body: self.config.max_body,
+        });
+        self.reply(asker, body);
+    }
+
+    pub(super) fn logout(&mut self, asker: Asker) {
+        self.reply(asker, ResponseBody::Logout);
+        self.drop_connection(asker.conn, CloseWhy::Logout);
+    }
+
+    /// A WebSocket message that is not exactly one Switchboard packet.
+    pub(super) fn on_not_one_packet(&mut self, conn: ConnKey) {
+        info!(
+            conn,
+            "closing: a message that is not exactly one Switchboard packet"
+        );
+        self.drop_connection(conn, CloseWhy::Garbage);
+    }
+
+    /// A request that did not decode: answered (MALFORMED or UNKNOWN_COMMAND). An unknown
+    /// command never counts toward a kick (docs/protocol.md §5: newer clients can fall back);
+    /// a malformed one drops the connection at once before login, and after it on the
+    /// `MALFORMED_IN_A_ROW_LIMIT`th in a row.
+    pub(super) fn on_undecodable(&mut self, conn: ConnKey, error: RequestError) {
+        self.replies.refuse_undecodable(conn, &error);
+        if let RequestError::UnknownCommand { .. } = error {
+            return;
+        }
+        let logged_in = self.sessions.user_of(conn).is_some();
+        let strikes = self.sessions.note_garbage(conn);
+        if logged_in && strikes < limits::MALFORMED_IN_A_ROW_LIMIT {
+            return;
+        }
+        info!(conn, %error, strikes, "closing: requests that do not parse");
+        self.drop_violator(conn, "too many malformed requests in a row");
+    }
+
+    /// Closes a connection that broke the protocol; a logged-in one hears why first
+    /// (docs/protocol.md §5: KICKED, PROTOCOL_VIOLATION).
+    pub(super) fn drop_violator(&mut self, conn: ConnKey, text: &'static str) {
+        if self.sessions.user_of(conn).is_some() {
+            self.replies
+                .push_kicked(conn, KickReason::PROTOCOL_VIOLATION, text);
+        }
+        self.drop_connection(conn, CloseWhy::Garbage);
+    }
+
+    /// Forgets the connection, then asks the gateway to close it.
+    fn drop_connection(&mut self, conn: ConnKey, why: CloseWhy) {
+        self.sessions.remove(conn);
+        self.replies.close(conn, why);
+    }
+}

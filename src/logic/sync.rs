@@ -1,0 +1,127 @@
+//! SYNC_INDEX, SYNC_FETCH and SYNC_ACK: reading an inbox back, and moving a device's position.
+//!
+//! Retention is applied here as well as in the store: a message older than the retention
+//! window is never listed or fetched, even before the store's purge has removed it. A
+//! SYNC_FETCH answer keeps the requested order and stays within one packet (`covered` tells
+//! the client how many of its ids the answer accounts for).
+
+use std::collections::HashMap;
+
+use switchboard_protocol::{
+    limits, ChatMessage, ResponseBody, SyncFetchOk, SyncIndexOk, Target, Text,
+};
+
+use super::core::LogicCore;
+use super::outlet::Outlet;
+use super::snowflake;
+use super::tickets::{Asker, Then};
+use crate::store::{self, Completion, Store, StoreRequest, StoredMessage};
+
+impl<S: Store, O: Outlet> LogicCore<S, O> {
+    pub(super) fn sync_index(&mut self, asker: Asker, user: &str, device: &str, after: u64, limit: u16) {
+        // Ids are time-ordered: ids below the retention floor are expired.
+        let after = after.max(self.retention_floor_id());
+        self.ask_store(asker, Then::Index, |ticket| StoreRequest::SyncIndex {
+            ticket,
+            user: user.into(),
+            device: device.into(),
+            after,
+            limit: u32::from(limits::sync_index_limit(limit)),
+        });
+    }
+
+    pub(super) fn sync_fetch(&mut self, asker: Asker, user: &str, ids: Vec<u64>) {
+        let then = Then::Fetch { ids: ids.clone() };
+        self.ask_store(asker, then, |ticket| StoreRequest::SyncFetch {
+            ticket,
+            user: user.into(),
+            ids,
+        });
+    }
+
+    pub(super) fn sync_ack(&mut self, asker: Asker, user: &str, device: &str, upto: u64) {
+        self.ask_store(asker, Then::Acked, |ticket| StoreRequest::SyncAck {
+            ticket,
+            user: user.into(),
+            device: device.into(),
+            upto,
+        });
+    }
+
+    pub(super) fn on_index(&mut self, asker: Asker, completion: Completion) {
+        match completion {
+            Completion::SyncIndex { ids, more, .. } => {
+                self.reply(asker, ResponseBody::SyncIndex(SyncIndexOk { ids, more }))
+            }
+            other => self.store_failed(asker, &other),
+        }
+    }
+
+    pub(super) fn on_fetched(&mut self, asker: Asker, ids: &[u64], completion: Completion) {
+        match completion {
+            Completion::SyncFetch { messages, .. } => {
+                let body = self.fetch_response(ids, messages);
+                self.reply(asker, ResponseBody::SyncFetch(body));
+            }
+            other => self.store_failed(asker, &other),
+        }
+    }
+
+    pub(super) fn on_acked(&mut self, asker: Asker, completion: Completion) {
+        match completion {
+            Completion::Done { .. } => self.reply(asker, ResponseBody::SyncAck),
+            other => self.store_failed(asker, &other),
+        }
+    }
+
+    /// The SYNC_FETCH answer: messages in request order, as many as fit in one packet.
+    fn fetch_response(&self, ids: &[u64], messages: Vec<StoredMessage>) -> SyncFetchOk {
+        let mut by_id: HashMap<u64, StoredMessage> =
+            messages.into_iter().map(|m| (m.id, m)).collect();
+        let mut size = SyncFetchOk::EMPTY_PAYLOAD_LEN;
+        let mut out = Vec::new();
+        let mut covered = 0u16;
+        let oldest_ms = self.retention_start_ms();
+        for id in ids {
+            if let Some(stored) = by_id.remove(id).filter(|m| m.time_ms >= oldest_ms) {
+                let message = to_chat_message(stored);
+                let len = message.encoded_len();
+                if size + len > self.config.max_packet && covered > 0 {
+                    break;
+                }
+                size += len;
+                out.push(message);
+            }
+            covered += 1;
+        }
+        SyncFetchOk {
+            covered,
+            messages: out,
+        }
+    }
+
+    /// The time of the oldest message inside the retention window.
+    fn retention_start_ms(&self) -> u64 {
+        let retention_ms = self.config.retention.as_millis() as u64;
+        self.now_ms.saturating_sub(retention_ms)
+    }
+
+    /// The smallest id a message inside the retention window can have, minus one.
+    fn retention_floor_id(&self) -> u64 {
+        snowflake::first_id_at(self.retention_start_ms()).saturating_sub(1)
+    }
+}
+
+fn to_chat_message(stored: StoredMessage) -> ChatMessage {
+    ChatMessage {
+        msg_id: stored.id,
+        server_time_ms: stored.time_ms,
+        from: Text::from(&*stored.from),
+        target: match stored.target {
+            store::Target::Direct(to) => Target::Direct(Text::from(&*to)),
+            store::Target::Group(id) => Target::Group(id),
+        },
+        client_msg_id: stored.client_msg_id,
+        body: stored.body,
+    }
+}
