@@ -237,7 +237,11 @@ mod tests {
         cache.finish_join(7, &user("carol"), false);
         assert_eq!(cache.begin_join(7, &user("dave")), Err(Refusal::Full));
         cache.finish_join(7, &user("carol"), false);
-        assert_eq!(cache.begin_join(7, &user("dave")), Ok(()), "a failed join frees its room");
+        assert_eq!(
+            cache.begin_join(7, &user("dave")),
+            Ok(()),
+            "a failed join frees its room"
+        );
     }
 
     #[test]

@@ -17,7 +17,13 @@ use super::tickets::{Asker, Then};
 use crate::store::{Completion, GroupRecord, Store, StoreRequest};
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
-    pub(super) fn group_create(&mut self, asker: Asker, owner: Arc<str>, name: &Text, members: &[Text]) {
+    pub(super) fn group_create(
+        &mut self,
+        asker: Asker,
+        owner: Arc<str>,
+        name: &Text,
+        members: &[Text],
+    ) {
         let mut all: Vec<Arc<str>> = Vec::with_capacity(members.len() + 1);
         all.push(owner.clone());
         for member in members {
@@ -43,7 +49,10 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             members: all.into_iter().collect(),
         };
         let then = Then::Created { id, group: cached };
-        self.ask_store(asker, then, |ticket| StoreRequest::GroupCreate { ticket, group });
+        self.ask_store(asker, then, |ticket| StoreRequest::GroupCreate {
+            ticket,
+            group,
+        });
     }
 
     pub(super) fn group_join(&mut self, asker: Asker, user: Arc<str>, group_id: u64) {

@@ -134,7 +134,13 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
 
     /// Pushes the message to every online device of the recipients and of the sender, except
     /// the connection it came from. Encoded once; every connection gets the same bytes.
-    fn fan_out(&mut self, from: ConnKey, sender: &str, recipients: &[Arc<str>], chat: &ChatMessage) {
+    fn fan_out(
+        &mut self,
+        from: ConnKey,
+        sender: &str,
+        recipients: &[Arc<str>],
+        chat: &ChatMessage,
+    ) {
         let push = match chat.encode_push() {
             Ok(push) => push,
             Err(error) => {

@@ -18,7 +18,14 @@ use super::tickets::{Asker, Then};
 use crate::store::{self, Completion, Store, StoreRequest, StoredMessage};
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
-    pub(super) fn sync_index(&mut self, asker: Asker, user: &str, device: &str, after: u64, limit: u16) {
+    pub(super) fn sync_index(
+        &mut self,
+        asker: Asker,
+        user: &str,
+        device: &str,
+        after: u64,
+        limit: u16,
+    ) {
         // Ids are time-ordered: ids below the retention floor are expired.
         let after = after.max(self.retention_floor_id());
         self.ask_store(asker, Then::Index, |ticket| StoreRequest::SyncIndex {

@@ -1,0 +1,180 @@
+//! SYNC_INDEX, SYNC_FETCH and SYNC_ACK: what the store is asked, what the client gets back,
+//! retention, the one-packet bound, and store failures.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchboard_protocol::{limits, Command, Request, ResponseBody, Status};
+
+use super::{config, Harness};
+use crate::logic::snowflake;
+use crate::store::{self, Completion, StoreError, StoreRequest, StoredMessage};
+
+fn stored(id: u64, time_ms: u64, body_len: usize) -> StoredMessage {
+    StoredMessage {
+        id,
+        time_ms,
+        from: "bob".into(),
+        target: store::Target::Direct("alice".into()),
+        client_msg_id: id,
+        body: Bytes::from(vec![b'x'; body_len]),
+    }
+}
+
+#[test]
+fn sync_index_asks_from_the_retention_floor_and_answers_with_the_ids() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let seq = h.request(alice, &Request::SyncIndex { after: 0, limit: 0 });
+    let floor_ms = h.now_ms - config().retention.as_millis() as u64;
+    let floor = snowflake::first_id_at(floor_ms) - 1;
+    let ticket = match h.take() {
+        StoreRequest::SyncIndex {
+            ticket,
+            user,
+            device,
+            after,
+            limit,
+        } => {
+            assert_eq!((&*user, &*device), ("alice", "phone"));
+            assert_eq!(
+                after, floor,
+                "ids before the retention window are never listed"
+            );
+            assert_eq!(limit, u32::from(limits::sync_index_limit(0)));
+            ticket
+        }
+        other => panic!("{other:?}"),
+    };
+    h.expect_nothing();
+    let ids = vec![floor + 10, floor + 20];
+    let more = true;
+    h.complete(Completion::SyncIndex { ticket, ids, more });
+    match h.ok(alice, seq) {
+        ResponseBody::SyncIndex(ok) => {
+            assert_eq!((ok.ids, ok.more), (vec![floor + 10, floor + 20], true))
+        }
+        other => panic!("{other:?}"),
+    }
+    // A position inside the window is kept as asked.
+    let after = floor + 1000;
+    h.request(alice, &Request::SyncIndex { after, limit: 7 });
+    match h.take() {
+        StoreRequest::SyncIndex {
+            after: got, limit, ..
+        } => assert_eq!((got, limit), (after, 7)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sync_fetch_answers_in_the_order_asked_without_the_missing_or_expired() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let now = h.now_ms;
+    let expired_ms = now - config().retention.as_millis() as u64 - 1;
+    let ids = vec![3, 1, 2, 4];
+    let seq = h.request(alice, &Request::SyncFetch { ids: ids.clone() });
+    let ticket = match h.take() {
+        StoreRequest::SyncFetch {
+            ticket,
+            user,
+            ids: asked,
+        } => {
+            assert_eq!((&*user, asked), ("alice", ids));
+            ticket
+        }
+        other => panic!("{other:?}"),
+    };
+    // The store's order is its own; 4 is unknown to it; 2 is past retention.
+    let messages = vec![
+        stored(1, now, 1),
+        stored(2, expired_ms, 1),
+        stored(3, now, 1),
+    ];
+    h.complete(Completion::SyncFetch { ticket, messages });
+    match h.ok(alice, seq) {
+        ResponseBody::SyncFetch(ok) => {
+            let got: Vec<u64> = ok.messages.iter().map(|m| m.msg_id).collect();
+            assert_eq!(got, vec![3, 1]);
+            assert_eq!(ok.covered, 4, "every id asked is accounted for");
+        }
+        other => panic!("{other:?}"),
+    }
+    h.expect_nothing();
+}
+
+#[test]
+fn sync_fetch_stops_where_the_next_message_would_overflow_the_packet() {
+    let small = crate::logic::LogicConfig {
+        max_packet: 1000,
+        ..config()
+    };
+    let mut h = Harness::with(small, Vec::new());
+    let alice = h.login("alice", "phone");
+    let now = h.now_ms;
+    let seq = h.request(alice, &Request::SyncFetch { ids: vec![1, 2, 3] });
+    let ticket = h.take().ticket();
+    let messages = (1..=3).map(|id| stored(id, now, 400)).collect();
+    h.complete(Completion::SyncFetch { ticket, messages });
+    match h.ok(alice, seq) {
+        ResponseBody::SyncFetch(ok) => {
+            assert_eq!(ok.covered, 2, "the client asks again from the third");
+            assert_eq!(ok.messages.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sync_ack_moves_the_device_position_after_the_commit() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "desktop");
+    let seq = h.request(alice, &Request::SyncAck { upto: 77 });
+    let request = h.take();
+    match &request {
+        StoreRequest::SyncAck {
+            user, device, upto, ..
+        } => assert_eq!((&**user, &**device, *upto), ("alice", "desktop", 77)),
+        other => panic!("{other:?}"),
+    }
+    h.expect_nothing();
+    h.commit(&request);
+    assert_eq!(h.ok(alice, seq), ResponseBody::SyncAck);
+}
+
+#[test]
+fn a_failed_or_mismatched_sync_completion_is_internal() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let index = h.request(alice, &Request::SyncIndex { after: 0, limit: 1 });
+    let fetch = h.request(alice, &Request::SyncFetch { ids: vec![1] });
+    let ack = h.request(alice, &Request::SyncAck { upto: 1 });
+    let (a, b, c) = (h.take().ticket(), h.take().ticket(), h.take().ticket());
+    let error = StoreError::Locked;
+    h.complete(Completion::Failed { ticket: a, error });
+    h.complete(Completion::Done { ticket: b });
+    h.complete(Completion::SyncIndex {
+        ticket: c,
+        ids: Vec::new(),
+        more: false,
+    });
+    h.refused(alice, Command::SyncIndex, index, Status::INTERNAL);
+    h.refused(alice, Command::SyncFetch, fetch, Status::INTERNAL);
+    h.refused(alice, Command::SyncAck, ack, Status::INTERNAL);
+    h.expect_nothing();
+}
+
+#[test]
+fn sync_requests_are_busy_when_the_store_queue_is_full() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    h.set_store_capacity(0);
+    let seq = h.request(alice, &Request::SyncAck { upto: 1 });
+    h.refused(alice, Command::SyncAck, seq, Status::BUSY);
+    h.advance(Duration::from_millis(1));
+    let seq = h.request(alice, &Request::SyncFetch { ids: vec![1] });
+    h.refused(alice, Command::SyncFetch, seq, Status::BUSY);
+    h.expect_nothing();
+    assert_eq!(h.core.requests_in_flight(), 0);
+}
