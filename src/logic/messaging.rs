@@ -40,6 +40,34 @@ impl Outgoing {
     }
 }
 
+impl Outgoing {
+    /// The message as the store keeps it, and the inboxes it goes into: the recipients', and
+    /// the sender's (for its other devices) unless it is one of them.
+    fn to_store(
+        &self,
+        recipients: &[Arc<str>],
+        id: u64,
+        time_ms: u64,
+    ) -> (StoredMessage, Vec<Box<str>>) {
+        let mut inboxes: Vec<Box<str>> = recipients.iter().map(|r| Box::from(&**r)).collect();
+        if !recipients.contains(&self.sender) {
+            inboxes.push(Box::from(&*self.sender));
+        }
+        let stored = StoredMessage {
+            id,
+            time_ms,
+            from: Box::from(&*self.sender),
+            target: match &self.target {
+                Target::Direct(to) => store::Target::Direct(Box::from(to.as_str())),
+                Target::Group(id) => store::Target::Group(*id),
+            },
+            client_msg_id: self.client_msg_id,
+            body: self.body.clone(),
+        };
+        (stored, inboxes)
+    }
+}
+
 impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub(super) fn send(&mut self, asker: Asker, message: Outgoing) {
         if message.body.len() > self.config.max_body as usize {
@@ -61,21 +89,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             }
         };
         let time_ms = self.now_ms;
-        let mut inboxes: Vec<Box<str>> = recipients.iter().map(|r| Box::from(&**r)).collect();
-        if !recipients.contains(&message.sender) {
-            inboxes.push(Box::from(&*message.sender));
-        }
-        let stored = StoredMessage {
-            id: msg_id,
-            time_ms,
-            from: Box::from(&*message.sender),
-            target: match &message.target {
-                Target::Direct(to) => store::Target::Direct(Box::from(to.as_str())),
-                Target::Group(id) => store::Target::Group(*id),
-            },
-            client_msg_id: message.client_msg_id,
-            body: message.body.clone(),
-        };
+        let (stored, inboxes) = message.to_store(&recipients, msg_id, time_ms);
         let then = Then::Stored {
             key: key.clone(),
             msg_id,
