@@ -794,3 +794,22 @@ fn acknowledged_appends_survive_sigkill() {
     assert_eq!(bodies[41], Bytes::from("body of 42"));
     h.close();
 }
+
+#[test]
+fn a_database_that_refuses_wal_is_not_opened_and_says_so() {
+    // An in-memory database answers `PRAGMA journal_mode = WAL` with "memory", as a
+    // filesystem without shared memory would answer with something other than "wal".
+    let error = schema::open_connection(
+        Path::new(":memory:"),
+        Synchronous::Full,
+        Duration::from_secs(1),
+    )
+    .expect_err("WAL refused");
+    assert_eq!(
+        error,
+        StoreError::WalRefused {
+            mode: "memory".into()
+        }
+    );
+    assert!(error.to_string().contains("WAL"), "{error}");
+}
