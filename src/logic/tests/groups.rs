@@ -211,3 +211,27 @@ fn a_detail_over_the_packet_limit_is_internal_never_sent() {
     h.refused(alice, Command::GroupDetail, seq, Status::INTERNAL);
     h.expect_nothing();
 }
+
+#[test]
+fn a_failed_quit_is_internal_and_leaves_the_member_and_a_busy_create_is_busy() {
+    let mut h = Harness::with(config(), vec![group(7, &["alice", "bob"])]);
+    let bob = h.login("bob", "phone");
+    let quit = h.request(bob, &Request::GroupQuit { group_id: 7 });
+    let ticket = h.take().ticket();
+    let error = StoreError::Locked;
+    h.complete(Completion::Failed { ticket, error });
+    h.refused(bob, Command::GroupQuit, quit, Status::INTERNAL);
+    assert_eq!(members(&mut h, bob, 7), vec!["alice", "bob"]);
+    assert_eq!(h.core.groups.version(7), Some(1));
+    h.set_store_capacity(0);
+    let create = Request::GroupCreate {
+        name: Text::from("g"),
+        members: Vec::new(),
+    };
+    let seq = h.request(bob, &create);
+    h.refused(bob, Command::GroupCreate, seq, Status::BUSY);
+    let seq = h.request(bob, &Request::GroupQuit { group_id: 7 });
+    h.refused(bob, Command::GroupQuit, seq, Status::BUSY);
+    assert_eq!(h.core.requests_in_flight(), 0);
+    h.expect_nothing();
+}

@@ -182,6 +182,27 @@ fn a_resend_while_pending_waits_and_both_get_the_same_ack() {
 }
 
 #[test]
+fn a_resend_after_a_reconnect_is_answered_on_the_new_connection_once_committed() {
+    let mut h = Harness::new();
+    let old = h.login("alice", "phone");
+    let bob = h.login("bob", "phone");
+    let first = h.request(old, &send("bob", 3, b"a"));
+    pushed_message(h.push(bob));
+    // The connection drops before the ack; the client reconnects and resends.
+    h.close(old);
+    let new = h.login("alice", "phone");
+    let resend = h.request(new, &send("bob", 3, b"a"));
+    h.expect_nothing();
+    h.commit_next();
+    // The old connection's answer goes out too; the gateway drops it (the id is stale).
+    let on_old = send_ok(h.ok(old, first));
+    let on_new = send_ok(h.ok(new, resend));
+    assert_eq!(on_old, on_new);
+    assert_eq!(h.queued(), 0);
+    h.expect_nothing();
+}
+
+#[test]
 fn a_resend_after_the_commit_is_answered_at_once_from_the_window() {
     let mut h = Harness::new();
     let alice = h.login("alice", "phone");
