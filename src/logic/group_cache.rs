@@ -8,8 +8,10 @@
 //!
 //! Invariant: members plus the joins in flight of users who are not members never exceed the
 //! member limit, so no set of concurrent joins can commit a group past it. Every group carries
-//! a version, bumped by each committed change applied here, for a cluster to compare with the
-//! version other nodes published and to drop a group it holds an older copy of.
+//! a version, bumped by each committed change applied here: the handle a cluster will use to
+//! tell a stale copy from a current one. Today it counts this node's changes only; for nodes to
+//! agree on it the store must assign it at commit (as the per-inbox sequence will be), which
+//! comes with the cluster work.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
