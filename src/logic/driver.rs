@@ -20,9 +20,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 impl<S: Store, O: Outlet> LogicCore<S, O> {
     /// Runs until the gateway side hangs up (every inbound sender dropped).
     pub fn run(mut self, inbound: Receiver<Vec<Inbound>>, completions: Receiver<Completion>) {
+        let mut now = unix_now_ms();
         loop {
             let sleep = match self.next_timeout() {
-                Some(deadline) => Duration::from_millis(deadline.saturating_sub(unix_now_ms())),
+                Some(deadline) => Duration::from_millis(deadline.saturating_sub(now)),
                 None => MAX_SLEEP,
             };
             select! {
@@ -42,7 +43,8 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 },
                 default(sleep.min(MAX_SLEEP)) => {}
             }
-            self.handle_timeout(unix_now_ms());
+            now = unix_now_ms();
+            self.handle_timeout(now);
         }
     }
 }
