@@ -10,6 +10,8 @@
 //! - [`ws`]: RFC 6455 WebSocket: the opening handshake (server and client sides) and frames.
 //! - [`proxy`]: the PROXY protocol header (v1 and v2) an L4 load balancer puts before a
 //!   client's first byte.
+//! - [`client_link`]: the client's half of a connection on either transport, built from
+//!   `packet` and `ws`: what the SDK, the load generator and the tests speak to the gateway.
 //!
 //! Every parser returns [`Decoded::Complete`] with a whole item, [`Decoded::NeedMore`] when the
 //! input ends inside an item, or a typed error naming what was wrong. No input makes a parser
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client_link;
 mod decoded;
 pub mod packet;
 pub mod proxy;

@@ -15,10 +15,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use switchboard_codec::ws::{Client, FrameEncoder};
+use switchboard_codec::client_link::{ClientLink, LinkEvent};
 
 use crate::config::{RunConfig, Scenario};
-use crate::link::{Incoming, Link};
+use crate::link;
 use crate::pacer::Pacer;
 use crate::server_stats;
 use crate::summary::{new_histogram, Summary};
@@ -40,7 +40,7 @@ pub(crate) enum State {
 /// One connection.
 pub(crate) struct Conn {
     stream: TcpStream,
-    pub(crate) link: Link,
+    pub(crate) link: ClientLink,
     pub(crate) state: State,
     /// A partial message left over from the last read; empty (unallocated) otherwise.
     rx: BytesMut,
@@ -56,7 +56,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn link_is_ws(&self) -> bool {
-        matches!(self.link, Link::Ws(_))
+        self.link.is_ws()
     }
 }
 
@@ -97,7 +97,6 @@ pub(crate) struct Ctx {
     pub(crate) config: RunConfig,
     pub(crate) start: Instant,
     pub(crate) counters: Counters,
-    pub(crate) encoder: FrameEncoder<Client>,
     /// Frames to send on the current connection (scratch; cleared after each use).
     pub(crate) out: BytesMut,
     pub(crate) traffic: Traffic,
@@ -164,7 +163,6 @@ impl Engine {
                     recent: new_histogram(),
                     in_window: false,
                 },
-                encoder: FrameEncoder::new(),
                 out: BytesMut::with_capacity(READ_CHUNK),
                 traffic,
                 sending: false,
@@ -359,7 +357,7 @@ impl Engine {
         let entry = self.conns.vacant_entry();
         let mut conn = Conn {
             stream,
-            link: Link::tcp(),
+            link: link::tcp(),
             state: State::Connecting,
             rx: BytesMut::new(),
             tx: BytesMut::new(),
@@ -405,6 +403,8 @@ impl Engine {
 
     /// Ends connection `key`, counting it under `kind` (prefixed `dropped_` once it was ready).
     fn fail(&mut self, key: usize, kind: Kind) {
+        // Whatever was framed for it is not for the next connection.
+        self.ctx.out.clear();
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let c = &mut self.ctx.counters;
@@ -527,7 +527,7 @@ impl Engine {
 fn connected(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
     if let crate::target::Transport::Ws { path } = ctx.config.target.transport.clone() {
         let nonce = ctx.random();
-        conn.link = Link::ws(
+        conn.link = link::ws(
             &ctx.config.target.authority,
             &path,
             nonce,
@@ -600,22 +600,25 @@ fn read(
             buf.clear();
             *scratch = buf;
         }
+        // Flush even after a failure: a close echo or pong the link queued belongs to this
+        // connection, and `ctx.out` must be empty before the next one uses it.
+        let flushed = flush(conn, ctx);
         result?;
-        flush(conn, ctx)?;
+        flushed?;
     }
 }
 
 fn decode_all(conn: &mut Conn, ctx: &mut Ctx, buf: &mut BytesMut) -> Result<(), Kind> {
     loop {
         let key = ctx.random();
-        let item = conn
+        let event = conn
             .link
-            .decode(buf, &mut ctx.encoder, key, &mut ctx.out)
-            .map_err(|e| e.kind())?;
-        match item {
+            .read(buf, key, &mut ctx.out)
+            .map_err(|e| link::failure_kind(&e))?;
+        match event {
             None => return Ok(()),
-            Some(Incoming::Upgraded) => upgraded(conn, ctx)?,
-            Some(item) => traffic::on_incoming(conn, ctx, item)?,
+            Some(LinkEvent::Upgraded(_)) => upgraded(conn, ctx)?,
+            Some(event) => traffic::on_incoming(conn, ctx, event)?,
         }
     }
 }

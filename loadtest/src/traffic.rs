@@ -13,7 +13,8 @@ use switchboard_protocol::{Push, Request, ResponseBody, ServerPacket, Text};
 
 use crate::config::{RunConfig, Scenario};
 use crate::engine::{self, Conn, Ctx, Kind, State};
-use crate::link::Incoming;
+use crate::link;
+use switchboard_codec::client_link::LinkEvent;
 
 /// The command of echo packets on framed TCP (an echo server sends any packet back as is).
 const ECHO_COMMAND: u16 = 1;
@@ -68,8 +69,7 @@ fn group_of(config: &RunConfig, index: u32) -> (usize, u32, u32) {
 fn push_packet(conn: &Conn, ctx: &mut Ctx) {
     let key = ctx.random();
     let packet = std::mem::take(&mut ctx.traffic.packet);
-    conn.link
-        .encode(&packet, &mut ctx.encoder, key, &mut ctx.out);
+    conn.link.send(&packet, key, &mut ctx.out);
     ctx.traffic.packet = packet;
     ctx.traffic.packet.clear();
 }
@@ -105,7 +105,7 @@ fn send_echo(conn: &Conn, ctx: &mut Ctx) {
     let body = std::mem::take(&mut ctx.traffic.body);
     if conn.link_is_ws() {
         let key = ctx.random();
-        conn.link.encode(&body, &mut ctx.encoder, key, &mut ctx.out);
+        conn.link.send(&body, key, &mut ctx.out);
     } else {
         let header = PacketHeader {
             command: ECHO_COMMAND,
@@ -138,8 +138,7 @@ pub fn heartbeat(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
     if ctx.config.ws_ping && conn.link_is_ws() {
         let now = ctx.now_us().to_be_bytes();
         let key = ctx.random();
-        conn.link
-            .encode_ping(&now, &mut ctx.encoder, key, &mut ctx.out);
+        conn.link.send_ping(&now, key, &mut ctx.out);
     } else if ctx.config.logs_in() {
         let seq = ctx.now_us() as u32;
         encode_request(conn, ctx, seq, &Request::Ping)?;
@@ -238,11 +237,13 @@ fn next_client_msg_id(ctx: &mut Ctx) -> u64 {
     id
 }
 
-/// Handles one item from the server.
-pub fn on_incoming(conn: &mut Conn, ctx: &mut Ctx, item: Incoming) -> Result<(), Kind> {
-    match item {
-        Incoming::Upgraded => Ok(()),
-        Incoming::Pong(payload) => {
+/// Handles one event from the server (the upgrade is the engine's).
+pub fn on_incoming(conn: &mut Conn, ctx: &mut Ctx, event: LinkEvent) -> Result<(), Kind> {
+    match event {
+        LinkEvent::Upgraded(_) | LinkEvent::Ping(_) => Ok(()),
+        LinkEvent::Close(frame) => Err(link::close_kind(frame.as_ref())),
+        LinkEvent::Text(_) => Err("ws_text".into()),
+        LinkEvent::Pong(payload) => {
             if ctx.config.scenario == Scenario::Idle {
                 if let Ok(sent) = <[u8; 8]>::try_from(&payload[..]) {
                     let latency = ctx.now_us().saturating_sub(u64::from_be_bytes(sent));
@@ -251,9 +252,9 @@ pub fn on_incoming(conn: &mut Conn, ctx: &mut Ctx, item: Incoming) -> Result<(),
             }
             Ok(())
         }
-        Incoming::Raw(payload) => on_echo(conn, ctx, &payload),
-        Incoming::Packet { payload, .. } if !ctx.config.logs_in() => on_echo(conn, ctx, &payload),
-        Incoming::Packet { command, payload } => match ServerPacket::decode(command, payload) {
+        LinkEvent::Binary(payload) => on_echo(conn, ctx, &payload),
+        LinkEvent::Packet(packet) if !ctx.config.logs_in() => on_echo(conn, ctx, &packet.payload),
+        LinkEvent::Packet(packet) => match ServerPacket::decode(packet.command, packet.payload) {
             Ok(ServerPacket::Response(response)) => on_response(conn, ctx, response),
             Ok(ServerPacket::Push(Push::Message(message))) => {
                 if let Some((ts, sender)) = read_timed(&message.body) {

@@ -16,12 +16,14 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use switchboard_codec::client_link::{ClientLink, LinkEvent, WsMessages};
+use switchboard_codec::ws::handshake::ClientRequest;
+use switchboard_codec::ws::CloseCode;
 use tracing::{debug, info};
 
 use crate::config::ClientConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{ConnectError, LinkError, StopReason};
-use crate::framing::Framing;
 use crate::session::{Command, Flow, Session};
 
 /// The socket's token.
@@ -51,7 +53,8 @@ enum State {
 
 struct Link {
     stream: TcpStream,
-    framing: Framing,
+    /// The codec's client half: the upgrade, frames, pongs and the close echo.
+    framing: ClientLink,
     input: BytesMut,
     output: BytesMut,
 }
@@ -298,15 +301,15 @@ impl Driver {
             Err(message) => return Flow::Stop(StopReason::Token(message)),
         };
         let mut output = BytesMut::new();
+        let max_payload = self.config.max_packet;
         let framing = match &endpoint {
-            Endpoint::Tcp { .. } => Framing::tcp(self.config.max_packet),
+            Endpoint::Tcp { .. } => ClientLink::tcp(max_payload),
             Endpoint::Ws { path, .. } => {
                 let nonce = self.rng.gen();
-                match Framing::ws(
-                    &endpoint.authority(),
-                    path,
+                match ClientLink::ws(
+                    &ClientRequest::new(&endpoint.authority(), path),
                     nonce,
-                    self.config.max_packet,
+                    WsMessages::Packets { max_payload },
                     &mut output,
                 ) {
                     Ok(framing) => framing,
@@ -356,15 +359,15 @@ impl Driver {
         }
         // Packets before an EOF still count: a KICKED is followed by the server's close.
         loop {
-            let packet = match link
-                .framing
-                .decode(&mut link.input, &mut link.output, &mut self.rng)
-            {
-                Ok(Some(packet)) => packet,
+            let key = self.rng.gen();
+            match link.framing.read(&mut link.input, key, &mut link.output) {
+                Ok(Some(LinkEvent::Packet(packet))) => go_on!(self.session.on_packet(packet, now)),
+                Ok(Some(LinkEvent::Close(_))) => return Flow::Reconnect(LinkError::Closed),
+                // The upgrade, and pings (answered) and pongs: the session sees only packets.
+                Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(error) => return Flow::Reconnect(error),
-            };
-            go_on!(self.session.on_packet(packet, now));
+                Err(error) => return Flow::Reconnect(LinkError::Stream(error)),
+            }
         }
         if eof {
             return Flow::Reconnect(LinkError::Closed);
@@ -378,8 +381,7 @@ impl Driver {
             return Flow::Continue;
         };
         for packet in self.session.take_packets() {
-            link.framing
-                .encode(&packet, &mut link.output, &mut self.rng);
+            link.framing.send(&packet, self.rng.gen(), &mut link.output);
         }
         while !link.output.is_empty() {
             match link.stream.write(&link.output) {
@@ -444,10 +446,11 @@ impl Driver {
     fn finish(&mut self, reason: StopReason, connect_error: Option<ConnectError>) {
         if let State::Open(link) = &mut self.state {
             for packet in self.session.take_packets() {
-                link.framing
-                    .encode(&packet, &mut link.output, &mut self.rng);
+                link.framing.send(&packet, self.rng.gen(), &mut link.output);
             }
-            link.framing.encode_close(&mut link.output, &mut self.rng);
+            let key = self.rng.gen();
+            link.framing
+                .send_close(CloseCode::NORMAL, "", key, &mut link.output);
             let _ = link.stream.write(&link.output);
         }
         self.close_socket();

@@ -8,9 +8,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_codec::packet::PacketError;
-use switchboard_codec::ws::handshake::ResponseError;
-use switchboard_codec::ws::ProtocolError;
+use switchboard_codec::client_link::StreamError;
 use switchboard_protocol::{EncodeError, KickReason, ServerPacketError, Status};
 
 /// The server's acknowledgement of a message: it is durable.
@@ -125,24 +123,11 @@ pub enum LinkError {
     /// The server closed the connection.
     #[error("closed by the server")]
     Closed,
-    /// The byte stream lost its packet framing.
-    #[error("framing: {0}")]
-    Framing(PacketError),
-    /// The WebSocket upgrade was refused or malformed.
-    #[error("websocket handshake: {0}")]
-    Handshake(ResponseError),
-    /// The WebSocket stream broke the protocol, or the server sent a text message.
-    #[error("websocket: {0}")]
-    WebSocket(ProtocolError),
-    /// A binary WebSocket message that is not exactly one whole packet.
-    #[error("websocket message of {len} bytes is not one whole packet")]
-    NotOnePacket {
-        /// The message's length.
-        len: usize,
-    },
-    /// A text WebSocket message, which the chat protocol never sends.
-    #[error("websocket: unexpected text message")]
-    TextMessage,
+    /// The byte stream broke its framing: the WebSocket upgrade was refused, a frame broke
+    /// RFC 6455, a packet header was refused, a message was not one whole packet, or a text
+    /// message came.
+    #[error(transparent)]
+    Stream(StreamError),
     /// A server packet that does not decode (not an unknown push, which is skipped).
     #[error("protocol: {0}")]
     Protocol(ServerPacketError),

@@ -32,7 +32,6 @@ mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod event;
-mod framing;
 pub mod msg_id;
 mod outbox;
 mod session;

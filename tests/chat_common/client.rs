@@ -1,6 +1,6 @@
 //! A blocking chat client for the tests: the wire protocol of docs/protocol.md over framed TCP
-//! or WebSocket (one binary message per packet), built on the codec and protocol crates and
-//! on the sockets and WebSocket handshake, frames and reader of `tests/shared`. Packets read
+//! or WebSocket (one binary message per packet), built on the protocol crate, the codec's
+//! `ClientLink` (pongs and the close echo included) and the sockets of `tests/shared`. Packets read
 //! while waiting for something else are held, in order, for later calls, so responses are
 //! matched by `seq` and pushes are never lost. Every read has a deadline; a server that sends
 //! something the protocol does not allow fails the test with a panic.
@@ -11,19 +11,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use switchboard_codec::packet::{PacketDecoder, HEADER_LEN};
+use switchboard_codec::client_link::{ClientLink, LinkEvent, WsMessages};
+use switchboard_codec::packet::HEADER_LEN;
 use switchboard_codec::ws::handshake::ClientRequest;
-use switchboard_codec::ws::{
-    close_payload, Client, CloseCode, Message, MessageReader, OpCode, ReaderConfig,
-};
-use switchboard_codec::Decoded;
+use switchboard_codec::ws::{CloseCode, OpCode};
 use switchboard_protocol::{
     ChatMessage, GroupDetailOk, LoginOk, Push, Request, Response, ResponseBody, SendOk,
     ServerPacket, Status, SyncFetchOk, SyncIndexOk, Text,
 };
 
 use super::shared::socket::connect;
-use super::shared::ws::{message_reader, upgrade, WsClient};
+use super::shared::ws::{mask_key, upgrade, WsClient};
 use super::{Transport, IO_TIMEOUT};
 
 #[allow(unused_imports)] // not every test binary names it
@@ -56,8 +54,7 @@ pub struct ChatClient {
     stream: TcpStream,
     transport: Transport,
     inbound: BytesMut,
-    packets: PacketDecoder,
-    ws: MessageReader<Client>,
+    link: ClientLink,
     /// The server's close frame, once it came: nothing more is decoded after it.
     ws_close: Option<Option<CloseCode>>,
     ended: Option<Closure>,
@@ -67,21 +64,38 @@ pub struct ChatClient {
     largest_packet: usize,
 }
 
+/// Packet payloads read by default: room for the largest the tests make the server send.
+const MAX_PAYLOAD: u32 = 16 << 20;
+
+/// A link for `transport` on a connection already upgraded (if WebSocket).
+fn link(transport: Transport, max_payload: u32) -> ClientLink {
+    match transport {
+        Transport::Tcp => ClientLink::tcp(max_payload),
+        Transport::Ws => ClientLink::ws_upgraded(WsMessages::Packets { max_payload }),
+    }
+}
+
 impl ChatClient {
     /// Connects (and, over WebSocket, completes the upgrade); panics on failure.
     pub fn connect(transport: Transport, addr: SocketAddr) -> ChatClient {
         let mut stream = connect(addr);
-        let inbound = match transport {
-            Transport::Tcp => BytesMut::new(),
-            // Bytes after the 101 are the server's first frames: they stay to be decoded.
-            Transport::Ws => upgrade(&mut stream, &ClientRequest::new(&addr.to_string(), "/")).1,
+        let (link, inbound) = match transport {
+            Transport::Tcp => (link(transport, MAX_PAYLOAD), BytesMut::new()),
+            Transport::Ws => {
+                let request = ClientRequest::new(&addr.to_string(), "/");
+                let messages = WsMessages::Packets {
+                    max_payload: MAX_PAYLOAD,
+                };
+                // Bytes after the 101 are the server's first frames: they stay to be decoded.
+                let (link, _, inbound) = upgrade(&mut stream, &request, messages);
+                (link, inbound)
+            }
         };
         ChatClient {
             stream,
             transport,
             inbound,
-            packets: PacketDecoder::new(u32::MAX),
-            ws: message_reader(),
+            link,
             ws_close: None,
             ended: None,
             held: VecDeque::new(),
@@ -94,11 +108,7 @@ impl ChatClient {
     /// packet payloads are at most `max_packet`: that payload on TCP, and on WebSocket a
     /// message of that plus the 10-byte header. A larger packet from the server fails the test.
     pub fn with_documented_limit(mut self, max_packet: u32) -> ChatClient {
-        self.packets = PacketDecoder::new(max_packet);
-        self.ws = MessageReader::new(ReaderConfig {
-            max_message: max_packet as usize + HEADER_LEN,
-            ..ReaderConfig::default()
-        });
+        self.link = link(self.transport, max_packet);
         self
     }
 
@@ -340,45 +350,26 @@ impl ChatClient {
         }
     }
 
-    /// The next whole packet in `inbound`, if there is one.
+    /// The next whole packet in `inbound`, if there is one. Pings are answered and the
+    /// server's close is echoed, as a client must (the server then ends the stream).
     fn decode_buffered(&mut self) -> Option<ServerPacket> {
-        match self.transport {
-            Transport::Tcp => match self.packets.decode(&mut self.inbound) {
-                Ok(Decoded::Complete(packet)) => {
+        loop {
+            let mut replies = BytesMut::new();
+            let event = self.link.read(&mut self.inbound, mask_key(), &mut replies);
+            // The server may be gone already: what matters is what it sent.
+            let _ = self.stream.write_all(&replies);
+            match event {
+                Ok(Some(LinkEvent::Packet(packet))) => {
                     self.largest_packet =
                         self.largest_packet.max(HEADER_LEN + packet.payload.len());
-                    Some(decode_server_packet(packet.command, packet.payload))
+                    return Some(decode_server_packet(packet.command, packet.payload));
                 }
-                Ok(Decoded::NeedMore) => None,
-                Err(e) => panic!("the server broke the packet framing: {e}"),
-            },
-            Transport::Ws => loop {
-                if self.ws_close.is_some() {
-                    return None; // nothing is valid after the close frame
-                }
-                match self.ws.read(&mut self.inbound) {
-                    Ok(Decoded::Complete(Message::Binary(message))) => {
-                        self.largest_packet = self.largest_packet.max(message.len());
-                        return Some(one_packet(message));
-                    }
-                    Ok(Decoded::Complete(Message::Ping(payload))) => {
-                        let _ = self.send_ws(OpCode::Pong, &payload);
-                    }
-                    Ok(Decoded::Complete(Message::Pong(_))) => {}
-                    Ok(Decoded::Complete(Message::Text(text))) => {
-                        panic!("the server sent a text message: {text:?}")
-                    }
-                    Ok(Decoded::Complete(Message::Close(frame))) => {
-                        let code = frame.map(|f| f.code);
-                        self.ws_close = Some(code);
-                        // Answer the close, as a client must; the server then ends the stream.
-                        let reply = close_payload(code.unwrap_or(CloseCode::NORMAL), "");
-                        let _ = self.send_ws(OpCode::Close, &reply);
-                    }
-                    Ok(Decoded::NeedMore) => return None,
-                    Err(e) => panic!("the server broke the WebSocket protocol: {e}"),
-                }
-            },
+                Ok(Some(LinkEvent::Close(frame))) => self.ws_close = Some(frame.map(|f| f.code)),
+                Ok(Some(LinkEvent::Ping(_) | LinkEvent::Pong(_))) => {}
+                Ok(Some(other)) => panic!("{other:?} on a chat connection"),
+                Ok(None) => return None,
+                Err(e) => panic!("the server broke the framing: {e}"),
+            }
         }
     }
 
@@ -567,19 +558,4 @@ fn is_response_to(packet: &ServerPacket, seq: u32) -> bool {
 fn decode_server_packet(command: u16, payload: Bytes) -> ServerPacket {
     ServerPacket::decode(command, payload)
         .unwrap_or_else(|e| panic!("the server sent a packet the protocol refuses: {e}"))
-}
-
-/// A WebSocket message from the server, which must hold exactly one packet.
-fn one_packet(message: Bytes) -> ServerPacket {
-    let mut buf = BytesMut::from(&message[..]);
-    let packet = match PacketDecoder::new(u32::MAX).decode(&mut buf) {
-        Ok(Decoded::Complete(packet)) => packet,
-        other => panic!("a server message that is not a whole packet: {other:?}"),
-    };
-    assert!(
-        buf.is_empty(),
-        "a server message with {} bytes after its packet",
-        buf.len()
-    );
-    decode_server_packet(packet.command, packet.payload)
 }

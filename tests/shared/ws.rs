@@ -1,20 +1,17 @@
-//! The client side of WebSocket for both suites, on the codec's client role: the opening
-//! handshake, masked frames, the reader of the server's messages, and `WsClient`, a blocking
-//! client that fails the test on anything unexpected. The chat client upgrades, frames and
-//! reads through the same pieces; it keeps its own read loop because it must report a closed
-//! or silent connection to the test rather than fail on it.
+//! The client side of WebSocket for both suites, on the codec's `ClientLink` (the same client
+//! half the SDK and the load generator use): the opening handshake over a blocking socket,
+//! masked frames, and `WsClient`, a blocking client that fails the test on anything
+//! unexpected. The chat client upgrades and reads through the same link; it keeps its own read
+//! loop because it must report a closed or silent connection to the test rather than fail on it.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use switchboard_codec::client_link::{ClientLink, LinkEvent, WsMessages};
 use switchboard_codec::ws::handshake::{ClientRequest, UpgradeResponse};
-use switchboard_codec::ws::{
-    self as ws, Client, ClientHandshake, CloseCode, FrameEncoder, MessageReader, OpCode,
-    ReaderConfig, Server,
-};
-use switchboard_codec::Decoded;
+use switchboard_codec::ws::{self as ws, Client, CloseCode, FrameEncoder, OpCode, Server};
 
 use super::socket::{connect, read_more, read_until_closed, Closed, Ending};
 use super::{random_u64, IO_TIMEOUT};
@@ -24,43 +21,45 @@ pub fn mask_key() -> [u8; 4] {
     (random_u64() as u32).to_ne_bytes()
 }
 
-/// The reader of a server's messages, with room for the largest payloads the tests send.
-pub fn message_reader() -> MessageReader<Client> {
-    MessageReader::new(ReaderConfig {
-        max_message: 16 << 20,
-        ..ReaderConfig::default()
-    })
-}
+/// Any message up to 16 MiB: room for the largest payloads the tests send.
+pub const ANY_MESSAGE: WsMessages = WsMessages::Any { max_len: 16 << 20 };
 
-/// `request` with a fresh nonce, and the validator of its answer.
-fn start_request(request: &ClientRequest<'_>) -> (ClientHandshake, BytesMut) {
+/// A link that wrote `request`, with a fresh nonce, and the request's bytes.
+fn start_request(request: &ClientRequest<'_>, messages: WsMessages) -> (ClientLink, BytesMut) {
     let mut bytes = BytesMut::new();
     let nonce = [random_u64().to_ne_bytes(), random_u64().to_ne_bytes()].concat();
-    let handshake =
-        ClientHandshake::start(request, nonce.try_into().expect("16 bytes"), &mut bytes)
-            .expect("a valid client request");
-    (handshake, bytes)
+    let nonce = nonce.try_into().expect("16 bytes");
+    let link = ClientLink::ws(request, nonce, messages, &mut bytes).expect("a valid request");
+    (link, bytes)
 }
 
 /// The bytes of a valid upgrade request for `addr`, for tests that send it their own way.
 pub fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
     let host = addr.to_string();
-    start_request(&ClientRequest::new(&host, "/")).1.to_vec()
+    start_request(&ClientRequest::new(&host, "/"), ANY_MESSAGE)
+        .1
+        .to_vec()
 }
 
-/// Runs the opening handshake with `request` on a connected stream; returns the validated 101
-/// and the bytes that came after it. Panics if the server refuses, closes or stays silent.
-pub fn upgrade(stream: &mut TcpStream, request: &ClientRequest<'_>) -> (UpgradeResponse, BytesMut) {
-    let (mut handshake, request) = start_request(request);
+/// Runs the opening handshake with `request` on a connected stream; returns the link reading
+/// `messages`, the validated 101 and the bytes that came after it. Panics if the server
+/// refuses, closes or stays silent.
+pub fn upgrade(
+    stream: &mut TcpStream,
+    request: &ClientRequest<'_>,
+    messages: WsMessages,
+) -> (ClientLink, UpgradeResponse, BytesMut) {
+    let (mut link, request) = start_request(request, messages);
     stream
         .write_all(&request)
         .expect("send the upgrade request");
     let mut inbound = BytesMut::new();
     let deadline = Instant::now() + IO_TIMEOUT;
     loop {
-        match handshake.decode(&mut inbound) {
-            Ok(Decoded::Complete(response)) => return (response, inbound),
-            Ok(Decoded::NeedMore) => {}
+        // Nothing is written before the 101: the link answers only frames.
+        match link.read(&mut inbound, mask_key(), &mut BytesMut::new()) {
+            Ok(Some(LinkEvent::Upgraded(response))) => return (link, response, inbound),
+            Ok(other) => assert!(other.is_none(), "{other:?} before the 101"),
             Err(e) => panic!(
                 "upgrade refused ({e}): {}",
                 String::from_utf8_lossy(&inbound)
@@ -71,11 +70,13 @@ pub fn upgrade(stream: &mut TcpStream, request: &ClientRequest<'_>) -> (UpgradeR
     }
 }
 
-/// A blocking WebSocket client.
+/// A blocking WebSocket client. A probe: it answers nothing by itself (the pongs and close
+/// echoes its link prepares are dropped), so each test sees the server's own timing and
+/// sends exactly the frames it chooses.
 pub struct WsClient {
     pub stream: TcpStream,
     inbound: BytesMut,
-    reader: MessageReader<Client>,
+    link: ClientLink,
 }
 
 impl WsClient {
@@ -102,9 +103,12 @@ impl WsClient {
         mut stream: TcpStream,
         request: &ClientRequest<'_>,
     ) -> (WsClient, UpgradeResponse) {
-        let (response, inbound) = upgrade(&mut stream, request);
-        let mut client = WsClient::adopt(stream);
-        client.inbound = inbound;
+        let (link, response, inbound) = upgrade(&mut stream, request, ANY_MESSAGE);
+        let client = WsClient {
+            stream,
+            inbound,
+            link,
+        };
         (client, response)
     }
 
@@ -113,7 +117,7 @@ impl WsClient {
         WsClient {
             stream,
             inbound: BytesMut::new(),
-            reader: message_reader(),
+            link: ClientLink::ws_upgraded(ANY_MESSAGE),
         }
     }
 
@@ -151,9 +155,15 @@ impl WsClient {
     pub fn read_message(&mut self) -> ws::Message {
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {
-            match self.reader.read(&mut self.inbound) {
-                Ok(Decoded::Complete(message)) => return message,
-                Ok(Decoded::NeedMore) => {}
+            let replies = &mut BytesMut::new(); // dropped: see the type's comment
+            match self.link.read(&mut self.inbound, mask_key(), replies) {
+                Ok(Some(LinkEvent::Binary(payload))) => return ws::Message::Binary(payload),
+                Ok(Some(LinkEvent::Text(text))) => return ws::Message::Text(text),
+                Ok(Some(LinkEvent::Ping(payload))) => return ws::Message::Ping(payload),
+                Ok(Some(LinkEvent::Pong(payload))) => return ws::Message::Pong(payload),
+                Ok(Some(LinkEvent::Close(frame))) => return ws::Message::Close(frame),
+                Ok(Some(other)) => panic!("{other:?} on an upgraded connection"),
+                Ok(None) => {}
                 Err(e) => panic!("the server broke the protocol: {e}"),
             }
             assert!(
