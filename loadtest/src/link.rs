@@ -122,6 +122,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(close_kind(None), format!("ws_close_{}", CloseCode::NORMAL.0));
+        assert_eq!(
+            close_kind(None),
+            format!("ws_close_{}", CloseCode::NORMAL.0)
+        );
     }
 }

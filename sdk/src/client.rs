@@ -108,6 +108,7 @@ impl Client {
             backoff: config.backoff,
             dedupe_window: config.dedupe_window,
             client_version: config.client_version.clone(),
+            max_packet: config.max_packet,
         };
         let session = Session::new(session_config, events_tx, ready_tx, Instant::now());
         let request_timeout = config.request_timeout;

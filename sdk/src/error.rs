@@ -40,6 +40,18 @@ pub enum SendError {
     /// The message cannot be encoded (a recipient id that is not a valid user id).
     #[error("invalid message: {0}")]
     Invalid(EncodeError),
+    /// The message's packet is over the server's packet limit
+    /// ([`ClientConfig::max_packet`](crate::ClientConfig::max_packet)); it was not sent. A
+    /// server closes the connection on such a packet without answering (docs/protocol.md §1).
+    /// A body within it but over the server's `max_body` is refused by the server instead,
+    /// as [`SendError::Refused`] with TOO_LARGE.
+    #[error("message packet of {payload} bytes is over the server's limit of {max_packet}")]
+    TooLarge {
+        /// The packet's payload length: the body and the SEND or GROUP_SEND fields around it.
+        payload: usize,
+        /// The limit.
+        max_packet: u32,
+    },
 }
 
 /// Why a request (group operations, logout) has no answer.

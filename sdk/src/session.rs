@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Sender;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use switchboard_codec::packet::Packet;
+use switchboard_codec::packet::{Packet, HEADER_LEN};
 use switchboard_protocol::{
     ChatMessage, Command as ProtoCommand, EncodeError, KickReason, LoginOk, Push, Request,
     Response, ResponseBody, ServerPacket, Status, Text,
@@ -74,6 +74,8 @@ pub struct SessionConfig {
     pub dedupe_window: usize,
     /// LOGIN's client version.
     pub client_version: String,
+    /// The server's packet payload limit: a message whose packet is larger is refused here.
+    pub max_packet: u32,
 }
 
 /// A request on the wire, by its seq.
@@ -559,16 +561,15 @@ impl Session {
     }
 
     fn on_send(&mut self, message: Outgoing, now: Instant) {
+        // Checked now, so a message that can never be sent fails at once, not at login, and
+        // never enters the outbox: the server closes on a packet over its limit without an
+        // answer (docs/protocol.md §1), so it would be resent after every reconnect.
+        if let Err(error) = self.admit(&message) {
+            let _ = message.reply.send(Err(error));
+            return;
+        }
         if !matches!(self.phase, Phase::Live) {
-            // Checked now, so a message that can never be sent fails at once, not at login.
-            match message.request().encode(0, &mut BytesMut::new()) {
-                Ok(()) => {
-                    self.outbox.push(message);
-                }
-                Err(error) => {
-                    let _ = message.reply.send(Err(SendError::Invalid(error)));
-                }
-            }
+            self.outbox.push(message);
             return;
         }
         match self.wire.send(&message.request(), now) {
@@ -580,6 +581,24 @@ impl Session {
                 let _ = message.reply.send(Err(SendError::Invalid(error)));
             }
         }
+    }
+
+    /// Whether `message` can go on the wire: it encodes, and its packet is within the limit.
+    fn admit(&self, message: &Outgoing) -> Result<(), SendError> {
+        let mut packet = BytesMut::new();
+        message
+            .request()
+            .encode(0, &mut packet)
+            .map_err(SendError::Invalid)?;
+        let payload = packet.len() - HEADER_LEN;
+        let max_packet = self.config.max_packet;
+        if payload > max_packet as usize {
+            return Err(SendError::TooLarge {
+                payload,
+                max_packet,
+            });
+        }
+        Ok(())
     }
 
     fn on_send_answer(&mut self, response: Response, now: Instant) -> Flow {

@@ -22,8 +22,11 @@ fn config() -> SessionConfig {
         backoff: Backoff::default(),
         dedupe_window: 100,
         client_version: "test".into(),
+        max_packet: MAX_PACKET,
     }
 }
+
+const MAX_PACKET: u32 = 1000;
 
 fn endpoint() -> Endpoint {
     Endpoint::Tcp {
@@ -519,4 +522,43 @@ fn an_own_message_synced_back_while_awaiting_its_ack_is_not_delivered() {
     };
     h.answer(send_seq, ResponseBody::Send(ok));
     assert_eq!(rx.try_recv().unwrap().unwrap().msg_id, 80);
+}
+
+/// A SEND of `body_len` bytes to "carol".
+fn outgoing_body(
+    client_msg_id: u64,
+    body_len: usize,
+) -> (Outgoing, Receiver<Result<Ack, SendError>>) {
+    let (mut message, rx) = outgoing(client_msg_id, "carol");
+    message.body = Bytes::from(vec![b'x'; body_len]);
+    (message, rx)
+}
+
+#[test]
+fn a_message_over_the_packet_limit_is_refused_here_and_never_sent() {
+    // SEND's payload: seq u32, `to` with its u16 length, client_msg_id u64, the body's u32
+    // length, the body.
+    let overhead = 4 + 2 + "carol".len() + 8 + 4;
+    let fits = MAX_PACKET as usize - overhead;
+    let mut h = Harness::new();
+    // Before the first login (queued) and after it (sent at once): the same rule.
+    let (early, rx_early) = outgoing_body(1, fits + 1);
+    let (at_limit, rx_at_limit) = outgoing_body(2, fits);
+    h.session.on_command(Command::Send(early), h.now);
+    h.session.on_command(Command::Send(at_limit), h.now);
+    let too_large = Err(SendError::TooLarge {
+        payload: MAX_PACKET as usize + 1,
+        max_packet: MAX_PACKET,
+    });
+    assert_eq!(rx_early.try_recv().unwrap(), too_large);
+    let sent = h.log_in();
+    assert_eq!(send_ids(&sent), [2], "the one at the limit goes out");
+    assert!(rx_at_limit.try_recv().is_err(), "and waits for its ack");
+    let (late, rx_late) = outgoing_body(3, fits + 1);
+    h.session.on_command(Command::Send(late), h.now);
+    assert_eq!(rx_late.try_recv().unwrap(), too_large);
+    // Nothing over the limit comes back after a reconnect either.
+    h.session.connection_lost(&LinkError::Closed);
+    let sent = h.log_in();
+    assert_eq!(send_ids(&sent), [2]);
 }

@@ -82,7 +82,8 @@ impl ChatClient {
         let (link, inbound) = match transport {
             Transport::Tcp => (link(transport, MAX_PAYLOAD), BytesMut::new()),
             Transport::Ws => {
-                let request = ClientRequest::new(&addr.to_string(), "/");
+                let host = addr.to_string();
+                let request = ClientRequest::new(&host, "/");
                 let messages = WsMessages::Packets {
                     max_payload: MAX_PAYLOAD,
                 };

@@ -32,9 +32,11 @@ fn ws_bytes(items: &[Sent], close: bool) -> Vec<u8> {
     let mut bytes = Vec::new();
     for item in items {
         match item {
-            Sent::Packet(command, payload) => {
-                bytes.extend(server_frame(OpCode::Binary, true, &packet_bytes(*command, payload)))
-            }
+            Sent::Packet(command, payload) => bytes.extend(server_frame(
+                OpCode::Binary,
+                true,
+                &packet_bytes(*command, payload),
+            )),
             Sent::Fragmented(command, payload, at) => {
                 let whole = packet_bytes(*command, payload);
                 let at = at % (whole.len() + 1);

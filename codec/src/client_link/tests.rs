@@ -104,10 +104,16 @@ fn tcp_sends_packets_as_they_are_and_reads_them_back() {
 fn tcp_refuses_a_stray_stream_and_a_packet_over_the_limit() {
     let mut input = BytesMut::from(&b"HTTP/1.1 400"[..]);
     let got = ClientLink::tcp(1024).read(&mut input, KEY, &mut BytesMut::new());
-    assert!(matches!(got, Err(StreamError::Packet(PacketError::BadMagic { .. }))));
+    assert!(matches!(
+        got,
+        Err(StreamError::Packet(PacketError::BadMagic { .. }))
+    ));
     let mut input = BytesMut::from(&packet_bytes(1, &[0; 1025])[..]);
     let got = ClientLink::tcp(1024).read(&mut input, KEY, &mut BytesMut::new());
-    assert!(matches!(got, Err(StreamError::Packet(PacketError::TooLong { .. }))));
+    assert!(matches!(
+        got,
+        Err(StreamError::Packet(PacketError::TooLong { .. }))
+    ));
 }
 
 #[test]
@@ -124,18 +130,30 @@ fn ws_reports_the_upgrade_with_the_chosen_subprotocol() {
 
 #[test]
 fn ws_refuses_an_answer_that_is_not_a_101() {
-    let mut link =
-        ClientLink::ws(&ClientRequest::new("h:1", "/"), [1; 16], PACKETS, &mut BytesMut::new())
-            .unwrap();
+    let mut link = ClientLink::ws(
+        &ClientRequest::new("h:1", "/"),
+        [1; 16],
+        PACKETS,
+        &mut BytesMut::new(),
+    )
+    .unwrap();
     let mut input = BytesMut::from(&b"HTTP/1.1 404 Not Found\r\n\r\n"[..]);
     let got = link.read(&mut input, KEY, &mut BytesMut::new());
-    assert!(matches!(got, Err(StreamError::Handshake(ResponseError::Status { code: 404 }))));
+    assert!(matches!(
+        got,
+        Err(StreamError::Handshake(ResponseError::Status { code: 404 }))
+    ));
 }
 
 #[test]
 fn ws_writes_nothing_for_a_refused_request() {
     let mut out = BytesMut::new();
-    let got = ClientLink::ws(&ClientRequest::new("h:1", "no-slash"), [1; 16], PACKETS, &mut out);
+    let got = ClientLink::ws(
+        &ClientRequest::new("h:1", "no-slash"),
+        [1; 16],
+        PACKETS,
+        &mut out,
+    );
     assert!(matches!(got, Err(ClientRequestError::InvalidPath)));
     assert!(out.is_empty());
 }
@@ -162,7 +180,11 @@ fn ws_answers_a_ping_with_its_payload_and_reports_it() {
     let (mut link, mut input) = upgraded(PACKETS);
     input.extend_from_slice(&server_frame(OpCode::Ping, true, b"p"));
     input.extend_from_slice(&server_frame(OpCode::Pong, true, b"q"));
-    input.extend_from_slice(&server_frame(OpCode::Binary, true, &packet_bytes(0x8010, b"ok")));
+    input.extend_from_slice(&server_frame(
+        OpCode::Binary,
+        true,
+        &packet_bytes(0x8010, b"ok"),
+    ));
     let (events, out) = drain(&mut link, &mut input);
     assert_eq!(
         events,
@@ -172,30 +194,54 @@ fn ws_answers_a_ping_with_its_payload_and_reports_it() {
             packet(0x8010, b"ok"),
         ]
     );
-    assert_eq!(client_frames(out), [(OpCode::Pong, Bytes::from_static(b"p"))]);
+    assert_eq!(
+        client_frames(out),
+        [(OpCode::Pong, Bytes::from_static(b"p"))]
+    );
 }
 
 #[test]
 fn ws_echoes_the_servers_close_code_and_reads_nothing_after_it() {
     let (mut link, mut input) = upgraded(PACKETS);
-    input.extend_from_slice(&server_frame(OpCode::Close, true, &[0x03, 0xe9, b'b', b'y']));
-    input.extend_from_slice(&server_frame(OpCode::Binary, true, &packet_bytes(1, b"late")));
+    input.extend_from_slice(&server_frame(
+        OpCode::Close,
+        true,
+        &[0x03, 0xe9, b'b', b'y'],
+    ));
+    input.extend_from_slice(&server_frame(
+        OpCode::Binary,
+        true,
+        &packet_bytes(1, b"late"),
+    ));
     let (events, out) = drain(&mut link, &mut input);
     match &events[..] {
         [LinkEvent::Close(Some(frame))] => {
-            assert_eq!((frame.code, &frame.reason[..]), (CloseCode::GOING_AWAY, &b"by"[..]))
+            assert_eq!(
+                (frame.code, &frame.reason[..]),
+                (CloseCode::GOING_AWAY, &b"by"[..])
+            )
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(client_frames(out), [(OpCode::Close, Bytes::from_static(&[0x03, 0xe9]))]);
-    assert_eq!(input.len(), 2 + 10 + 4, "bytes after the close stay in the input");
+    assert_eq!(
+        client_frames(out),
+        [(OpCode::Close, Bytes::from_static(&[0x03, 0xe9]))]
+    );
+    assert_eq!(
+        input.len(),
+        2 + 10 + 4,
+        "bytes after the close stay in the input"
+    );
 
     // An empty close is answered with 1000.
     let (mut link, mut input) = upgraded(PACKETS);
     input.extend_from_slice(&server_frame(OpCode::Close, true, b""));
     let (events, out) = drain(&mut link, &mut input);
     assert_eq!(events, [LinkEvent::Close(None)]);
-    assert_eq!(client_frames(out), [(OpCode::Close, Bytes::from_static(&[0x03, 0xe8]))]);
+    assert_eq!(
+        client_frames(out),
+        [(OpCode::Close, Bytes::from_static(&[0x03, 0xe8]))]
+    );
 }
 
 #[test]
@@ -207,7 +253,10 @@ fn ws_after_its_own_close_sends_no_echo_and_no_pong() {
     assert!(!link.send_ping(b"x", KEY, &mut out));
     assert_eq!(
         client_frames(out),
-        [(OpCode::Close, Bytes::from_static(&[0x03, 0xe8, b'b', b'y', b'e']))]
+        [(
+            OpCode::Close,
+            Bytes::from_static(&[0x03, 0xe8, b'b', b'y', b'e'])
+        )]
     );
     input.extend_from_slice(&server_frame(OpCode::Ping, true, b"p"));
     input.extend_from_slice(&server_frame(OpCode::Close, true, &[0x03, 0xe8]));
@@ -232,7 +281,10 @@ fn ws_packets_reassemble_fragments_and_refuse_what_is_not_one_packet() {
     input.extend_from_slice(&server_frame(OpCode::Ping, true, b""));
     input.extend_from_slice(&server_frame(OpCode::Continuation, true, &whole[4..]));
     let (events, _) = drain(&mut link, &mut input);
-    assert_eq!(events, [LinkEvent::Ping(Bytes::new()), packet(0x8002, b"fragmented")]);
+    assert_eq!(
+        events,
+        [LinkEvent::Ping(Bytes::new()), packet(0x8002, b"fragmented")]
+    );
 
     let (mut link, mut input) = upgraded(PACKETS);
     let two = [packet_bytes(1, b""), packet_bytes(2, b"")].concat();
@@ -243,7 +295,10 @@ fn ws_packets_reassemble_fragments_and_refuse_what_is_not_one_packet() {
     let (mut link, mut input) = upgraded(PACKETS);
     input.extend_from_slice(&server_frame(OpCode::Binary, true, b"garbage!!!!!"));
     let got = link.read(&mut input, KEY, &mut BytesMut::new());
-    assert!(matches!(got, Err(StreamError::Packet(PacketError::BadMagic { .. }))));
+    assert!(matches!(
+        got,
+        Err(StreamError::Packet(PacketError::BadMagic { .. }))
+    ));
 
     let (mut link, mut input) = upgraded(PACKETS);
     input.extend_from_slice(&server_frame(OpCode::Text, true, b"hi"));
@@ -257,7 +312,10 @@ fn both_transports_take_a_payload_of_exactly_max_payload_and_refuse_one_more() {
     // may be the limit plus the 10-byte header, refused with 1009 beyond.
     let at_limit = packet_bytes(0x8031, &[0; 1024]);
     let over = packet_bytes(0x8031, &[0; 1025]);
-    let (events, _) = drain(&mut ClientLink::tcp(1024), &mut BytesMut::from(&at_limit[..]));
+    let (events, _) = drain(
+        &mut ClientLink::tcp(1024),
+        &mut BytesMut::from(&at_limit[..]),
+    );
     assert!(matches!(&events[..], [LinkEvent::Packet(p)] if p.payload.len() == 1024));
 
     let (mut link, mut input) = upgraded(PACKETS);
@@ -298,7 +356,10 @@ fn ws_refuses_a_masked_server_frame() {
     FrameEncoder::<Client>::new().encode_masked(OpCode::Binary, true, b"x", KEY, &mut masked_frame);
     input.extend_from_slice(&masked_frame);
     let got = link.read(&mut input, KEY, &mut BytesMut::new());
-    assert_eq!(got, Err(StreamError::WebSocket(ProtocolError::MaskedServerFrame)));
+    assert_eq!(
+        got,
+        Err(StreamError::WebSocket(ProtocolError::MaskedServerFrame))
+    );
 }
 
 #[test]
