@@ -1,14 +1,20 @@
 //! The load generator against in-process servers on 127.0.0.1: `switchboard`'s gateway with
 //! the echo handler (idle and echo, WebSocket and framed TCP), the chat server (chat, group),
-//! and targets that refuse or drop connections. Every run is 2 s and stops by itself.
+//! and targets that refuse, drop or close connections. Every run is 2 s and stops by itself.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use switchboard::echo::EchoHandler;
 use switchboard::gateway::{Gateway, GatewayConfig};
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
+use switchboard_codec::ws::{
+    FrameEncoder, Message, MessageReader, OpCode, ReaderConfig, Server, ServerHandshake,
+};
+use switchboard_codec::Decoded;
 use switchboard_loadtest::{run, RunConfig, Scenario, Summary, Target};
 
 const SECRET: &[u8] = b"loadtest-test-secret";
@@ -195,4 +201,78 @@ fn a_target_that_drops_connections_is_counted_by_kind() {
     assert_eq!(summary.connected, 0);
     let failed: u64 = summary.failed.values().sum();
     assert_eq!(failed, 40, "{:?}", summary.failed);
+}
+
+/// A WebSocket target's side of one connection: accepts the upgrade, and with `close_at_once`
+/// sends a close (1001) behind its 101. Returns whether the client sent a close frame, or bytes
+/// that are not WebSocket, before the stream ended.
+fn serve_ws(mut stream: TcpStream, close_at_once: bool) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut input = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    let mut read_more = |stream: &mut TcpStream, input: &mut BytesMut| match stream.read(&mut chunk)
+    {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            input.extend_from_slice(&chunk[..n]);
+            true
+        }
+    };
+    let mut handshake = ServerHandshake::new();
+    let request = loop {
+        match handshake.decode(&mut input) {
+            Ok(Decoded::Complete(request)) => break request,
+            Ok(Decoded::NeedMore) if read_more(&mut stream, &mut input) => {}
+            _ => return true, // not an upgrade request: stray bytes before it
+        }
+    };
+    let mut answer = BytesMut::new();
+    request.write_accept(None, &mut answer).unwrap();
+    if close_at_once {
+        FrameEncoder::<Server>::new().encode_frame(OpCode::Close, true, &[0x03, 0xe9], &mut answer);
+    }
+    stream.write_all(&answer).unwrap();
+    let mut reader = MessageReader::<Server>::new(ReaderConfig::default());
+    loop {
+        match reader.read(&mut input) {
+            Ok(Decoded::Complete(Message::Close(_))) | Err(_) => return true,
+            Ok(Decoded::Complete(_)) => {}
+            Ok(Decoded::NeedMore) if read_more(&mut stream, &mut input) => {}
+            Ok(Decoded::NeedMore) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_close_is_echoed_on_its_own_connection_and_on_no_other() {
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The first connection is closed by the target at once, the others are left alone.
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send((index, serve_ws(stream, index == 0))));
+        }
+    });
+    let mut c = config(Scenario::Idle, &format!("ws://{addr}/"), 4);
+    c.server_pid = None;
+    let summary = run(c).unwrap();
+    assert_eq!(summary.connected, 4, "{:?}", summary.failed);
+    assert_eq!(
+        summary.failed.get("dropped_ws_close_1001"),
+        Some(&1),
+        "{:?}",
+        summary.failed
+    );
+    let mut closes: Vec<(usize, bool)> = rx.iter().take(4).collect();
+    closes.sort_unstable();
+    assert_eq!(
+        closes,
+        [(0, true), (1, false), (2, false), (3, false)],
+        "(connection, whether the client sent it a close)"
+    );
 }
