@@ -21,6 +21,16 @@ fn file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// `switchboard serve --config FILE` with `text` in the file, as the command line parses it.
+fn parse_serve_with(text: &str) -> Result<Cli, CliError> {
+    let config = file(text);
+    parse(args(&[
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]))
+}
+
 fn serve(list: &[&str]) -> ServeArgs {
     match parse(args(list))
         .unwrap_or_else(|e| panic!("{list:?}: {e}"))
@@ -151,22 +161,11 @@ fn an_echo_run_skips_the_keys_only_serve_has() {
 
 #[test]
 fn unknown_keys_are_refused_with_their_name() {
-    let config = file("max-conns = 5\nmax-conn = 6\n");
-    let err = parse(args(&[
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-    ]))
-    .expect_err("a typo is refused");
+    let err = parse_serve_with("max-conns = 5\nmax-conn = 6\n").expect_err("a typo is refused");
     let message = err.to_string();
     assert!(message.contains("unknown key `max-conn`"), "{message}");
     for key in ["config", "help"] {
-        let config = file(&format!("{key} = \"x\"\n"));
-        let err = parse(args(&[
-            "serve",
-            "--config",
-            config.path().to_str().unwrap(),
-        ]));
+        let err = parse_serve_with(&format!("{key} = \"x\"\n"));
         assert!(
             matches!(
                 err,
@@ -185,43 +184,20 @@ fn values_of_the_wrong_shape_are_refused() {
         ("max-conns = [1, 2]\n", "an array"),
         ("max-conns = { value = 1 }\n", "a table"),
     ] {
-        let config = file(text);
-        let err = parse(args(&[
-            "serve",
-            "--config",
-            config.path().to_str().unwrap(),
-        ]))
-        .expect_err(text);
+        let err = parse_serve_with(text).expect_err(text);
         assert!(err.to_string().contains(what), "{text}: {err}");
     }
-    let config = file("no-nodelay = \"yes\"\n");
-    let err = parse(args(&[
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-    ]))
-    .expect_err("not a boolean");
+    let err = parse_serve_with("no-nodelay = \"yes\"\n").expect_err("not a boolean");
     assert!(matches!(err, CliError::FileValue { .. }), "{err:?}");
     assert!(err.to_string().contains("yes"), "{err}");
-    let config = file("max-conns = \"lots\"\n");
-    let err = parse(args(&[
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-    ]))
-    .expect_err("not a number");
+    let err = parse_serve_with("max-conns = \"lots\"\n").expect_err("not a number");
     assert!(matches!(err, CliError::FileValue { .. }), "{err:?}");
     assert!(err.to_string().contains("lots"), "{err}");
 }
 
 #[test]
 fn not_toml_and_missing_files_are_refused() {
-    let config = file("max-conns = \n");
-    let err = parse(args(&[
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-    ]));
+    let err = parse_serve_with("max-conns = \n");
     assert!(
         matches!(
             err,

@@ -3,18 +3,9 @@
 
 use switchboard_protocol::{Command, Request, ResponseBody, Status, Text};
 
-use super::{config, Harness};
+use super::{config, group, Harness};
 use crate::logic::LogicConfig;
 use crate::store::{Completion, GroupRecord, StoreError, StoreRequest};
-
-fn group(id: u64, members: &[&str]) -> GroupRecord {
-    GroupRecord {
-        id,
-        name: "g".into(),
-        owner: members[0].into(),
-        members: members.iter().map(|m| Box::from(*m)).collect(),
-    }
-}
 
 fn limited(limit: usize, groups: Vec<GroupRecord>) -> Harness {
     let config = LogicConfig {

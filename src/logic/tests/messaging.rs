@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_protocol::{Command, Push, Request, ResponseBody, SendOk, Status, Target, Text};
 
-use super::{config, Harness};
+use super::{config, group, Harness};
 use crate::logic::snowflake;
-use crate::store::{self, AppendOutcome, Completion, GroupRecord, StoreError, StoreRequest};
+use crate::store::{self, AppendOutcome, Completion, StoreError, StoreRequest};
 
 fn send(to: &str, client_msg_id: u64, body: &'static [u8]) -> Request {
     Request::Send {
@@ -273,15 +273,6 @@ fn acks_follow_the_order_of_completions_each_with_its_own_seq_and_id() {
     // A completion for a ticket the core never issued (a purge of the store's own) is ignored.
     h.complete(Completion::Done { ticket: 999_999 });
     h.expect_nothing();
-}
-
-fn group(id: u64, members: &[&str]) -> GroupRecord {
-    GroupRecord {
-        id,
-        name: "g".into(),
-        owner: members[0].into(),
-        members: members.iter().map(|m| Box::from(*m)).collect(),
-    }
 }
 
 fn group_send(group_id: u64, client_msg_id: u64) -> Request {

@@ -99,6 +99,16 @@ pub(super) struct Harness {
 }
 
 /// The harness's settings: the defaults with the harness's token secret.
+/// A group named "g" owned by its first member.
+pub(super) fn group(id: u64, members: &[&str]) -> GroupRecord {
+    GroupRecord {
+        id,
+        name: "g".into(),
+        owner: members[0].into(),
+        members: members.iter().map(|m| Box::from(*m)).collect(),
+    }
+}
+
 pub(super) fn config() -> LogicConfig {
     LogicConfig {
         jwt_secret: SECRET.to_vec(),
