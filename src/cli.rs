@@ -23,7 +23,7 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info};
 
 use crate::echo::EchoHandler;
-use crate::gateway::{Gateway, GatewayConfig, Keepalive, SocketOptions};
+use crate::gateway::{ControlLimit, Gateway, GatewayConfig, Keepalive, SocketOptions};
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
 /// first run exposes nothing to the network.
@@ -180,6 +180,17 @@ pub struct GatewayArgs {
     /// Bytes queued for a client that does not read before it is closed as a slow consumer.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     write_queue_cap: usize,
+    /// Bytes queued for writing across all connections of the process; when a pass ends over
+    /// it, the connections with the largest queues are closed first (counted in the log).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    max_queued_bytes: usize,
+    /// WebSocket control frames (ping, pong) a connection may send at once; see --control-rate.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    control_burst: u32,
+    /// WebSocket control frames per second a connection may send on average; the frame past
+    /// the burst and this rate closes it with 1008 (policy violation).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    control_rate: u32,
     /// Close a connection that sends nothing for this long (heartbeat read-wait).
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration)]
     read_wait: Duration,
@@ -245,6 +256,11 @@ impl GatewayArgs {
             max_conns: self.max_conns,
             max_packet: self.max_packet,
             write_queue_cap: self.write_queue_cap,
+            max_queued_bytes: self.max_queued_bytes,
+            control_limit: ControlLimit {
+                burst: self.control_burst,
+                per_second: self.control_rate,
+            },
             handshake_timeout: self.handshake_timeout,
             read_wait: self.read_wait,
             drain_timeout: self.drain_timeout,

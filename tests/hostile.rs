@@ -191,11 +191,11 @@ fn ping_flooders_are_cut_with_1008_while_others_are_served() {
     );
     gateway.wait_for_open_connections(0, Duration::from_secs(3));
     let ends = recorder.ends.lock().unwrap().clone();
-    assert_eq!(ends.len(), 10, "{ends:?}");
-    assert!(
-        ends.iter().all(|e| matches!(e, Disconnect::Protocol(_))),
-        "{ends:?}"
-    );
+    let cut = ends
+        .iter()
+        .filter(|e| matches!(e, Disconnect::Protocol(_)))
+        .count();
+    assert_eq!(cut, 10, "{ends:?}");
 }
 
 // ---- slow readers ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use super::control::ControlLimit;
+
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -87,6 +89,13 @@ pub struct GatewayConfig {
     /// Bytes a connection may have queued for writing before it counts as a slow consumer
     /// and is closed. Never less than twice the largest message, whatever is set here.
     pub write_queue_cap: usize,
+    /// Bytes queued for writing across every connection of the process. When a pass of a
+    /// reactor ends with more queued than this, that reactor closes its connections with the
+    /// largest queues (as slow consumers) until the total is back under it.
+    pub max_queued_bytes: usize,
+    /// Control frames (ping, pong) a WebSocket connection may send, as a burst and a rate;
+    /// the frame past it closes the connection with 1008 (policy violation).
+    pub control_limit: ControlLimit,
     /// A WebSocket client must finish its upgrade request within this time.
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed (heartbeat).
@@ -109,6 +118,8 @@ impl Default for GatewayConfig {
             max_message: 1 << 20,
             ws_text: false,
             write_queue_cap: 4 << 20,
+            max_queued_bytes: 1 << 30,
+            control_limit: ControlLimit::default(),
             handshake_timeout: Duration::from_secs(10),
             read_wait: Duration::from_secs(180),
             close_linger: Duration::from_secs(2),

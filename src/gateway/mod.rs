@@ -5,6 +5,7 @@
 
 pub mod config;
 mod conn;
+mod control;
 pub mod conn_id;
 pub mod handle;
 pub mod handler;
@@ -15,7 +16,7 @@ mod server;
 pub mod timer_wheel;
 pub mod trusted_proxies;
 
-pub use config::{GatewayConfig, Keepalive, SocketOptions};
+pub use config::{ControlLimit, GatewayConfig, Keepalive, SocketOptions};
 pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};

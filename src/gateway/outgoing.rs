@@ -5,16 +5,25 @@
 //! messages in a pass gets one `writev`, and no connection owns a queue while it is idle.
 //! Only bytes the kernel refused (send buffer full) move into a per-connection backlog,
 //! which exists only until it drains. The backlog's size is what the slow-consumer cap
-//! measures. Invariant: if a backlog exists, new bytes go behind it, never around it.
+//! measures. Invariant: if a backlog exists, new bytes go behind it, never around it: pushes
+//! to a backlogged connection go straight into its backlog, so the cap sees them at once
+//! rather than at the end of the pass.
+//!
+//! The backlog owns what it counts: a slice under [`COPY_BELOW`] bytes is copied into it, as
+//! it may be a small share of a large read buffer that it would otherwise keep alive (a 20-byte
+//! echo pinning a 64 KiB read chunk). Larger slices are whole frames with at most a read's
+//! worth of buffer around them, and shared by every connection a message fans out to.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 const NIL: u32 = u32::MAX;
 /// Slices per `writev`; well under IOV_MAX (1024) and enough to batch a pass's pushes.
 const MAX_IOV: usize = 64;
+/// Slices shorter than this are copied when they enter a backlog (see the module comment).
+const COPY_BELOW: usize = 64 << 10;
 
 struct Entry {
     bytes: Bytes,
@@ -44,7 +53,45 @@ pub(crate) struct Outgoing {
 
 struct Backlog {
     queue: VecDeque<Bytes>,
+    /// Small slices copied together, to be queued after `queue` (see [`Backlog::push`]).
+    small: BytesMut,
     bytes: usize,
+}
+
+impl Backlog {
+    fn new() -> Box<Backlog> {
+        Box::new(Backlog {
+            queue: VecDeque::new(),
+            small: BytesMut::new(),
+            bytes: 0,
+        })
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.bytes += bytes.len();
+        if bytes.len() < COPY_BELOW {
+            // Gathered into one buffer: a flood of small frames costs its bytes, not a queue
+            // entry and an allocation each.
+            self.small.extend_from_slice(&bytes);
+            if self.small.len() >= COPY_BELOW {
+                self.seal();
+            }
+        } else {
+            self.seal();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Moves the gathered small slices to the queue, in order.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.queue
+                .push_back(std::mem::take(&mut self.small).freeze());
+        }
+    }
 }
 
 /// What a flush left behind.
@@ -70,6 +117,10 @@ impl Outgoing {
     /// Appends `bytes` to this connection's chain. Returns true if the chain was empty
     /// (the caller then marks the connection dirty for this pass's flush).
     pub(crate) fn push(&mut self, arena: &mut PushArena, bytes: Bytes) -> bool {
+        if let Some(backlog) = self.backlog.as_mut() {
+            backlog.push(bytes);
+            return false;
+        }
         let index = arena.entries.len() as u32;
         arena.entries.push(Entry { bytes, next: NIL });
         if self.tail == NIL {
@@ -154,19 +205,10 @@ impl Outgoing {
     }
 
     fn chain_into_backlog(&mut self, arena: &mut PushArena) {
-        let backlog = self.backlog.get_or_insert_with(|| {
-            Box::new(Backlog {
-                queue: VecDeque::new(),
-                bytes: 0,
-            })
-        });
+        let backlog = self.backlog.get_or_insert_with(Backlog::new);
         while self.head != NIL {
             let entry = &mut arena.entries[self.head as usize];
-            let bytes = std::mem::take(&mut entry.bytes);
-            if !bytes.is_empty() {
-                backlog.bytes += bytes.len();
-                backlog.queue.push_back(bytes);
-            }
+            backlog.push(std::mem::take(&mut entry.bytes));
             self.head = entry.next;
         }
         self.tail = NIL;
@@ -176,6 +218,7 @@ impl Outgoing {
         let Some(backlog) = self.backlog.as_mut() else {
             return Ok(Flushed::All);
         };
+        backlog.seal();
         while !backlog.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let count = backlog.queue.len().min(MAX_IOV);

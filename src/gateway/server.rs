@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -68,6 +68,8 @@ impl Gateway {
         let shared = Arc::new(Shared {
             config,
             open_conns: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            budget_closes: AtomicU64::new(0),
         });
         let mut threads = Vec::with_capacity(workers);
         for (index, ((poll, (tcp, ws)), inbox)) in
@@ -118,6 +120,20 @@ impl Gateway {
         self.shared
             .open_conns
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Bytes queued for writing across all reactors, as of the end of each one's last pass.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared
+            .queued_bytes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Connections closed so far because the process was over `--max-queued-bytes`.
+    pub fn budget_closes(&self) -> u64 {
+        self.shared
+            .budget_closes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops accepting, closes every connection (WebSocket with 1001) and waits for the

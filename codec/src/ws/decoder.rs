@@ -56,6 +56,12 @@ impl FrameCursor {
         self.end == 0
     }
 
+    /// Where the frame in progress ends in `src` (header included); `None` between frames.
+    #[inline]
+    pub(crate) fn end(&self) -> Option<usize> {
+        (!self.is_idle()).then_some(self.end)
+    }
+
     #[inline]
     pub(crate) fn opcode(&self) -> OpCode {
         self.opcode

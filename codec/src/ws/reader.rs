@@ -97,6 +97,18 @@ impl<R: Role> MessageReader<R> {
         self.cursor.is_idle() && self.fragmented == Fragmented::None
     }
 
+    /// How many bytes of `src` the frame in progress takes, header included, once its header
+    /// has been read: a caller that keeps an unfinished frame in its own buffer can size the
+    /// buffer exactly. `None` between frames.
+    pub fn frame_len(&self) -> Option<usize> {
+        self.cursor.end()
+    }
+
+    /// Bytes this reader holds itself: the fragments of an unfinished message.
+    pub fn held_bytes(&self) -> usize {
+        self.fragments.capacity()
+    }
+
     /// Reads the next message or control frame from the start of `src`.
     pub fn read(&mut self, src: &mut BytesMut) -> Result<Decoded<Message>, ProtocolError> {
         loop {
@@ -192,7 +204,10 @@ impl<R: Role> MessageReader<R> {
                     return Ok(None);
                 }
                 self.fragmented = Fragmented::None;
-                // Hands the buffer over without a copy and leaves no capacity behind.
+                // Hands the buffer over without a copy and leaves no capacity behind. Shrunk
+                // first: the message may wait in a write queue, where spare capacity from
+                // the buffer's doubling would be memory the queue's count does not see.
+                self.fragments.shrink_to_fit();
                 let payload = Bytes::from(std::mem::take(&mut self.fragments));
                 data_message(text, payload)
             }
@@ -391,6 +406,22 @@ mod tests {
             (&payload[..], payload.as_ptr() as usize),
             (&b"payload"[..], payload_at)
         );
+    }
+
+    #[test]
+    fn frame_len_is_known_once_the_header_is_in() {
+        let bytes = masked(OpCode::Binary, true, &[7; 300]);
+        let mut reader = MessageReader::<Server>::new(ReaderConfig::default());
+        assert_eq!(reader.frame_len(), None);
+        let mut src = BytesMut::from(&bytes[..5]);
+        assert!(matches!(reader.read(&mut src), Ok(Decoded::NeedMore)));
+        assert_eq!(reader.frame_len(), None, "the header is 8 bytes");
+        src.extend_from_slice(&bytes[5..20]);
+        assert!(matches!(reader.read(&mut src), Ok(Decoded::NeedMore)));
+        assert_eq!(reader.frame_len(), Some(bytes.len()));
+        src.extend_from_slice(&bytes[20..]);
+        assert!(matches!(reader.read(&mut src), Ok(Decoded::Complete(_))));
+        assert_eq!(reader.frame_len(), None);
     }
 
     #[test]

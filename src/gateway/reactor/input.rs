@@ -8,26 +8,58 @@ use std::io::{self, Read};
 use bytes::{Bytes, BytesMut};
 use switchboard_codec::ws::handshake;
 use switchboard_codec::ws::{self as ws, CloseCode, MessageReader, OpCode, ReaderConfig};
+use switchboard_codec::packet::{PacketHeader, HEADER_LEN};
 use switchboard_codec::Decoded;
 use tracing::{debug, info, warn};
 
 use super::super::conn::{Phase, Protocol};
 use super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Transport};
-use super::{Reactor, ACCEPT_RETRY_TICKS, MIN_PARTIAL, READ_BUDGET, SCRATCH_CHUNK};
+use super::{
+    Reactor, ACCEPT_RETRY_TICKS, FRAME_BUDGET, MIN_PARTIAL, READ_BUDGET, READ_BYTES_BUDGET,
+    READ_WINDOW, SCRATCH_CHUNK, TICK_MS,
+};
 
 impl<H: Handler> Reactor<H> {
     // ---- reading ---------------------------------------------------------------------------
 
-    /// Reads what the connection has. A read that returns less than it asked for emptied the
-    /// socket's receive queue, and edge-triggered epoll reports the next arrival, so the read
-    /// that would only say "would block" is skipped: one system call per message saved. Not
-    /// when `until_eof`: the peer's FIN came with the event and must be read to be seen.
+    /// Reads what the connection has, within its share of the pass: [`READ_BUDGET`] reads,
+    /// [`READ_BYTES_BUDGET`] bytes and [`FRAME_BUDGET`] decoded frames; a connection that used
+    /// its share waits for the next turn (frames already read but not decoded wait in its
+    /// buffer). A connection that holds more than the slow-consumer cap is not read until a
+    /// flush brings it back under (or cuts it).
+    ///
+    /// A read that returns less than it asked for emptied the socket's receive queue, and
+    /// edge-triggered epoll reports the next arrival, so the read that would only say "would
+    /// block" is skipped: one system call per message saved. Not when `until_eof`: the peer's
+    /// FIN came with the event and must be read to be seen.
     pub(super) fn conn_readable(&mut self, key: usize, until_eof: bool) {
+        self.frames_left = FRAME_BUDGET;
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.inbound.is_some() && conn.reads_frames() {
+            // Frames left undecoded by the last turn's budget go first.
+            self.process_input(key, true);
+            if self.frames_left == 0 {
+                self.again.push(key);
+                return;
+            }
+        }
+        let mut bytes = 0;
         for _ in 0..READ_BUDGET {
+            if self.over_cap(key) {
+                // The flush at the end of this pass judges it (and most likely cuts it).
+                self.read_paused.insert(key);
+                let conn = &mut self.conns[key];
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(key);
+                }
+                return;
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let use_own = conn.inbound.is_some();
             let window = &mut self.read_window[..];
             let read = loop {
                 match conn.stream.read(window) {
@@ -41,20 +73,13 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
                 Ok(n) => {
-                    // Copy what arrived into the buffer frames are split from: `n` bytes,
-                    // where reading straight into it would first zero the whole window.
-                    let buf = if use_own {
-                        conn.inbound.as_mut().expect("checked")
-                    } else {
-                        if self.scratch.capacity() - self.scratch.len() < n {
-                            self.scratch.reserve(SCRATCH_CHUNK);
-                        }
-                        &mut self.scratch
-                    };
-                    buf.extend_from_slice(&window[..n]);
-                    let short = n < window.len();
                     conn.last_read = self.now;
-                    self.process_input(key, use_own);
+                    bytes += n;
+                    let short = n < READ_WINDOW;
+                    self.take_read(key, n);
+                    if self.frames_left == 0 || bytes >= READ_BYTES_BUDGET {
+                        break;
+                    }
                     if short && !until_eof {
                         return;
                     }
@@ -68,7 +93,52 @@ impl<H: Handler> Reactor<H> {
                 }
             }
         }
-        self.again.push(key);
+        if self.conns.contains(key) {
+            self.again.push(key);
+        }
+    }
+
+    /// Decodes the `n` bytes that arrived in the read window. When the connection holds the
+    /// start of a frame whose length is known, only the rest of that frame joins its buffer
+    /// (sized for exactly that frame, so the message split off it later holds no spare
+    /// capacity) and what follows goes through the shared scratch buffer like any read.
+    fn take_read(&mut self, key: usize, n: usize) {
+        let conn = &mut self.conns[key];
+        let mut start = 0;
+        if let Some(own) = conn.inbound.as_mut() {
+            let room = partial_frame_len(&conn.protocol, own, self.shared.config.max_packet)
+                .map_or(n, |len| len.saturating_sub(own.len()).min(n));
+            own.extend_from_slice(&self.read_window[..room]);
+            start = room;
+            self.process_input(key, true);
+            if start == n || self.frames_left == 0 {
+                // A budget stop leaves input undecoded; anything after it waits its turn.
+                if start < n {
+                    if let Some(own) = self.conns.get_mut(key).and_then(|c| c.inbound.as_mut()) {
+                        own.extend_from_slice(&self.read_window[start..n]);
+                    }
+                }
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if let Some(own) = conn.inbound.as_mut() {
+                // The frame is still unfinished (its length was not known): keep appending.
+                own.extend_from_slice(&self.read_window[start..n]);
+                self.process_input(key, true);
+                return;
+            }
+        }
+        // Copy what arrived into the buffer frames are split from: `n` bytes, where reading
+        // straight into it would first zero the whole window.
+        let len = n - start;
+        if self.scratch.capacity() - self.scratch.len() < len {
+            self.scratch.reserve(SCRATCH_CHUNK);
+        }
+        self.scratch
+            .extend_from_slice(&self.read_window[start..n]);
+        self.process_input(key, false);
     }
 
     pub(super) fn revisit(&mut self) {
@@ -93,8 +163,14 @@ impl<H: Handler> Reactor<H> {
     /// Turns the bytes just read into events. `own`: they are in the connection's buffer
     /// rather than the shared scratch.
     pub(super) fn process_input(&mut self, key: usize, own: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let mut src = if own {
-            *self.conns[key].inbound.take().expect("caller checked")
+            match conn.inbound.take() {
+                Some(own) => *own,
+                None => return,
+            }
         } else {
             std::mem::take(&mut self.scratch)
         };
@@ -108,8 +184,11 @@ impl<H: Handler> Reactor<H> {
         } else {
             if let Some(conn) = self.conns.get_mut(key) {
                 if !src.is_empty() && conn.reads_frames() {
-                    // Only the start of an unfinished frame leaves the scratch buffer.
-                    let mut own = BytesMut::with_capacity(src.len().max(MIN_PARTIAL));
+                    // Only the start of an unfinished frame (or what the frame budget left)
+                    // leaves the scratch buffer, into a buffer sized for that frame.
+                    let frame = partial_frame_len(&conn.protocol, &src, self.shared.config.max_packet);
+                    let capacity = frame.unwrap_or(MIN_PARTIAL).max(src.len());
+                    let mut own = BytesMut::with_capacity(capacity);
                     own.extend_from_slice(&src);
                     conn.inbound = Some(Box::new(own));
                 }
@@ -121,12 +200,16 @@ impl<H: Handler> Reactor<H> {
 
     pub(super) fn decode_all(&mut self, key: usize, src: &mut BytesMut) {
         loop {
+            let stop = self.frames_left == 0 || self.over_cap(key);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             if !conn.reads_frames() || src.is_empty() {
                 src.clear();
                 return;
+            }
+            if stop {
+                return; // the rest waits in the connection's buffer
             }
             let progressed = match &mut conn.protocol {
                 Protocol::Tcp => self.decode_packet(key, src),
@@ -144,6 +227,7 @@ impl<H: Handler> Reactor<H> {
     pub(super) fn decode_packet(&mut self, key: usize, src: &mut BytesMut) -> bool {
         match self.packets.decode_raw(src) {
             Ok(Decoded::Complete(packet)) => {
+                self.frames_left = self.frames_left.saturating_sub(1);
                 if self.conns[key].phase == Phase::Open {
                     self.deliver(key, Message::Binary(packet));
                 }
@@ -238,6 +322,7 @@ impl<H: Handler> Reactor<H> {
         };
         match reader.read(src) {
             Ok(Decoded::Complete(message)) => {
+                self.frames_left = self.frames_left.saturating_sub(1);
                 self.ws_message(key, message);
                 true
             }
@@ -270,7 +355,12 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             ws::Message::Ping(payload) if phase == Phase::Open => {
-                self.send_frame(key, OpCode::Pong, payload);
+                if self.control_frame_admitted(key) {
+                    self.owe_pong(key, &payload);
+                }
+            }
+            ws::Message::Pong(_) if phase == Phase::Open => {
+                self.control_frame_admitted(key);
             }
             ws::Message::Close(frame) => {
                 let code = frame.as_ref().map(|f| f.code);
@@ -287,6 +377,28 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Counts a control frame against the connection's [`ControlLimit`]; over it, the
+    /// connection is closed with 1008 and this returns false.
+    ///
+    /// [`ControlLimit`]: super::super::control::ControlLimit
+    fn control_frame_admitted(&mut self, key: usize) -> bool {
+        let limit = self.shared.config.control_limit;
+        let conn = &mut self.conns[key];
+        if conn.control.admit(limit, self.now, TICK_MS) {
+            return true;
+        }
+        info!(
+            peer = %conn.peer,
+            burst = limit.burst,
+            per_second = limit.per_second,
+            "closing WebSocket: control frames over the limit"
+        );
+        self.notify(key, Disconnect::Protocol("control frames over the limit".into()));
+        self.send_close(key, CloseCode::POLICY_VIOLATION);
+        self.start_flushing(key);
+        false
+    }
+
     pub(super) fn peer_eof(&mut self, key: usize) {
         let conn = &self.conns[key];
         match conn.phase {
@@ -299,5 +411,24 @@ impl<H: Handler> Reactor<H> {
                 self.remove(key, None)
             }
         }
+    }
+}
+
+/// The length of the frame (or packet) that starts `src`, header included, once its header is
+/// in: what a buffer holding its start needs, exactly. `None` while the header is incomplete,
+/// for a handshake, or for a header that is about to be refused anyway.
+fn partial_frame_len(protocol: &Protocol, src: &[u8], max_packet: usize) -> Option<usize> {
+    match protocol {
+        Protocol::Ws(reader) => reader.frame_len(),
+        Protocol::Tcp => {
+            let max = u32::try_from(max_packet).unwrap_or(u32::MAX);
+            match PacketHeader::parse(src, max) {
+                Ok(Decoded::Complete(header)) => {
+                    Some(HEADER_LEN + header.payload_len as usize)
+                }
+                _ => None,
+            }
+        }
+        Protocol::WsHandshake(_) => None,
     }
 }

@@ -8,10 +8,11 @@
 //! handler returns; writes are gathered per connection and flushed once per pass.
 //! `input.rs` holds the read path (bytes to events), `output.rs` the write and close path.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,12 +28,14 @@ use tracing::{debug, info, warn};
 use super::config::GatewayConfig;
 use super::conn::{Conn, Phase};
 use super::conn_id::{next_generation, ConnId};
+use super::control::PongSlots;
 use super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
 use super::outgoing::PushArena;
 use super::timer_wheel::TimerWheel;
 
 mod input;
+mod memory;
 mod output;
 
 use output::write_cap;
@@ -45,6 +48,17 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 3);
 const TICK_MS: u64 = 10;
 /// Reads per readiness event before other connections get their turn.
 const READ_BUDGET: usize = 16;
+/// Bytes per readiness event before other connections get their turn: with the read count
+/// alone, a connection that always has input could take 16 × 64 KiB per turn.
+const READ_BYTES_BUDGET: usize = 128 << 10;
+/// Messages and control frames decoded per readiness event before other connections get
+/// their turn: 128 KiB of 6-byte pings would otherwise be 20,000 frames in one turn.
+const FRAME_BUDGET: usize = 256;
+/// Trim the allocator after this many bytes of queues and buffers were released...
+const TRIM_AFTER_RELEASED: usize = 8 << 20;
+/// ...at most this often (ticks), so an attack that comes and goes does not make the reactor
+/// spend its time in `malloc_trim`.
+const TRIM_EVERY_TICKS: u32 = 50;
 /// Accepts per readiness event before the connections already open get their turn.
 const ACCEPT_BUDGET: usize = 256;
 /// The most one `read` takes. Reads land in a window of this size, initialised once, and only
@@ -65,6 +79,11 @@ const ACCEPT_RETRY_TICKS: u32 = 10;
 pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) open_conns: AtomicUsize,
+    /// Bytes in the write backlogs of every reactor, as each published at the end of its
+    /// last pass (see `--max-queued-bytes`).
+    pub(crate) queued_bytes: AtomicUsize,
+    /// Connections closed because the process went over `--max-queued-bytes`.
+    pub(crate) budget_closes: AtomicU64,
 }
 
 pub(crate) struct Reactor<H: Handler> {
@@ -101,6 +120,21 @@ pub(crate) struct Reactor<H: Handler> {
     responses: BytesMut,
     /// The slow-consumer cap actually applied: never below two of the largest messages.
     write_cap: usize,
+    /// Pongs owed, one per connection at most, sent at the end of the pass.
+    pongs: PongSlots,
+    /// Connections with a write backlog: where to look for the largest queues.
+    backlogged: HashSet<usize>,
+    /// Connections not read because they hold more than the slow-consumer cap; the next flush
+    /// that leaves one under the cap resumes reading it.
+    read_paused: HashSet<usize>,
+    /// Bytes in this reactor's write backlogs, and what of it is published in `Shared`.
+    queued_here: usize,
+    queued_published: usize,
+    /// Decode budget left to the connection being read (see [`FRAME_BUDGET`]).
+    frames_left: usize,
+    /// Bytes of queues and buffers released since the allocator was last trimmed.
+    released: usize,
+    last_trim: u32,
     draining_until: Option<u32>,
 }
 
@@ -155,6 +189,14 @@ impl<H: Handler> Reactor<H> {
             frames: FrameEncoder::new(),
             responses: BytesMut::new(),
             write_cap,
+            pongs: PongSlots::default(),
+            backlogged: HashSet::new(),
+            read_paused: HashSet::new(),
+            queued_here: 0,
+            queued_published: 0,
+            frames_left: FRAME_BUDGET,
+            released: 0,
+            last_trim: 0,
             draining_until: None,
         })
     }
@@ -213,7 +255,10 @@ impl<H: Handler> Reactor<H> {
         let mut timeout = self.wheel.next_deadline().map(|deadline| {
             Duration::from_millis(deadline.saturating_sub(u64::from(self.tick())) * TICK_MS)
         });
-        if self.draining_until.is_some() || self.accept_paused_at.is_some() {
+        if self.draining_until.is_some()
+            || self.accept_paused_at.is_some()
+            || self.released >= TRIM_AFTER_RELEASED
+        {
             let cap = Duration::from_millis(u64::from(ACCEPT_RETRY_TICKS) * TICK_MS);
             timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
         }
@@ -286,7 +331,10 @@ impl<H: Handler> Reactor<H> {
             self.generations.resize(key + 1, 0);
         }
         let generation = self.generations[key];
-        entry.insert(Conn::new(stream, peer, transport, generation, self.now));
+        let control = self.shared.config.control_limit;
+        entry.insert(Conn::new(
+            stream, peer, transport, generation, self.now, control,
+        ));
         match transport {
             Transport::Tcp => {
                 self.wheel
@@ -539,6 +587,10 @@ impl<H: Handler> Reactor<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.released += conn.held_bytes();
+        self.account_backlog(key, conn.outgoing.backlog_bytes(), 0);
+        let _ = self.pongs.take(key);
+        self.read_paused.remove(&key);
         conn.outgoing.discard();
         self.wheel.cancel(key);
         self.generations[key] = next_generation(conn.generation);
