@@ -23,10 +23,10 @@ use common::{configure, is_timeout, packet, pattern, test_config, vm_rss, TestGa
 const LARGEST: usize = 16 << 10;
 /// The slow-consumer cap.
 const CAP: usize = 64 << 10;
-/// What a connection may queue past the cap before the check sees it: one pass of the event
-/// loop reads at most two budgets of 16 reads of 64 KiB, all echoed before the flush that
-/// measures the queue. Twice that, for margin.
-const PAST_CAP: usize = 4 << 20;
+/// What a connection may hold past the cap before the check sees it: reading stops at the
+/// cap, so one turn's read (at most 128 KiB, all echoed) and one unfinished message. Twice
+/// that, for margin.
+const PAST_CAP: usize = 2 * ((128 << 10) + LARGEST);
 
 /// One test at a time, so one test's buffers do not show in the other's RSS.
 static SERIAL: Mutex<()> = Mutex::new(());

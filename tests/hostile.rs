@@ -151,9 +151,7 @@ fn ping_flooders_are_cut_with_1008_while_others_are_served() {
     let stop = Arc::new(AtomicBool::new(false));
     let peak = sample_peak_rss(stop.clone());
 
-    let flooders: Vec<_> = (0..10)
-        .map(|_| ping_flooder(gateway.ws_addr()))
-        .collect();
+    let flooders: Vec<_> = (0..10).map(|_| ping_flooder(gateway.ws_addr())).collect();
     // The victim is served throughout: every echo comes back within the I/O timeout.
     let served = Arc::new(AtomicUsize::new(0));
     let victim_thread = {
@@ -302,9 +300,7 @@ fn slow_readers_cost_the_cap_and_memory_comes_back() {
     );
     // Memory the attackers borrowed comes back once they are gone (without a trim, about
     // 9 MiB of the peak stayed resident here).
-    let returned = common::wait_until(Duration::from_secs(5), || {
-        vm_rss() <= baseline + (4 << 20)
-    });
+    let returned = common::wait_until(Duration::from_secs(5), || vm_rss() <= baseline + (4 << 20));
     assert!(
         returned,
         "RSS {} KiB five seconds after the slow readers left; {} KiB before (peak {} KiB)",

@@ -2,10 +2,12 @@
 //!
 //! [`ControlRate`] is a token bucket per connection: a client may send `burst` control frames
 //! at once and `per_second` on average; the frame that finds the bucket empty gets the
-//! connection closed with 1008 (policy violation). [`PongSlots`] holds at most one pong per
-//! connection until the end of the reactor's pass: RFC 6455 §5.5.3 lets an endpoint that got
-//! several pings before it could reply answer only the most recent one, so a ping flood costs
-//! the server one 125-byte slot per connection instead of a queue of pongs.
+//! connection closed with 1008 (policy violation). [`PongSlots`] bounds the pongs of one
+//! reactor pass: the first ping of a connection in a pass is answered in place (in order with
+//! the data around it), later ones only replace one owed pong sent at the end of the pass.
+//! RFC 6455 §5.5.3 lets an endpoint that got several pings before it could reply answer only
+//! the most recent one, so a ping flood costs the server at most two pongs per connection per
+//! pass instead of a queue of them.
 //!
 //! Time comes in as the reactor's ticks (milliseconds since its start divided by `tick_ms`).
 
@@ -76,30 +78,46 @@ impl ControlRate {
     }
 }
 
-/// The pong each connection owes, at most one, until the reactor's next flush.
+/// The pongs of one reactor pass: which connections were answered, and the one pong each
+/// still owes, if any.
 #[derive(Default)]
 pub(crate) struct PongSlots {
-    slots: HashMap<usize, Bytes>,
+    slots: HashMap<usize, Option<Bytes>>,
 }
 
 impl PongSlots {
-    /// Records a ping's payload: it replaces any earlier one not yet answered. The payload is
-    /// copied (at most 125 bytes) so the slot does not keep a shared read buffer alive.
-    pub(crate) fn owe(&mut self, key: usize, payload: &[u8]) {
-        self.slots.insert(key, Bytes::copy_from_slice(payload));
+    /// A ping from `key`: true if it is the first this pass (answer it now); otherwise its
+    /// payload replaces any earlier one owed, copied (at most 125 bytes) so the slot does not
+    /// keep a shared read buffer alive.
+    pub(crate) fn answer_now(&mut self, key: usize, payload: &[u8]) -> bool {
+        match self.slots.get_mut(&key) {
+            None => {
+                self.slots.insert(key, None);
+                true
+            }
+            Some(owed) => {
+                *owed = Some(Bytes::copy_from_slice(payload));
+                false
+            }
+        }
     }
 
     /// The pong owed to `key`, if any, leaving its slot empty.
     pub(crate) fn take(&mut self, key: usize) -> Option<Bytes> {
-        self.slots.remove(&key)
+        self.slots.get_mut(&key).and_then(Option::take)
     }
 
-    /// Whether any pong is owed.
+    /// Forgets `key` (the connection is gone; its key may be reused this pass).
+    pub(crate) fn forget(&mut self, key: usize) {
+        self.slots.remove(&key);
+    }
+
+    /// Whether no ping was seen this pass.
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
-    /// Forgets every owed pong, keeping the table's memory only while it is small.
+    /// Starts a new pass, keeping the table's memory only while it is small.
     pub(crate) fn clear(&mut self) {
         self.slots.clear();
         if self.slots.capacity() > 1024 {
@@ -166,15 +184,20 @@ mod tests {
     }
 
     #[test]
-    fn only_the_latest_ping_is_answered() {
+    fn the_first_ping_of_a_pass_and_the_latest_are_answered() {
         let mut slots = PongSlots::default();
-        slots.owe(4, b"first");
-        slots.owe(4, b"second");
-        slots.owe(9, b"other");
-        assert_eq!(slots.take(4).as_deref(), Some(&b"second"[..]));
-        assert_eq!(slots.take(4), None);
-        assert_eq!(slots.take(9).as_deref(), Some(&b"other"[..]));
+        assert!(slots.answer_now(4, b"first"));
+        assert!(!slots.answer_now(4, b"second"));
+        assert!(!slots.answer_now(4, b"third"));
+        assert!(slots.answer_now(9, b"other"));
+        assert_eq!(slots.take(4).as_deref(), Some(&b"third"[..]));
+        assert_eq!(slots.take(4), None, "owed once");
+        assert_eq!(slots.take(9), None, "answered in place, owes nothing");
+        slots.forget(4);
+        assert!(slots.answer_now(4, b"a new connection in the slot"));
+        slots.clear();
         assert!(slots.is_empty());
+        assert!(slots.answer_now(9, b"next pass"));
     }
 
     #[test]

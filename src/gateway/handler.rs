@@ -87,9 +87,11 @@ pub enum Disconnect {
     ReadTimeout,
     /// The peer broke the protocol; the reason names the rule.
     Protocol(String),
-    /// The peer did not read: its write queue passed the cap.
+    /// The peer did not read: what the server held for it (write queue, unfinished input)
+    /// passed the cap, or the process went over its budget of queued bytes and this was one
+    /// of the largest queues.
     SlowConsumer {
-        /// Bytes queued when it was cut.
+        /// Bytes held for it when it was cut.
         queued: usize,
     },
     /// A socket error.

@@ -5,8 +5,8 @@
 
 pub mod config;
 mod conn;
-mod control;
 pub mod conn_id;
+mod control;
 pub mod handle;
 pub mod handler;
 pub mod listener;

@@ -6,9 +6,9 @@
 use std::io::{self, Read};
 
 use bytes::{Bytes, BytesMut};
+use switchboard_codec::packet::{PacketHeader, HEADER_LEN};
 use switchboard_codec::ws::handshake;
 use switchboard_codec::ws::{self as ws, CloseCode, MessageReader, OpCode, ReaderConfig};
-use switchboard_codec::packet::{PacketHeader, HEADER_LEN};
 use switchboard_codec::Decoded;
 use tracing::{debug, info, warn};
 
@@ -136,12 +136,17 @@ impl<H: Handler> Reactor<H> {
         if self.scratch.capacity() - self.scratch.len() < len {
             self.scratch.reserve(SCRATCH_CHUNK);
         }
-        self.scratch
-            .extend_from_slice(&self.read_window[start..n]);
+        self.scratch.extend_from_slice(&self.read_window[start..n]);
         self.process_input(key, false);
     }
 
-    pub(super) fn revisit(&mut self) {
+    /// Accepts that were cut short, and a second turn for the connections that used their
+    /// share last pass (`waiting`, taken before this pass's events). A connection that used its
+    /// share again in this pass's events is already waiting for the next pass and gets no
+    /// second turn now: one busy connection gets at most two turns per pass, however long it
+    /// stays busy (without this, each pass queued it once more, and its turns per pass grew
+    /// without bound).
+    pub(super) fn revisit(&mut self, mut waiting: Vec<usize>) {
         if self.accept_again {
             self.accept_again = false;
             self.accept_ready(Transport::Tcp);
@@ -154,9 +159,17 @@ impl<H: Handler> Reactor<H> {
                 self.accept_ready(Transport::WebSocket);
             }
         }
-        let again = std::mem::take(&mut self.again);
-        for key in again {
-            self.conn_readable(key, false);
+        if waiting.is_empty() {
+            return;
+        }
+        waiting.sort_unstable();
+        waiting.dedup();
+        let mut turned = self.again.clone();
+        turned.sort_unstable();
+        for key in waiting {
+            if turned.binary_search(&key).is_err() {
+                self.conn_readable(key, false);
+            }
         }
     }
 
@@ -186,7 +199,8 @@ impl<H: Handler> Reactor<H> {
                 if !src.is_empty() && conn.reads_frames() {
                     // Only the start of an unfinished frame (or what the frame budget left)
                     // leaves the scratch buffer, into a buffer sized for that frame.
-                    let frame = partial_frame_len(&conn.protocol, &src, self.shared.config.max_packet);
+                    let frame =
+                        partial_frame_len(&conn.protocol, &src, self.shared.config.max_packet);
                     let capacity = frame.unwrap_or(MIN_PARTIAL).max(src.len());
                     let mut own = BytesMut::with_capacity(capacity);
                     own.extend_from_slice(&src);
@@ -354,11 +368,7 @@ impl<H: Handler> Reactor<H> {
                     self.start_flushing(key);
                 }
             }
-            ws::Message::Ping(payload) if phase == Phase::Open => {
-                if self.control_frame_admitted(key) {
-                    self.owe_pong(key, &payload);
-                }
-            }
+            ws::Message::Ping(payload) if phase == Phase::Open => self.ping(key, payload),
             ws::Message::Pong(_) if phase == Phase::Open => {
                 self.control_frame_admitted(key);
             }
@@ -374,6 +384,12 @@ impl<H: Handler> Reactor<H> {
             }
             // Data while awaiting the close reply is discarded; pongs need nothing.
             _ => {}
+        }
+    }
+
+    fn ping(&mut self, key: usize, payload: Bytes) {
+        if self.control_frame_admitted(key) {
+            self.answer_ping(key, payload);
         }
     }
 
@@ -393,7 +409,10 @@ impl<H: Handler> Reactor<H> {
             per_second = limit.per_second,
             "closing WebSocket: control frames over the limit"
         );
-        self.notify(key, Disconnect::Protocol("control frames over the limit".into()));
+        self.notify(
+            key,
+            Disconnect::Protocol("control frames over the limit".into()),
+        );
         self.send_close(key, CloseCode::POLICY_VIOLATION);
         self.start_flushing(key);
         false
@@ -423,9 +442,7 @@ fn partial_frame_len(protocol: &Protocol, src: &[u8], max_packet: usize) -> Opti
         Protocol::Tcp => {
             let max = u32::try_from(max_packet).unwrap_or(u32::MAX);
             match PacketHeader::parse(src, max) {
-                Ok(Decoded::Complete(header)) => {
-                    Some(HEADER_LEN + header.payload_len as usize)
-                }
+                Ok(Decoded::Complete(header)) => Some(HEADER_LEN + header.payload_len as usize),
                 _ => None,
             }
         }

@@ -213,6 +213,7 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             self.now = self.tick();
+            let waiting = std::mem::take(&mut self.again);
             for event in events.iter() {
                 match event.token() {
                     TCP_LISTENER => self.accept_ready(Transport::Tcp),
@@ -229,7 +230,7 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            self.revisit();
+            self.revisit(waiting);
             self.inbox_ready();
             self.timers_due();
             self.end_of_batch();
@@ -589,7 +590,7 @@ impl<H: Handler> Reactor<H> {
         };
         self.released += conn.held_bytes();
         self.account_backlog(key, conn.outgoing.backlog_bytes(), 0);
-        let _ = self.pongs.take(key);
+        self.pongs.forget(key);
         self.read_paused.remove(&key);
         conn.outgoing.discard();
         self.wheel.cancel(key);

@@ -42,10 +42,14 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Answers the latest ping of an open WebSocket at the end of the pass (§5.5.3: when
-    /// several pings arrive before the server can reply, answering the last one is enough).
-    pub(super) fn owe_pong(&mut self, key: usize, payload: &[u8]) {
-        self.pongs.owe(key, payload);
+    /// Answers a ping of an open WebSocket: the first of the pass at once, later ones with
+    /// one pong for the latest at the end of the pass (§5.5.3: when several pings arrive
+    /// before the server can reply, answering the last one is enough).
+    pub(super) fn answer_ping(&mut self, key: usize, payload: Bytes) {
+        if self.pongs.answer_now(key, &payload) {
+            self.send_frame(key, OpCode::Pong, payload);
+            return;
+        }
         let conn = &mut self.conns[key];
         if !conn.dirty {
             conn.dirty = true;
@@ -174,7 +178,7 @@ impl<H: Handler> Reactor<H> {
                 let held = conn.held_bytes();
                 if held > self.write_cap {
                     warn!(peer = %conn.peer, queued, held, "closing slow consumer: write queue over the cap");
-                    self.remove(key, Some(Disconnect::SlowConsumer { queued }));
+                    self.remove(key, Some(Disconnect::SlowConsumer { queued: held }));
                     return;
                 }
             }
@@ -204,7 +208,8 @@ impl<H: Handler> Reactor<H> {
 
     fn over_budget(&self) -> bool {
         self.queued_here > 0
-            && self.shared.queued_bytes.load(Ordering::Acquire) > self.shared.config.max_queued_bytes
+            && self.shared.queued_bytes.load(Ordering::Acquire)
+                > self.shared.config.max_queued_bytes
     }
 
     /// The process holds more queued bytes than `--max-queued-bytes`: closes this reactor's
