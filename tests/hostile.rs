@@ -179,6 +179,7 @@ fn ping_flooders_are_cut_with_1008_while_others_are_served() {
             "a ping flooder was not cut with 1008: {end:?}"
         );
         assert!(end.pongs >= 1, "pings are still answered: {end:?}");
+        assert!(end.after < FLOOD_LIMIT, "cut late: {end:?}");
     }
     assert!(served.load(Ordering::Relaxed) > 0);
     let growth = peak.saturating_sub(baseline);
