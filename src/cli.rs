@@ -466,6 +466,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         max_body: args.max_body,
         group_member_limit: args.group_member_limit,
         retention: args.retention,
+        ping_limit: crate::logic::PingLimit {
+            burst: args.gateway.control_burst,
+            per_second: args.gateway.control_rate,
+        },
         ..crate::logic::LogicConfig::default()
     };
     let store = crate::serve::StoreConfigPatch {

@@ -69,6 +69,7 @@ impl Outlet for GatewayOutlet {
         let code = match why {
             CloseWhy::Logout => CloseCode::NORMAL,
             CloseWhy::Garbage => CloseCode::PROTOCOL_ERROR,
+            CloseWhy::PolicyViolation => CloseCode::POLICY_VIOLATION,
             // Application codes (RFC 6455 §7.4.2: 4000-4999 are ours to define).
             CloseWhy::LoginFailed => CloseCode(4001),
             CloseWhy::LoginTimeout => CloseCode(4002),

@@ -507,3 +507,44 @@ fn extreme_field_values_are_handled_not_misread() {
         assert!(bob_conn.is_open() && alice_conn.is_open());
     }
 }
+
+/// A PING flood (docs/protocol.md §6.1: a burst of 20, then 5 a second): the burst is answered,
+/// then a KICKED with PROTOCOL_VIOLATION and the close (1008 on WebSocket); bystanders are
+/// served throughout.
+#[test]
+fn a_ping_flood_is_kicked_after_the_burst() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let mut bystander = server.login(transport, &unique_user("bob"), None);
+        let mut flooder = server.login(transport, &unique_user("mallory"), None);
+        for _ in 0..200 {
+            flooder.send_request(&Request::Ping);
+        }
+        let (before, closure) = flooder.expect_closed(IO_TIMEOUT);
+        let pongs = before
+            .iter()
+            .filter(|p| matches!(p, ServerPacket::Response(r) if r.command == Command::Ping.code()))
+            .count();
+        assert!(
+            (20..=25).contains(&pongs),
+            "{transport:?}: {pongs} PINGs answered, the burst is 20"
+        );
+        match before.last() {
+            Some(ServerPacket::Push(Push::Kicked { reason, .. })) => {
+                assert_eq!(*reason, KickReason::PROTOCOL_VIOLATION, "{transport:?}")
+            }
+            other => panic!("{transport:?}: expected KICKED before the close, got {other:?}"),
+        }
+        if transport == Transport::Ws {
+            assert_eq!(
+                closure.ws_close,
+                Some(CloseCode::POLICY_VIOLATION),
+                "{transport:?}"
+            );
+        }
+        assert!(
+            bystander.is_open(),
+            "{transport:?}: the bystander is served"
+        );
+    }
+}

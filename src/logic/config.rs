@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use switchboard_protocol::limits;
 
+use super::session::PingLimit;
+
 /// The logic core's settings.
 #[derive(Debug, Clone)]
 pub struct LogicConfig {
@@ -25,6 +27,8 @@ pub struct LogicConfig {
     pub dedupe_window: usize,
     /// Messages older than this are never synced, even before the store's purge removes them.
     pub retention: Duration,
+    /// How often a connection may PING before it is kicked (PROTOCOL_VIOLATION) and closed.
+    pub ping_limit: PingLimit,
 }
 
 impl Default for LogicConfig {
@@ -39,6 +43,7 @@ impl Default for LogicConfig {
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
             dedupe_window: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),
+            ping_limit: PingLimit::default(),
         }
     }
 }

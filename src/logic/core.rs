@@ -180,12 +180,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         };
         let (user, device) = (user.clone(), device.clone());
         match request {
-            Request::Ping => {
-                let pong = PongOk {
-                    server_time_ms: self.now_ms,
-                };
-                self.reply(asker, ResponseBody::Pong(pong));
-            }
+            Request::Ping => self.ping(asker),
             Request::Login { .. } => self.refuse(asker, Status::ALREADY_LOGGED_IN),
             Request::Logout => self.logout(asker),
             Request::Send {
@@ -239,6 +234,26 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub(super) fn store_failed(&mut self, asker: Asker, completion: &Completion) {
         warn!(?completion, command = ?asker.command, "a store request failed");
         self.refuse(asker, Status::INTERNAL);
+    }
+
+    /// PING: answered with the server's time, unless the connection pings faster than the
+    /// documented pace (docs/protocol.md §6.1), which costs it the connection: a KICKED with
+    /// PROTOCOL_VIOLATION, then the close (1008 on WebSocket).
+    fn ping(&mut self, asker: Asker) {
+        let limit = self.config.ping_limit;
+        if self.sessions.note_ping(asker.conn, self.now_ms, limit) {
+            let pong = PongOk {
+                server_time_ms: self.now_ms,
+            };
+            return self.reply(asker, ResponseBody::Pong(pong));
+        }
+        info!(
+            conn = asker.conn,
+            burst = limit.burst,
+            per_second = limit.per_second,
+            "closing: PING faster than the limit"
+        );
+        self.drop_flooder(asker.conn, "PING faster than the server allows");
     }
 
     pub(super) fn reply(&mut self, asker: Asker, body: ResponseBody) {

@@ -147,6 +147,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         self.drop_connection(conn, CloseWhy::Garbage);
     }
 
+    /// Closes a connection that sent PING faster than allowed: KICKED (PROTOCOL_VIOLATION),
+    /// then a close the gateway maps to 1008 on WebSocket.
+    pub(super) fn drop_flooder(&mut self, conn: ConnKey, text: &'static str) {
+        self.replies
+            .push_kicked(conn, KickReason::PROTOCOL_VIOLATION, text);
+        self.drop_connection(conn, CloseWhy::PolicyViolation);
+    }
+
     /// Forgets the connection, then asks the gateway to close it.
     fn drop_connection(&mut self, conn: ConnKey, why: CloseWhy) {
         self.sessions.remove(conn);

@@ -26,4 +26,5 @@ mod tests;
 pub use self::config::LogicConfig;
 pub use self::core::{Inbound, LogicCore};
 pub use self::outlet::{CloseWhy, Outlet};
+pub use self::session::PingLimit;
 pub use self::tickets::Asker;

@@ -26,6 +26,8 @@ pub enum CloseWhy {
     Logout,
     /// The client kept sending requests that do not parse.
     Garbage,
+    /// The client sent PING faster than the documented pace.
+    PolicyViolation,
 }
 
 /// Where the logic core's bytes go: the gateway, through its handle.

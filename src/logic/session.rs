@@ -61,6 +61,29 @@ struct Entry {
     state: ConnState,
     /// Consecutive requests that did not parse; too many and the connection is dropped.
     garbage: u8,
+    /// When the next PING is due at the documented pace (see [`PingLimit`]); earlier ones
+    /// spend the burst.
+    ping_due_ms: u64,
+}
+
+/// How often a connection may send PING (docs/protocol.md §6.1): `burst` at once and
+/// `per_second` on average. The gateway applies the same numbers to WebSocket control
+/// frames (`--control-burst`, `--control-rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingLimit {
+    /// PINGs a connection may send at once after a quiet period.
+    pub burst: u32,
+    /// PINGs per second on average, indefinitely (0: no limit).
+    pub per_second: u32,
+}
+
+impl Default for PingLimit {
+    fn default() -> Self {
+        PingLimit {
+            burst: 20,
+            per_second: 5,
+        }
+    }
 }
 
 impl SessionTable {
@@ -71,6 +94,7 @@ impl SessionTable {
             Entry {
                 state: ConnState::AwaitingLogin { deadline_ms },
                 garbage: 0,
+                ping_due_ms: 0,
             },
         );
     }
@@ -143,6 +167,31 @@ impl SessionTable {
             }
             None => 0,
         }
+    }
+
+    /// A PING at `now_ms`: false if it is over `limit` (the connection is to be dropped).
+    /// A generic cell-rate check: each PING moves the due time one interval on, and a PING
+    /// may come early by at most `burst - 1` intervals.
+    pub fn note_ping(&mut self, conn: ConnKey, now_ms: u64, limit: PingLimit) -> bool {
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return true;
+        };
+        if limit.per_second == 0 {
+            return true;
+        }
+        let interval = 1000 / u64::from(limit.per_second).min(1000);
+        let tolerance = interval * u64::from(limit.burst.saturating_sub(1));
+        let mut due = entry.ping_due_ms.max(now_ms);
+        if due - now_ms > tolerance + interval {
+            // Refused PINGs do not move the due time, so only a wall clock stepped back gets
+            // here: start again from now rather than punish the client for it.
+            due = now_ms;
+        }
+        if due - now_ms > tolerance {
+            return false;
+        }
+        entry.ping_due_ms = due + interval;
+        true
     }
 
     /// A request parsed: the garbage count starts again.
@@ -265,5 +314,32 @@ mod tests {
         table.note_good(1);
         assert_eq!(table.note_garbage(1), 1);
         assert_eq!(table.note_garbage(7), 0);
+    }
+
+    #[test]
+    fn pings_past_the_burst_and_rate_are_refused() {
+        let limit = PingLimit {
+            burst: 3,
+            per_second: 2,
+        };
+        let mut table = SessionTable::default();
+        table.open(1, 10_000);
+        let at_once = (0..10)
+            .take_while(|_| table.note_ping(1, 5_000, limit))
+            .count();
+        assert_eq!(at_once, 3, "the burst");
+        assert!(!table.note_ping(1, 5_499, limit));
+        assert!(table.note_ping(1, 5_500, limit), "one interval later");
+        // A client at the rate is never refused.
+        for i in 1..1000 {
+            assert!(table.note_ping(1, 5_500 + i * 500, limit));
+        }
+        assert!(
+            table.note_ping(7, 0, limit),
+            "unknown connections are not judged here"
+        );
+        // The wall clock stepped back a minute: not the client's fault.
+        assert!(table.note_ping(1, 100_000, limit));
+        assert!(table.note_ping(1, 40_000, limit));
     }
 }
