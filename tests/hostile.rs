@@ -310,3 +310,69 @@ fn slow_readers_cost_the_cap_and_memory_comes_back() {
         peak >> 10
     );
 }
+
+// ---- the process-wide budget -----------------------------------------------------------------
+
+/// Slow readers that each stay under their own cap, but together pass `max_queued_bytes`: the
+/// largest queues are closed until the total is back under the budget, and counted.
+#[test]
+fn the_largest_queues_are_closed_when_the_process_is_over_its_budget() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const MESSAGE: usize = 64 << 10;
+    const OWN_CAP: usize = 8 << 20;
+    const BUDGET: usize = 2 << 20;
+    let (gateway, recorder) = start(GatewayConfig {
+        workers: 1,
+        max_message: MESSAGE,
+        max_packet: MESSAGE,
+        write_queue_cap: OWN_CAP,
+        max_queued_bytes: BUDGET,
+        ..test_config()
+    });
+    let message = WsClient::frame(OpCode::Binary, true, &pattern(MESSAGE, 9));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut client =
+                WsClient::handshake(small_buffered(gateway.ws_addr()), gateway.ws_addr());
+            let message = message.clone();
+            thread::spawn(move || {
+                // 6 × 4 MiB would be 24 MiB queued: twelve times the budget, half of each cap.
+                for _ in 0..64 {
+                    if client.stream.write_all(&message).is_err() {
+                        break;
+                    }
+                }
+                client // never read; kept open until the gateway is done with it
+            })
+        })
+        .collect();
+    let clients: Vec<WsClient> = readers
+        .into_iter()
+        .map(|r| r.join().expect("slow reader"))
+        .collect();
+    // Once the writers are done, the total is back under the budget, and what it took was
+    // closing the largest queues.
+    let settled = common::wait_until(Duration::from_secs(5), || {
+        gateway.queued_bytes() <= BUDGET && gateway.budget_closes() >= 1
+    });
+    assert!(
+        settled,
+        "{} bytes queued against a budget of {BUDGET}, {} closes counted",
+        gateway.queued_bytes(),
+        gateway.budget_closes()
+    );
+    let ends = recorder.ends.lock().unwrap().clone();
+    assert!(!ends.is_empty());
+    assert_eq!(ends.len() as u64, gateway.budget_closes(), "{ends:?}");
+    assert_eq!(gateway.open_connections(), 6 - ends.len());
+    for end in &ends {
+        match end {
+            Disconnect::SlowConsumer { queued } => assert!(
+                *queued < OWN_CAP,
+                "closed for the budget, under its own cap: {end:?}"
+            ),
+            other => panic!("ended as {other:?}, not as a slow consumer"),
+        }
+    }
+    drop(clients);
+}

@@ -83,6 +83,16 @@ impl TestGateway {
         self.inner().open_connections()
     }
 
+    /// Connections closed because the process went over `max_queued_bytes`.
+    pub fn budget_closes(&self) -> u64 {
+        self.inner().budget_closes()
+    }
+
+    /// Bytes queued for writing across the gateway, as of each reactor's last pass.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner().queued_bytes()
+    }
+
     /// The handle that reaches every reactor.
     pub fn handle(&self) -> GatewayHandle {
         self.inner().handle()
