@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Hostile clients against a fresh `switchboard echo --workers 1` (issue #10): for each attack, a
+# victim workload (`loadtest echo`: VICTIM_CONNS WebSocket connections, SIZE-byte messages, one
+# in flight each) runs alone (baseline), then again while bench's `hostile` tool attacks from
+# ATTACK_CONNS connections for ATTACK_S seconds, all on this machine's cores. Prints per attack:
+# the victim's msgs/s and p99 under attack against its baseline, the server's RSS before, at its
+# peak (sampled every 100 ms) and SETTLE_S seconds after the attack ended, its open fds at the
+# same three points, and how and when the server cut the attacking connections. Loopback only;
+# every run stops by itself. See ../shared/design/measuring.md: on 2 shared cores, read ratios.
+#
+#   bench/hostile.sh                                   # ~2 minutes
+#   ATTACKS="ping-flood" bench/hostile.sh
+#   SERVER=/path/to/older/switchboard bench/hostile.sh   # the same attacks against another build
+#
+# Settings (environment): ATTACKS (ping-flood pong-flood slow-readers tcp-ping-flood slowloris),
+# SERVER (the switchboard binary), SERVER_ARGS (extra server options), VICTIM_CONNS, SIZE,
+# VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+
+ATTACKS=${ATTACKS:-"ping-flood pong-flood slow-readers tcp-ping-flood"}
+SERVER=${SERVER:-$target_dir/release/switchboard}
+SERVER_ARGS=${SERVER_ARGS:-"--read-wait 5s"}
+VICTIM_CONNS=${VICTIM_CONNS:-100}
+SIZE=${SIZE:-20}
+VICTIM_S=${VICTIM_S:-5}
+ATTACK_S=${ATTACK_S:-7}
+SETTLE_S=${SETTLE_S:-10}
+OUT=${OUT:-$repo/target/hostile/$(date -u +%Y%m%dT%H%M%SZ)}
+
+log() { echo "hostile: $*" >&2; }
+
+# Attacking connections and extra arguments per attack (the issue's numbers).
+attack_conns() {
+    case $1 in
+        slow-readers) echo 50 ;;
+        slowloris) echo 1000 ;;
+        *) echo 100 ;;
+    esac
+}
+
+log "building switchboard, loadtest and hostile (release)"
+cargo build --release --quiet --bin switchboard
+cargo build --release --quiet -p switchboard-loadtest --bin loadtest
+cargo build --release --quiet -p switchboard-bench --bin hostile
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+server_pid=""
+sampler_pid=""
+stop_all() {
+    if [[ -n $sampler_pid ]]; then
+        kill "$sampler_pid" 2>/dev/null || true
+        wait "$sampler_pid" 2>/dev/null || true
+        sampler_pid=""
+    fi
+    [[ -n $server_pid ]] || return 0
+    local pid=$server_pid waited=0
+    server_pid=""
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && [[ $waited -lt 150 ]]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+
+for attack in $ATTACKS; do
+    ws_port=$(free_port)
+    tcp_port=$(free_port)
+    logfile="$OUT/server-$attack.log"
+    : >"$logfile"
+    # shellcheck disable=SC2086
+    bash -c "exec $SERVER echo --workers 1 --ws 127.0.0.1:$ws_port --tcp 127.0.0.1:$tcp_port $SERVER_ARGS" \
+        >"$logfile" 2>&1 </dev/null &
+    server_pid=$!
+    waited=0
+    until grep -q "^switchboard echo: WebSocket on" "$logfile" 2>/dev/null; do
+        if ! kill -0 "$server_pid" 2>/dev/null || [[ $waited -ge 100 ]]; then
+            log "ERROR: the server did not start:"
+            cat "$logfile" >&2
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    victim=(target/release/loadtest echo --target "ws://127.0.0.1:$ws_port/" --conns "$VICTIM_CONNS"
+        --size "$SIZE" --inflight 1 --duration "${VICTIM_S}s" --quiet)
+    log "$attack: baseline"
+    "${victim[@]}" --json "$OUT/$attack-baseline.json" >/dev/null
+    sleep 1
+    rss_before=$(rss_kib "$server_pid")
+    fds_before=$(fds "$server_pid")
+    (
+        while kill -0 "$server_pid" 2>/dev/null; do
+            echo "$(date +%s.%N) $(rss_kib "$server_pid") $(fds "$server_pid")"
+            sleep 0.1
+        done
+    ) >"$OUT/$attack-samples.txt" 2>/dev/null &
+    sampler_pid=$!
+    target=127.0.0.1:$ws_port
+    [[ $attack == tcp-ping-flood ]] && target=127.0.0.1:$tcp_port
+    log "$attack: $(attack_conns "$attack") attackers for ${ATTACK_S}s, victim alongside"
+    attack_start=$(date +%s.%N)
+    target/release/hostile "$attack" --target "$target" --conns "$(attack_conns "$attack")" \
+        --duration "$ATTACK_S" >"$OUT/$attack-attack.json" &
+    attacker_pid=$!
+    sleep 0.5
+    "${victim[@]}" --json "$OUT/$attack-under.json" >/dev/null || true
+    wait "$attacker_pid" || true
+    attack_end=$(date +%s.%N)
+    log "$attack: settling ${SETTLE_S}s"
+    sleep "$SETTLE_S"
+    rss_after=$(rss_kib "$server_pid")
+    fds_after=$(fds "$server_pid")
+    grep -c "closing" "$logfile" >"$OUT/$attack-closing-lines.txt" || true
+    stop_all
+    printf '%s %s %s %s %s %s\n' "$rss_before" "$fds_before" "$rss_after" "$fds_after" \
+        "$attack_start" "$attack_end" >"$OUT/$attack-points.txt"
+done
+
+python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" <<'EOF'
+import json, sys
+out, attacks, server, server_args, conns, size = sys.argv[1:]
+load = open("/proc/loadavg").read().split()[:3]
+print(f"\nserver: {server} echo --workers 1 {server_args}; victim: loadtest echo, {conns} WebSocket "
+      f"connections, {size} B, 1 in flight; load average at the end {' '.join(load)}\n")
+head = ("| attack | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
+        "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) |")
+print(head)
+print("|" + "---|" * (head.count("|") - 1))
+for attack in attacks.split():
+    base = json.load(open(f"{out}/{attack}-baseline.json"))
+    try:
+        under = json.load(open(f"{out}/{attack}-under.json"))
+    except (OSError, ValueError):
+        under = {"msgs_per_sec": 0, "latency_us": {"p99": None}}
+    a = json.load(open(f"{out}/{attack}-attack.json"))
+    before, fds_before, after, fds_after, t0, t1 = open(f"{out}/{attack}-points.txt").read().split()
+    peak_rss, peak_fds = 0, 0
+    for line in open(f"{out}/{attack}-samples.txt"):
+        parts = line.split()
+        if len(parts) == 3 and float(parts[0]) >= float(t0) and float(parts[0]) <= float(t1):
+            peak_rss, peak_fds = max(peak_rss, int(parts[1])), max(peak_fds, int(parts[2]))
+    bm, um = base["msgs_per_sec"], under["msgs_per_sec"]
+    bp, up = base["latency_us"]["p99"], under["latency_us"]["p99"]
+    fmt_ms = lambda us: "n/a" if us is None else f"{us / 1000:.2f}"
+    ratio_p99 = "n/a" if not bp or up is None else f"{up / bp:.1f}×"
+    hows = ", ".join(f"{k} {v}" for k, v in a["how"].items())
+    print(f"| {attack} | {bm:,.0f} → {um:,.0f} | {um / bm:.0%} | {fmt_ms(bp)} → {fmt_ms(up)} | {ratio_p99} "
+          f"| {int(before) / 1024:.1f} / {peak_rss / 1024:.1f} / {int(after) / 1024:.1f} "
+          f"| {fds_before} / {peak_fds} / {fds_after} | {a['cut']} of {a['conns']} | {hows} "
+          f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} |")
+print(f"\nevery run's files: {out}")
+EOF
