@@ -387,6 +387,41 @@ mod tests {
     }
 
     #[test]
+    fn pushes_to_a_backlogged_connection_count_at_once_and_own_their_bytes() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        push_all(&mut out, &mut arena, &[b"abcdef"]);
+        let mut socket = Throttled {
+            written: vec![],
+            per_call: vec![2],
+            calls: 0,
+        };
+        assert_eq!(
+            out.flush(&mut socket, &mut arena).unwrap(),
+            Flushed::Backlogged(4)
+        );
+        arena.clear();
+        // A small slice of a big shared buffer: counted before any flush, and copied, so the
+        // backlog does not keep the big buffer alive.
+        let big = Bytes::from(vec![9u8; 256 << 10]);
+        assert!(!out.push(&mut arena, big.slice(0..10)));
+        assert_eq!(out.backlog_bytes(), 14);
+        assert!(big.is_unique(), "the backlog holds a copy, not a share");
+        // A large slice is kept as it is (a whole frame, maybe shared by a fan-out).
+        out.push(&mut arena, big.slice(..COPY_BELOW));
+        assert_eq!(out.backlog_bytes(), 14 + COPY_BELOW);
+        assert!(!big.is_unique());
+        socket.per_call = vec![usize::MAX];
+        socket.calls = 0;
+        assert_eq!(out.flush(&mut socket, &mut arena).unwrap(), Flushed::All);
+        let mut expected = b"cdef".to_vec();
+        expected.extend_from_slice(&[9u8; 10]);
+        expected.extend_from_slice(&vec![9u8; COPY_BELOW]);
+        assert_eq!(socket.written[2..], expected[..]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn idle_outgoing_is_small() {
         assert!(std::mem::size_of::<Outgoing>() <= 16);
     }
