@@ -75,6 +75,7 @@ impl<H: Handler> Reactor<H> {
                 Ok(n) => {
                     conn.last_read = self.now;
                     bytes += n;
+                    self.churn += n;
                     let short = n < READ_WINDOW;
                     self.take_read(key, n);
                     if self.frames_left == 0 || bytes >= READ_BYTES_BUDGET {

@@ -50,14 +50,16 @@ const TICK_MS: u64 = 10;
 const READ_BUDGET: usize = 16;
 /// Bytes per readiness event before other connections get their turn: with the read count
 /// alone, a connection that always has input could take 16 × 64 KiB per turn.
-const READ_BYTES_BUDGET: usize = 128 << 10;
+const READ_BYTES_BUDGET: usize = 64 << 10;
 /// Messages and control frames decoded per readiness event before other connections get
-/// their turn: 128 KiB of 6-byte pings would otherwise be 20,000 frames in one turn.
-const FRAME_BUDGET: usize = 256;
-/// Trim the allocator after this many bytes of queues and buffers were released...
-const TRIM_AFTER_RELEASED: usize = 8 << 20;
-/// ...at most this often (ticks), so an attack that comes and goes does not make the reactor
-/// spend its time in `malloc_trim`.
+/// their turn: 64 KiB of 14-byte packets would otherwise be 4,700 messages in one turn,
+/// against one for each quiet connection (see docs/performance.md, "Hostile clients").
+const FRAME_BUDGET: usize = 64;
+/// Trim the allocator, when the reactor is about to wait for events, after this many bytes
+/// went through its buffers and queues (read, or queued in a backlog) since the last trim...
+const TRIM_AFTER_CHURN: usize = 8 << 20;
+/// ...at most this often (ticks), so a load that comes and goes does not make the reactor
+/// spend its time in `malloc_trim` and in faulting the returned pages back in.
 const TRIM_EVERY_TICKS: u32 = 50;
 /// Accepts per readiness event before the connections already open get their turn.
 const ACCEPT_BUDGET: usize = 256;
@@ -132,8 +134,9 @@ pub(crate) struct Reactor<H: Handler> {
     queued_published: usize,
     /// Decode budget left to the connection being read (see [`FRAME_BUDGET`]).
     frames_left: usize,
-    /// Bytes of queues and buffers released since the allocator was last trimmed.
-    released: usize,
+    /// Bytes read or queued in backlogs since the allocator was last trimmed: roughly what
+    /// was allocated and freed again (see [`TRIM_AFTER_CHURN`]).
+    churn: usize,
     last_trim: u32,
     draining_until: Option<u32>,
 }
@@ -195,7 +198,7 @@ impl<H: Handler> Reactor<H> {
             queued_here: 0,
             queued_published: 0,
             frames_left: FRAME_BUDGET,
-            released: 0,
+            churn: 0,
             last_trim: 0,
             draining_until: None,
         })
@@ -206,6 +209,9 @@ impl<H: Handler> Reactor<H> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
+            if timeout != Some(Duration::ZERO) {
+                self.trim_after_churn();
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     warn!(reactor = self.index, error = %e, "poll failed; reactor exits");
@@ -258,7 +264,7 @@ impl<H: Handler> Reactor<H> {
         });
         if self.draining_until.is_some()
             || self.accept_paused_at.is_some()
-            || self.released >= TRIM_AFTER_RELEASED
+            || self.churn >= TRIM_AFTER_CHURN
         {
             let cap = Duration::from_millis(u64::from(ACCEPT_RETRY_TICKS) * TICK_MS);
             timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
@@ -588,7 +594,6 @@ impl<H: Handler> Reactor<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
-        self.released += conn.held_bytes();
         self.account_backlog(key, conn.outgoing.backlog_bytes(), 0);
         self.pongs.forget(key);
         self.read_paused.remove(&key);

@@ -13,7 +13,7 @@ use super::super::config::GatewayConfig;
 use super::super::conn::Phase;
 use super::super::handler::{Disconnect, Handler, Transport};
 use super::super::outgoing::Flushed;
-use super::{memory, Reactor, TRIM_AFTER_RELEASED, TRIM_EVERY_TICKS};
+use super::{memory, Reactor, TRIM_AFTER_CHURN, TRIM_EVERY_TICKS};
 
 impl<H: Handler> Reactor<H> {
     // ---- writing ---------------------------------------------------------------------------
@@ -91,8 +91,8 @@ impl<H: Handler> Reactor<H> {
         } else if before > 0 && after == 0 {
             self.backlogged.remove(&key);
         }
-        if after < before {
-            self.released += before - after;
+        if after > before {
+            self.churn += after - before;
         }
     }
 
@@ -154,7 +154,6 @@ impl<H: Handler> Reactor<H> {
         }
         self.pongs.clear();
         self.arena.clear();
-        self.trim_if_released();
     }
 
     pub(super) fn flush(&mut self, key: usize) {
@@ -244,19 +243,20 @@ impl<H: Handler> Reactor<H> {
         self.publish_queued();
     }
 
-    /// Hands freed memory back to the kernel once enough was released (see `memory`).
-    fn trim_if_released(&mut self) {
-        if self.released >= TRIM_AFTER_RELEASED
-            && self.now.wrapping_sub(self.last_trim) >= TRIM_EVERY_TICKS
+    /// Hands freed memory back to the kernel once enough went through (see `memory`).
+    /// Called when the reactor is about to wait for events.
+    pub(super) fn trim_after_churn(&mut self) {
+        let now = self.tick();
+        if self.churn >= TRIM_AFTER_CHURN && now.wrapping_sub(self.last_trim) >= TRIM_EVERY_TICKS
         {
             debug!(
                 reactor = self.index,
-                released = self.released,
+                churn = self.churn,
                 "returning freed memory to the kernel"
             );
             memory::release_free_memory();
-            self.released = 0;
-            self.last_trim = self.now;
+            self.churn = 0;
+            self.last_trim = now;
         }
     }
 }
