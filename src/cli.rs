@@ -177,7 +177,8 @@ pub struct GatewayArgs {
     /// on both transports: a WebSocket message, one packet, is at most this plus 10.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_packet: usize,
-    /// Bytes queued for a client that does not read before it is closed as a slow consumer.
+    /// Bytes held for a client (write queue, unfinished inbound frame) before it is closed as a
+    /// slow consumer; never less than twice the largest message.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     write_queue_cap: usize,
     /// Bytes queued for writing across all connections of the process; when a pass ends over
@@ -185,6 +186,7 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     max_queued_bytes: usize,
     /// WebSocket control frames (ping, pong) a connection may send at once; see --control-rate.
+    /// `serve` applies the same limit to PING packets on both transports.
     #[arg(long, value_name = "N", default_value_t = 20)]
     control_burst: u32,
     /// WebSocket control frames per second a connection may send on average; the frame past

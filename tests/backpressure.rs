@@ -24,8 +24,8 @@ const LARGEST: usize = 16 << 10;
 /// The slow-consumer cap.
 const CAP: usize = 64 << 10;
 /// What a connection may hold past the cap before the check sees it: reading stops at the
-/// cap, so one turn's read (at most 128 KiB, all echoed) and one unfinished message. Twice
-/// that, for margin.
+/// cap, so one turn's read (at most 64 KiB, all echoed) and one unfinished message. Twice a
+/// 128 KiB turn, for margin.
 const PAST_CAP: usize = 2 * ((128 << 10) + LARGEST);
 
 /// One test at a time, so one test's buffers do not show in the other's RSS.

@@ -208,7 +208,7 @@ const SLOW_READERS: usize = 16;
 /// Messages each sends (20 MiB: far more than the cap).
 const MESSAGES: usize = 20;
 /// What one slow reader may cost beyond the cap, and what `SlowConsumer { queued }` may show
-/// beyond it: one message being reassembled and one per-pass read budget of echoes.
+/// beyond it: one message being read and one turn's read of echoes (64 KiB; 256 KiB allowed).
 const PAST_CAP: usize = LARGEST + (256 << 10);
 
 /// A client socket with a small receive buffer (so it stops taking the echo early).

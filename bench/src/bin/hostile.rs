@@ -228,20 +228,25 @@ fn flood(mut stream: TcpStream, opcode: OpCode, deadline: Instant) -> io::Result
     let mut writer = stream.try_clone()?;
     let writing = {
         let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match writer.write(&batch) {
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) => {}
-                    Err(_) => return,
-                }
-            }
-        })
+        thread::spawn(move || write_repeatedly(&mut writer, &batch, &stop, deadline))
     };
     let end = read_until_end(&mut stream, inbound, deadline);
     stop.store(true, Ordering::Relaxed);
     let _ = writing.join();
     end
+}
+
+/// Writes `batch` over and over until `stop`, the deadline or a write error. A partial write
+/// goes on from where it stopped, so the stream stays well framed.
+fn write_repeatedly(writer: &mut TcpStream, batch: &[u8], stop: &AtomicBool, deadline: Instant) {
+    let mut at = 0;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match writer.write(&batch[at..]) {
+            Ok(n) => at = (at + n) % batch.len(),
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads (discarding data, pongs) until a close frame, the end of the stream or the deadline.
@@ -339,15 +344,7 @@ fn tcp_ping_flood(stream: TcpStream, deadline: Instant) -> io::Result<Option<Str
     let stop = Arc::new(AtomicBool::new(false));
     let writing = {
         let stop = stop.clone();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match writer.write(&batch) {
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) => {}
-                    Err(_) => return,
-                }
-            }
-        })
+        thread::spawn(move || write_repeatedly(&mut writer, &batch, &stop, deadline))
     };
     let mut stream = stream;
     let mut buf = vec![0u8; 64 << 10];
