@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use switchboard::gateway::{
     Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox,
 };
-use switchboard_codec::ws::{self as ws, CloseCode, OpCode};
+use switchboard_codec::ws::{self as ws, Client, CloseCode, MessageReader, OpCode, ReaderConfig};
 use switchboard_codec::Decoded;
 
 use common::{configure, pattern, test_config, vm_rss, TestGateway, WsClient};
@@ -101,7 +101,7 @@ fn ping_flooder(addr: SocketAddr) -> thread::JoinHandle<FloodEnd> {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut reader = common::message_reader();
+        let mut reader = MessageReader::<Client>::new(ReaderConfig::default());
         let mut inbound = BytesMut::new();
         let mut buf = vec![0u8; 64 << 10];
         let mut pongs = 0;

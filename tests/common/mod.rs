@@ -13,7 +13,7 @@ mod shared;
 #[allow(unused_imports)] // not every test binary names them
 pub use shared::socket::{configure, connect, is_timeout, read_until_closed, Closed, Ending};
 #[allow(unused_imports)] // not every test binary names them
-pub use shared::ws::{mask_key, message_reader, upgrade_request, WsClient};
+pub use shared::ws::{mask_key, upgrade_request, WsClient};
 #[allow(unused_imports)] // not every test binary names them
 pub use shared::{loopback, packet, random_u64, wait_until, IO_TIMEOUT};
 

@@ -39,7 +39,10 @@ enum Attack {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "hostile", about = "One hostile-client attack against a server; JSON summary")]
+#[command(
+    name = "hostile",
+    about = "One hostile-client attack against a server; JSON summary"
+)]
 struct Args {
     #[arg(value_enum)]
     attack: Attack,
@@ -81,10 +84,12 @@ fn main() {
         .collect();
     let ends: Vec<End> = threads
         .into_iter()
-        .map(|t| t.join().unwrap_or(End {
-            how: "panic".into(),
-            at: None,
-        }))
+        .map(|t| {
+            t.join().unwrap_or(End {
+                how: "panic".into(),
+                at: None,
+            })
+        })
         .collect();
     summarize(&args, &ends, start.elapsed().as_secs_f64());
 }
@@ -154,7 +159,11 @@ fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End
 }
 
 fn connect(target: SocketAddr, small_receive_buffer: bool) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     if small_receive_buffer {
         socket.set_recv_buffer_size(4 << 10)?;
     }
@@ -288,7 +297,11 @@ fn read_until_end(
 }
 
 /// Sends big messages and never reads; the end shows as a failed write.
-fn slow_reader(mut stream: TcpStream, args: &Args, deadline: Instant) -> io::Result<Option<String>> {
+fn slow_reader(
+    mut stream: TcpStream,
+    args: &Args,
+    deadline: Instant,
+) -> io::Result<Option<String>> {
     let target = stream.peer_addr()?;
     upgrade(&mut stream, target)?;
     let mut message = BytesMut::new();

@@ -247,8 +247,7 @@ impl<H: Handler> Reactor<H> {
     /// Called when the reactor is about to wait for events.
     pub(super) fn trim_after_churn(&mut self) {
         let now = self.tick();
-        if self.churn >= TRIM_AFTER_CHURN && now.wrapping_sub(self.last_trim) >= TRIM_EVERY_TICKS
-        {
+        if self.churn >= TRIM_AFTER_CHURN && now.wrapping_sub(self.last_trim) >= TRIM_EVERY_TICKS {
             debug!(
                 reactor = self.index,
                 churn = self.churn,
