@@ -3,11 +3,12 @@
 //! [`ControlRate`] is a token bucket per connection: a client may send `burst` control frames
 //! at once and `per_second` on average; the frame that finds the bucket empty gets the
 //! connection closed with 1008 (policy violation). [`PongSlots`] bounds the pongs of one
-//! reactor pass: the first ping of a connection in a pass is answered in place (in order with
-//! the data around it), later ones only replace one owed pong sent at the end of the pass.
-//! RFC 6455 §5.5.3 lets an endpoint that got several pings before it could reply answer only
-//! the most recent one, so a ping flood costs the server at most two pongs per connection per
-//! pass instead of a queue of them.
+//! reactor pass: the first [`PONGS_IN_PLACE`] pings of a connection in a pass are answered in
+//! place (in order with the data around it; Autobahn 2.10 expects ten pings sent at once to get
+//! ten pongs), later ones only replace one owed pong sent at the end of the pass. RFC 6455
+//! §5.5.3 lets an endpoint that got several pings before it could reply answer only the most
+//! recent one, so even with the rate limit raised a ping flood costs the server at most 17
+//! pongs per connection per pass instead of a queue of them.
 //!
 //! Time comes in as the reactor's ticks (milliseconds since its start divided by `tick_ms`).
 
@@ -78,33 +79,33 @@ impl ControlRate {
     }
 }
 
-/// The pongs of one reactor pass: which connections were answered, and the one pong each
-/// still owes, if any.
+/// Pings of one connection answered in place per pass; later ones share one owed pong.
+pub(crate) const PONGS_IN_PLACE: u16 = 16;
+
+/// The pongs of one reactor pass: how many pings of each connection were answered, and the
+/// one pong each still owes, if any.
 #[derive(Default)]
 pub(crate) struct PongSlots {
-    slots: HashMap<usize, Option<Bytes>>,
+    slots: HashMap<usize, (u16, Option<Bytes>)>,
 }
 
 impl PongSlots {
-    /// A ping from `key`: true if it is the first this pass (answer it now); otherwise its
-    /// payload replaces any earlier one owed, copied (at most 125 bytes) so the slot does not
-    /// keep a shared read buffer alive.
+    /// A ping from `key`: true while it is among the first [`PONGS_IN_PLACE`] of this pass
+    /// (answer it now); otherwise its payload replaces any earlier one owed, copied (at most
+    /// 125 bytes) so the slot does not keep a shared read buffer alive.
     pub(crate) fn answer_now(&mut self, key: usize, payload: &[u8]) -> bool {
-        match self.slots.get_mut(&key) {
-            None => {
-                self.slots.insert(key, None);
-                true
-            }
-            Some(owed) => {
-                *owed = Some(Bytes::copy_from_slice(payload));
-                false
-            }
+        let (answered, owed) = self.slots.entry(key).or_default();
+        if *answered < PONGS_IN_PLACE {
+            *answered += 1;
+            return true;
         }
+        *owed = Some(Bytes::copy_from_slice(payload));
+        false
     }
 
     /// The pong owed to `key`, if any, leaving its slot empty.
     pub(crate) fn take(&mut self, key: usize) -> Option<Bytes> {
-        self.slots.get_mut(&key).and_then(Option::take)
+        self.slots.get_mut(&key).and_then(|(_, owed)| owed.take())
     }
 
     /// Forgets `key` (the connection is gone; its key may be reused this pass).
@@ -184,9 +185,11 @@ mod tests {
     }
 
     #[test]
-    fn the_first_ping_of_a_pass_and_the_latest_are_answered() {
+    fn the_first_pings_of_a_pass_and_the_latest_are_answered() {
         let mut slots = PongSlots::default();
-        assert!(slots.answer_now(4, b"first"));
+        for _ in 0..PONGS_IN_PLACE {
+            assert!(slots.answer_now(4, b"in place"));
+        }
         assert!(!slots.answer_now(4, b"second"));
         assert!(!slots.answer_now(4, b"third"));
         assert!(slots.answer_now(9, b"other"));

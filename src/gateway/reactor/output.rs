@@ -42,8 +42,8 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Answers a ping of an open WebSocket: the first of the pass at once, later ones with
-    /// one pong for the latest at the end of the pass (§5.5.3: when several pings arrive
+    /// Answers a ping of an open WebSocket: the first few of the pass at once, later ones
+    /// with one pong for the latest at the end of the pass (§5.5.3: when several pings arrive
     /// before the server can reply, answering the last one is enough).
     pub(super) fn answer_ping(&mut self, key: usize, payload: Bytes) {
         if self.pongs.answer_now(key, &payload) {
