@@ -1,6 +1,7 @@
 //! Connection deadlines over real sockets: the read-wait (heartbeat) closes a silent
 //! connection on either transport and spares one that keeps talking, and the handshake
-//! deadline cuts a WebSocket client that dribbles its upgrade request (slowloris).
+//! deadline cuts a WebSocket client that dribbles its upgrade request (slowloris). All of it
+//! holds across the point where a 32-bit count of 10 ms ticks would wrap (497 days of uptime).
 
 mod common;
 
@@ -91,6 +92,41 @@ fn a_websocket_that_keeps_pinging_stays_open_then_times_out_when_silent() {
     client.echo_binary(b"still open");
     let ending = client.read_until_closed(Duration::from_secs(3));
     assert_closed_near_read_wait(ending.after);
+}
+
+/// 2^32 ticks of 10 ms: where the reactors' clock wrapped when it was a `u32`, making every
+/// later deadline already due (and a debug build panic on the addition).
+const OLD_WRAP_TICKS: u64 = 1 << 32;
+
+#[test]
+fn deadlines_hold_across_the_old_32_bit_wrap_of_the_tick_count() {
+    // Half a second before the old wrap: the beats below cross it.
+    let gateway = TestGateway::echo(GatewayConfig {
+        clock_start_ticks: OLD_WRAP_TICKS - 50,
+        ..heartbeat_config()
+    });
+    let mut tcp = TcpClient::connect(gateway.tcp_addr());
+    let start = Instant::now();
+    for beat in 0..10u16 {
+        std::thread::sleep(Duration::from_millis(100));
+        tcp.echo(beat, b"beat");
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "past the wrap"
+    );
+    // A connection made after the wrap gets its whole handshake and read-wait too.
+    let mut ws = WsClient::connect(gateway.ws_addr());
+    ws.echo_binary(b"after the wrap");
+    assert_eq!(gateway.open_connections(), 2);
+    let ending = tcp.read_until_closed(Duration::from_secs(3));
+    assert_closed_near_read_wait(ending.after);
+    let ending = ws.read_until_closed(Duration::from_secs(3));
+    assert!(
+        ending.after < READ_WAIT + Duration::from_millis(1200),
+        "the WebSocket outlived its read-wait: {:?}",
+        ending.after
+    );
 }
 
 #[test]

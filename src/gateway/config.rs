@@ -104,6 +104,10 @@ pub struct GatewayConfig {
     pub close_linger: Duration,
     /// How long a shutdown waits for connections to close before exiting anyway.
     pub drain_timeout: Duration,
+    /// Where the reactors' count of 10 ms ticks starts: 0 in service. Tests start it near
+    /// the point where a 32-bit count would wrap (497 days of uptime) to show nothing does.
+    #[doc(hidden)]
+    pub clock_start_ticks: u64,
 }
 
 impl Default for GatewayConfig {
@@ -124,6 +128,7 @@ impl Default for GatewayConfig {
             read_wait: Duration::from_secs(180),
             close_linger: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
+            clock_start_ticks: 0,
         }
     }
 }

@@ -12,11 +12,12 @@ use switchboard_codec::ws::{self as ws, CloseCode, MessageReader, OpCode, Reader
 use switchboard_codec::Decoded;
 use tracing::{debug, info, warn};
 
+use super::super::clock::{stamp, TICK_MS};
 use super::super::conn::{Phase, Protocol};
 use super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Transport};
 use super::{
     Reactor, ACCEPT_RETRY_TICKS, FRAME_BUDGET, MIN_PARTIAL, READ_BUDGET, READ_BYTES_BUDGET,
-    READ_WINDOW, SCRATCH_CHUNK, TICK_MS,
+    READ_WINDOW, SCRATCH_CHUNK,
 };
 
 impl<H: Handler> Reactor<H> {
@@ -73,7 +74,7 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
                 Ok(n) => {
-                    conn.last_read = self.now;
+                    conn.last_read = stamp(self.now);
                     bytes += n;
                     self.churn += n;
                     let short = n < READ_WINDOW;
@@ -154,7 +155,7 @@ impl<H: Handler> Reactor<H> {
             self.accept_ready(Transport::WebSocket);
         }
         if let Some(paused_at) = self.accept_paused_at {
-            if self.now.wrapping_sub(paused_at) >= ACCEPT_RETRY_TICKS {
+            if self.now.saturating_sub(paused_at) >= ACCEPT_RETRY_TICKS {
                 self.accept_paused_at = None;
                 self.accept_ready(Transport::Tcp);
                 self.accept_ready(Transport::WebSocket);
@@ -296,7 +297,7 @@ impl<H: Handler> Reactor<H> {
                         conn.protocol = Protocol::Ws(reader);
                         conn.phase = Phase::Open;
                         conn.admitted = true;
-                        self.wheel.insert(key, u64::from(self.now + read_wait));
+                        self.wheel.insert(key, self.now + read_wait);
                         self.queue(key, response);
                         // Now the handler's greeting follows the 101, and its close is a
                         // WebSocket close of an open connection.
@@ -401,7 +402,7 @@ impl<H: Handler> Reactor<H> {
     fn control_frame_admitted(&mut self, key: usize) -> bool {
         let limit = self.shared.config.control_limit;
         let conn = &mut self.conns[key];
-        if conn.control.admit(limit, self.now, TICK_MS) {
+        if conn.control.admit(limit, stamp(self.now), TICK_MS) {
             return true;
         }
         info!(

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use mio::net::TcpListener;
@@ -25,6 +25,7 @@ use switchboard_codec::ws::handshake;
 use switchboard_codec::ws::{CloseCode, FrameEncoder, OpCode, Server};
 use tracing::{debug, info, warn};
 
+use super::clock::{self, since, stamp, ReactorClock, TICK_MS};
 use super::config::GatewayConfig;
 use super::conn::{Conn, Phase};
 use super::conn_id::{next_generation, ConnId};
@@ -44,8 +45,6 @@ pub(crate) const TCP_LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WS_LISTENER: Token = Token(usize::MAX - 2);
 pub(crate) const WAKER: Token = Token(usize::MAX - 3);
 
-/// Milliseconds per timer tick: deadlines are seconds long, 10 ms is plenty of precision.
-const TICK_MS: u64 = 10;
 /// Reads per readiness event before other connections get their turn.
 const READ_BUDGET: usize = 16;
 /// Bytes per readiness event before other connections get their turn: with the read count
@@ -60,7 +59,7 @@ const FRAME_BUDGET: usize = 64;
 const TRIM_AFTER_CHURN: usize = 8 << 20;
 /// ...at most this often (ticks), so a load that comes and goes does not make the reactor
 /// spend its time in `malloc_trim` and in faulting the returned pages back in.
-const TRIM_EVERY_TICKS: u32 = 50;
+const TRIM_EVERY_TICKS: u64 = 50;
 /// Accepts per readiness event before the connections already open get their turn.
 const ACCEPT_BUDGET: usize = 256;
 /// The most one `read` takes. Reads land in a window of this size, initialised once, and only
@@ -75,7 +74,7 @@ const MIN_PARTIAL: usize = 4 << 10;
 /// costs resident memory per reactor for nothing (measured: 256 KiB chunks were fully resident).
 const SCRATCH_CHUNK: usize = READ_WINDOW;
 /// After EMFILE/ENFILE, retry accepting this often instead of spinning on the listener.
-const ACCEPT_RETRY_TICKS: u32 = 10;
+const ACCEPT_RETRY_TICKS: u64 = 10;
 
 /// State shared by the reactors of one gateway.
 pub(crate) struct Shared {
@@ -109,14 +108,15 @@ pub(crate) struct Reactor<H: Handler> {
     /// Connections that used up their read budget and may still have input.
     again: Vec<usize>,
     accept_again: bool,
-    accept_paused_at: Option<u32>,
+    accept_paused_at: Option<u64>,
     /// Warned about this pause already (reset by the next successful accept).
     accept_paused_warned: bool,
     handler: H,
     handle: GatewayHandle,
     shared: Arc<Shared>,
-    epoch: Instant,
-    now: u32,
+    clock: ReactorClock,
+    /// The tick this pass runs at (read once per pass).
+    now: u64,
     packets: PacketDecoder,
     frames: FrameEncoder<Server>,
     responses: BytesMut,
@@ -137,8 +137,8 @@ pub(crate) struct Reactor<H: Handler> {
     /// Bytes read or queued in backlogs since the allocator was last trimmed: roughly what
     /// was allocated and freed again (see [`TRIM_AFTER_CHURN`]).
     churn: usize,
-    last_trim: u32,
-    draining_until: Option<u32>,
+    last_trim: u64,
+    draining_until: Option<u64>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -163,6 +163,7 @@ impl<H: Handler> Reactor<H> {
         }
         let max_packet = u32::try_from(shared.config.max_packet).unwrap_or(u32::MAX);
         let write_cap = write_cap(&shared.config);
+        let start = shared.config.clock_start_ticks;
         Ok(Reactor {
             index,
             poll,
@@ -186,8 +187,8 @@ impl<H: Handler> Reactor<H> {
             handler,
             handle,
             shared,
-            epoch: Instant::now(),
-            now: 0,
+            clock: ReactorClock::new(start),
+            now: start,
             packets: PacketDecoder::new(max_packet),
             frames: FrameEncoder::new(),
             responses: BytesMut::new(),
@@ -199,7 +200,7 @@ impl<H: Handler> Reactor<H> {
             queued_published: 0,
             frames_left: FRAME_BUDGET,
             churn: 0,
-            last_trim: 0,
+            last_trim: start,
             draining_until: None,
         })
     }
@@ -247,12 +248,12 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn tick(&self) -> u32 {
-        (self.epoch.elapsed().as_millis() as u64 / TICK_MS) as u32
+    fn tick(&self) -> u64 {
+        self.clock.now()
     }
 
-    fn ticks(duration: Duration) -> u32 {
-        (duration.as_millis() as u64).div_ceil(TICK_MS).max(1) as u32
+    fn ticks(duration: Duration) -> u64 {
+        clock::ticks(duration)
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -260,13 +261,13 @@ impl<H: Handler> Reactor<H> {
             return Some(Duration::ZERO);
         }
         let mut timeout = self.wheel.next_deadline().map(|deadline| {
-            Duration::from_millis(deadline.saturating_sub(u64::from(self.tick())) * TICK_MS)
+            Duration::from_millis(deadline.saturating_sub(self.tick()).saturating_mul(TICK_MS))
         });
         if self.draining_until.is_some()
             || self.accept_paused_at.is_some()
             || self.churn >= TRIM_AFTER_CHURN
         {
-            let cap = Duration::from_millis(u64::from(ACCEPT_RETRY_TICKS) * TICK_MS);
+            let cap = Duration::from_millis(ACCEPT_RETRY_TICKS * TICK_MS);
             timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
         }
         timeout
@@ -340,12 +341,16 @@ impl<H: Handler> Reactor<H> {
         let generation = self.generations[key];
         let control = self.shared.config.control_limit;
         entry.insert(Conn::new(
-            stream, peer, transport, generation, self.now, control,
+            stream,
+            peer,
+            transport,
+            generation,
+            stamp(self.now),
+            control,
         ));
         match transport {
             Transport::Tcp => {
-                self.wheel
-                    .insert(key, u64::from(self.now + self.read_wait_ticks()));
+                self.wheel.insert(key, self.now + self.read_wait_ticks());
                 let id = self.id(key);
                 let info = ConnInfo {
                     transport,
@@ -370,7 +375,7 @@ impl<H: Handler> Reactor<H> {
             }
             Transport::WebSocket => {
                 let deadline = self.now + Self::ticks(self.shared.config.handshake_timeout);
-                self.wheel.insert(key, u64::from(deadline));
+                self.wheel.insert(key, deadline);
             }
         }
     }
@@ -381,7 +386,7 @@ impl<H: Handler> Reactor<H> {
         ConnId::new(self.index, key as u32, self.conns[key].generation)
     }
 
-    fn read_wait_ticks(&self) -> u32 {
+    fn read_wait_ticks(&self) -> u64 {
         Self::ticks(self.shared.config.read_wait)
     }
 
@@ -513,7 +518,7 @@ impl<H: Handler> Reactor<H> {
                         self.send_close(key, code);
                         self.conns[key].phase = Phase::AwaitingCloseReply;
                         let linger = self.now + Self::ticks(self.shared.config.close_linger);
-                        self.wheel.insert(key, u64::from(linger));
+                        self.wheel.insert(key, linger);
                     }
                     Transport::Tcp => self.start_flushing(key),
                 }
@@ -530,7 +535,7 @@ impl<H: Handler> Reactor<H> {
     // ---- timers, closing, draining ---------------------------------------------------------
 
     fn timers_due(&mut self) {
-        self.wheel.advance(u64::from(self.now), &mut self.fired);
+        self.wheel.advance(self.now, &mut self.fired);
         let fired = std::mem::take(&mut self.fired);
         for &key in &fired {
             let Some(conn) = self.conns.get(key) else {
@@ -543,12 +548,12 @@ impl<H: Handler> Reactor<H> {
                 }
                 Phase::Open => {
                     let read_wait = self.read_wait_ticks();
-                    let due = conn.last_read.wrapping_add(read_wait);
-                    if self.now.wrapping_sub(conn.last_read) >= read_wait {
+                    let silent = since(self.now, conn.last_read);
+                    if silent >= read_wait {
                         info!(peer = %conn.peer, "closing silent connection: read-wait passed");
                         self.remove(key, Some(Disconnect::ReadTimeout));
                     } else {
-                        self.wheel.insert(key, u64::from(due));
+                        self.wheel.insert(key, self.now + (read_wait - silent));
                     }
                 }
                 Phase::AwaitingCloseReply | Phase::Flushing | Phase::Lingering => {

@@ -116,7 +116,7 @@ impl<H: Handler> Reactor<H> {
             self.dirty.push(key);
         }
         let linger = self.now + Self::ticks(self.shared.config.close_linger);
-        self.wheel.insert(key, u64::from(linger));
+        self.wheel.insert(key, linger);
     }
 
     pub(super) fn conn_writable(&mut self, key: usize) {
@@ -247,7 +247,8 @@ impl<H: Handler> Reactor<H> {
     /// Called when the reactor is about to wait for events.
     pub(super) fn trim_after_churn(&mut self) {
         let now = self.tick();
-        if self.churn >= TRIM_AFTER_CHURN && now.wrapping_sub(self.last_trim) >= TRIM_EVERY_TICKS {
+        if self.churn >= TRIM_AFTER_CHURN && now.saturating_sub(self.last_trim) >= TRIM_EVERY_TICKS
+        {
             debug!(
                 reactor = self.index,
                 churn = self.churn,
