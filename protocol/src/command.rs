@@ -32,6 +32,11 @@ pub enum Command {
     SyncFetch = 0x0031,
     /// Acknowledges stored messages up to an id, so they are never synced again.
     SyncAck = 0x0032,
+    /// Lists the ids of an inbox's entries after a cursor (the inbox's sequence), with the
+    /// cursor of the last one: SYNC_INDEX's successor, safe with many writers.
+    SyncList = 0x0033,
+    /// Acknowledges an inbox up to a cursor from SYNC_LIST: SYNC_ACK's successor.
+    SyncConfirm = 0x0034,
     /// Creates a group owned by the sender.
     GroupCreate = 0x0040,
     /// Joins a group.
@@ -44,7 +49,7 @@ pub enum Command {
 
 impl Command {
     /// Every request command, in numeric order.
-    pub const ALL: [Command; 12] = [
+    pub const ALL: [Command; 14] = [
         Command::Ping,
         Command::Login,
         Command::Logout,
@@ -53,6 +58,8 @@ impl Command {
         Command::SyncIndex,
         Command::SyncFetch,
         Command::SyncAck,
+        Command::SyncList,
+        Command::SyncConfirm,
         Command::GroupCreate,
         Command::GroupJoin,
         Command::GroupQuit,
@@ -70,6 +77,8 @@ impl Command {
             0x0030 => Command::SyncIndex,
             0x0031 => Command::SyncFetch,
             0x0032 => Command::SyncAck,
+            0x0033 => Command::SyncList,
+            0x0034 => Command::SyncConfirm,
             0x0040 => Command::GroupCreate,
             0x0041 => Command::GroupJoin,
             0x0042 => Command::GroupQuit,
@@ -99,6 +108,8 @@ impl Command {
             Command::SyncIndex => "SYNC_INDEX",
             Command::SyncFetch => "SYNC_FETCH",
             Command::SyncAck => "SYNC_ACK",
+            Command::SyncList => "SYNC_LIST",
+            Command::SyncConfirm => "SYNC_CONFIRM",
             Command::GroupCreate => "GROUP_CREATE",
             Command::GroupJoin => "GROUP_JOIN",
             Command::GroupQuit => "GROUP_QUIT",

@@ -25,7 +25,7 @@ pub use push::{ChatMessage, KickReason, Push, Target, KIND_DIRECT, KIND_GROUP};
 pub use request::{Request, RequestError};
 pub use response::{
     encode_error, GroupCreated, GroupDetailOk, LoginOk, PongOk, Response, ResponseBody, SendOk,
-    SyncFetchOk, SyncIndexOk,
+    SyncFetchOk, SyncIndexOk, SyncListOk,
 };
 pub use server_packet::{ServerPacket, ServerPacketError};
 pub use status::Status;

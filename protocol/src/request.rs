@@ -77,6 +77,20 @@ pub enum Request {
         /// The highest acknowledged message id.
         upto: u64,
     },
+    /// 0x0033 SYNC_LIST: ids of the inbox's entries after a cursor, in inbox order.
+    SyncList {
+        /// A cursor from an earlier SYNC_LIST answer (opaque), or 0: from the device kind's
+        /// acknowledged position. Entries at or before the acknowledged position are never
+        /// listed either way.
+        after: u64,
+        /// Most ids wanted; 0 or over 500 means 500 (see `limits::sync_index_limit`).
+        limit: u16,
+    },
+    /// 0x0034 SYNC_CONFIRM: every entry up to this cursor is stored on the device.
+    SyncConfirm {
+        /// A cursor from a SYNC_LIST answer.
+        upto: u64,
+    },
     /// 0x0040 GROUP_CREATE: a new group owned by the sender.
     GroupCreate {
         /// The group's name, 1..=64 bytes.
@@ -169,6 +183,8 @@ impl Request {
             Request::SyncIndex { .. } => Command::SyncIndex,
             Request::SyncFetch { .. } => Command::SyncFetch,
             Request::SyncAck { .. } => Command::SyncAck,
+            Request::SyncList { .. } => Command::SyncList,
+            Request::SyncConfirm { .. } => Command::SyncConfirm,
             Request::GroupCreate { .. } => Command::GroupCreate,
             Request::GroupJoin { .. } => Command::GroupJoin,
             Request::GroupQuit { .. } => Command::GroupQuit,
@@ -226,6 +242,13 @@ impl Request {
             Command::SyncAck => Request::SyncAck {
                 upto: r.u64("sync_ack.upto")?,
             },
+            Command::SyncList => Request::SyncList {
+                after: r.u64("sync_list.after")?,
+                limit: r.u16("sync_list.limit")?,
+            },
+            Command::SyncConfirm => Request::SyncConfirm {
+                upto: r.u64("sync_confirm.upto")?,
+            },
             Command::GroupCreate => Request::GroupCreate {
                 name: r.text(GROUP_NAME)?,
                 members: r.text_list(MEMBERS, MEMBER)?,
@@ -281,12 +304,12 @@ impl Request {
                 w.u64(*client_msg_id);
                 w.bytes("group_send.body", body)?;
             }
-            Request::SyncIndex { after, limit } => {
+            Request::SyncIndex { after, limit } | Request::SyncList { after, limit } => {
                 w.u64(*after);
                 w.u16(*limit);
             }
             Request::SyncFetch { ids } => w.u64_list(FETCH_IDS, ids)?,
-            Request::SyncAck { upto } => w.u64(*upto),
+            Request::SyncAck { upto } | Request::SyncConfirm { upto } => w.u64(*upto),
             Request::GroupCreate { name, members } => {
                 w.text(GROUP_NAME, name.as_str())?;
                 w.text_list(MEMBERS, MEMBER, members)?;

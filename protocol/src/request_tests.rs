@@ -41,6 +41,11 @@ fn one_of_each() -> Vec<Request> {
         },
         Request::SyncFetch { ids: vec![5, 6] },
         Request::SyncAck { upto: 7 },
+        Request::SyncList {
+            after: 11,
+            limit: 12,
+        },
+        Request::SyncConfirm { upto: 13 },
         Request::GroupCreate {
             name: Text::from("friends"),
             members: vec![Text::from("bob"), Text::from("carol")],
@@ -267,6 +272,8 @@ fn arb_request() -> impl Strategy<Value = Request> {
         (any::<u64>(), any::<u16>()).prop_map(|(after, limit)| Request::SyncIndex { after, limit }),
         vec(any::<u64>(), 0..=100).prop_map(|ids| Request::SyncFetch { ids }),
         any::<u64>().prop_map(|upto| Request::SyncAck { upto }),
+        (any::<u64>(), any::<u16>()).prop_map(|(after, limit)| Request::SyncList { after, limit }),
+        any::<u64>().prop_map(|upto| Request::SyncConfirm { upto }),
         (arb_group_name(), vec(arb_user_id(), 0..20))
             .prop_map(|(name, members)| Request::GroupCreate { name, members }),
         any::<u64>().prop_map(|group_id| Request::GroupJoin { group_id }),
@@ -299,7 +306,7 @@ proptest! {
 
     #[test]
     fn known_commands_with_arbitrary_payloads_never_panic(
-        pick in 0usize..12,
+        pick in 0usize..Command::ALL.len(),
         payload in vec(any::<u8>(), 0..200),
     ) {
         decode_and_reencode(Command::ALL[pick].code(), payload)?;

@@ -18,6 +18,11 @@ const INDEX_IDS: ListField = ListField {
     max: MAX_SYNC_INDEX_LIMIT as usize,
     min_item_len: 8,
 };
+const LIST_IDS: ListField = ListField {
+    name: "sync_list_ok.ids",
+    max: MAX_SYNC_INDEX_LIMIT as usize,
+    min_item_len: 8,
+};
 const MESSAGES: ListField = ListField {
     name: "sync_fetch_ok.messages",
     max: MAX_SYNC_FETCH_IDS,
@@ -70,6 +75,18 @@ pub struct SyncIndexOk {
     pub ids: Vec<u64>,
     /// Whether more ids follow the last one.
     pub more: bool,
+}
+
+/// SYNC_LIST's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncListOk {
+    /// Message ids in inbox order (the order the server committed them), at most 500.
+    pub ids: Vec<u64>,
+    /// Whether more entries follow the last one.
+    pub more: bool,
+    /// The cursor after the last entry listed (or the cursor the listing started from, when
+    /// nothing was listed): `after` for the next page, `upto` for SYNC_CONFIRM. Opaque.
+    pub cursor: u64,
 }
 
 /// SYNC_FETCH's body.
@@ -127,6 +144,10 @@ pub enum ResponseBody {
     SyncFetch(SyncFetchOk),
     /// SYNC_ACK (empty).
     SyncAck,
+    /// SYNC_LIST.
+    SyncList(SyncListOk),
+    /// SYNC_CONFIRM (empty).
+    SyncConfirm,
     /// GROUP_CREATE.
     GroupCreate(GroupCreated),
     /// GROUP_JOIN (empty).
@@ -149,6 +170,8 @@ impl ResponseBody {
             ResponseBody::SyncIndex(_) => Command::SyncIndex,
             ResponseBody::SyncFetch(_) => Command::SyncFetch,
             ResponseBody::SyncAck => Command::SyncAck,
+            ResponseBody::SyncList(_) => Command::SyncList,
+            ResponseBody::SyncConfirm => Command::SyncConfirm,
             ResponseBody::GroupCreate(_) => Command::GroupCreate,
             ResponseBody::GroupJoin => Command::GroupJoin,
             ResponseBody::GroupQuit => Command::GroupQuit,
@@ -169,6 +192,7 @@ impl ResponseBody {
         match self {
             ResponseBody::Logout
             | ResponseBody::SyncAck
+            | ResponseBody::SyncConfirm
             | ResponseBody::GroupJoin
             | ResponseBody::GroupQuit => {}
             ResponseBody::Pong(pong) => w.u64(pong.server_time_ms),
@@ -186,6 +210,11 @@ impl ResponseBody {
             ResponseBody::SyncIndex(index) => {
                 w.u64_list(INDEX_IDS, &index.ids)?;
                 w.bool(index.more);
+            }
+            ResponseBody::SyncList(list) => {
+                w.u64_list(LIST_IDS, &list.ids)?;
+                w.bool(list.more);
+                w.u64(list.cursor);
             }
             ResponseBody::SyncFetch(fetch) => {
                 w.u16(fetch.covered);
@@ -233,6 +262,12 @@ impl ResponseBody {
                 ResponseBody::SyncFetch(SyncFetchOk { covered, messages })
             }
             Command::SyncAck => ResponseBody::SyncAck,
+            Command::SyncList => ResponseBody::SyncList(SyncListOk {
+                ids: r.u64_list(LIST_IDS)?,
+                more: r.bool("sync_list_ok.more")?,
+                cursor: r.u64("sync_list_ok.cursor")?,
+            }),
+            Command::SyncConfirm => ResponseBody::SyncConfirm,
             Command::GroupCreate => ResponseBody::GroupCreate(GroupCreated {
                 group_id: r.u64("group_created.group_id")?,
             }),

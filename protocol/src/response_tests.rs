@@ -61,6 +61,12 @@ fn one_of_each() -> Vec<ResponseBody> {
             messages: vec![message()],
         }),
         ResponseBody::SyncAck,
+        ResponseBody::SyncList(SyncListOk {
+            ids: vec![12, 11],
+            more: false,
+            cursor: 2,
+        }),
+        ResponseBody::SyncConfirm,
         ResponseBody::GroupCreate(GroupCreated { group_id: 9 }),
         ResponseBody::GroupJoin,
         ResponseBody::GroupQuit,
@@ -226,6 +232,10 @@ fn arb_body() -> impl Strategy<Value = ResponseBody> {
             ResponseBody::SyncFetch(SyncFetchOk { covered, messages })
         }),
         Just(ResponseBody::SyncAck),
+        (vec(any::<u64>(), 0..=500), any::<bool>(), any::<u64>()).prop_map(|(ids, more, cursor)| {
+            ResponseBody::SyncList(SyncListOk { ids, more, cursor })
+        }),
+        Just(ResponseBody::SyncConfirm),
         any::<u64>().prop_map(|group_id| ResponseBody::GroupCreate(GroupCreated { group_id })),
         Just(ResponseBody::GroupJoin),
         Just(ResponseBody::GroupQuit),

@@ -197,13 +197,13 @@ mod tests {
 
         #[test]
         fn known_commands_with_arbitrary_payloads_never_panic(
-            pick in 0usize..14,
+            pick in 0usize..16,
             status in prop_oneof![Just(0u16), any::<u16>()],
             payload in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
             let (command, payload) = match pick {
-                12 => (PushCommand::Message.code(), payload),
-                13 => (PushCommand::Kicked.code(), payload),
+                14 => (PushCommand::Message.code(), payload),
+                15 => (PushCommand::Kicked.code(), payload),
                 n => {
                     // A plausible prefix (seq, a status that is mostly OK) reaches the bodies.
                     let mut with_prefix = vec![0, 0, 0, 1];

@@ -40,6 +40,10 @@ impl Status {
     /// 12: the server failed (e.g. a store error). A message may or may not be stored; resend
     /// it with the same `client_msg_id`, which never stores it twice.
     pub const INTERNAL: Status = Status(12);
+    /// 13: a SYNC_LIST or SYNC_CONFIRM cursor this inbox never gave out (past its last entry,
+    /// e.g. a msg_id kept from SYNC_INDEX, or a cursor from another server's database).
+    /// Nothing changed; sync again from cursor 0.
+    pub const BAD_CURSOR: Status = Status(13);
 
     /// The status with wire code `code`, known to this crate or not.
     pub const fn from_code(code: u16) -> Self {
@@ -72,6 +76,7 @@ impl Status {
             10 => "TOO_LARGE",
             11 => "BUSY",
             12 => "INTERNAL",
+            13 => "BAD_CURSOR",
             _ => return None,
         })
     }
@@ -115,12 +120,13 @@ mod tests {
             Status::TOO_LARGE,
             Status::BUSY,
             Status::INTERNAL,
+            Status::BAD_CURSOR,
         ];
         for (code, status) in known.into_iter().enumerate() {
             assert_eq!(usize::from(status.code()), code);
             assert!(status.name().is_some());
         }
-        assert_eq!(Status::from_code(13).name(), None);
+        assert_eq!(Status::from_code(14).name(), None);
     }
 
     #[test]
