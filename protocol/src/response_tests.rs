@@ -232,9 +232,9 @@ fn arb_body() -> impl Strategy<Value = ResponseBody> {
             ResponseBody::SyncFetch(SyncFetchOk { covered, messages })
         }),
         Just(ResponseBody::SyncAck),
-        (vec(any::<u64>(), 0..=500), any::<bool>(), any::<u64>()).prop_map(|(ids, more, cursor)| {
-            ResponseBody::SyncList(SyncListOk { ids, more, cursor })
-        }),
+        (vec(any::<u64>(), 0..=500), any::<bool>(), any::<u64>()).prop_map(
+            |(ids, more, cursor)| { ResponseBody::SyncList(SyncListOk { ids, more, cursor }) }
+        ),
         Just(ResponseBody::SyncConfirm),
         any::<u64>().prop_map(|group_id| ResponseBody::GroupCreate(GroupCreated { group_id })),
         Just(ResponseBody::GroupJoin),

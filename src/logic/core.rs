@@ -33,7 +33,7 @@ use super::session::{ConnKey, SessionTable};
 use super::snowflake::{NodeIdOutOfRange, SnowflakeGenerator};
 use super::tickets::{Asker, Pending, Then, Tickets};
 use super::token::TokenVerifier;
-use crate::store::{Completion, GroupRecord, Store, StoreRequest, Ticket};
+use crate::store::{Completion, GroupRecord, InboxPoint, Store, StoreRequest, Ticket};
 
 /// An event from the gateway, about one connection.
 #[derive(Debug, Clone)]
@@ -200,10 +200,21 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 self.send(asker, Outgoing::new(user, target, client_msg_id, body));
             }
             Request::SyncIndex { after, limit } => {
+                let after = InboxPoint::Message(after);
+                self.sync_index(asker, &user, &device, after, limit)
+            }
+            Request::SyncList { after, limit } => {
+                let after = InboxPoint::Seq(after);
                 self.sync_index(asker, &user, &device, after, limit)
             }
             Request::SyncFetch { ids } => self.sync_fetch(asker, &user, ids),
-            Request::SyncAck { upto } => self.sync_ack(asker, &user, &device, upto),
+            Request::SyncAck { upto } => {
+                let upto = InboxPoint::Message(upto);
+                self.sync_ack(asker, &user, &device, upto)
+            }
+            Request::SyncConfirm { upto } => {
+                self.sync_ack(asker, &user, &device, InboxPoint::Seq(upto))
+            }
             Request::GroupCreate { name, members } => {
                 self.group_create(asker, user, &name, &members)
             }

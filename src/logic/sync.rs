@@ -1,4 +1,11 @@
-//! SYNC_INDEX, SYNC_FETCH and SYNC_ACK: reading an inbox back, and moving a device's position.
+//! SYNC_LIST, SYNC_FETCH and SYNC_CONFIRM (and the legacy SYNC_INDEX, SYNC_ACK): reading an
+//! inbox back, and moving a device's position.
+//!
+//! Positions are sequences of the user's inbox, assigned by the store at commit, so a listing
+//! never passes over an entry that commits late (docs/protocol.md §9). SYNC_LIST and
+//! SYNC_CONFIRM carry that sequence as the client's cursor; the legacy SYNC_INDEX and SYNC_ACK
+//! speak msg_ids, which the store translates to the entry's sequence. A cursor the inbox never
+//! gave out is refused with BAD_CURSOR and changes nothing.
 //!
 //! Retention is applied here as well as in the store: a message older than the retention
 //! window is never listed or fetched, even before the store's purge has removed it. A
@@ -8,14 +15,16 @@
 use std::collections::HashMap;
 
 use switchboard_protocol::{
-    limits, ChatMessage, ResponseBody, SyncFetchOk, SyncIndexOk, Target, Text,
+    limits, ChatMessage, Command, ResponseBody, Status, SyncFetchOk, SyncIndexOk, SyncListOk,
+    Target, Text,
 };
+use tracing::info;
 
 use super::core::LogicCore;
 use super::outlet::Outlet;
 use super::snowflake;
 use super::tickets::{Asker, Then};
-use crate::store::{self, Completion, Store, StoreRequest, StoredMessage};
+use crate::store::{self, Completion, InboxPoint, Store, StoreError, StoreRequest, StoredMessage};
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub(super) fn sync_index(
@@ -23,16 +32,17 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         asker: Asker,
         user: &str,
         device: &str,
-        after: u64,
+        after: InboxPoint,
         limit: u16,
     ) {
         // Ids are time-ordered: ids below the retention floor are expired.
-        let after = after.max(self.retention_floor_id());
+        let floor_id = self.retention_floor_id();
         self.ask_store(asker, Then::Index, |ticket| StoreRequest::SyncIndex {
             ticket,
             user: user.into(),
             device: device.into(),
             after,
+            floor_id,
             limit: u32::from(limits::sync_index_limit(limit)),
         });
     }
@@ -46,7 +56,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         });
     }
 
-    pub(super) fn sync_ack(&mut self, asker: Asker, user: &str, device: &str, upto: u64) {
+    pub(super) fn sync_ack(&mut self, asker: Asker, user: &str, device: &str, upto: InboxPoint) {
         self.ask_store(asker, Then::Acked, |ticket| StoreRequest::SyncAck {
             ticket,
             user: user.into(),
@@ -57,10 +67,32 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
 
     pub(super) fn on_index(&mut self, asker: Asker, completion: Completion) {
         match completion {
-            Completion::SyncIndex { ids, more, .. } => {
-                self.reply(asker, ResponseBody::SyncIndex(SyncIndexOk { ids, more }))
+            Completion::SyncIndex {
+                ids, more, cursor, ..
+            } => {
+                let body = if asker.command == Command::SyncList {
+                    ResponseBody::SyncList(SyncListOk { ids, more, cursor })
+                } else {
+                    ResponseBody::SyncIndex(SyncIndexOk { ids, more })
+                };
+                self.reply(asker, body)
             }
-            other => self.store_failed(asker, &other),
+            other => self.sync_failed(asker, &other),
+        }
+    }
+
+    /// A refused cursor is the client's mistake (BAD_CURSOR); anything else is the store's.
+    fn sync_failed(&mut self, asker: Asker, completion: &Completion) {
+        match completion {
+            Completion::Failed {
+                error: StoreError::CursorAhead { cursor, last },
+                ..
+            } => {
+                let conn = asker.conn;
+                info!(conn, cursor, last, command = ?asker.command, "refused: a cursor past the inbox");
+                self.refuse(asker, Status::BAD_CURSOR);
+            }
+            other => self.store_failed(asker, other),
         }
     }
 
@@ -76,8 +108,11 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
 
     pub(super) fn on_acked(&mut self, asker: Asker, completion: Completion) {
         match completion {
+            Completion::Done { .. } if asker.command == Command::SyncConfirm => {
+                self.reply(asker, ResponseBody::SyncConfirm)
+            }
             Completion::Done { .. } => self.reply(asker, ResponseBody::SyncAck),
-            other => self.store_failed(asker, &other),
+            other => self.sync_failed(asker, &other),
         }
     }
 

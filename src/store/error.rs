@@ -22,6 +22,10 @@ pub enum StoreError {
     MessageIdTaken { id: u64 },
     #[error("stored message {id} has an unknown target kind {kind}")]
     CorruptMessage { id: u64, kind: i64 },
+    /// A sync cursor past the inbox's last sequence: never given out by this database (a
+    /// msg_id sent as a cursor, a cursor from another server). Fails before writing.
+    #[error("cursor {cursor} is past the inbox's last sequence {last}")]
+    CursorAhead { cursor: u64, last: u64 },
     #[error("group {id} already exists")]
     GroupExists { id: u64 },
     #[error("group {id} does not exist")]

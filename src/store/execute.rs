@@ -10,7 +10,9 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::error::StoreError;
-use super::request::{AppendOutcome, Completion, GroupRecord, StoredMessage, Target, Ticket};
+use super::request::{
+    AppendOutcome, Completion, GroupRecord, InboxPoint, StoredMessage, Target, Ticket,
+};
 
 /// Ids (messages, groups) are SQLite integer keys: they must fit in 63 bits.
 fn sql_id(id: u64) -> Result<i64, StoreError> {
@@ -85,10 +87,19 @@ pub(crate) fn append(
             },
         });
     }
+    // Each inbox's next sequence, taken inside this transaction: entries are numbered in the
+    // order they commit, whatever their message ids. A user listed twice gets one entry (the
+    // second insert is ignored) and a gap in its sequence, which no cursor minds.
+    let mut next_seq = conn.prepare_cached(
+        "INSERT INTO inboxes (user, last_seq) VALUES (?1, 1)
+         ON CONFLICT (user) DO UPDATE SET last_seq = last_seq + 1
+         RETURNING last_seq",
+    )?;
     let mut insert =
-        conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, msg_id) VALUES (?1, ?2)")?;
+        conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, seq, msg_id) VALUES (?1, ?2, ?3)")?;
     for user in inboxes {
-        insert.execute(params![&**user, id])?;
+        let seq: i64 = next_seq.query_row(params![&**user], |row| row.get(0))?;
+        insert.execute(params![&**user, seq, id])?;
     }
     Ok(Completion::Appended {
         ticket,
@@ -96,35 +107,96 @@ pub(crate) fn append(
     })
 }
 
+/// The last sequence `user`'s inbox has given out (0: none yet).
+fn last_seq(conn: &Connection, user: &str) -> Result<u64, StoreError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM inboxes WHERE user = ?1")?
+        .query_row([user], |row| row.get(0))
+        .optional()?;
+    Ok(last.unwrap_or(0) as u64)
+}
+
+/// The device's acknowledged position, a sequence of `user`'s inbox.
+fn acked(conn: &Connection, user: &str, device: &str) -> Result<u64, StoreError> {
+    let upto: Option<i64> = conn
+        .prepare_cached("SELECT upto FROM acks WHERE user = ?1 AND device = ?2")?
+        .query_row(params![user, device], |row| row.get(0))
+        .optional()?;
+    Ok(upto.unwrap_or(0).max(0) as u64)
+}
+
+/// The sequence `point` stands for in `user`'s inbox; a cursor past the last sequence is
+/// refused (it never came from this inbox).
+fn seq_of(conn: &Connection, user: &str, point: InboxPoint) -> Result<u64, StoreError> {
+    match point {
+        InboxPoint::Seq(cursor) => {
+            let last = last_seq(conn, user)?;
+            if cursor > last {
+                return Err(StoreError::CursorAhead { cursor, last });
+            }
+            Ok(cursor)
+        }
+        InboxPoint::Message(0) => Ok(0),
+        InboxPoint::Message(id) => {
+            let id = sql_clamped(id);
+            let exact: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM inbox WHERE msg_id = ?1 AND user = ?2")?
+                .query_row(params![id, user], |row| row.get(0))
+                .optional()?;
+            // Not an entry (purged, or any id): the newest entry with a smaller id. Scanning
+            // back from the newest finds it at once for an id past the inbox's end.
+            let seq = match exact {
+                Some(seq) => Some(seq),
+                None => conn
+                    .prepare_cached(
+                        "SELECT seq FROM inbox WHERE user = ?1 AND msg_id <= ?2
+                         ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![user, id], |row| row.get(0))
+                    .optional()?,
+            };
+            Ok(seq.unwrap_or(0) as u64)
+        }
+    }
+}
+
 pub(crate) fn sync_index(
     conn: &Connection,
     ticket: Ticket,
-    user: &str,
-    device: &str,
-    after: u64,
+    (user, device): (&str, &str),
+    after: InboxPoint,
+    floor_id: u64,
     limit: u32,
 ) -> Result<Completion, StoreError> {
-    let acked: i64 = conn
-        .prepare_cached("SELECT upto FROM acks WHERE user = ?1 AND device = ?2")?
-        .query_row(params![user, device], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    let start = sql_clamped(after).max(acked);
+    let start = seq_of(conn, user, after)?.max(acked(conn, user, device)?);
     let mut stmt = conn.prepare_cached(
-        "SELECT msg_id FROM inbox WHERE user = ?1 AND msg_id > ?2 ORDER BY msg_id LIMIT ?3",
+        "SELECT seq, msg_id FROM inbox WHERE user = ?1 AND seq > ?2 AND msg_id > ?3
+         ORDER BY seq LIMIT ?4",
     )?;
     // One row past the limit tells whether there is more, without a count.
-    let mut rows = stmt.query(params![user, start, i64::from(limit) + 1])?;
+    let mut rows = stmt.query(params![
+        user,
+        sql_clamped(start),
+        sql_clamped(floor_id),
+        i64::from(limit) + 1
+    ])?;
     let mut ids = Vec::with_capacity((limit as usize).min(1024));
+    let mut cursor = start;
     let mut more = false;
     while let Some(row) = rows.next()? {
         if ids.len() == limit as usize {
             more = true;
             break;
         }
-        ids.push(row.get::<_, i64>(0)? as u64);
+        cursor = row.get::<_, i64>(0)? as u64;
+        ids.push(row.get::<_, i64>(1)? as u64);
     }
-    Ok(Completion::SyncIndex { ticket, ids, more })
+    Ok(Completion::SyncIndex {
+        ticket,
+        ids,
+        more,
+        cursor,
+    })
 }
 
 pub(crate) fn sync_fetch(
@@ -176,8 +248,9 @@ pub(crate) fn sync_ack(
     ticket: Ticket,
     user: &str,
     device: &str,
-    upto: u64,
+    upto: InboxPoint,
 ) -> Result<Completion, StoreError> {
+    let upto = seq_of(conn, user, upto)?;
     conn.prepare_cached(
         "INSERT INTO acks (user, device, upto) VALUES (?1, ?2, ?3)
          ON CONFLICT (user, device) DO UPDATE SET upto = max(upto, excluded.upto)",
@@ -254,8 +327,9 @@ pub(crate) fn dispatch(
             user,
             device,
             after,
+            floor_id,
             limit,
-        } => sync_index(conn, *ticket, user, device, *after, *limit),
+        } => sync_index(conn, *ticket, (user, device), *after, *floor_id, *limit),
         R::SyncFetch { ticket, user, ids } => sync_fetch(conn, *ticket, user, ids),
         R::SyncAck {
             ticket,

@@ -1,5 +1,6 @@
-//! The embedded store: messages (stored once), inboxes pointing at them, acknowledged sync
-//! positions per device, and groups, in one SQLite database (WAL) owned by one thread.
+//! The embedded store: messages (stored once), inboxes pointing at them (each entry numbered by
+//! its inbox's own sequence, assigned at commit), acknowledged sync positions per device (in
+//! that sequence), and groups, in one SQLite database (WAL) owned by one thread.
 //!
 //! Knows nothing of sockets or the wire protocol. Requests go in through a bounded queue (a full
 //! queue is pushed back on the caller, never grown); completions come out on the caller's
@@ -23,7 +24,8 @@ use crossbeam_channel::{Sender, TrySendError};
 
 pub use error::{StoreError, SubmitError};
 pub use request::{
-    AppendOutcome, Completion, GroupRecord, Store, StoreRequest, StoredMessage, Target, Ticket,
+    AppendOutcome, Completion, GroupRecord, InboxPoint, Store, StoreRequest, StoredMessage, Target,
+    Ticket,
 };
 
 /// How hard a commit tries to reach the disk.

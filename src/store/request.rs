@@ -51,6 +51,20 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+/// A place in one user's inbox. Every inbox entry gets the inbox's next sequence number when
+/// its message commits, so the sequence is commit order: a position in it never passes over an
+/// entry that commits later, however many writers assign message ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxPoint {
+    /// A sequence number (SYNC_LIST and SYNC_CONFIRM's cursor); 0 is before the first entry.
+    /// One past the inbox's last sequence fails with [`StoreError::CursorAhead`].
+    Seq(u64),
+    /// The entry of this message id (the legacy SYNC_INDEX and SYNC_ACK, which speak msg_ids):
+    /// its sequence; for an id not in the inbox, the last entry with a smaller id (the old
+    /// meaning, "everything up to this id"); 0 if there is none.
+    Message(u64),
+}
+
 /// A group with its members, as stored and as loaded at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
@@ -71,13 +85,15 @@ pub enum StoreRequest {
         message: StoredMessage,
         inboxes: Vec<Box<str>>,
     },
-    /// Ids in `user`'s inbox above max(`after`, the device's acknowledged position), ascending,
-    /// at most `limit`. Completes with [`Completion::SyncIndex`].
+    /// Ids of `user`'s inbox entries after max(`after`, the device's acknowledged position), in
+    /// sequence order, at most `limit`, leaving out messages with an id at or below `floor_id`
+    /// (past retention). Completes with [`Completion::SyncIndex`].
     SyncIndex {
         ticket: Ticket,
         user: Box<str>,
         device: Box<str>,
-        after: u64,
+        after: InboxPoint,
+        floor_id: u64,
         limit: u32,
     },
     /// The messages among `ids` that are in `user`'s inbox, in the order asked; ids that are
@@ -92,7 +108,7 @@ pub enum StoreRequest {
         ticket: Ticket,
         user: Box<str>,
         device: Box<str>,
-        upto: u64,
+        upto: InboxPoint,
     },
     /// Fails with [`StoreError::GroupExists`] if the id is taken.
     GroupCreate { ticket: Ticket, group: GroupRecord },
@@ -151,6 +167,8 @@ pub enum Completion {
         ids: Vec<u64>,
         /// More ids follow the last one returned.
         more: bool,
+        /// The sequence of the last entry listed, or where the listing started if none was.
+        cursor: u64,
     },
     SyncFetch {
         ticket: Ticket,

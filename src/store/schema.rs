@@ -50,6 +50,33 @@ const MIGRATIONS: &[&str] = &[
          user     TEXT    NOT NULL,
          PRIMARY KEY (group_id, user)
      ) WITHOUT ROWID;",
+    // 2: every inbox gets its own sequence, assigned at commit (`inboxes.last_seq`, bumped in
+    // the transaction that adds the entry), and sync positions (`acks.upto`) count in it, not
+    // in msg_ids: with more than one writer a lower id can commit after a higher one, and a
+    // position by id would pass over it for good. Existing entries are numbered in id order,
+    // which is the order one writer committed them in, and each position becomes the sequence
+    // of the last entry it covered.
+    "CREATE TABLE inboxes (
+         user     TEXT    PRIMARY KEY,
+         last_seq INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE inbox_entries (
+         user   TEXT    NOT NULL,
+         seq    INTEGER NOT NULL,
+         msg_id INTEGER NOT NULL,
+         PRIMARY KEY (user, seq)
+     ) WITHOUT ROWID;
+     INSERT INTO inbox_entries (user, seq, msg_id)
+         SELECT user, row_number() OVER (PARTITION BY user ORDER BY msg_id), msg_id FROM inbox;
+     INSERT INTO inboxes (user, last_seq)
+         SELECT user, max(seq) FROM inbox_entries GROUP BY user;
+     UPDATE acks SET upto = coalesce(
+         (SELECT max(e.seq) FROM inbox_entries e
+          WHERE e.user = acks.user AND e.msg_id <= acks.upto), 0);
+     DROP TABLE inbox;
+     ALTER TABLE inbox_entries RENAME TO inbox;
+     -- Fetch's access check (msg_id, user) and the purge's delete by msg_id.
+     CREATE UNIQUE INDEX inbox_by_msg ON inbox (msg_id, user);",
 ];
 
 /// The version this build writes.
@@ -222,5 +249,57 @@ mod tests {
             vec![(3, vec!["bob"]), (7, vec!["ann", "zed"]), (9, vec![])]
         );
         assert_eq!(&*groups[1].owner, "ann");
+    }
+
+    #[test]
+    fn a_version_1_database_gets_sequences_in_id_order_and_positions_in_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = open_connection(&path, Synchronous::Normal, Duration::ZERO).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1);
+             INSERT INTO inbox VALUES ('bob', 30), ('bob', 10), ('bob', 20), ('ann', 20);
+             INSERT INTO acks VALUES ('bob', 'phone', 20), ('bob', 'old', 5),
+                                     ('ann', 'phone', 9223372036854775807);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows = |sql: &str| -> Vec<(String, i64, i64)> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            rows.unwrap().collect::<Result<_, _>>().unwrap()
+        };
+        let entries = rows("SELECT user, seq, msg_id FROM inbox ORDER BY user, seq");
+        let want = [
+            ("ann", 1, 20),
+            ("bob", 1, 10),
+            ("bob", 2, 20),
+            ("bob", 3, 30),
+        ];
+        let want: Vec<(String, i64, i64)> =
+            want.iter().map(|&(u, s, m)| (u.into(), s, m)).collect();
+        assert_eq!(entries, want);
+        // Each position becomes the sequence of the last entry it covered.
+        let positions: Vec<(String, String, i64)> = {
+            let mut stmt = conn
+                .prepare("SELECT user, device, upto FROM acks ORDER BY user, device")
+                .unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            rows.unwrap().collect::<Result<_, _>>().unwrap()
+        };
+        let want = [("ann", "phone", 1), ("bob", "old", 0), ("bob", "phone", 2)];
+        let want: Vec<(String, String, i64)> = want
+            .iter()
+            .map(|&(u, d, p)| (u.into(), d.into(), p))
+            .collect();
+        assert_eq!(positions, want);
+        let last: i64 = conn
+            .query_row("SELECT last_seq FROM inboxes WHERE user = 'bob'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last, 3, "the next entry of bob's inbox is 4");
     }
 }

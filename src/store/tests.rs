@@ -51,16 +51,64 @@ impl Harness {
         completion
     }
 
+    /// The legacy listing (SYNC_INDEX): `after` is a msg_id.
     fn index(&self, user: &str, device: &str, after: u64, limit: u32) -> (Vec<u64>, bool) {
+        let (ids, more, _) = self.list_from(user, device, InboxPoint::Message(after), limit);
+        (ids, more)
+    }
+
+    /// The listing by cursor (SYNC_LIST): ids, more, and the cursor after them.
+    fn list(&self, user: &str, device: &str, after: u64, limit: u32) -> (Vec<u64>, bool, u64) {
+        self.list_from(user, device, InboxPoint::Seq(after), limit)
+    }
+
+    fn list_from(
+        &self,
+        user: &str,
+        device: &str,
+        after: InboxPoint,
+        limit: u32,
+    ) -> (Vec<u64>, bool, u64) {
+        match self.try_list(user, device, after, limit) {
+            Ok(listed) => listed,
+            Err(error) => panic!("expected an index, got {error:?}"),
+        }
+    }
+
+    fn try_list(
+        &self,
+        user: &str,
+        device: &str,
+        after: InboxPoint,
+        limit: u32,
+    ) -> Result<(Vec<u64>, bool, u64), StoreError> {
         match self.call(StoreRequest::SyncIndex {
             ticket: 0,
             user: user.into(),
             device: device.into(),
             after,
+            floor_id: 0,
             limit,
         }) {
-            Completion::SyncIndex { ids, more, .. } => (ids, more),
+            Completion::SyncIndex {
+                ids, more, cursor, ..
+            } => Ok((ids, more, cursor)),
+            Completion::Failed { error, .. } => Err(error),
             other => panic!("expected an index, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges up to `upto` for `user`'s `device`; the store's refusal, if any.
+    fn ack(&self, user: &str, device: &str, upto: InboxPoint) -> Result<(), StoreError> {
+        match self.call(StoreRequest::SyncAck {
+            ticket: 0,
+            user: user.into(),
+            device: device.into(),
+            upto,
+        }) {
+            Completion::Done { .. } => Ok(()),
+            Completion::Failed { error, .. } => Err(error),
+            other => panic!("expected Done, got {other:?}"),
         }
     }
 
@@ -148,7 +196,7 @@ fn queue_as_one_batch(h: &Harness, requests: Vec<StoreRequest>) {
             ticket: 1000,
             user: "b".into(),
             device: "d".into(),
-            upto: 0,
+            upto: InboxPoint::Seq(0),
         })
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -189,7 +237,7 @@ fn append_then_sync_index_fetch_and_ack_per_device() {
         ticket: 9,
         user: "bob".into(),
         device: "phone".into(),
-        upto: 2,
+        upto: InboxPoint::Message(2),
     });
     assert_eq!(h.index("bob", "phone", 0, 10), (vec![3], false));
     // Another device of the same user keeps its own position.
@@ -199,7 +247,7 @@ fn append_then_sync_index_fetch_and_ack_per_device() {
         ticket: 10,
         user: "bob".into(),
         device: "phone".into(),
-        upto: 1,
+        upto: InboxPoint::Message(1),
     });
     assert_eq!(h.index("bob", "phone", 0, 10), (vec![3], false));
     // `after` beyond the acknowledged position wins.
@@ -559,7 +607,8 @@ fn one_failing_request_leaves_the_rest_of_its_batch() {
             ticket: 6,
             user: "b".into(),
             device: "d".into(),
-            after: 0,
+            after: InboxPoint::Seq(0),
+            floor_id: 0,
             limit: 10,
         },
         StoreRequest::Append {
@@ -608,7 +657,8 @@ fn one_failing_request_leaves_the_rest_of_its_batch() {
             Completion::SyncIndex {
                 ticket: 6,
                 ids: vec![1, 5],
-                more: false
+                more: false,
+                cursor: 2,
             },
         ]
     );
@@ -685,7 +735,9 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
         h.append(direct(2, "a", "b", 2), &["b"]),
         AppendOutcome::Stored
     );
-    assert_eq!(h.index("b", "d", 0, 10), (vec![1, 2, 3], false));
+    // Listed in commit order (3 committed before 2), which is what keeps a late commit from
+    // being passed over.
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1, 3, 2], false));
     h.close();
 }
 
@@ -813,3 +865,6 @@ fn a_database_that_refuses_wal_is_not_opened_and_says_so() {
     );
     assert!(error.to_string().contains("WAL"), "{error}");
 }
+
+#[path = "cursor_tests.rs"]
+mod cursor;

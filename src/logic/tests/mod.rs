@@ -246,6 +246,7 @@ impl Harness {
                 ticket,
                 ids: Vec::new(),
                 more: false,
+                cursor: 0,
             },
             StoreRequest::SyncFetch { .. } => Completion::SyncFetch {
                 ticket,

@@ -8,7 +8,7 @@ use switchboard_protocol::{limits, Command, Request, ResponseBody, Status};
 
 use super::{config, Harness};
 use crate::logic::snowflake;
-use crate::store::{self, Completion, StoreError, StoreRequest, StoredMessage};
+use crate::store::{self, Completion, InboxPoint, StoreError, StoreRequest, StoredMessage};
 
 fn stored(id: u64, time_ms: u64, body_len: usize) -> StoredMessage {
     StoredMessage {
@@ -34,11 +34,13 @@ fn sync_index_asks_from_the_retention_floor_and_answers_with_the_ids() {
             user,
             device,
             after,
+            floor_id,
             limit,
         } => {
             assert_eq!((&*user, &*device), ("alice", "phone"));
+            assert_eq!(after, InboxPoint::Message(0));
             assert_eq!(
-                after, floor,
+                floor_id, floor,
                 "ids before the retention window are never listed"
             );
             assert_eq!(limit, u32::from(limits::sync_index_limit(0)));
@@ -49,20 +51,26 @@ fn sync_index_asks_from_the_retention_floor_and_answers_with_the_ids() {
     h.expect_nothing();
     let ids = vec![floor + 10, floor + 20];
     let more = true;
-    h.complete(Completion::SyncIndex { ticket, ids, more });
+    let cursor = 2;
+    h.complete(Completion::SyncIndex {
+        ticket,
+        ids,
+        more,
+        cursor,
+    });
     match h.ok(alice, seq) {
         ResponseBody::SyncIndex(ok) => {
             assert_eq!((ok.ids, ok.more), (vec![floor + 10, floor + 20], true))
         }
         other => panic!("{other:?}"),
     }
-    // A position inside the window is kept as asked.
+    // A position is passed on as asked, as the msg_id it is.
     let after = floor + 1000;
     h.request(alice, &Request::SyncIndex { after, limit: 7 });
     match h.take() {
         StoreRequest::SyncIndex {
             after: got, limit, ..
-        } => assert_eq!((got, limit), (after, 7)),
+        } => assert_eq!((got, limit), (InboxPoint::Message(after), 7)),
         other => panic!("{other:?}"),
     }
 }
@@ -135,7 +143,10 @@ fn sync_ack_moves_the_device_position_after_the_commit() {
     match &request {
         StoreRequest::SyncAck {
             user, device, upto, ..
-        } => assert_eq!((&**user, &**device, *upto), ("alice", "desktop", 77)),
+        } => assert_eq!(
+            (&**user, &**device, *upto),
+            ("alice", "desktop", InboxPoint::Message(77))
+        ),
         other => panic!("{other:?}"),
     }
     h.expect_nothing();
@@ -158,6 +169,7 @@ fn a_failed_or_mismatched_sync_completion_is_internal() {
         ticket: c,
         ids: Vec::new(),
         more: false,
+        cursor: 0,
     });
     h.refused(alice, Command::SyncIndex, index, Status::INTERNAL);
     h.refused(alice, Command::SyncFetch, fetch, Status::INTERNAL);
@@ -177,4 +189,112 @@ fn sync_requests_are_busy_when_the_store_queue_is_full() {
     h.refused(alice, Command::SyncFetch, seq, Status::BUSY);
     h.expect_nothing();
     assert_eq!(h.core.requests_in_flight(), 0);
+}
+
+#[test]
+fn sync_list_asks_by_cursor_and_answers_with_the_store_cursor() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let seq = h.request(alice, &Request::SyncList { after: 0, limit: 0 });
+    let floor_ms = h.now_ms - config().retention.as_millis() as u64;
+    let ticket = match h.take() {
+        StoreRequest::SyncIndex {
+            ticket,
+            user,
+            device,
+            after,
+            floor_id,
+            limit,
+        } => {
+            assert_eq!((&*user, &*device), ("alice", "phone"));
+            assert_eq!(after, InboxPoint::Seq(0));
+            assert_eq!(floor_id, snowflake::first_id_at(floor_ms) - 1);
+            assert_eq!(limit, u32::from(limits::sync_index_limit(0)));
+            ticket
+        }
+        other => panic!("{other:?}"),
+    };
+    h.expect_nothing();
+    // Inbox order is commit order: a lower id may come after a higher one.
+    h.complete(Completion::SyncIndex {
+        ticket,
+        ids: vec![900, 800],
+        more: true,
+        cursor: 41,
+    });
+    match h.ok(alice, seq) {
+        ResponseBody::SyncList(ok) => {
+            assert_eq!((ok.ids, ok.more, ok.cursor), (vec![900, 800], true, 41))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The next page starts at the cursor, taken as a sequence, never as a msg_id.
+    h.request(
+        alice,
+        &Request::SyncList {
+            after: 41,
+            limit: 9,
+        },
+    );
+    match h.take() {
+        StoreRequest::SyncIndex { after, limit, .. } => {
+            assert_eq!((after, limit), (InboxPoint::Seq(41), 9))
+        }
+        other => panic!("{other:?}"),
+    }
+    h.expect_nothing();
+}
+
+#[test]
+fn sync_confirm_moves_the_position_by_cursor_after_the_commit() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "tablet");
+    let seq = h.request(alice, &Request::SyncConfirm { upto: 41 });
+    let request = h.take();
+    match &request {
+        StoreRequest::SyncAck {
+            user, device, upto, ..
+        } => assert_eq!(
+            (&**user, &**device, *upto),
+            ("alice", "tablet", InboxPoint::Seq(41))
+        ),
+        other => panic!("{other:?}"),
+    }
+    h.expect_nothing();
+    h.commit(&request);
+    assert_eq!(h.ok(alice, seq), ResponseBody::SyncConfirm);
+    h.expect_nothing();
+}
+
+#[test]
+fn a_cursor_the_store_refuses_is_bad_cursor_and_the_connection_lives_on() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let snowflake_id = 7_411_860_537_460_289_537;
+    let list = h.request(
+        alice,
+        &Request::SyncList {
+            after: snowflake_id,
+            limit: 0,
+        },
+    );
+    let confirm = h.request(alice, &Request::SyncConfirm { upto: 5 });
+    let (a, b) = (h.take().ticket(), h.take().ticket());
+    let error = StoreError::CursorAhead {
+        cursor: snowflake_id,
+        last: 3,
+    };
+    h.complete(Completion::Failed { ticket: a, error });
+    let error = StoreError::CursorAhead { cursor: 5, last: 3 };
+    h.complete(Completion::Failed { ticket: b, error });
+    h.refused(alice, Command::SyncList, list, Status::BAD_CURSOR);
+    h.refused(alice, Command::SyncConfirm, confirm, Status::BAD_CURSOR);
+    // Not a protocol violation: the connection is served on, and a store failure of the same
+    // requests is still INTERNAL.
+    let seq = h.request(alice, &Request::SyncList { after: 0, limit: 0 });
+    let ticket = h.take().ticket();
+    let error = StoreError::Locked;
+    h.complete(Completion::Failed { ticket, error });
+    h.refused(alice, Command::SyncList, seq, Status::INTERNAL);
+    h.expect_nothing();
 }

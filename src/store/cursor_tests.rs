@@ -1,0 +1,116 @@
+//! The sync cursor: a sequence per inbox, assigned at commit. What the old rule (a position
+//! by msg_id) lost with two writers, and what a cursor that never came from the inbox gets.
+
+use super::*;
+
+const SNOWFLAKE: u64 = 7_411_860_537_460_289_537;
+
+/// Two writers, simulated: the id generator of one handed out 200, of the other 100, and 100
+/// committed after a device had acknowledged 200.
+#[test]
+fn a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    h.append(direct(200, "alice", "bob", 1), &["bob"]);
+    let (ids, more, cursor) = h.list("bob", "phone", 0, 10);
+    assert_eq!((ids, more), (vec![200], false));
+    h.ack("bob", "phone", InboxPoint::Seq(cursor)).unwrap();
+    // A legacy device acknowledges by msg_id, as SYNC_ACK does.
+    assert_eq!(h.index("bob", "tablet", 0, 10), (vec![200], false));
+    h.ack("bob", "tablet", InboxPoint::Message(200)).unwrap();
+
+    h.append(direct(100, "carol", "bob", 1), &["bob"]);
+
+    // The old rule, ids above the acknowledged msg_id, on the same rows: 100 is never listed.
+    let path = dir.path().join("switchboard.db");
+    let old_rule = count(
+        &path,
+        "SELECT count(*) FROM inbox WHERE user = 'bob' AND msg_id > 200",
+    );
+    assert_eq!(old_rule, 0, "the old rule passes over the late commit");
+    // By the inbox's sequence it comes next, for the cursor and the legacy device alike.
+    let (ids, more, next) = h.list("bob", "phone", 0, 10);
+    assert_eq!((ids, more), (vec![100], false));
+    assert!(next > cursor, "{next} > {cursor}");
+    assert_eq!(h.index("bob", "tablet", 0, 10), (vec![100], false));
+    // Paging from the last cursor lists nothing more, and keeps the cursor.
+    assert_eq!(h.list("bob", "phone", next, 10), (vec![], false, next));
+    h.close();
+}
+
+#[test]
+fn cursors_page_in_commit_order_and_acks_never_move_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    for id in [30, 10, 20, 50, 40] {
+        h.append(direct(id, "alice", "bob", id), &["bob", "alice"]);
+    }
+    let (first, more, c1) = h.list("bob", "phone", 0, 2);
+    assert_eq!((first, more), (vec![30, 10], true));
+    let (second, more, c2) = h.list("bob", "phone", c1, 2);
+    assert_eq!((second, more), (vec![20, 50], true));
+    h.ack("bob", "phone", InboxPoint::Seq(c2)).unwrap();
+    h.ack("bob", "phone", InboxPoint::Seq(c1)).unwrap(); // smaller: changes nothing
+    assert_eq!(h.list("bob", "phone", 0, 10).0, vec![40]);
+    // A cursor behind the acknowledged position starts from the position.
+    assert_eq!(h.list("bob", "phone", c1, 10).0, vec![40]);
+    // Each inbox has its own sequence; the sender's holds the same entries.
+    assert_eq!(h.list("alice", "phone", 0, 10).0, vec![30, 10, 20, 50, 40]);
+    assert_eq!(h.list("carol", "phone", 0, 10), (vec![], false, 0));
+    h.close();
+}
+
+#[test]
+fn a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    h.append(direct(1, "alice", "bob", 1), &["bob"]);
+    h.append(direct(2, "alice", "bob", 2), &["bob"]);
+    let ahead = StoreError::CursorAhead { cursor: 3, last: 2 };
+    assert_eq!(
+        h.try_list("bob", "phone", InboxPoint::Seq(3), 10),
+        Err(ahead.clone())
+    );
+    assert_eq!(h.ack("bob", "phone", InboxPoint::Seq(3)), Err(ahead));
+    // A msg_id where a cursor belongs (what a client of the old commands would keep).
+    let old_kind = StoreError::CursorAhead {
+        cursor: SNOWFLAKE,
+        last: 2,
+    };
+    assert_eq!(
+        h.ack("bob", "phone", InboxPoint::Seq(SNOWFLAKE)),
+        Err(old_kind)
+    );
+    // An inbox that has nothing: every cursor but 0 is from somewhere else.
+    assert_eq!(
+        h.try_list("dan", "phone", InboxPoint::Seq(1), 10),
+        Err(StoreError::CursorAhead { cursor: 1, last: 0 })
+    );
+    // Nothing was acknowledged by the refusals.
+    assert_eq!(h.list("bob", "phone", 0, 10), (vec![1, 2], false, 2));
+    h.close();
+}
+
+#[test]
+fn the_sequence_goes_on_after_a_purge_empties_the_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    for id in 1..=2 {
+        let old = StoredMessage {
+            time_ms: 1_000,
+            ..direct(id, "alice", "bob", id)
+        };
+        h.append(old, &["bob"]);
+    }
+    let (_, _, cursor) = h.list("bob", "phone", 0, 10);
+    assert_eq!(cursor, 2);
+    h.done(StoreRequest::Purge {
+        ticket: 5,
+        older_than_ms: 2_000,
+    });
+    assert_eq!(h.list("bob", "phone", 0, 10), (vec![], false, 0));
+    // A device that kept cursor 2 must still see the next message: the sequence is not reused.
+    h.append(direct(3, "alice", "bob", 3), &["bob"]);
+    assert_eq!(h.list("bob", "phone", cursor, 10), (vec![3], false, 3));
+    h.close();
+}
