@@ -17,7 +17,7 @@ use switchboard_codec::ws::handshake::ClientRequest;
 use switchboard_codec::ws::{CloseCode, OpCode};
 use switchboard_protocol::{
     ChatMessage, GroupDetailOk, LoginOk, Push, Request, Response, ResponseBody, SendOk,
-    ServerPacket, Status, SyncFetchOk, SyncIndexOk, Text,
+    ServerPacket, Status, SyncFetchOk, SyncIndexOk, SyncListOk, Text,
 };
 
 use super::shared::socket::connect;
@@ -448,6 +448,29 @@ impl ChatClient {
         }
     }
 
+    /// SYNC_LIST: the ids after `after` (a cursor, 0 for the acknowledged position), or the
+    /// refusal's status.
+    pub fn try_sync_list(&mut self, after: u64, limit: u16) -> Result<SyncListOk, Status> {
+        match self.call(&Request::SyncList { after, limit })? {
+            ResponseBody::SyncList(list) => Ok(list),
+            other => panic!("SYNC_LIST answered with {other:?}"),
+        }
+    }
+
+    /// SYNC_LIST; panics on a refusal.
+    pub fn sync_list(&mut self, after: u64, limit: u16) -> SyncListOk {
+        self.try_sync_list(after, limit)
+            .unwrap_or_else(|status| panic!("SYNC_LIST refused with {status:?}"))
+    }
+
+    /// SYNC_CONFIRM up to a cursor, or the refusal's status.
+    pub fn try_sync_confirm(&mut self, upto: u64) -> Result<(), Status> {
+        match self.call(&Request::SyncConfirm { upto })? {
+            ResponseBody::SyncConfirm => Ok(()),
+            other => panic!("SYNC_CONFIRM answered with {other:?}"),
+        }
+    }
+
     /// The messages of `ids`, fetched at most 100 at a time and again from `covered` on.
     pub fn fetch_all(&mut self, ids: &[u64]) -> Vec<ChatMessage> {
         let mut messages = Vec::new();
@@ -466,13 +489,34 @@ impl ChatClient {
         messages
     }
 
-    /// A whole sync as docs/protocol.md §9 lays it out (index pages of `limit`, fetch, ack
-    /// each page); returns every message fetched.
+    /// A whole sync as docs/protocol.md §9 lays it out (SYNC_LIST pages of `limit` by cursor,
+    /// fetch, SYNC_CONFIRM each page's cursor); returns every message fetched.
     pub fn sync_all_paged(&mut self, limit: u16) -> Vec<ChatMessage> {
         let mut all = Vec::new();
         let mut after = 0;
         for _ in 0..10_000 {
-            let index = self.sync_index(after, limit);
+            let list = self.sync_list(after, limit);
+            all.extend(self.fetch_all(&list.ids));
+            if !list.ids.is_empty() {
+                self.try_sync_confirm(list.cursor)
+                    .expect("SYNC_CONFIRM of a listed cursor");
+            }
+            after = list.cursor;
+            if !list.more {
+                return all;
+            }
+            assert!(!list.ids.is_empty(), "SYNC_LIST: more = true with no ids");
+        }
+        panic!("a sync that never ends");
+    }
+
+    /// The legacy sync (SYNC_INDEX by msg_id, SYNC_ACK of each page's last id), as clients
+    /// written before SYNC_LIST do it; returns every message fetched.
+    pub fn sync_all_legacy(&mut self) -> Vec<ChatMessage> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        for _ in 0..10_000 {
+            let index = self.sync_index(after, 500);
             all.extend(self.fetch_all(&index.ids));
             if let Some(&last) = index.ids.last() {
                 self.sync_ack(last);
@@ -496,12 +540,12 @@ impl ChatClient {
         let mut all = Vec::new();
         let mut after = 0;
         for _ in 0..10_000 {
-            let index = self.sync_index(after, 500);
-            all.extend(self.fetch_all(&index.ids));
-            match index.ids.last() {
-                Some(&last) if index.more => after = last,
-                _ => return all,
+            let list = self.sync_list(after, 500);
+            all.extend(self.fetch_all(&list.ids));
+            if !list.more {
+                return all;
             }
+            after = list.cursor;
         }
         panic!("a sync that never ends");
     }
