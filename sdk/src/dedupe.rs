@@ -37,6 +37,11 @@ impl MessageDedupe {
         new_id && new_sender_id
     }
 
+    /// Whether `msg_id` was delivered (or noted) within the window.
+    pub fn seen_id(&self, msg_id: u64) -> bool {
+        self.ids.contains(msg_id)
+    }
+
     /// Records a message id without a message (this client's own, from its ack).
     pub fn note_id(&mut self, msg_id: u64) {
         self.ids.insert(msg_id);

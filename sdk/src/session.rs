@@ -29,7 +29,8 @@ use crate::event::{Event, LoginInfo};
 use crate::outbox::{Outbox, Outgoing};
 use crate::sync::{Next, OfflineSync};
 
-/// How long pushed messages wait before their SYNC_ACK, so a burst costs one ack.
+/// How long pushed messages wait before the catch-up sync that confirms them, so a burst costs
+/// one SYNC_LIST and one SYNC_CONFIRM.
 const ACK_DELAY: Duration = Duration::from_millis(100);
 
 /// What the application asks of the background thread.
@@ -83,9 +84,9 @@ pub struct SessionConfig {
 enum InFlight {
     Login,
     Ping,
-    SyncIndex,
+    SyncList,
     SyncFetch,
-    SyncAck,
+    SyncConfirm,
     App(AppRequest),
 }
 
@@ -144,10 +145,9 @@ pub struct Session {
     user: Option<String>,
     heartbeat: Duration,
     last_received: Instant,
-    /// The highest delivered id that may be acknowledged once the sync is done.
-    ack_high: u64,
-    /// The highest id acknowledged.
-    acked: u64,
+    /// Messages were delivered (pushed, or our own sends) that no confirmed cursor covers yet.
+    unconfirmed: bool,
+    /// When the catch-up sync that confirms them is due.
     ack_due: Option<Instant>,
     rng: StdRng,
 }
@@ -187,8 +187,7 @@ impl Session {
             endpoint: None,
             user: None,
             last_received: now,
-            ack_high: 0,
-            acked: 0,
+            unconfirmed: false,
             ack_due: None,
             rng: StdRng::from_entropy(),
         }
@@ -414,8 +413,9 @@ impl Session {
         match (in_flight, response.result) {
             (InFlight::Login, result) => self.on_login(result, now),
             (InFlight::Ping, _) => Flow::Continue,
-            (InFlight::SyncIndex, Ok(ResponseBody::SyncIndex(ok))) => {
-                match self.sync.on_index(ok) {
+            (InFlight::SyncList, Ok(ResponseBody::SyncList(ok))) => {
+                let dedupe = &self.dedupe;
+                match self.sync.on_list(ok, |id| dedupe.seen_id(id)) {
                     Ok(next) => self.apply_sync(next, now),
                     Err(error) => Flow::Reconnect(error),
                 }
@@ -432,15 +432,15 @@ impl Session {
                     Err(error) => Flow::Reconnect(error),
                 }
             }
-            (InFlight::SyncIndex | InFlight::SyncFetch, Err(status)) => {
+            (InFlight::SyncList | InFlight::SyncFetch, Err(status)) => {
                 Flow::Reconnect(LinkError::Sync(status))
             }
-            (InFlight::SyncIndex | InFlight::SyncFetch, Ok(_)) => {
+            (InFlight::SyncList | InFlight::SyncFetch, Ok(_)) => {
                 Flow::Reconnect(LinkError::UnexpectedResponse { command })
             }
-            (InFlight::SyncAck, result) => {
+            (InFlight::SyncConfirm, result) => {
                 if let Err(status) = result {
-                    warn!(%status, "SYNC_ACK refused; the messages may be synced again");
+                    warn!(%status, "SYNC_CONFIRM refused; the messages may be synced again");
                 }
                 Flow::Continue
             }
@@ -486,8 +486,9 @@ impl Session {
                 endpoint: info.endpoint,
             }),
         }
-        let index = self.sync.start();
-        self.send_internal(&index, InFlight::SyncIndex, now);
+        let list = self.sync.start();
+        self.unconfirmed = false;
+        self.send_internal(&list, InFlight::SyncList, now);
         self.resend_due(now);
         while let Some(app) = self.queued.pop_front() {
             self.send_app(app.request, app.reply, app.deadline, now);
@@ -512,24 +513,21 @@ impl Session {
     fn apply_sync(&mut self, next: Next, now: Instant) -> Flow {
         for request in next.requests {
             let kind = match request {
-                Request::SyncIndex { .. } => InFlight::SyncIndex,
+                Request::SyncList { .. } => InFlight::SyncList,
                 Request::SyncFetch { .. } => InFlight::SyncFetch,
-                _ => InFlight::SyncAck,
+                _ => InFlight::SyncConfirm,
             };
-            if let Request::SyncAck { upto } = request {
-                self.acked = self.acked.max(upto);
-            }
             self.send_internal(&request, kind, now);
         }
         if let Some(delivered) = next.done {
             self.emit(Event::SyncDone { delivered });
-            self.schedule_ack(now);
         }
+        // Deliveries during the round that just ended get a catch-up round of their own.
+        self.schedule_ack(now);
         Flow::Continue
     }
 
     fn on_push(&mut self, message: ChatMessage, now: Instant) {
-        let id = message.msg_id;
         let mut inbound = Inbound {
             dedupe: &mut self.dedupe,
             events: &self.events,
@@ -537,26 +535,28 @@ impl Session {
             user: self.user.as_deref(),
         };
         inbound.deliver(message);
-        self.ack_high = self.ack_high.max(id);
+        self.unconfirmed = true;
         self.schedule_ack(now);
     }
 
-    /// Acks what was delivered once the sync is done (never before: that would acknowledge
-    /// older messages it has not fetched yet).
+    /// Confirms what was delivered once no sync round is under way. Pushes carry no cursor, so
+    /// a catch-up round lists the inbox from the last cursor confirmed (the pushed ids are not
+    /// fetched again) and confirms the cursor it reaches: never a cursor past an entry this
+    /// device has not had, whatever order the entries committed in.
     fn schedule_ack(&mut self, now: Instant) {
-        if self.sync.is_done() && self.ack_high > self.acked && self.ack_due.is_none() {
+        if self.sync.is_done() && self.unconfirmed && self.ack_due.is_none() {
             self.ack_due = Some(now + ACK_DELAY);
         }
     }
 
     fn flush_ack(&mut self, now: Instant) {
         self.ack_due = None;
-        if self.ack_high > self.acked {
-            self.acked = self.ack_high;
-            let ack = Request::SyncAck {
-                upto: self.ack_high,
-            };
-            self.send_internal(&ack, InFlight::SyncAck, now);
+        if !self.unconfirmed {
+            return;
+        }
+        if let Some(list) = self.sync.catch_up() {
+            self.unconfirmed = false;
+            self.send_internal(&list, InFlight::SyncList, now);
         }
     }
 
@@ -609,7 +609,7 @@ impl Session {
                     // Our own message is in our inbox too: never deliver it back to us, and
                     // let the next ack cover it.
                     self.dedupe.note_id(ok.msg_id);
-                    self.ack_high = self.ack_high.max(ok.msg_id);
+                    self.unconfirmed = true;
                     self.schedule_ack(now);
                     let _ = message.reply.send(Ok(Ack {
                         client_msg_id: message.client_msg_id,

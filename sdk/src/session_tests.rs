@@ -5,7 +5,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver};
 use switchboard_codec::packet::PacketDecoder;
 use switchboard_codec::Decoded;
 use switchboard_protocol::{
-    encode_error, GroupCreated, PongOk, SendOk, SyncFetchOk, SyncIndexOk, Target,
+    encode_error, GroupCreated, PongOk, SendOk, SyncFetchOk, SyncListOk, Target,
 };
 
 struct Harness {
@@ -121,17 +121,18 @@ impl Harness {
         self.sent()
     }
 
-    /// Answers the first SYNC_INDEX with an empty page.
+    /// Answers the first SYNC_LIST with an empty page.
     fn finish_empty_sync(&mut self, sent: &[(u32, Request)]) {
         let (seq, _) = sent
             .iter()
-            .find(|(_, r)| matches!(r, Request::SyncIndex { .. }))
-            .expect("a SYNC_INDEX");
-        let empty = SyncIndexOk {
+            .find(|(_, r)| matches!(r, Request::SyncList { .. }))
+            .expect("a SYNC_LIST");
+        let empty = SyncListOk {
             ids: vec![],
             more: false,
+            cursor: 0,
         };
-        self.answer(*seq, ResponseBody::SyncIndex(empty));
+        self.answer(*seq, ResponseBody::SyncList(empty));
     }
 
     fn messages(&self) -> Vec<u64> {
@@ -171,7 +172,7 @@ fn login_answers_connect_then_syncs() {
     let sent = h.log_in();
     assert_eq!(
         sent.iter().map(|(_, r)| r.command()).collect::<Vec<_>>(),
-        [ProtoCommand::SyncIndex]
+        [ProtoCommand::SyncList]
     );
     let info = h.ready.try_recv().unwrap().unwrap();
     assert_eq!((info.user.as_str(), info.device.as_str()), ("bob", "phone"));
@@ -245,36 +246,76 @@ fn a_message_pushed_then_synced_is_delivered_once_and_acked_only_after_the_sync(
     assert!(
         h.sent()
             .iter()
-            .all(|(_, r)| !matches!(r, Request::SyncAck { .. })),
-        "no ack of a push before the sync is done"
+            .all(|(_, r)| !matches!(r, Request::SyncConfirm { .. } | Request::SyncList { .. })),
+        "no confirm of a push before the sync is done"
     );
-    let page = SyncIndexOk {
-        ids: vec![40, 50],
+    // Inbox order is commit order: 50, pushed already, is listed before 40.
+    let page = SyncListOk {
+        ids: vec![50, 40],
         more: false,
+        cursor: 7,
     };
-    h.answer(index_seq, ResponseBody::SyncIndex(page));
+    h.answer(index_seq, ResponseBody::SyncList(page));
     let fetch = h.sent();
-    assert!(matches!(&fetch[..], [(_, Request::SyncFetch { ids })] if ids == &[40, 50]));
+    assert!(
+        matches!(&fetch[..], [(_, Request::SyncFetch { ids })] if ids == &[40]),
+        "what was pushed is not fetched again: {fetch:?}"
+    );
     let ok = SyncFetchOk {
-        covered: 2,
-        messages: vec![message(40), message(50)],
+        covered: 1,
+        messages: vec![message(40)],
     };
     h.answer(fetch[0].0, ResponseBody::SyncFetch(ok));
     assert_eq!(
         h.sent().iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
-        [Request::SyncAck { upto: 50 }]
+        [Request::SyncConfirm { upto: 7 }]
     );
     let delivered = h.messages();
     assert_eq!(delivered, [50, 40]);
-    // A later push is acked after the ack delay, once for a burst.
+    // Pushes since are confirmed after the delay, once for a burst, by a catch-up listing
+    // from the last cursor: pushes carry no cursor.
     h.push(Push::Message(message(60)));
     h.push(Push::Message(message(61)));
     h.push(Push::Message(message(61)));
     assert_eq!(h.messages(), [60, 61]);
     h.now += ACK_DELAY;
     h.session.on_timeout(h.now);
-    let acks: Vec<Request> = h.sent().into_iter().map(|(_, r)| r).collect();
-    assert_eq!(acks, [Request::SyncAck { upto: 61 }]);
+    let sent = h.sent();
+    let [(list_seq, list)] = &sent[..] else {
+        panic!("one catch-up listing: {sent:?}");
+    };
+    assert_eq!(
+        list,
+        &Request::SyncList {
+            after: 7,
+            limit: 500
+        }
+    );
+    // The inbox also holds 59, whose push never came: fetched, then everything confirmed.
+    let page = SyncListOk {
+        ids: vec![60, 59, 61],
+        more: false,
+        cursor: 10,
+    };
+    h.answer(*list_seq, ResponseBody::SyncList(page));
+    let fetch = h.sent();
+    assert!(matches!(&fetch[..], [(_, Request::SyncFetch { ids })] if ids == &[59]));
+    let ok = SyncFetchOk {
+        covered: 1,
+        messages: vec![message(59)],
+    };
+    h.answer(fetch[0].0, ResponseBody::SyncFetch(ok));
+    assert_eq!(h.messages(), [59]);
+    let confirm: Vec<Request> = h.sent().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(confirm, [Request::SyncConfirm { upto: 10 }]);
+    h.now += ACK_DELAY;
+    h.session.on_timeout(h.now);
+    assert!(
+        h.sent()
+            .iter()
+            .all(|(_, r)| !matches!(r, Request::SyncList { .. })),
+        "nothing new, no other round"
+    );
 }
 
 #[test]
@@ -504,11 +545,12 @@ fn an_own_message_synced_back_while_awaiting_its_ack_is_not_delivered() {
         client_msg_id: 42,
         ..message(80)
     };
-    let page = SyncIndexOk {
+    let page = SyncListOk {
         ids: vec![80, 81],
         more: false,
+        cursor: 2,
     };
-    h.answer(index_seq, ResponseBody::SyncIndex(page));
+    h.answer(index_seq, ResponseBody::SyncList(page));
     let fetch_seq = h.sent()[0].0;
     let ok = SyncFetchOk {
         covered: 2,

@@ -1,15 +1,19 @@
-//! `OfflineSync`: the offline-message sync after every login, as a state machine without I/O.
+//! `OfflineSync`: the offline-message sync, as a state machine without I/O.
 //!
-//! SYNC_INDEX pages (500 ids) from the acknowledged position; each page's ids are fetched in
-//! SYNC_FETCH chunks of at most 100 (asking again for what a response did not cover); once a
-//! page is delivered, SYNC_ACK up to its last id; then the next page while `more` is true.
-//! It never acknowledges an id it has not delivered, and never loops on a response that makes
-//! no progress (a fetch covering nothing is an error).
+//! A round lists the inbox by cursor (SYNC_LIST pages of 500 entries, docs/protocol.md §9);
+//! each page's ids not delivered already are fetched in SYNC_FETCH chunks of at most 100
+//! (asking again for what a response did not cover); once a page is delivered, SYNC_CONFIRM
+//! its cursor; then the next page while `more` is true. The first round after a login starts
+//! at the acknowledged position; a catch-up round starts at the last cursor confirmed, and is
+//! how pushed messages get acknowledged: pushes carry no cursor (they leave before the commit
+//! that numbers them), so the inbox itself says what is safe to confirm, and a push that was
+//! lost on the way comes in with it. It never confirms a page it has not delivered, and never
+//! loops on a response that makes no progress (a fetch covering nothing is an error).
 
 use std::collections::VecDeque;
 
 use switchboard_protocol::limits::{MAX_SYNC_FETCH_IDS, MAX_SYNC_INDEX_LIMIT};
-use switchboard_protocol::{ChatMessage, Command, Request, SyncFetchOk, SyncIndexOk};
+use switchboard_protocol::{ChatMessage, Command, Request, SyncFetchOk, SyncListOk};
 
 use crate::error::LinkError;
 
@@ -19,16 +23,16 @@ enum State {
     /// Not started on this connection.
     #[default]
     Idle,
-    /// Waiting for a SYNC_INDEX answer.
-    Indexing,
+    /// Waiting for a SYNC_LIST answer.
+    Listing,
     /// Fetching one page: `asked` ids of `remaining` are in the SYNC_FETCH on the wire.
     Fetching {
-        page_last: u64,
+        cursor: u64,
         more: bool,
         remaining: VecDeque<u64>,
         asked: usize,
     },
-    /// Finished.
+    /// A round finished; a catch-up round may follow.
     Done,
 }
 
@@ -37,7 +41,7 @@ enum State {
 pub struct Next {
     /// Requests to send now, in this order.
     pub requests: Vec<Request>,
-    /// `Some(delivered)` when the sync just finished.
+    /// `Some(delivered)` when the first round after the login just finished.
     pub done: Option<usize>,
 }
 
@@ -46,6 +50,10 @@ pub struct Next {
 pub struct OfflineSync {
     state: State,
     delivered: usize,
+    /// The last cursor confirmed (or known to be at the position) on this connection.
+    confirmed: u64,
+    /// The first round after the login has finished.
+    caught_up: bool,
 }
 
 impl OfflineSync {
@@ -54,41 +62,50 @@ impl OfflineSync {
         OfflineSync::default()
     }
 
-    /// Starts over (after a login): the first SYNC_INDEX, from the acknowledged position.
+    /// Starts over (after a login): the first SYNC_LIST, from the acknowledged position.
     pub fn start(&mut self) -> Request {
-        self.state = State::Indexing;
-        self.delivered = 0;
-        index_after(0)
+        *self = OfflineSync::default();
+        self.state = State::Listing;
+        list_after(0)
     }
 
-    /// Whether the sync has finished on this connection.
+    /// Whether no round is under way and the first one has finished: the time for a catch-up.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
 
-    /// A SYNC_INDEX answer.
-    pub fn on_index(&mut self, ok: SyncIndexOk) -> Result<Next, LinkError> {
-        if !matches!(self.state, State::Indexing) {
-            return Err(unexpected(Command::SyncIndex));
+    /// A catch-up round from the last cursor confirmed, to confirm what was pushed since.
+    pub fn catch_up(&mut self) -> Option<Request> {
+        if !self.is_done() {
+            return None;
         }
-        let Some(&page_last) = ok.ids.last() else {
-            // An empty page ends the sync even if `more` claims otherwise: there is no id to
-            // continue after.
+        self.state = State::Listing;
+        Some(list_after(self.confirmed))
+    }
+
+    /// A SYNC_LIST answer; `seen` tells the ids delivered already, which are not fetched.
+    pub fn on_list(
+        &mut self,
+        ok: SyncListOk,
+        seen: impl Fn(u64) -> bool,
+    ) -> Result<Next, LinkError> {
+        if !matches!(self.state, State::Listing) {
+            return Err(unexpected(Command::SyncList));
+        }
+        if ok.ids.is_empty() {
+            // Nothing listed: the cursor is where the listing started, nothing to confirm. An
+            // empty page ends the round even if `more` claims otherwise.
+            self.confirmed = self.confirmed.max(ok.cursor);
             return Ok(self.finish(Vec::new()));
-        };
-        let remaining = VecDeque::from(ok.ids);
-        let first = next_chunk(&remaining);
-        let asked = first_len(&first);
+        }
+        let remaining: VecDeque<u64> = ok.ids.into_iter().filter(|&id| !seen(id)).collect();
         self.state = State::Fetching {
-            page_last,
+            cursor: ok.cursor,
             more: ok.more,
             remaining,
-            asked,
+            asked: 0,
         };
-        Ok(Next {
-            requests: vec![first],
-            done: None,
-        })
+        Ok(self.fetch_or_confirm())
     }
 
     /// A SYNC_FETCH answer; `deliver` gets each message (it deduplicates).
@@ -98,10 +115,7 @@ impl OfflineSync {
         mut deliver: impl FnMut(ChatMessage) -> bool,
     ) -> Result<Next, LinkError> {
         let State::Fetching {
-            page_last,
-            more,
-            remaining,
-            asked,
+            remaining, asked, ..
         } = &mut self.state
         else {
             return Err(unexpected(Command::SyncFetch));
@@ -116,37 +130,53 @@ impl OfflineSync {
             }
         }
         remaining.drain(..covered);
+        Ok(self.fetch_or_confirm())
+    }
+
+    /// The page's next fetch, or, once it is all delivered, its confirm and the next page.
+    fn fetch_or_confirm(&mut self) -> Next {
+        let State::Fetching {
+            cursor,
+            more,
+            remaining,
+            asked,
+        } = &mut self.state
+        else {
+            return Next::default();
+        };
         if !remaining.is_empty() {
             let chunk = next_chunk(remaining);
             *asked = first_len(&chunk);
-            return Ok(Next {
+            return Next {
                 requests: vec![chunk],
                 done: None,
-            });
+            };
         }
-        let ack = Request::SyncAck { upto: *page_last };
-        if *more {
-            let after = *page_last;
-            self.state = State::Indexing;
-            return Ok(Next {
-                requests: vec![ack, index_after(after)],
+        let (cursor, more) = (*cursor, *more);
+        self.confirmed = self.confirmed.max(cursor);
+        let confirm = Request::SyncConfirm { upto: cursor };
+        if more {
+            self.state = State::Listing;
+            return Next {
+                requests: vec![confirm, list_after(cursor)],
                 done: None,
-            });
+            };
         }
-        Ok(self.finish(vec![ack]))
+        self.finish(vec![confirm])
     }
 
     fn finish(&mut self, requests: Vec<Request>) -> Next {
         self.state = State::Done;
+        let first = !std::mem::replace(&mut self.caught_up, true);
         Next {
             requests,
-            done: Some(self.delivered),
+            done: first.then_some(self.delivered),
         }
     }
 }
 
-fn index_after(after: u64) -> Request {
-    Request::SyncIndex {
+fn list_after(after: u64) -> Request {
+    Request::SyncList {
         after,
         limit: MAX_SYNC_INDEX_LIMIT,
     }
@@ -217,12 +247,16 @@ mod tests {
     #[test]
     fn an_empty_inbox_finishes_at_once() {
         let mut sync = OfflineSync::new();
-        assert_eq!(sync.start(), index_after(0));
+        assert_eq!(sync.start(), list_after(0));
         let next = sync
-            .on_index(SyncIndexOk {
-                ids: vec![],
-                more: false,
-            })
+            .on_list(
+                SyncListOk {
+                    ids: vec![],
+                    more: false,
+                    cursor: 7,
+                },
+                |_| false,
+            )
             .unwrap();
         assert_eq!(
             next,
@@ -240,28 +274,36 @@ mod tests {
         sync.start();
         let page: Vec<u64> = (1..=250).collect();
         let next = sync
-            .on_index(SyncIndexOk {
-                ids: page.clone(),
-                more: true,
-            })
+            .on_list(
+                SyncListOk {
+                    ids: page.clone(),
+                    more: true,
+                    cursor: 1250,
+                },
+                |_| false,
+            )
             .unwrap();
         assert_eq!(fetch_ids(&next.requests[0]), (1..=100).collect::<Vec<_>>());
         let (delivered, next) = serve_fetches(&mut sync, next, 100);
         assert_eq!(delivered, page);
         assert_eq!(
             next.requests,
-            vec![Request::SyncAck { upto: 250 }, index_after(250)]
+            vec![Request::SyncConfirm { upto: 1250 }, list_after(1250)]
         );
         assert_eq!(next.done, None);
         let next = sync
-            .on_index(SyncIndexOk {
-                ids: vec![300],
-                more: false,
-            })
+            .on_list(
+                SyncListOk {
+                    ids: vec![300],
+                    more: false,
+                    cursor: 1251,
+                },
+                |_| false,
+            )
             .unwrap();
         let (delivered, next) = serve_fetches(&mut sync, next, 100);
         assert_eq!(delivered, [300]);
-        assert_eq!(next.requests, vec![Request::SyncAck { upto: 300 }]);
+        assert_eq!(next.requests, vec![Request::SyncConfirm { upto: 1251 }]);
         assert_eq!(next.done, Some(251));
     }
 
@@ -270,10 +312,14 @@ mod tests {
         let mut sync = OfflineSync::new();
         sync.start();
         let next = sync
-            .on_index(SyncIndexOk {
-                ids: (10..20).collect(),
-                more: false,
-            })
+            .on_list(
+                SyncListOk {
+                    ids: (10..20).collect(),
+                    more: false,
+                    cursor: 19,
+                },
+                |_| false,
+            )
             .unwrap();
         let mut asked = Vec::new();
         let mut next = next;
@@ -288,17 +334,21 @@ mod tests {
         }
         assert_eq!(asked.len(), 4);
         assert_eq!(asked[1], (13..20).collect::<Vec<_>>());
-        assert_eq!(next.requests, vec![Request::SyncAck { upto: 19 }]);
+        assert_eq!(next.requests, vec![Request::SyncConfirm { upto: 19 }]);
     }
 
     #[test]
     fn repeats_and_skipped_ids_are_not_counted() {
         let mut sync = OfflineSync::new();
         sync.start();
-        sync.on_index(SyncIndexOk {
-            ids: vec![1, 2, 3],
-            more: false,
-        })
+        sync.on_list(
+            SyncListOk {
+                ids: vec![1, 2, 3],
+                more: false,
+                cursor: 3,
+            },
+            |_| false,
+        )
         .unwrap();
         // Id 2 was purged (skipped by the server); id 3 was already pushed live.
         let ok = SyncFetchOk {
@@ -307,22 +357,30 @@ mod tests {
         };
         let next = sync.on_fetch(ok, |m| m.msg_id != 3).unwrap();
         assert_eq!(next.done, Some(1));
-        assert_eq!(next.requests, vec![Request::SyncAck { upto: 3 }]);
+        assert_eq!(next.requests, vec![Request::SyncConfirm { upto: 3 }]);
     }
 
     #[test]
     fn answers_that_make_no_progress_or_come_unasked_are_errors() {
         let mut sync = OfflineSync::new();
-        let unasked = sync.on_index(SyncIndexOk {
-            ids: vec![1],
-            more: false,
-        });
+        let unasked = sync.on_list(
+            SyncListOk {
+                ids: vec![1],
+                more: false,
+                cursor: 1,
+            },
+            |_| false,
+        );
         assert!(matches!(unasked, Err(LinkError::UnexpectedResponse { .. })));
         sync.start();
-        sync.on_index(SyncIndexOk {
-            ids: vec![1, 2],
-            more: false,
-        })
+        sync.on_list(
+            SyncListOk {
+                ids: vec![1, 2],
+                more: false,
+                cursor: 2,
+            },
+            |_| false,
+        )
         .unwrap();
         let stalled = sync.on_fetch(
             SyncFetchOk {
@@ -343,5 +401,66 @@ mod tests {
             overcovered,
             Err(LinkError::UnexpectedResponse { .. })
         ));
+    }
+
+    #[test]
+    fn ids_delivered_already_are_confirmed_without_a_fetch() {
+        let mut sync = OfflineSync::new();
+        sync.start();
+        let next = sync
+            .on_list(
+                SyncListOk {
+                    ids: vec![5, 6, 7],
+                    more: false,
+                    cursor: 30,
+                },
+                |id| id != 6,
+            )
+            .unwrap();
+        assert_eq!(fetch_ids(&next.requests[0]), vec![6]);
+        let (_, next) = serve_fetches(&mut sync, next, 100);
+        assert_eq!(next.requests, vec![Request::SyncConfirm { upto: 30 }]);
+        // All pushed already: confirmed at once.
+        let next = sync.catch_up().expect("a catch-up round once done");
+        assert_eq!(next, list_after(30));
+        let next = sync
+            .on_list(
+                SyncListOk {
+                    ids: vec![8, 9],
+                    more: false,
+                    cursor: 32,
+                },
+                |_| true,
+            )
+            .unwrap();
+        assert_eq!(
+            next,
+            Next {
+                requests: vec![Request::SyncConfirm { upto: 32 }],
+                done: None,
+            },
+            "only the round after the login reports done"
+        );
+    }
+
+    #[test]
+    fn a_catch_up_waits_for_the_round_under_way_and_starts_at_the_last_cursor() {
+        let mut sync = OfflineSync::new();
+        assert_eq!(sync.catch_up(), None, "not before the first round");
+        sync.start();
+        assert_eq!(sync.catch_up(), None, "not during a round");
+        let next = sync
+            .on_list(
+                SyncListOk {
+                    ids: vec![],
+                    more: false,
+                    cursor: 12,
+                },
+                |_| false,
+            )
+            .unwrap();
+        assert_eq!(next.done, Some(0));
+        // The position the empty listing reported is where the catch-up starts.
+        assert_eq!(sync.catch_up(), Some(list_after(12)));
     }
 }
