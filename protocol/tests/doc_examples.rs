@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use switchboard_protocol::{
     encode_error, ChatMessage, Command, KickReason, LoginOk, PongOk, Push, Request, ResponseBody,
-    SendOk, ServerPacket, Status, SyncIndexOk, Target, Text,
+    SendOk, ServerPacket, Status, SyncIndexOk, SyncListOk, Target, Text,
 };
 
 /// The token of the LOGIN example: HS256 over {"sub":"alice","exp":1767225600,"dev":"phone"}
@@ -19,6 +19,8 @@ const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
     eyJzdWIiOiJhbGljZSIsImV4cCI6MTc2NzIyNTYwMCwiZGV2IjoicGhvbmUifQ.\
     mJfPfdybwkj4UVfUbHNKkbUpyA_mYBKTBOGfiijF43I";
 const MSG_ID: u64 = 7_411_860_537_460_289_537;
+/// The cursor of the sync example: bob's inbox's 57th entry.
+const CURSOR: u64 = 57;
 const T0: u64 = 1_767_139_200_000;
 
 fn request(seq: u32, request: Request) -> Vec<u8> {
@@ -52,6 +54,15 @@ fn hi_bob() -> ChatMessage {
 
 /// The packet each example block must hold, by block name.
 fn examples() -> BTreeMap<&'static str, Vec<u8>> {
+    let mut bad_cursor = BytesMut::new();
+    encode_error(
+        Command::SyncConfirm.code(),
+        7,
+        Status::BAD_CURSOR,
+        &mut bad_cursor,
+    )
+    .unwrap();
+    let bad_cursor = bad_cursor.to_vec();
     let mut refused = BytesMut::new();
     encode_error(
         Command::Login.code(),
@@ -117,6 +128,36 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
                 }),
             ),
         ),
+        (
+            "sync-list-request",
+            request(
+                4,
+                Request::SyncList {
+                    after: 0,
+                    limit: 500,
+                },
+            ),
+        ),
+        (
+            "sync-list-response",
+            ok(
+                4,
+                ResponseBody::SyncList(SyncListOk {
+                    ids: vec![MSG_ID],
+                    more: false,
+                    cursor: CURSOR,
+                }),
+            ),
+        ),
+        (
+            "sync-confirm-request",
+            request(6, Request::SyncConfirm { upto: CURSOR }),
+        ),
+        (
+            "sync-confirm-old-kind-request",
+            request(7, Request::SyncConfirm { upto: MSG_ID }),
+        ),
+        ("sync-confirm-refused", bad_cursor),
         (
             "sync-index-request",
             request(
