@@ -212,10 +212,38 @@ fn offline_messages_are_synced_at_the_next_connect_and_only_once() {
         });
         assert_eq!(delivered, 3);
         assert_eq!(got, acks.iter().map(|a| a.msg_id).collect::<Vec<_>>());
-        // Give the SYNC_ACK time to be stored, then a new client of the same device syncs nothing.
+        // Give the SYNC_CONFIRM time to be stored, then a new client of the same device syncs
+        // nothing.
         drop(bob);
         let bob = connect(&server, transport, &bob_name);
         assert_eq!(sync_done(&bob), 0);
+    }
+}
+
+#[test]
+fn pushed_messages_are_confirmed_by_cursor_and_not_synced_again() {
+    let server = TestServer::start();
+    for transport in BOTH {
+        let bob_name = format!("pushed-bob-{transport:?}");
+        let bob = connect(&server, transport, &bob_name);
+        assert_eq!(sync_done(&bob), 0);
+        let alice = connect(&server, Transport::Tcp, "pushed-alice");
+        let sent: Vec<u64> = (0..3)
+            .map(|i| {
+                alice
+                    .send(&bob_name, format!("live {i}"))
+                    .expect("acked")
+                    .msg_id
+            })
+            .collect();
+        let got: Vec<u64> = (0..3).map(|_| next_message(&bob).msg_id).collect();
+        assert_eq!(got, sent);
+        // Pushes carry no cursor: the SDK confirms them with a catch-up SYNC_LIST 100 ms after
+        // the burst. Ten times that, even on a loaded machine, then the same device kind again.
+        std::thread::sleep(Duration::from_secs(1));
+        drop(bob);
+        let bob = connect(&server, transport, &bob_name);
+        assert_eq!(sync_done(&bob), 0, "the pushed messages were confirmed");
     }
 }
 

@@ -5,6 +5,69 @@ use super::*;
 
 const SNOWFLAKE: u64 = 7_411_860_537_460_289_537;
 
+impl Harness {
+    /// The listing by cursor (SYNC_LIST): ids, more, and the cursor after them.
+    pub(super) fn list(
+        &self,
+        user: &str,
+        device: &str,
+        after: u64,
+        limit: u32,
+    ) -> (Vec<u64>, bool, u64) {
+        self.list_from(user, device, InboxPoint::Seq(after), limit)
+    }
+
+    pub(super) fn list_from(
+        &self,
+        user: &str,
+        device: &str,
+        after: InboxPoint,
+        limit: u32,
+    ) -> (Vec<u64>, bool, u64) {
+        match self.try_list(user, device, after, limit) {
+            Ok(listed) => listed,
+            Err(error) => panic!("expected an index, got {error:?}"),
+        }
+    }
+
+    pub(super) fn try_list(
+        &self,
+        user: &str,
+        device: &str,
+        after: InboxPoint,
+        limit: u32,
+    ) -> Result<(Vec<u64>, bool, u64), StoreError> {
+        match self.call(StoreRequest::SyncIndex {
+            ticket: 0,
+            user: user.into(),
+            device: device.into(),
+            after,
+            floor_id: 0,
+            limit,
+        }) {
+            Completion::SyncIndex {
+                ids, more, cursor, ..
+            } => Ok((ids, more, cursor)),
+            Completion::Failed { error, .. } => Err(error),
+            other => panic!("expected an index, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges up to `upto` for `user`'s `device`; the store's refusal, if any.
+    pub(super) fn ack(&self, user: &str, device: &str, upto: InboxPoint) -> Result<(), StoreError> {
+        match self.call(StoreRequest::SyncAck {
+            ticket: 0,
+            user: user.into(),
+            device: device.into(),
+            upto,
+        }) {
+            Completion::Done { .. } => Ok(()),
+            Completion::Failed { error, .. } => Err(error),
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+}
+
 /// Two writers, simulated: the id generator of one handed out 200, of the other 100, and 100
 /// committed after a device had acknowledged 200.
 #[test]

@@ -57,61 +57,6 @@ impl Harness {
         (ids, more)
     }
 
-    /// The listing by cursor (SYNC_LIST): ids, more, and the cursor after them.
-    fn list(&self, user: &str, device: &str, after: u64, limit: u32) -> (Vec<u64>, bool, u64) {
-        self.list_from(user, device, InboxPoint::Seq(after), limit)
-    }
-
-    fn list_from(
-        &self,
-        user: &str,
-        device: &str,
-        after: InboxPoint,
-        limit: u32,
-    ) -> (Vec<u64>, bool, u64) {
-        match self.try_list(user, device, after, limit) {
-            Ok(listed) => listed,
-            Err(error) => panic!("expected an index, got {error:?}"),
-        }
-    }
-
-    fn try_list(
-        &self,
-        user: &str,
-        device: &str,
-        after: InboxPoint,
-        limit: u32,
-    ) -> Result<(Vec<u64>, bool, u64), StoreError> {
-        match self.call(StoreRequest::SyncIndex {
-            ticket: 0,
-            user: user.into(),
-            device: device.into(),
-            after,
-            floor_id: 0,
-            limit,
-        }) {
-            Completion::SyncIndex {
-                ids, more, cursor, ..
-            } => Ok((ids, more, cursor)),
-            Completion::Failed { error, .. } => Err(error),
-            other => panic!("expected an index, got {other:?}"),
-        }
-    }
-
-    /// Acknowledges up to `upto` for `user`'s `device`; the store's refusal, if any.
-    fn ack(&self, user: &str, device: &str, upto: InboxPoint) -> Result<(), StoreError> {
-        match self.call(StoreRequest::SyncAck {
-            ticket: 0,
-            user: user.into(),
-            device: device.into(),
-            upto,
-        }) {
-            Completion::Done { .. } => Ok(()),
-            Completion::Failed { error, .. } => Err(error),
-            other => panic!("expected Done, got {other:?}"),
-        }
-    }
-
     fn fetch(&self, user: &str, ids: &[u64]) -> Vec<StoredMessage> {
         match self.call(StoreRequest::SyncFetch {
             ticket: 0,
