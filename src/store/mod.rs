@@ -11,6 +11,7 @@ mod execute;
 mod purge;
 mod request;
 mod schema;
+mod sequence;
 mod writer;
 
 #[cfg(test)]
@@ -123,6 +124,7 @@ impl SqliteStore {
             retention: config.retention,
             purge: purge::PendingPurge::default(),
             batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+            sequences: sequence::InboxSequences::default(),
             done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
         };
         let handle = std::thread::Builder::new()

@@ -3,7 +3,8 @@
 //! A purge is never run inside a request batch: the store thread runs one chunk (its own short
 //! transaction) between batches, so a purge of millions of rows never holds acks back for long.
 //! Inbox rows go first in the same transaction as their message, so no inbox ever points at a
-//! purged message.
+//! purged message; their sequence numbers are kept in `inboxes.last_seq` first, so an inbox's
+//! sequence never starts again below a cursor a device holds.
 
 use rusqlite::{params, Connection};
 
@@ -52,9 +53,16 @@ pub(crate) fn purge_chunk(conn: &Connection, cutoff_ms: u64) -> Result<usize, St
         .prepare_cached("SELECT id FROM messages WHERE time_ms < ?1 ORDER BY time_ms LIMIT ?2")?
         .query_map(params![cutoff, PURGE_CHUNK as i64], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    // Each inbox keeps the numbers of the entries deleted here, so that its sequence goes on
+    // from them and never hands out a cursor a device already holds.
+    let mut keep_seq = conn.prepare_cached(
+        "INSERT INTO inboxes (user, last_seq) SELECT user, seq FROM inbox WHERE msg_id = ?1
+         ON CONFLICT (user) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+    )?;
     let mut inbox = conn.prepare_cached("DELETE FROM inbox WHERE msg_id = ?1")?;
     let mut message = conn.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
     for &id in &ids {
+        keep_seq.execute([id])?;
         inbox.execute([id])?;
         message.execute([id])?;
     }

@@ -50,8 +50,9 @@ const MIGRATIONS: &[&str] = &[
          user     TEXT    NOT NULL,
          PRIMARY KEY (group_id, user)
      ) WITHOUT ROWID;",
-    // 2: every inbox gets its own sequence, assigned at commit (`inboxes.last_seq`, bumped in
-    // the transaction that adds the entry), and sync positions (`acks.upto`) count in it, not
+    // 2: every inbox entry gets a number in its inbox's own sequence (`inbox.seq`), assigned
+    // in the transaction that adds it; `inboxes.last_seq` keeps the numbers of purged entries
+    // so a sequence never starts again. Sync positions (`acks.upto`) count in it, not
     // in msg_ids: with more than one writer a lower id can commit after a higher one, and a
     // position by id would pass over it for good. Existing entries are numbered in id order,
     // which is the order one writer committed them in, and each position becomes the sequence

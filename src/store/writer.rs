@@ -15,6 +15,7 @@ use super::error::StoreError;
 use super::execute;
 use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
 use super::request::{Completion, StoreRequest};
+use super::sequence::InboxSequences;
 
 /// How often the thread purges by itself with the real clock (and once at start).
 const AUTO_PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -28,6 +29,8 @@ pub(crate) struct StoreWriter {
     pub(crate) purge: PendingPurge,
     /// Reused between batches so a steady load allocates no batch vectors.
     pub(crate) batch: Vec<StoreRequest>,
+    /// Each recently written inbox's last sequence number (forgotten on a rollback).
+    pub(crate) sequences: InboxSequences,
     pub(crate) done: Vec<Completion>,
 }
 
@@ -137,7 +140,7 @@ impl StoreWriter {
             // only have hit something that spoils the whole transaction (I/O, a full disk), so
             // the batch is rolled back and the half-written request with it.
             let changes_before = self.conn.total_changes();
-            match execute::dispatch(&self.conn, request) {
+            match execute::dispatch(&self.conn, &mut self.sequences, request) {
                 Ok(completion) => self.done.push(completion),
                 Err(error) => {
                     if self.conn.is_autocommit() {
@@ -170,7 +173,10 @@ impl StoreWriter {
             .map_err(|e| BatchAborted(StoreError::transaction(&e)))
     }
 
-    fn rollback_if_open(&self) {
+    fn rollback_if_open(&mut self) {
+        // Whether SQLite rolled back by itself or is told to now, the numbers counted in the
+        // transaction were never committed.
+        self.sequences.forget();
         if !self.conn.is_autocommit() {
             if let Err(error) = self.conn.execute_batch("ROLLBACK") {
                 tracing::error!(%error, "store rollback failed");

@@ -1,0 +1,45 @@
+//! The last sequence number of recently written inboxes, kept by the store thread so that an
+//! append numbers its inbox entries without reading each inbox's end back.
+//!
+//! Only valid while this thread is the database's one writer (it is: the store owns the file)
+//! and only for committed state plus the open transaction: the writer forgets everything when a
+//! transaction rolls back. The purge moves numbers from deleted entries into `inboxes.last_seq`
+//! without changing any inbox's last number, so it needs no forgetting. Bounded: when full, it
+//! starts again empty, and the next append of each inbox reads its last number from the
+//! database once.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::error::StoreError;
+use super::execute::last_seq;
+
+/// Inboxes remembered at most (about 5 MB of keys and numbers).
+const CAPACITY: usize = 65_536;
+
+#[derive(Debug, Default)]
+pub(crate) struct InboxSequences {
+    last: HashMap<Box<str>, u64>,
+}
+
+impl InboxSequences {
+    /// The number of `user`'s next entry; counts it as given out.
+    pub(crate) fn next(&mut self, conn: &Connection, user: &str) -> Result<u64, StoreError> {
+        if let Some(last) = self.last.get_mut(user) {
+            *last += 1;
+            return Ok(*last);
+        }
+        let next = last_seq(conn, user)? + 1;
+        if self.last.len() >= CAPACITY {
+            self.last.clear();
+        }
+        self.last.insert(user.into(), next);
+        Ok(next)
+    }
+
+    /// After a rollback: what was counted in the rolled-back transaction never happened.
+    pub(crate) fn forget(&mut self) {
+        self.last.clear();
+    }
+}
