@@ -172,6 +172,9 @@ fn the_sequence_goes_on_after_a_purge_empties_the_inbox() {
         older_than_ms: 2_000,
     });
     assert_eq!(h.list("bob", "phone", 0, 10), (vec![], false, 0));
+    // A restart forgets what the store thread remembered: the database must know.
+    h.close();
+    let h = Harness::in_dir(dir.path());
     // A device that kept cursor 2 must still see the next message: the sequence is not reused.
     h.append(direct(3, "alice", "bob", 3), &["bob"]);
     assert_eq!(h.list("bob", "phone", cursor, 10), (vec![3], false, 3));
