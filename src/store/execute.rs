@@ -10,10 +10,10 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::error::StoreError;
-use super::sequence::InboxSequences;
 use super::request::{
     AppendOutcome, Completion, GroupRecord, InboxPoint, StoredMessage, Target, Ticket,
 };
+use super::sequence::InboxSequences;
 
 /// Ids (messages, groups) are SQLite integer keys: they must fit in 63 bits.
 fn sql_id(id: u64) -> Result<i64, StoreError> {
@@ -95,8 +95,8 @@ pub(crate) fn append(
     // thread a third more instructions per message, a counter row bumped per entry more than
     // that (callgrind, docs/performance.md). A user listed twice gets one entry (the second
     // insert is ignored) and a gap in its sequence, which no cursor minds.
-    let mut insert = conn
-        .prepare_cached("INSERT OR IGNORE INTO inbox (user, seq, msg_id) VALUES (?1, ?2, ?3)")?;
+    let mut insert =
+        conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, seq, msg_id) VALUES (?1, ?2, ?3)")?;
     for user in inboxes {
         let seq = sequences.next(conn, user)?;
         insert.execute(params![&**user, sql_clamped(seq), id])?;
