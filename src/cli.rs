@@ -23,7 +23,9 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info};
 
 use crate::echo::EchoHandler;
-use crate::gateway::{ControlLimit, Gateway, GatewayConfig, Keepalive, SocketOptions};
+use crate::gateway::{
+    ControlLimit, Gateway, GatewayConfig, Keepalive, SocketOptions, TrustedProxies,
+};
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
 /// first run exposes nothing to the network.
@@ -227,11 +229,37 @@ pub struct GatewayArgs {
     /// Listen backlog (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = 4096)]
     backlog: i32,
+    /// Every connection, on both listeners, must open with a PROXY protocol header (v1 or v2,
+    /// what haproxy's send-proxy and send-proxy-v2 send) from a peer in --trusted-proxies; the
+    /// client address it carries is the one logged and given to the application. Connections
+    /// without a valid header, or from other peers, are closed.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// The load balancers allowed to send a PROXY header, as a comma-separated list of CIDR
+    /// networks or addresses (10.0.0.0/8,192.0.2.7); required with --proxy-protocol.
+    #[arg(long, value_name = "CIDR,...")]
+    trusted_proxies: Option<TrustedProxies>,
+}
+
+/// Gateway options that make no sense together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayArgsError {
+    /// `--proxy-protocol` without a trusted balancer: every connection would be refused.
+    #[error(
+        "--proxy-protocol needs --trusted-proxies CIDR,... naming the load balancers that may \
+         send a PROXY header (every connection would be refused without it)"
+    )]
+    NoTrustedProxies,
 }
 
 impl GatewayArgs {
     /// The gateway configuration these options describe.
-    pub fn to_config(&self) -> GatewayConfig {
+    pub fn to_config(&self) -> Result<GatewayConfig, GatewayArgsError> {
+        let proxy_protocol = match (&self.proxy_protocol, &self.trusted_proxies) {
+            (false, _) => None,
+            (true, Some(trusted)) if !trusted.is_empty() => Some(trusted.clone()),
+            (true, _) => return Err(GatewayArgsError::NoTrustedProxies),
+        };
         let keepalive = (!self.keepalive_idle.is_zero()).then_some(Keepalive {
             idle: self.keepalive_idle,
             interval: self.keepalive_interval,
@@ -243,7 +271,7 @@ impl GatewayArgs {
             None => keepalive.map(|k| k.idle + k.interval * k.probes),
         };
         let defaults = GatewayConfig::default();
-        GatewayConfig {
+        Ok(GatewayConfig {
             tcp: self.tcp,
             ws: self.ws,
             workers: self.workers.unwrap_or(defaults.workers),
@@ -266,8 +294,9 @@ impl GatewayArgs {
             handshake_timeout: self.handshake_timeout,
             read_wait: self.read_wait,
             drain_timeout: self.drain_timeout,
+            proxy_protocol,
             ..defaults
-        }
+        })
     }
 }
 
@@ -394,7 +423,13 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run_echo(args: EchoArgs) -> ExitCode {
-    let mut config = args.gateway.to_config();
+    let mut config = match args.gateway.to_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("switchboard echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
     config.max_message = args.max_message;
     if config.tcp.is_none() && config.ws.is_none() {
         config.ws = Some(DEFAULT_WS);
@@ -446,7 +481,13 @@ fn serve_until_signal(gateway: Gateway, mut signals: Signals) -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    let mut gateway = args.gateway.to_config();
+    let mut gateway = match args.gateway.to_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("switchboard serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if gateway.tcp.is_none() && gateway.ws.is_none() {
         gateway.ws = Some(DEFAULT_WS);
         gateway.tcp = Some(DEFAULT_TCP);

@@ -102,7 +102,7 @@ fn file_values_apply_to_options_the_command_line_left_alone() {
          tcp = \"127.0.0.1:7000\"\nsynchronous = \"normal\"\nlog-format = \"json\"\n",
     );
     let serve = serve(&["serve", "--config", config.path().to_str().unwrap()]);
-    let gateway = serve.gateway.to_config();
+    let gateway = serve.gateway.to_config().unwrap();
     assert_eq!(gateway.max_conns, 1234);
     assert_eq!(gateway.read_wait, Duration::from_secs(300));
     assert!(!gateway.socket.nodelay);
@@ -119,15 +119,17 @@ fn a_flag_the_file_turns_on_is_turned_off_on_the_command_line() {
         !serve(&["serve", "--config", path])
             .gateway
             .to_config()
+            .unwrap()
             .socket
             .nodelay
     );
     let serve = serve(&["serve", "--config", path, "--no-nodelay=false"]);
-    assert!(serve.gateway.to_config().socket.nodelay);
+    assert!(serve.gateway.to_config().unwrap().socket.nodelay);
     assert!(
         !super::tests::serve(&["serve", "--no-nodelay"])
             .gateway
             .to_config()
+            .unwrap()
             .socket
             .nodelay
     );
@@ -135,6 +137,7 @@ fn a_flag_the_file_turns_on_is_turned_off_on_the_command_line() {
         super::tests::serve(&["serve"])
             .gateway
             .to_config()
+            .unwrap()
             .socket
             .nodelay
     );
@@ -220,5 +223,62 @@ fn not_toml_and_missing_files_are_refused() {
             ))
         ),
         "{err:?}"
+    );
+}
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    for list in [
+        &["serve", "--proxy-protocol"][..],
+        &["serve", "--proxy-protocol", "--trusted-proxies", " , "],
+    ] {
+        assert_eq!(
+            serve(list).gateway.to_config().unwrap_err(),
+            GatewayArgsError::NoTrustedProxies,
+            "{list:?}"
+        );
+    }
+    let config = serve(&[
+        "serve",
+        "--proxy-protocol",
+        "--trusted-proxies",
+        "10.0.0.0/8,192.0.2.7",
+    ])
+    .gateway
+    .to_config()
+    .unwrap();
+    assert_eq!(
+        config.proxy_protocol.map(|t| t.to_string()).as_deref(),
+        Some("10.0.0.0/8,192.0.2.7/32")
+    );
+    assert_eq!(
+        serve(&["serve"])
+            .gateway
+            .to_config()
+            .unwrap()
+            .proxy_protocol,
+        None
+    );
+    assert!(parse(args(&["serve", "--trusted-proxies", "10.0.0.1/8"])).is_err());
+}
+
+#[test]
+fn proxy_protocol_comes_from_the_config_file() {
+    let Command::Serve(serve) =
+        parse_serve_with("proxy_protocol = true\ntrusted_proxies = \"127.0.0.0/8\"\n")
+            .unwrap()
+            .command
+    else {
+        panic!("not serve");
+    };
+    assert_eq!(
+        serve
+            .gateway
+            .to_config()
+            .unwrap()
+            .proxy_protocol
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("127.0.0.0/8")
     );
 }

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use super::control::ControlLimit;
+use super::trusted_proxies::TrustedProxies;
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).
 #[derive(Debug, Clone)]
@@ -96,7 +97,12 @@ pub struct GatewayConfig {
     /// Control frames (ping, pong) a WebSocket connection may send, as a burst and a rate;
     /// the frame past it closes the connection with 1008 (policy violation).
     pub control_limit: ControlLimit,
-    /// A WebSocket client must finish its upgrade request within this time.
+    /// When set, every connection on both listeners must open with a PROXY protocol header
+    /// (v1 or v2) and come from one of these networks; the client address the header carries
+    /// replaces the peer's. A connection from elsewhere, or without a valid header, is closed.
+    pub proxy_protocol: Option<TrustedProxies>,
+    /// A WebSocket client must finish its upgrade request (and, with `proxy_protocol`, any
+    /// client its PROXY header) within this time.
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed (heartbeat).
     pub read_wait: Duration,
@@ -124,6 +130,7 @@ impl Default for GatewayConfig {
             write_queue_cap: 4 << 20,
             max_queued_bytes: 1 << 30,
             control_limit: ControlLimit::default(),
+            proxy_protocol: None,
             handshake_timeout: Duration::from_secs(10),
             read_wait: Duration::from_secs(180),
             close_linger: Duration::from_secs(2),

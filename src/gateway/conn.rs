@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
+use switchboard_codec::proxy::ProxyHeader;
 use switchboard_codec::ws::handshake::ServerHandshake;
 use switchboard_codec::ws::{MessageReader, Server};
 
@@ -20,6 +21,9 @@ use super::outgoing::Outgoing;
 /// meaning: the handshake deadline, the read-wait (heartbeat), or the close linger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// `--proxy-protocol`: waiting for the PROXY header that must open the connection, under
+    /// the handshake deadline. Nothing else is read and the handler has not been asked yet.
+    ProxyHeader,
     /// WebSocket: waiting for the complete upgrade request.
     Handshake,
     /// Serving messages.
@@ -35,6 +39,9 @@ pub(crate) enum Phase {
 
 /// The per-transport parser state.
 pub(crate) enum Protocol {
+    /// Before the PROXY header: the codec's parser keeps no state between reads (the bytes so
+    /// far wait in `inbound`), so this needs none either.
+    ProxyHeader,
     /// Framed packets; the reactor's shared `PacketDecoder` needs no per-connection state.
     Tcp,
     /// WebSocket before the 101: the incremental request parser (boxed: short-lived).
@@ -71,13 +78,12 @@ impl Conn {
         generation: u32,
         now: u32,
         control: ControlLimit,
+        proxy_header: bool,
     ) -> Conn {
-        let (phase, protocol) = match transport {
-            Transport::Tcp => (Phase::Open, Protocol::Tcp),
-            Transport::WebSocket => (
-                Phase::Handshake,
-                Protocol::WsHandshake(Box::new(ServerHandshake::new())),
-            ),
+        let (phase, protocol) = if proxy_header {
+            (Phase::ProxyHeader, Protocol::ProxyHeader)
+        } else {
+            first_phase(transport)
         };
         Conn {
             stream,
@@ -102,7 +108,7 @@ impl Conn {
         let inbound = self.inbound.as_ref().map_or(0, |b| b.capacity());
         let reassembly = match &self.protocol {
             Protocol::Ws(reader) => reader.held_bytes(),
-            Protocol::Tcp | Protocol::WsHandshake(_) => 0,
+            Protocol::ProxyHeader | Protocol::Tcp | Protocol::WsHandshake(_) => 0,
         };
         self.outgoing.backlog_bytes() + inbound + reassembly
     }
@@ -111,8 +117,32 @@ impl Conn {
     pub(crate) fn reads_frames(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Handshake | Phase::Open | Phase::AwaitingCloseReply
+            Phase::ProxyHeader | Phase::Handshake | Phase::Open | Phase::AwaitingCloseReply
         )
+    }
+
+    /// Ends the PROXY phase with the `header` that opened the connection: the client it names
+    /// becomes the peer (a LOCAL or UNKNOWN header keeps the real one, as the spec asks), and
+    /// the transport's own first phase begins. Returns the peer before the header, the
+    /// balancer's address for a proxied connection.
+    pub(crate) fn proxy_header_read(&mut self, header: ProxyHeader) -> SocketAddr {
+        let real = self.peer;
+        if let ProxyHeader::Proxied { source, .. } = header {
+            self.peer = source;
+        }
+        (self.phase, self.protocol) = first_phase(self.transport);
+        real
+    }
+}
+
+/// Where a connection of `transport` starts once any PROXY header is read.
+fn first_phase(transport: Transport) -> (Phase, Protocol) {
+    match transport {
+        Transport::Tcp => (Phase::Open, Protocol::Tcp),
+        Transport::WebSocket => (
+            Phase::Handshake,
+            Protocol::WsHandshake(Box::new(ServerHandshake::new())),
+        ),
     }
 }
 

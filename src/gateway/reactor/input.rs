@@ -5,8 +5,9 @@
 
 use std::io::{self, Read};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use switchboard_codec::packet::{PacketHeader, HEADER_LEN};
+use switchboard_codec::proxy::ProxyHeaderParser;
 use switchboard_codec::ws::handshake;
 use switchboard_codec::ws::{self as ws, CloseCode, MessageReader, OpCode, ReaderConfig};
 use switchboard_codec::Decoded;
@@ -228,12 +229,38 @@ impl<H: Handler> Reactor<H> {
                 return; // the rest waits in the connection's buffer
             }
             let progressed = match &mut conn.protocol {
+                Protocol::ProxyHeader => self.decode_proxy_header(key, src),
                 Protocol::Tcp => self.decode_packet(key, src),
                 Protocol::WsHandshake(_) => self.decode_handshake(key, src),
                 Protocol::Ws(_) => self.decode_ws(key, src),
             };
             if !progressed {
                 return;
+            }
+        }
+    }
+
+    /// The PROXY header that must open the connection (`--proxy-protocol`). Once it is whole,
+    /// the client it names is the connection's peer from then on, and the bytes after it are
+    /// the client's first: they stay in `src` for the transport's own phase. A refusal closes
+    /// the connection at once, before the handler ever hears of it.
+    fn decode_proxy_header(&mut self, key: usize, src: &mut BytesMut) -> bool {
+        let conn = &mut self.conns[key];
+        match ProxyHeaderParser::new().parse(src) {
+            Ok(Decoded::Complete((header, consumed))) => {
+                src.advance(consumed);
+                let real = conn.proxy_header_read(header);
+                debug!(peer = %conn.peer, balancer = %real, ?header, "PROXY header read");
+                if conn.transport == Transport::Tcp {
+                    self.open_tcp(key);
+                }
+                self.conns.get(key).is_some_and(|conn| conn.reads_frames())
+            }
+            Ok(Decoded::NeedMore) => false,
+            Err(e) => {
+                info!(peer = %conn.peer, error = %e, "closing connection: bad PROXY header");
+                self.remove(key, None);
+                false
             }
         }
     }
@@ -428,9 +455,10 @@ impl<H: Handler> Reactor<H> {
                 // The peer may have only half-closed: what we owe it still goes out.
                 self.start_flushing(key);
             }
-            Phase::Handshake | Phase::AwaitingCloseReply | Phase::Lingering => {
-                self.remove(key, None)
-            }
+            Phase::ProxyHeader
+            | Phase::Handshake
+            | Phase::AwaitingCloseReply
+            | Phase::Lingering => self.remove(key, None),
         }
     }
 }
@@ -448,6 +476,6 @@ fn partial_frame_len(protocol: &Protocol, src: &[u8], max_packet: usize) -> Opti
                 _ => None,
             }
         }
-        Protocol::WsHandshake(_) => None,
+        Protocol::ProxyHeader | Protocol::WsHandshake(_) => None,
     }
 }

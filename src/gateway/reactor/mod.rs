@@ -311,6 +311,12 @@ impl<H: Handler> Reactor<H> {
         transport: Transport,
     ) {
         let shared = &self.shared;
+        if let Some(trusted) = &shared.config.proxy_protocol {
+            if !trusted.contains(peer.ip()) {
+                info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
+                return; // dropping the stream closes it
+            }
+        }
         if self.draining_until.is_some()
             || shared.open_conns.fetch_add(1, Ordering::AcqRel) >= shared.config.max_conns
         {
@@ -340,6 +346,7 @@ impl<H: Handler> Reactor<H> {
         }
         let generation = self.generations[key];
         let control = self.shared.config.control_limit;
+        let proxy_header = self.shared.config.proxy_protocol.is_some();
         entry.insert(Conn::new(
             stream,
             peer,
@@ -347,35 +354,41 @@ impl<H: Handler> Reactor<H> {
             generation,
             stamp(self.now),
             control,
+            proxy_header,
         ));
-        match transport {
-            Transport::Tcp => {
-                self.wheel.insert(key, self.now + self.read_wait_ticks());
-                let id = self.id(key);
-                let info = ConnInfo {
-                    transport,
-                    peer,
-                    upgrade: None,
-                };
-                match self.call_handler_deferred(key, |h, out| h.open(out, id, &info)) {
-                    Some(Admission::Accept { .. }) => {
-                        self.conns[key].admitted = true;
-                        self.apply_local();
-                    }
-                    Some(Admission::Refuse { reason, .. }) => {
-                        debug!(%peer, reason, "TCP connection refused by the handler");
-                        self.remove(key, None);
-                        self.apply_local();
-                    }
-                    None => {
-                        self.remove(key, None);
-                        self.apply_local();
-                    }
-                }
+        if proxy_header || transport == Transport::WebSocket {
+            // The PROXY header and the upgrade request share the one handshake deadline.
+            let deadline = self.now + Self::ticks(self.shared.config.handshake_timeout);
+            self.wheel.insert(key, deadline);
+        } else {
+            self.open_tcp(key);
+        }
+    }
+
+    /// Asks the handler to admit a TCP connection, once its peer is known (at accept, or after
+    /// its PROXY header), and starts its read-wait.
+    fn open_tcp(&mut self, key: usize) {
+        self.wheel.insert(key, self.now + self.read_wait_ticks());
+        let id = self.id(key);
+        let peer = self.conns[key].peer;
+        let info = ConnInfo {
+            transport: Transport::Tcp,
+            peer,
+            upgrade: None,
+        };
+        match self.call_handler_deferred(key, |h, out| h.open(out, id, &info)) {
+            Some(Admission::Accept { .. }) => {
+                self.conns[key].admitted = true;
+                self.apply_local();
             }
-            Transport::WebSocket => {
-                let deadline = self.now + Self::ticks(self.shared.config.handshake_timeout);
-                self.wheel.insert(key, deadline);
+            Some(Admission::Refuse { reason, .. }) => {
+                debug!(%peer, reason, "TCP connection refused by the handler");
+                self.remove(key, None);
+                self.apply_local();
+            }
+            None => {
+                self.remove(key, None);
+                self.apply_local();
             }
         }
     }
@@ -523,7 +536,7 @@ impl<H: Handler> Reactor<H> {
                     Transport::Tcp => self.start_flushing(key),
                 }
             }
-            Phase::Handshake => self.remove(key, None),
+            Phase::ProxyHeader | Phase::Handshake => self.remove(key, None),
             Phase::AwaitingCloseReply | Phase::Flushing | Phase::Lingering => {}
         }
     }
@@ -542,6 +555,10 @@ impl<H: Handler> Reactor<H> {
                 continue;
             };
             match conn.phase {
+                Phase::ProxyHeader => {
+                    info!(peer = %conn.peer, "closing connection: no PROXY header within the handshake timeout");
+                    self.remove(key, None);
+                }
                 Phase::Handshake => {
                     info!(peer = %conn.peer, "closing WebSocket: no upgrade request within the handshake timeout");
                     self.remove(key, None);
