@@ -30,8 +30,8 @@ pub struct ChatHandler {
 }
 
 impl Handler for ChatHandler {
-    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
-        self.batch.push(Inbound::Opened(conn.as_u64()));
+    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, info: &ConnInfo<'_>) -> Admission {
+        self.batch.push(Inbound::Opened(conn.as_u64(), info.peer));
         Admission::ACCEPT
     }
 

@@ -32,7 +32,8 @@ pub enum Transport {
 pub struct ConnInfo<'a> {
     /// The listener it came through.
     pub transport: Transport,
-    /// The peer's address as the kernel reports it.
+    /// The client's address: the peer's as the kernel reports it or, with `--proxy-protocol`,
+    /// the source its load balancer's PROXY header named.
     pub peer: SocketAddr,
     /// The WebSocket upgrade request (path, query, Origin, subprotocols, X-Forwarded-For).
     pub upgrade: Option<&'a UpgradeRequest>,

@@ -15,6 +15,7 @@
 //! store: a full store queue is answered with BUSY.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,8 +39,9 @@ use crate::store::{Completion, GroupRecord, InboxPoint, Store, StoreRequest, Tic
 /// An event from the gateway, about one connection.
 #[derive(Debug, Clone)]
 pub enum Inbound {
-    /// A connection was admitted; it must log in within the login timeout.
-    Opened(ConnKey),
+    /// A connection was admitted; it must log in within the login timeout. The address is the
+    /// client's: the peer's, or the one its load balancer's PROXY header named.
+    Opened(ConnKey, SocketAddr),
     /// One whole packet (header included) from a connection.
     Packet(ConnKey, Bytes),
     /// The connection is gone (any reason).
@@ -103,7 +105,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub fn handle_inbound(&mut self, event: Inbound, now_ms: u64) {
         self.now_ms = now_ms;
         match event {
-            Inbound::Opened(conn) => self.on_opened(conn),
+            Inbound::Opened(conn, peer) => self.on_opened(conn, peer),
             Inbound::Packet(conn, packet) => self.on_packet(conn, packet),
             Inbound::Closed(conn) => self.on_closed(conn),
             Inbound::Shutdown(done) => self.on_shutdown(done),

@@ -5,6 +5,7 @@
 //! Every path that ends a connection here removes it from the session table before telling
 //! the outlet, so a late packet or completion for it finds nothing and does nothing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchboard_protocol::{
@@ -19,7 +20,8 @@ use super::tickets::Asker;
 use crate::store::Store;
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
-    pub(super) fn on_opened(&mut self, conn: ConnKey) {
+    pub(super) fn on_opened(&mut self, conn: ConnKey, peer: SocketAddr) {
+        info!(conn, %peer, "connection opened");
         let deadline = self.now_ms + self.config.login_timeout.as_millis() as u64;
         self.sessions.open(conn, deadline);
         self.login_deadlines.push_back((deadline, conn));

@@ -340,7 +340,7 @@ fn log_in(
             client_version: Text::from("logic_throughput"),
         };
         login.encode(0, &mut packet)?;
-        batch.push(Inbound::Opened(conn));
+        batch.push(Inbound::Opened(conn, ([127, 0, 0, 1], 40000).into()));
         batch.push(Inbound::Packet(conn, packet.split().freeze()));
     }
     to_core.send(batch)?;

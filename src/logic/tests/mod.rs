@@ -160,7 +160,10 @@ impl Harness {
     pub(super) fn open(&mut self) -> ConnKey {
         let conn = self.next_conn;
         self.next_conn += 1;
-        self.core.handle_inbound(Inbound::Opened(conn), self.now_ms);
+        self.core.handle_inbound(
+            Inbound::Opened(conn, ([192, 0, 2, 1], 40000).into()),
+            self.now_ms,
+        );
         conn
     }
 
