@@ -1,0 +1,292 @@
+//! A real haproxy in TCP mode in front of `switchboard serve --proxy-protocol`: `send-proxy`
+//! (v1) to the framed-TCP listener, `send-proxy-v2` to the WebSocket listener, and health
+//! checks that carry a header too (`check-send-proxy`). A client on 127.0.0.2 reaches the
+//! server through haproxy, whose own connections come from 127.0.0.3, the one trusted address:
+//! the logic core logs the client's address (its "connection opened" line at info level, the
+//! `ConnInfo.peer` the chat handler passed on), and its requests are answered. The same client
+//! connecting straight to the server with a header is refused, and the log names its real
+//! address. Also: `--proxy-protocol` without `--trusted-proxies` refuses to start.
+//!
+//! haproxy comes from the Debian package (`.ci/run` installs it). Without the binary the test
+//! says so and passes, unless `CI` is set: in CI it must run.
+
+#[allow(dead_code)] // this binary uses a few of the shared helpers
+#[path = "shared/mod.rs"]
+mod shared;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use switchboard_codec::packet::{PacketDecoder, PacketHeader};
+use switchboard_codec::ws::{self as ws, OpCode};
+use switchboard_codec::Decoded;
+use switchboard_protocol::command::Command as Request;
+
+use shared::process::{read_listeners, signal, stdout_lines, wait_exit};
+use shared::socket::{configure, read_more, read_until_closed};
+use shared::ws::WsClient;
+use shared::IO_TIMEOUT;
+
+/// The address haproxy's connections to the server come from (`source` in its config).
+const BALANCER: [u8; 4] = [127, 0, 0, 3];
+/// The address the test's clients connect from.
+const CLIENT: [u8; 4] = [127, 0, 0, 2];
+
+/// A child process killed and reaped when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn haproxy_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("haproxy"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A stream from `CLIENT` to `to`, with the test timeouts.
+fn connect_from_client(to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::from((CLIENT, 0)).into())
+        .expect("bind 127.0.0.2");
+    socket.connect(&to.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    configure(&stream);
+    stream
+}
+
+/// `switchboard serve` on free loopback ports with JSON logs at info level on a channel.
+struct Server {
+    child: Reaped,
+    tcp: SocketAddr,
+    ws: SocketAddr,
+    log: mpsc::Receiver<String>,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(trusted: &str) -> Server {
+        let data = tempfile::tempdir().expect("a data directory");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(["--proxy-protocol", "--trusted-proxies", trusted])
+            .args(["--log-format", "json", "--data"])
+            .arg(data.path())
+            .env("SWITCHBOARD_JWT_SECRET", "proxy-test-secret")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchboard serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (log_tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if log_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let lines = stdout_lines(&mut child);
+        let listeners = read_listeners(&lines, "serve", &[]);
+        Server {
+            child: Reaped(child),
+            tcp: listeners.tcp,
+            ws: listeners.ws,
+            log,
+            _data: data,
+        }
+    }
+
+    /// The first log line holding every one of `parts`; panics after five seconds.
+    fn expect_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.log.recv_timeout(left) else {
+                break;
+            };
+            if parts.iter().all(|part| line.contains(part)) {
+                eprintln!("log: {line}");
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no log line with {parts:?}; the log:\n{}", seen.join("\n"));
+    }
+
+    fn stop(mut self) {
+        signal(&self.child.0, libc::SIGTERM);
+        let status = wait_exit(&mut self.child.0, Duration::from_secs(10));
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+/// haproxy in TCP mode: `tcp_front` to the server's framed-TCP listener with a v1 header,
+/// `ws_front` to its WebSocket listener with a v2 header.
+fn start_haproxy(
+    binary: &PathBuf,
+    server: &Server,
+    dir: &std::path::Path,
+) -> (Reaped, SocketAddr, SocketAddr) {
+    let tcp_front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let ws_front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let balancer = std::net::Ipv4Addr::from(BALANCER);
+    let config = format!(
+        "global\n    maxconn 200\n\
+         defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 20s\n    timeout server 20s\n\
+         frontend tcp_front\n    bind {tcp_front}\n    default_backend tcp_back\n\
+         backend tcp_back\n    server node1 {} send-proxy source {balancer} check inter 300ms check-send-proxy\n\
+         frontend ws_front\n    bind {ws_front}\n    default_backend ws_back\n\
+         backend ws_back\n    server node1 {} send-proxy-v2 source {balancer} check inter 300ms check-send-proxy\n",
+        server.tcp, server.ws
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).expect("write haproxy.cfg");
+    let check = Command::new(binary)
+        .args(["-c", "-f"])
+        .arg(&path)
+        .output()
+        .expect("run haproxy -c");
+    assert!(
+        check.status.success(),
+        "haproxy refuses the generated config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let child = Command::new(binary)
+        .args(["-db", "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn haproxy");
+    let haproxy = Reaped(child);
+    for front in [tcp_front, ws_front] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(front).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy does not listen on {front}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    (haproxy, tcp_front, ws_front)
+}
+
+/// A PING before LOGIN: answered (NOT_LOGGED_IN) by the logic core, under PING's response code.
+fn ping_packet() -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    switchboard_protocol::Request::Ping
+        .encode(1, &mut bytes)
+        .expect("encode PING");
+    bytes.to_vec()
+}
+
+fn response_command(packet: &[u8]) -> u16 {
+    match PacketHeader::parse(packet, u32::MAX) {
+        Ok(Decoded::Complete(header)) => header.command,
+        other => panic!("not a packet: {other:?}"),
+    }
+}
+
+#[test]
+fn haproxy_clients_are_seen_with_their_own_address() {
+    let Some(binary) = haproxy_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a directory for haproxy.cfg");
+    let server = Server::start(&std::net::Ipv4Addr::from(BALANCER).to_string());
+    let (_haproxy, tcp_front, ws_front) = start_haproxy(&binary, &server, dir.path());
+
+    // Framed TCP through haproxy's v1 header.
+    let mut stream = connect_from_client(tcp_front);
+    let client = stream.local_addr().expect("local address");
+    stream.write_all(&ping_packet()).expect("send PING");
+    let mut inbound = BytesMut::new();
+    let mut decoder = PacketDecoder::new(u32::MAX);
+    let answer = loop {
+        match decoder.decode_raw(&mut inbound).expect("a valid packet") {
+            Decoded::Complete(packet) => break packet,
+            Decoded::NeedMore => read_more(&mut stream, &mut inbound),
+        }
+    };
+    assert_eq!(response_command(&answer), Request::Ping.response_code());
+    server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
+
+    // WebSocket through haproxy's v2 header.
+    let stream = connect_from_client(ws_front);
+    let client = stream.local_addr().expect("local address");
+    let mut ws = WsClient::handshake(stream, ws_front);
+    ws.send_frame(OpCode::Binary, true, &ping_packet());
+    match ws.read_message() {
+        ws::Message::Binary(packet) => {
+            assert_eq!(response_command(&packet), Request::Ping.response_code())
+        }
+        other => panic!("PING answered with {other:?}"),
+    }
+    server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
+
+    // The same client, straight to the server with a header of its own: refused, logged with
+    // its real address.
+    let mut stream = connect_from_client(server.tcp);
+    let client = stream.local_addr().expect("local address");
+    let _ = stream.write_all(b"PROXY TCP4 198.51.100.1 192.0.2.1 1234 9000\r\n");
+    let ending = read_until_closed(&mut stream, IO_TIMEOUT);
+    assert_eq!(ending.discarded, 0, "answered an untrusted peer");
+    server.expect_log(&[
+        "not in --trusted-proxies",
+        &format!("\"peer\":\"{client}\""),
+    ]);
+    server.stop();
+}
+
+#[test]
+fn proxy_protocol_without_trusted_proxies_refuses_to_start() {
+    for subcommand in ["serve", "echo"] {
+        let data = tempfile::tempdir().expect("a data directory");
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([subcommand, "--ws", "127.0.0.1:0", "--proxy-protocol"])
+            .args(if subcommand == "serve" {
+                vec!["--data".to_owned(), data.path().display().to_string()]
+            } else {
+                vec![]
+            })
+            .stdin(Stdio::null())
+            .output()
+            .expect("run switchboard");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{subcommand}: {stderr}");
+        assert!(
+            stderr.contains("--proxy-protocol needs --trusted-proxies"),
+            "{subcommand}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{subcommand} announced listeners");
+    }
+}
