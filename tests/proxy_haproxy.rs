@@ -223,7 +223,7 @@ fn haproxy_clients_are_seen_with_their_own_address() {
     };
     let dir = tempfile::tempdir().expect("a directory for haproxy.cfg");
     let server = Server::start(&std::net::Ipv4Addr::from(BALANCER).to_string());
-    let (_haproxy, tcp_front, ws_front) = start_haproxy(&binary, &server, dir.path());
+    let (haproxy, tcp_front, ws_front) = start_haproxy(&binary, &server, dir.path());
 
     // Framed TCP through haproxy's v1 header.
     let mut stream = connect_from_client(tcp_front);
@@ -264,6 +264,7 @@ fn haproxy_clients_are_seen_with_their_own_address() {
         "not in --trusted-proxies",
         &format!("\"peer\":\"{client}\""),
     ]);
+    drop(haproxy); // first, so its health checks do not report the server going away
     server.stop();
 }
 
