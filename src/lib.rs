@@ -11,6 +11,7 @@
 //! - [`cli`]: the `switchboard` command line.
 
 pub mod cli;
+pub mod core_queue;
 pub mod echo;
 pub mod gateway;
 pub mod logic;

@@ -4,13 +4,21 @@
 //! [`ChatHandler`] collects its connections' events during one pass of its event loop and hands
 //! them to the logic core as one batch; the logic core answers through [`GatewayOutlet`], whose
 //! pushes go to the reactors' inboxes (one wake-up per reactor per batch, not per message).
+//!
+//! Neither side waits on the other. The way in is a [`CoreQueue`], bounded in bytes: when it is
+//! full, a handler keeps its batch and tells its reactor to stop reading
+//! ([`Handler::wants_input`]) until the core has made room and woken it; the kernel's flow
+//! control then holds the clients back, while the reactor keeps delivering pushes and running
+//! its timers. The way out is the reactors' inboxes, bounded in bytes too: a push that does not
+//! fit closes its connection as a slow consumer (see `gateway::handle`), never blocks the core.
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use switchboard_codec::ws::CloseCode;
+
+use crate::core_queue::{event_bytes, CoreQueue};
 
 use crate::gateway::{
     Admission, ConnId, ConnInfo, Disconnect, Gateway, GatewayConfig, GatewayHandle, Handler,
@@ -20,38 +28,91 @@ use crate::logic::snowflake::NodeIdOutOfRange;
 use crate::logic::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
 use crate::store::{SqliteStore, StoreConfig, StoreError, StoreThread};
 
-/// Event batches (one per reactor pass) that may wait for the logic core.
-const INBOUND_BATCHES: usize = 1024;
+/// Bytes of events (packets and their envelopes) that may wait for the logic core, from all
+/// reactors together: at the core's pace of small requests (docs/performance.md) well under
+/// a second of work, and small beside the write queues.
+pub const CORE_QUEUE_BYTES: usize = 16 << 20;
+
+/// A handler hands its batch over in the middle of a pass once it holds this many bytes, so a
+/// pass over many busy connections does not build one huge batch (and, when the core's queue
+/// is full, reading stops here).
+const BATCH_BYTES: usize = 256 << 10;
 
 /// The gateway side of the bridge: one per reactor.
 pub struct ChatHandler {
-    to_core: Sender<Vec<Inbound>>,
+    reactor: usize,
+    to_core: CoreQueue,
     batch: Vec<Inbound>,
+    batch_bytes: usize,
+    /// The core's queue refused the batch: hold input until it takes it.
+    refused: bool,
+}
+
+impl ChatHandler {
+    /// The handler of reactor `reactor`, handing its events to the core through `to_core`.
+    pub fn new(reactor: usize, to_core: CoreQueue) -> ChatHandler {
+        ChatHandler {
+            reactor,
+            to_core,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            refused: false,
+        }
+    }
+
+    fn add(&mut self, event: Inbound) {
+        self.batch_bytes += event_bytes(&event);
+        self.batch.push(event);
+    }
+
+    /// Offers the batch to the core; if its queue is full, keeps it (and the reactor stops
+    /// reading until the core wakes it).
+    fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            self.refused = false;
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        match self.to_core.try_send(self.reactor, batch, self.batch_bytes) {
+            Ok(()) => {
+                self.batch_bytes = 0;
+                self.refused = false;
+            }
+            Err(batch) => {
+                self.batch = batch;
+                self.refused = true;
+            }
+        }
+    }
 }
 
 impl Handler for ChatHandler {
     fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, info: &ConnInfo<'_>) -> Admission {
-        self.batch.push(Inbound::Opened(conn.as_u64(), info.peer));
+        self.add(Inbound::Opened(conn.as_u64(), info.peer));
         Admission::ACCEPT
     }
 
     fn message(&mut self, _out: &mut Outbox<'_>, conn: ConnId, message: Message) {
         // Text never arrives: the gateway refuses it with 1003 when `ws_text` is off.
         if let Message::Binary(packet) = message {
-            self.batch.push(Inbound::Packet(conn.as_u64(), packet));
+            self.add(Inbound::Packet(conn.as_u64(), packet));
         }
     }
 
     fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _reason: &Disconnect) {
-        self.batch.push(Inbound::Closed(conn.as_u64()));
+        // Kept even when the core's queue is full: one per connection at most.
+        self.add(Inbound::Closed(conn.as_u64()));
     }
 
     fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {
-        if !self.batch.is_empty() {
-            // The core exits only after every handler is gone, so this send cannot fail
-            // while the gateway runs; if it does, the process is shutting down anyway.
-            let _ = self.to_core.send(std::mem::take(&mut self.batch));
+        self.hand_over();
+    }
+
+    fn wants_input(&mut self) -> bool {
+        if self.refused || self.batch_bytes >= BATCH_BYTES {
+            self.hand_over();
         }
+        !self.refused
     }
 }
 
@@ -152,7 +213,7 @@ pub struct ChatServer {
     gateway: Gateway,
     /// The server's own way into the core, for the shutdown notice; dropped before the core
     /// is joined (the core runs until every sender is gone).
-    to_core: Sender<Vec<Inbound>>,
+    to_core: CoreQueue,
     core: JoinHandle<()>,
     store: StoreThread,
 }
@@ -173,16 +234,16 @@ impl ChatServer {
             SqliteStore::open(store_config, completions_tx).map_err(StartError::OpenStore)?;
         let groups = store.load_groups().map_err(StartError::LoadGroups)?;
         logic.idle_timeout = gateway.read_wait;
-        // Bounded: when the logic core falls behind, a reactor blocks on this send and stops
-        // reading its sockets until the core catches up, so the kernel's flow control pushes
-        // back on clients instead of this queue growing without bound. The core never waits on
-        // a reactor (its pushes go to unbounded inboxes), so this cannot deadlock.
-        let (to_core, inbound) = crossbeam_channel::bounded(INBOUND_BATCHES);
-        let gateway = Gateway::start(gateway, |_, _| ChatHandler {
-            to_core: to_core.clone(),
-            batch: Vec::new(),
+        // Bounded in bytes: when the logic core falls behind, the reactors stop reading their
+        // sockets (never block) until it catches up, so the kernel's flow control pushes back
+        // on clients instead of this queue growing. The core never waits on a reactor either
+        // (its pushes go to inboxes bounded in bytes that never block), so no deadlock.
+        let (to_core, inbound) = CoreQueue::new(CORE_QUEUE_BYTES);
+        let gateway = Gateway::start(gateway, |reactor, _| {
+            ChatHandler::new(reactor, to_core.clone())
         })
         .map_err(StartError::Gateway)?;
+        to_core.attach(gateway.handle());
         let outlet = GatewayOutlet {
             handle: gateway.handle(),
         };
@@ -215,7 +276,7 @@ impl ChatServer {
         // KICKED(SERVER_SHUTDOWN) first, so clients reconnect elsewhere instead of waiting
         // out a backoff. The pushes reach each reactor's inbox before its drain command.
         let (done, kicked) = crossbeam_channel::bounded(1);
-        if to_core.send(vec![Inbound::Shutdown(done)]).is_ok() {
+        if to_core.send_unmetered(vec![Inbound::Shutdown(done)]) {
             let _ = kicked.recv_timeout(std::time::Duration::from_secs(1));
         }
         drop(to_core);

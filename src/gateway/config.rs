@@ -94,6 +94,10 @@ pub struct GatewayConfig {
     /// reactor ends with more queued than this, that reactor closes its connections with the
     /// largest queues (as slow consumers) until the total is back under it.
     pub max_queued_bytes: usize,
+    /// Bytes of pushes other threads may have waiting in one reactor's inbox. A push that
+    /// does not fit is dropped and its connection closed as a slow consumer (1013, try again
+    /// later): the sender never blocks, and the client's reconnect syncs what it missed.
+    pub inbox_bytes: usize,
     /// Control frames (ping, pong) a WebSocket connection may send, as a burst and a rate;
     /// the frame past it closes the connection with 1008 (policy violation).
     pub control_limit: ControlLimit,
@@ -129,6 +133,7 @@ impl Default for GatewayConfig {
             ws_text: false,
             write_queue_cap: 4 << 20,
             max_queued_bytes: 1 << 30,
+            inbox_bytes: 64 << 20,
             control_limit: ControlLimit::default(),
             proxy_protocol: None,
             handshake_timeout: Duration::from_secs(10),

@@ -5,11 +5,21 @@
 //! commands from the logic core costs one `eventfd` write per reactor per batch, not one per
 //! message. The reactor clears the flag before it drains the channel, so a command sent while
 //! it drains is either seen in this drain or wakes it again; none is stranded.
+//!
+//! An inbox is bounded in bytes (`GatewayConfig::inbox_bytes`), and a sender never blocks on
+//! it: a push that does not fit is dropped and its connection noted; the reactor closes the
+//! noted connections as slow consumers (1013, try again later) before it applies anything
+//! else. Blocking would stall the logic core, and with it every reactor, for one reactor that
+//! fell behind; dropping silently would lose messages; closing makes the client reconnect
+//! and sync what it missed from the store. The inbox fills only when its reactor's thread is
+//! starved of CPU: it drains its inbox every pass, whether or not it is reading sockets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
+
 use switchboard_codec::ws::CloseCode;
 
 use super::conn_id::ConnId;
@@ -26,7 +36,19 @@ pub enum Command {
     Shutdown,
 }
 
+/// What a push costs in an inbox: its payload and the command that carries it.
+const PUSH_OVERHEAD: usize = std::mem::size_of::<Command>();
+
 impl Command {
+    /// Bytes counted against the inbox's bound: pushes only; a close or shutdown is small,
+    /// one per connection at most, and must never be dropped.
+    fn inbox_bytes(&self) -> usize {
+        match self {
+            Command::Push(_, message) => PUSH_OVERHEAD + message.payload().len(),
+            Command::Close(..) | Command::Shutdown => 0,
+        }
+    }
+
     /// The connection the command is about, if any.
     pub fn conn(&self) -> Option<ConnId> {
         match self {
@@ -40,11 +62,16 @@ struct Inbox {
     sender: Sender<Command>,
     waker: mio::Waker,
     wake_pending: AtomicBool,
+    /// Bytes of the pushes sent and not yet taken by the reactor.
+    queued: AtomicUsize,
+    /// Connections with a push dropped because the inbox was full: to close.
+    overflowed: Mutex<HashSet<ConnId>>,
+    any_overflowed: AtomicBool,
 }
 
 /// The receiving side of one reactor's inbox.
 pub(crate) struct InboxReceiver {
-    pub(crate) receiver: Receiver<Command>,
+    receiver: Receiver<Command>,
     flag: Arc<Inboxes>,
     index: usize,
 }
@@ -52,13 +79,44 @@ pub(crate) struct InboxReceiver {
 impl InboxReceiver {
     /// Called by the reactor before draining: the next command sent will wake it again.
     pub(crate) fn rearm(&self) {
-        self.flag.0[self.index]
-            .wake_pending
-            .store(false, Ordering::Release);
+        self.inbox().wake_pending.store(false, Ordering::Release);
+    }
+
+    /// The next command, if any, and its bytes leave the inbox's count.
+    pub(crate) fn take(&self) -> Option<Command> {
+        let command = self.receiver.try_recv().ok()?;
+        let bytes = command.inbox_bytes();
+        if bytes > 0 {
+            self.inbox().queued.fetch_sub(bytes, Ordering::AcqRel);
+        }
+        Some(command)
+    }
+
+    /// The connections that lost a push to a full inbox since the last call.
+    pub(crate) fn take_overflowed(&self) -> Vec<ConnId> {
+        let inbox = self.inbox();
+        if !inbox.any_overflowed.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        lock(&inbox.overflowed).drain().collect()
+    }
+
+    /// Bytes of pushes waiting in this inbox.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.inbox().queued.load(Ordering::Acquire)
+    }
+
+    fn inbox(&self) -> &Inbox {
+        &self.flag.inboxes[self.index]
     }
 }
 
-struct Inboxes(Vec<Inbox>);
+struct Inboxes {
+    inboxes: Vec<Inbox>,
+    /// The bound on each inbox's pushes, in bytes.
+    capacity: usize,
+}
 
 /// A cloneable, thread-safe way to push to and close any connection of the gateway.
 #[derive(Clone)]
@@ -68,7 +126,10 @@ pub struct GatewayHandle {
 
 impl GatewayHandle {
     /// Builds the inboxes, one per waker, and returns the handle and the receivers.
-    pub(crate) fn new(wakers: Vec<mio::Waker>) -> (GatewayHandle, Vec<InboxReceiver>) {
+    pub(crate) fn new(
+        wakers: Vec<mio::Waker>,
+        capacity: usize,
+    ) -> (GatewayHandle, Vec<InboxReceiver>) {
         let mut receivers = Vec::with_capacity(wakers.len());
         let mut inboxes = Vec::with_capacity(wakers.len());
         for waker in wakers {
@@ -77,10 +138,13 @@ impl GatewayHandle {
                 sender,
                 waker,
                 wake_pending: AtomicBool::new(false),
+                queued: AtomicUsize::new(0),
+                overflowed: Mutex::new(HashSet::new()),
+                any_overflowed: AtomicBool::new(false),
             });
             receivers.push(receiver);
         }
-        let inboxes = Arc::new(Inboxes(inboxes));
+        let inboxes = Arc::new(Inboxes { inboxes, capacity });
         let receivers = receivers
             .into_iter()
             .enumerate()
@@ -105,14 +169,24 @@ impl GatewayHandle {
 
     /// Asks every reactor to drain and exit.
     pub fn shutdown(&self) {
-        for index in 0..self.inboxes.0.len() {
+        for index in 0..self.inboxes.inboxes.len() {
             self.send_to(index, Command::Shutdown);
         }
     }
 
     /// Number of reactors.
     pub fn reactors(&self) -> usize {
-        self.inboxes.0.len()
+        self.inboxes.inboxes.len()
+    }
+
+    /// Wakes reactor `index` for a pass with nothing to apply: how a handler that said it
+    /// could take no input ([`Handler::wants_input`]) has it asked again once it has room.
+    ///
+    /// [`Handler::wants_input`]: super::handler::Handler::wants_input
+    pub fn wake(&self, index: usize) {
+        if let Some(inbox) = self.inboxes.inboxes.get(index) {
+            inbox.wake();
+        }
     }
 
     pub(crate) fn send(&self, command: Command) {
@@ -122,15 +196,96 @@ impl GatewayHandle {
     }
 
     fn send_to(&self, index: usize, command: Command) {
-        let Some(inbox) = self.inboxes.0.get(index) else {
+        let Some(inbox) = self.inboxes.inboxes.get(index) else {
             return; // an id from another process or a corrupted id: nothing to deliver to
         };
+        let bytes = command.inbox_bytes();
+        if bytes > 0 {
+            let before = inbox.queued.fetch_add(bytes, Ordering::AcqRel);
+            // An empty inbox takes one push of any size, so a large one is not refused forever.
+            if before > 0 && before + bytes > self.inboxes.capacity {
+                inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
+                if let Some(conn) = command.conn() {
+                    lock(&inbox.overflowed).insert(conn);
+                    inbox.any_overflowed.store(true, Ordering::Release);
+                }
+                inbox.wake();
+                return;
+            }
+        }
         if inbox.sender.send(command).is_err() {
+            if bytes > 0 {
+                inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
+            }
             return; // that reactor has exited
         }
-        if !inbox.wake_pending.swap(true, Ordering::AcqRel) {
+        inbox.wake();
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the set it guards is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inbox {
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
             // A failed wake means the reactor's poll is gone, i.e. it is exiting.
-            let _ = inbox.waker.wake();
+            let _ = self.waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn inbox(capacity: usize) -> (GatewayHandle, InboxReceiver, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let (handle, mut receivers) = GatewayHandle::new(vec![waker], capacity);
+        (handle, receivers.pop().unwrap(), poll)
+    }
+
+    fn conn(key: u32) -> ConnId {
+        ConnId::new(0, key, 0)
+    }
+
+    #[test]
+    fn a_full_inbox_drops_the_push_and_notes_its_connection_without_blocking() {
+        let payload = Bytes::from(vec![7u8; 1000]);
+        let cost = PUSH_OVERHEAD + payload.len();
+        let (handle, receiver, _poll) = inbox(3 * cost);
+        for _ in 0..3 {
+            handle.push(conn(1), payload.clone());
+        }
+        assert_eq!(receiver.queued(), 3 * cost);
+        // The fourth does not fit: dropped, not queued, and connection 2 is noted.
+        handle.push(conn(2), payload.clone());
+        assert_eq!(receiver.queued(), 3 * cost);
+        // Closes always fit.
+        handle.close(conn(3), CloseCode::NORMAL);
+        assert_eq!(receiver.take_overflowed(), vec![conn(2)]);
+        assert!(receiver.take_overflowed().is_empty());
+        let mut taken = 0;
+        while let Some(command) = receiver.take() {
+            taken += 1;
+            assert_ne!(command.conn(), Some(conn(2)));
+        }
+        assert_eq!(taken, 4);
+        assert_eq!(receiver.queued(), 0);
+        // Room again: pushes are queued again.
+        handle.push(conn(2), payload);
+        assert_eq!(receiver.queued(), cost);
+    }
+
+    #[test]
+    fn an_empty_inbox_takes_one_push_larger_than_its_bound() {
+        let (handle, receiver, _poll) = inbox(100);
+        handle.push(conn(1), Bytes::from(vec![0u8; 10_000]));
+        assert!(matches!(receiver.take(), Some(Command::Push(..))));
+        assert!(receiver.take_overflowed().is_empty());
     }
 }

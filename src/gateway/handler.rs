@@ -8,6 +8,14 @@
 //!
 //! Each reactor thread owns its own handler value, so a handler needs no lock for state it
 //! keeps per reactor. Handler methods run on the reactor thread: they must never block.
+//!
+//! A handler whose downstream is full (the logic core's queue) does not block and does not
+//! grow: it says so through [`Handler::wants_input`]. The reactor then reads no socket and
+//! accepts no connection, but keeps running its timers, its inbox and its writes, so pushes
+//! still flow; the kernel's receive queues and TCP flow control hold the clients back. The
+//! handler wakes the reactor ([`GatewayHandle::wake`]) once it has room, and reading resumes
+//! with the connections that became readable meanwhile (epoll is edge-triggered: they are
+//! remembered, so no input is stranded).
 
 use std::net::SocketAddr;
 
@@ -157,4 +165,17 @@ pub trait Handler: Send + 'static {
     /// The reactor finished one pass over its ready events: the place to hand a batch of
     /// events to another thread with one wake-up instead of one per message.
     fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {}
+
+    /// Whether the handler can take more input now. Asked before each connection's turn to
+    /// read and before accepting. `false` pauses reading and accepting on this reactor (not
+    /// timers, inbox or writes) until a later pass gets `true`; a handler that answers
+    /// `false` must make sure [`GatewayHandle::wake`] is called for this reactor once it has
+    /// room, or the reactor only asks again when something else wakes it.
+    ///
+    /// Events keep coming while paused, a few: disconnects (timers, closes from the inbox),
+    /// and what the turn that was reading when room ran out decoded. At most one per
+    /// connection besides that turn, so a handler that keeps them stays bounded.
+    fn wants_input(&mut self) -> bool {
+        true
+    }
 }

@@ -64,7 +64,7 @@ impl Gateway {
             };
             listeners.push((tcp, ws));
         }
-        let (handle, inboxes) = GatewayHandle::new(wakers);
+        let (handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
         let shared = Arc::new(Shared {
             config,
             open_conns: AtomicUsize::new(0),

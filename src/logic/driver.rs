@@ -18,8 +18,13 @@ use crate::store::{Completion, Store};
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
-    /// Runs until the gateway side hangs up (every inbound sender dropped).
-    pub fn run(mut self, inbound: Receiver<Vec<Inbound>>, completions: Receiver<Completion>) {
+    /// Runs until the gateway side hangs up (every inbound sender dropped). A batch is
+    /// dropped once its events are handled: a byte-bounded queue counts it until then.
+    pub fn run<B: IntoIterator<Item = Inbound>>(
+        mut self,
+        inbound: Receiver<B>,
+        completions: Receiver<Completion>,
+    ) {
         let mut now = unix_now_ms();
         loop {
             let sleep = match self.next_timeout() {

@@ -37,6 +37,8 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1013 (IANA registry): the server is overloaded; the client may reconnect later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether a peer may send this code (§7.4.1, §7.4.2 and the IANA registry): 1000-1003,
     /// 1007-1014 and 3000-4999. 1004-1006 and 1015 are reserved, 0-999, 1016-2999 and 5000+

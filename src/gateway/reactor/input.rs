@@ -36,6 +36,14 @@ impl<H: Handler> Reactor<H> {
     /// FIN came with the event and must be read to be seen.
     pub(super) fn conn_readable(&mut self, key: usize, until_eof: bool) {
         self.frames_left = FRAME_BUDGET;
+        if !self.conns.contains(key) {
+            return;
+        }
+        if !self.input_allowed() {
+            // Read when the handler has room; an end of stream is seen then too.
+            self.unread.insert(key);
+            return;
+        }
         let Some(conn) = self.conns.get(key) else {
             return;
         };

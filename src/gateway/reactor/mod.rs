@@ -7,6 +7,10 @@
 //! connection. Handler commands for this reactor's connections are applied right after the
 //! handler returns; writes are gathered per connection and flushed once per pass.
 //! `input.rs` holds the read path (bytes to events), `output.rs` the write and close path.
+//!
+//! While the handler says it can take no input (`Handler::wants_input`), the reactor reads and
+//! accepts nothing but still runs its inbox, timers and writes; connections that became
+//! readable meanwhile are kept in `unread` and read when the handler has room again.
 
 use std::collections::HashSet;
 use std::io;
@@ -129,6 +133,12 @@ pub(crate) struct Reactor<H: Handler> {
     /// Connections not read because they hold more than the slow-consumer cap; the next flush
     /// that leaves one under the cap resumes reading it.
     read_paused: HashSet<usize>,
+    /// The handler said it can take no input: nothing is read or accepted until it has room.
+    input_paused: bool,
+    /// Connections that were readable (or owed a turn) while input was paused.
+    unread: HashSet<usize>,
+    /// A listener was readable while input was paused.
+    accept_unread: bool,
     /// Bytes in this reactor's write backlogs, and what of it is published in `Shared`.
     queued_here: usize,
     queued_published: usize,
@@ -196,6 +206,9 @@ impl<H: Handler> Reactor<H> {
             pongs: PongSlots::default(),
             backlogged: HashSet::new(),
             read_paused: HashSet::new(),
+            input_paused: false,
+            unread: HashSet::new(),
+            accept_unread: false,
             queued_here: 0,
             queued_published: 0,
             frames_left: FRAME_BUDGET,
@@ -220,6 +233,7 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             self.now = self.tick();
+            self.resume_input();
             let waiting = std::mem::take(&mut self.again);
             for event in events.iter() {
                 match event.token() {
@@ -273,9 +287,50 @@ impl<H: Handler> Reactor<H> {
         timeout
     }
 
+    // ---- pausing input ---------------------------------------------------------------------
+
+    /// Whether input may be read now; if not, the reactor is paused until the handler has room.
+    fn input_allowed(&mut self) -> bool {
+        if self.input_paused {
+            return false;
+        }
+        let handler = &mut self.handler;
+        // A panic here says nothing about any connection: read on.
+        let wants = catch_unwind(AssertUnwindSafe(|| handler.wants_input())).unwrap_or(true);
+        if !wants {
+            debug!(reactor = self.index, "input paused: the handler is full");
+            self.input_paused = true;
+        }
+        wants
+    }
+
+    /// Once the handler has room again, gives every connection that was readable meanwhile
+    /// (and the listeners) a turn in this pass.
+    fn resume_input(&mut self) {
+        if !self.input_paused {
+            return;
+        }
+        let handler = &mut self.handler;
+        if !catch_unwind(AssertUnwindSafe(|| handler.wants_input())).unwrap_or(true) {
+            return;
+        }
+        debug!(reactor = self.index, "input resumed");
+        self.input_paused = false;
+        self.again.extend(self.unread.drain());
+        if std::mem::take(&mut self.accept_unread) {
+            self.accept_again = true;
+        }
+    }
+
     // ---- accepting -------------------------------------------------------------------------
 
     fn accept_ready(&mut self, transport: Transport) {
+        if !self.input_allowed() {
+            // A new connection is input too (its handshake, its open event): it waits in the
+            // kernel's backlog.
+            self.accept_unread = true;
+            return;
+        }
         for _ in 0..ACCEPT_BUDGET {
             let listener = match transport {
                 Transport::Tcp => self.tcp_listener.as_ref(),
@@ -491,7 +546,21 @@ impl<H: Handler> Reactor<H> {
 
     fn inbox_ready(&mut self) {
         self.inbox.rearm();
-        while let Ok(command) = self.inbox.receiver.try_recv() {
+        // Connections whose pushes did not fit go first, so nothing queued after the gap
+        // reaches them (see `handle`).
+        for id in self.inbox.take_overflowed() {
+            let Some(key) = self.live_key(id) else {
+                continue;
+            };
+            warn!(peer = %self.conns[key].peer, "closing connection: its pushes overflowed the reactor's inbox");
+            let queued = self.conns[key].outgoing.backlog_bytes();
+            self.close_by_server(
+                key,
+                CloseCode::TRY_AGAIN_LATER,
+                Disconnect::SlowConsumer { queued },
+            );
+        }
+        while let Some(command) = self.inbox.take() {
             self.apply(command);
         }
         self.apply_local();
@@ -566,7 +635,10 @@ impl<H: Handler> Reactor<H> {
                 Phase::Open => {
                     let read_wait = self.read_wait_ticks();
                     let silent = since(self.now, conn.last_read);
-                    if silent >= read_wait {
+                    // Input waiting unread because the handler was full is not silence.
+                    if silent >= read_wait && self.unread.contains(&key) {
+                        self.wheel.insert(key, self.now + read_wait);
+                    } else if silent >= read_wait {
                         info!(peer = %conn.peer, "closing silent connection: read-wait passed");
                         self.remove(key, Some(Disconnect::ReadTimeout));
                     } else {
@@ -619,6 +691,7 @@ impl<H: Handler> Reactor<H> {
         self.account_backlog(key, conn.outgoing.backlog_bytes(), 0);
         self.pongs.forget(key);
         self.read_paused.remove(&key);
+        self.unread.remove(&key);
         conn.outgoing.discard();
         self.wheel.cancel(key);
         self.generations[key] = next_generation(conn.generation);
