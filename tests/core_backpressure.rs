@@ -33,6 +33,10 @@ const QUEUE_CEILING: usize = QUEUE_BYTES + (256 << 10) + (64 << 10) + (16 << 10)
 /// (both set to 64 KiB below; the kernel doubles them), the queue, the handler's batch.
 const WRITTEN_CEILING: usize = 4 << 20;
 
+/// The heartbeat: the stall outlasts it, and connections whose input waits unread are not
+/// silent.
+const READ_WAIT: Duration = Duration::from_secs(2);
+
 /// What the test's core saw.
 #[derive(Default)]
 struct Seen {
@@ -54,6 +58,7 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     let config = GatewayConfig {
         workers: 1,
         handshake_timeout: Duration::from_secs(1),
+        read_wait: READ_WAIT,
         socket: SocketOptions {
             recv_buffer: Some(64 << 10),
             ..test_config().socket
@@ -90,16 +95,22 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
             for event in batch {
                 match event {
                     Inbound::Opened(conn) => seen.opened.push(conn),
-                    Inbound::Packet(conn, _) => match seen.packets_from.iter_mut().find(|(c, _)| *c == conn) {
-                        Some((_, n)) => *n += 1,
-                        None => seen.packets_from.push((conn, 1)),
-                    },
+                    Inbound::Packet(conn, _) => {
+                        match seen.packets_from.iter_mut().find(|(c, _)| *c == conn) {
+                            Some((_, n)) => *n += 1,
+                            None => seen.packets_from.push((conn, 1)),
+                        }
+                    }
                     _ => {}
                 }
             }
         }
     });
-    let opened = |n: usize| wait_until(Duration::from_secs(5), || seen.lock().unwrap().opened.len() == n);
+    let opened = |n: usize| {
+        wait_until(Duration::from_secs(5), || {
+            seen.lock().unwrap().opened.len() == n
+        })
+    };
 
     let mut reader = TcpClient::connect(gateway.tcp_addr());
     assert!(opened(1));
@@ -120,7 +131,9 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     let flood = thread::spawn({
         let written = written.clone();
         let mut flooder = flooder;
-        flooder.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        flooder
+            .set_write_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         move || {
             let one = packet(7, &vec![0x5a; FLOOD_PAYLOAD]);
             for _ in 0..FLOOD_PACKETS {
@@ -157,12 +170,21 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
         queue.queued_bytes()
     );
 
+    // Reading is paused now: the reader's request waits unread through the rest of the stall,
+    // longer than the read-wait.
+    let paused_at = Instant::now();
+    reader.send_packet(9, b"during");
+
     // Pushes still flow while reading is paused.
     let handle = gateway.handle();
     for i in 0..50u16 {
         let push = packet(100 + i, &i.to_be_bytes());
         handle.push(reader_id, push.clone().into());
-        assert_eq!(&reader.read_packet()[..], &push[..], "push {i} during the stall");
+        assert_eq!(
+            &reader.read_packet()[..],
+            &push[..],
+            "push {i} during the stall"
+        );
     }
     // Timers still fire: the silent client is closed by its handshake timeout.
     let ending = read_until_closed(&mut silent, Duration::from_secs(5));
@@ -174,9 +196,19 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     assert!(queue.queued_bytes() <= QUEUE_CEILING);
     assert!(seen.lock().unwrap().packets(flooder_id) * (FLOOD_PAYLOAD + 10) < held_at);
 
+    // The stall outlasts the read-wait: input waiting unread is not silence.
+    thread::sleep(
+        (paused_at + READ_WAIT + Duration::from_millis(500))
+            .saturating_duration_since(Instant::now()),
+    );
+    assert_eq!(written.load(Ordering::Acquire), held_at);
+    gateway.wait_for_open_connections(2, Duration::from_secs(1));
+
     // The core catches up: the flood finishes and every packet of it arrives.
     stalled.store(false, Ordering::Release);
-    let flooder = flood.join().expect("the flooder finishes once the core catches up");
+    let flooder = flood
+        .join()
+        .expect("the flooder finishes once the core catches up");
     let all = wait_until(Duration::from_secs(60), || {
         seen.lock().unwrap().packets(flooder_id) == FLOOD_PACKETS
     });
@@ -186,10 +218,11 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
         seen.lock().unwrap().packets(flooder_id)
     );
     assert_eq!(queue.queued_bytes(), 0);
-    // Reading resumed for everyone: the reader's own request reaches the core.
+    // Reading resumed for everyone: the reader's request sent during the stall, and one
+    // after, reach the core.
     reader.send_packet(9, b"after");
     assert!(wait_until(Duration::from_secs(5), || {
-        seen.lock().unwrap().packets(reader_id.as_u64()) == 1
+        seen.lock().unwrap().packets(reader_id.as_u64()) == 2
     }));
 
     drop(flooder);
