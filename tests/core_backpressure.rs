@@ -15,11 +15,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use socket2::SockRef;
 use switchboard::core_queue::CoreQueue;
-use switchboard::gateway::{ConnId, GatewayConfig, SocketOptions};
+use switchboard::gateway::{
+    Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox, SocketOptions,
+};
 use switchboard::logic::Inbound;
 use switchboard::serve::ChatHandler;
+use switchboard_codec::ws::{self as ws, CloseCode};
 
-use common::{connect, packet, read_until_closed, test_config, wait_until, TcpClient, TestGateway};
+use common::{
+    connect, packet, read_until_closed, test_config, wait_until, TcpClient, TestGateway, WsClient,
+};
 
 /// The bound on the queue to the core.
 const QUEUE_BYTES: usize = 256 << 10;
@@ -231,4 +236,79 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     drop(queue);
     drop(seen);
     core.join().expect("the core thread ends");
+}
+
+/// Reports each connection it admits and, on any message, holds its reactor's thread for
+/// [`HOLD`]: a reactor starved of CPU, as far as its inbox can tell. (It breaks the handler
+/// contract on purpose, to stand for what no handler can prevent.)
+struct Starved {
+    opened: crossbeam_channel::Sender<ConnId>,
+    holding: Arc<AtomicBool>,
+}
+
+const HOLD: Duration = Duration::from_millis(500);
+
+impl Handler for Starved {
+    fn open(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
+        let _ = self.opened.send(conn);
+        Admission::ACCEPT
+    }
+
+    fn message(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, _message: Message) {
+        self.holding.store(true, Ordering::Release);
+        thread::sleep(HOLD);
+        self.holding.store(false, Ordering::Release);
+    }
+
+    fn disconnect(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, _reason: &Disconnect) {}
+}
+
+#[test]
+fn pushes_that_overflow_a_reactors_inbox_close_their_connection_and_never_wait() {
+    let config = GatewayConfig {
+        workers: 1,
+        inbox_bytes: 8 << 10,
+        ..test_config()
+    };
+    let (opened, ids) = crossbeam_channel::unbounded();
+    let holding = Arc::new(AtomicBool::new(false));
+    let gateway = TestGateway::start(config, {
+        let holding = holding.clone();
+        move |_, _| Starved {
+            opened: opened.clone(),
+            holding: holding.clone(),
+        }
+    });
+    let mut target = WsClient::connect(gateway.ws_addr());
+    let target_id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut staller = TcpClient::connect(gateway.tcp_addr());
+    let staller_id = ids.recv_timeout(Duration::from_secs(5)).unwrap();
+    staller.send_packet(1, b"hold");
+    assert!(wait_until(Duration::from_secs(5), || holding.load(Ordering::Acquire)));
+
+    // 100 KiB of pushes into an 8 KiB inbox while its reactor is held: none waits for it.
+    let handle = gateway.handle();
+    for i in 0..100u8 {
+        handle.push(target_id, vec![i; 1 << 10].into());
+    }
+    assert!(
+        holding.load(Ordering::Acquire),
+        "the pushes waited for the reactor"
+    );
+
+    // The connection that lost pushes is closed first, with 1013, and gets nothing after
+    // the gap.
+    match target.read_message() {
+        ws::Message::Close(frame) => {
+            assert_eq!(frame.map(|f| f.code), Some(CloseCode::TRY_AGAIN_LATER))
+        }
+        ws::Message::Binary(payload) => {
+            panic!("expected the close, got a {}-byte push", payload.len())
+        }
+        _ => panic!("expected the close, got a control frame"),
+    }
+    // Everyone else is served.
+    let push = packet(2, b"still here");
+    handle.push(staller_id, push.clone().into());
+    assert_eq!(&staller.read_packet()[..], &push[..]);
 }
