@@ -376,3 +376,72 @@ impl StoreConfigPatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core_queue::CoreBatch;
+
+    fn with_outbox(f: impl FnOnce(&mut Outbox<'_>)) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let (handle, _receivers) = GatewayHandle::new(vec![waker], 1 << 20);
+        let mut local = Vec::new();
+        let mut out = Outbox {
+            reactor: 0,
+            local: &mut local,
+            handle: &handle,
+        };
+        f(&mut out);
+    }
+
+    fn packets(batch: CoreBatch) -> usize {
+        batch
+            .into_iter()
+            .filter(|e| matches!(e, Inbound::Packet(..)))
+            .count()
+    }
+
+    #[test]
+    fn a_full_core_queue_keeps_the_batch_and_pauses_input_until_the_core_takes_one() {
+        let (queue, inbound) = CoreQueue::new(1 << 10);
+        let mut handler = ChatHandler::new(0, queue.clone());
+        let conn = ConnId::new(0, 1, 0);
+        let message = || Message::Binary(Bytes::from(vec![1u8; 800]));
+        with_outbox(|out| {
+            handler.message(out, conn, message());
+            handler.end_of_batch(out); // into the empty queue
+            assert!(handler.wants_input());
+            handler.message(out, conn, message());
+            handler.message(out, conn, message());
+            handler.end_of_batch(out); // does not fit: kept
+            assert!(!handler.wants_input());
+            assert_eq!(inbound.len(), 1);
+            // Events that still come while paused (a disconnect) join the kept batch.
+            handler.disconnect(out, conn, &Disconnect::ReadTimeout);
+            // The core handles its batch: room, and the kept batch goes in whole.
+            assert_eq!(packets(inbound.try_recv().unwrap()), 1);
+            assert!(handler.wants_input());
+            let kept = inbound.try_recv().unwrap();
+            assert_eq!(kept.events().len(), 3);
+            assert_eq!(packets(kept), 2);
+            assert_eq!(queue.queued_bytes(), 0);
+        });
+    }
+
+    #[test]
+    fn a_large_batch_is_handed_over_in_the_middle_of_a_pass() {
+        let (queue, inbound) = CoreQueue::new(64 << 20);
+        let mut handler = ChatHandler::new(0, queue);
+        let conn = ConnId::new(0, 1, 0);
+        with_outbox(|out| {
+            while handler.batch_bytes < BATCH_BYTES {
+                handler.message(out, conn, Message::Binary(Bytes::from(vec![0u8; 4096])));
+            }
+            assert!(inbound.is_empty());
+            assert!(handler.wants_input());
+            assert_eq!(inbound.len(), 1);
+            assert!(handler.batch.is_empty());
+        });
+    }
+}
