@@ -99,7 +99,7 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
             let mut seen = seen.lock().unwrap();
             for event in batch {
                 match event {
-                    Inbound::Opened(conn) => seen.opened.push(conn),
+                    Inbound::Opened(conn, _) => seen.opened.push(conn),
                     Inbound::Packet(conn, _) => {
                         match seen.packets_from.iter_mut().find(|(c, _)| *c == conn) {
                             Some((_, n)) => *n += 1,
