@@ -7,16 +7,16 @@ mod common;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use switchboard::gateway::{
-    Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox,
-};
+use switchboard::gateway::{Disconnect, GatewayConfig};
 use switchboard_codec::ws::OpCode;
 
-use common::{configure, is_timeout, packet, pattern, test_config, vm_rss, TestGateway, WsClient};
+use common::{
+    configure, is_timeout, packet, pattern, test_config, vm_rss, EndRecorder, TestGateway, WsClient,
+};
 
 /// The largest packet payload and WebSocket message: small, so the effective cap (never below
 /// twice the largest message) is the configured one.
@@ -31,39 +31,13 @@ const PAST_CAP: usize = 2 * ((128 << 10) + LARGEST);
 /// One test at a time, so one test's buffers do not show in the other's RSS.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Echoes, and records how each connection ended.
-#[derive(Clone, Default)]
-struct EndRecorder {
-    ends: Arc<Mutex<Vec<Disconnect>>>,
-}
-
-impl Handler for EndRecorder {
-    fn open(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
-        Admission::ACCEPT
-    }
-
-    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
-        out.send(conn, message);
-    }
-
-    fn disconnect(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, reason: &Disconnect) {
-        self.ends.lock().unwrap().push(reason.clone());
-    }
-}
-
 fn start() -> (TestGateway, EndRecorder) {
-    let recorder = EndRecorder::default();
-    let handlers = recorder.clone();
-    let gateway = TestGateway::start(
-        GatewayConfig {
-            max_packet: LARGEST,
-            max_message: LARGEST,
-            write_queue_cap: CAP,
-            ..test_config()
-        },
-        move |_, _| handlers.clone(),
-    );
-    (gateway, recorder)
+    TestGateway::recording_ends(GatewayConfig {
+        max_packet: LARGEST,
+        max_message: LARGEST,
+        write_queue_cap: CAP,
+        ..test_config()
+    })
 }
 
 /// A client socket with a small receive buffer (so it stops taking the echo early) and a

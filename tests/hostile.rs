@@ -14,42 +14,17 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
-use switchboard::gateway::{
-    Admission, ConnId, ConnInfo, Disconnect, GatewayConfig, Handler, Message, Outbox,
-};
+use switchboard::gateway::{Disconnect, GatewayConfig};
 use switchboard_codec::ws::{self as ws, Client, CloseCode, MessageReader, OpCode, ReaderConfig};
 use switchboard_codec::Decoded;
 
-use common::{configure, pattern, test_config, vm_rss, TestGateway, WsClient};
+use common::{configure, pattern, test_config, vm_rss, EndRecorder, TestGateway, WsClient};
 
 /// One test at a time, so one test's buffers do not show in the other's RSS.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Echoes, and records how each connection ended.
-#[derive(Clone, Default)]
-struct EndRecorder {
-    ends: Arc<Mutex<Vec<Disconnect>>>,
-}
-
-impl Handler for EndRecorder {
-    fn open(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
-        Admission::ACCEPT
-    }
-
-    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
-        out.send(conn, message);
-    }
-
-    fn disconnect(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, reason: &Disconnect) {
-        self.ends.lock().unwrap().push(reason.clone());
-    }
-}
-
 fn start(config: GatewayConfig) -> (TestGateway, EndRecorder) {
-    let recorder = EndRecorder::default();
-    let handlers = recorder.clone();
-    let gateway = TestGateway::start(config, move |_, _| handlers.clone());
-    (gateway, recorder)
+    TestGateway::recording_ends(config)
 }
 
 /// Samples this process's RSS every 10 ms until `stop`; returns the peak.

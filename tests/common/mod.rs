@@ -22,8 +22,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use std::sync::{Arc, Mutex};
 use switchboard::echo::EchoHandler;
-use switchboard::gateway::{Gateway, GatewayConfig, GatewayHandle, Handler};
+
+use switchboard::gateway::{
+    Admission, ConnId, ConnInfo, Disconnect, Gateway, GatewayConfig, GatewayHandle, Handler,
+    Message, Outbox,
+};
 use switchboard_codec::packet::PacketDecoder;
 use switchboard_codec::Decoded;
 
@@ -35,6 +40,36 @@ pub fn test_config() -> GatewayConfig {
     GatewayConfig {
         ws_text: true,
         ..shared::gateway_config(2)
+    }
+}
+
+/// An echo handler that records how each connection ended.
+#[derive(Clone, Default)]
+pub struct EndRecorder {
+    pub ends: Arc<Mutex<Vec<Disconnect>>>,
+}
+
+impl Handler for EndRecorder {
+    fn open(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, _info: &ConnInfo<'_>) -> Admission {
+        Admission::ACCEPT
+    }
+
+    fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        out.send(conn, message);
+    }
+
+    fn disconnect(&mut self, _out: &mut Outbox<'_>, _conn: ConnId, reason: &Disconnect) {
+        self.ends.lock().unwrap().push(reason.clone());
+    }
+}
+
+impl TestGateway {
+    /// Starts a gateway whose handlers echo and record every connection's end.
+    pub fn recording_ends(config: GatewayConfig) -> (TestGateway, EndRecorder) {
+        let recorder = EndRecorder::default();
+        let handlers = recorder.clone();
+        let gateway = TestGateway::start(config, move |_, _| handlers.clone());
+        (gateway, recorder)
     }
 }
 
