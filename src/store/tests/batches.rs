@@ -1,0 +1,286 @@
+//! Batches through the store thread: push-back when the queue is full, a lock held past the
+//! busy timeout, a failing request beside good ones, a failure after writing rolling back the
+//! whole batch, and the thread serving its queue when every handle is gone.
+
+use super::*;
+
+#[test]
+fn a_full_queue_is_pushed_back_as_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(StoreConfig {
+        queue: 4,
+        max_batch: 2,
+        ..StoreConfig::new(dir.path())
+    });
+    let lock = hold_write_lock(h.store.database_path());
+    let mut accepted = 0;
+    let busy = loop {
+        let id = accepted + 1;
+        match h
+            .store
+            .submit(append_request(direct(id, "a", "b", id), &["b"]))
+        {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted <= 10, "the queue never filled");
+    };
+    // At most one batch left the queue before the thread blocked on the lock.
+    assert!((4..=6).contains(&accepted), "accepted {accepted}");
+    // Full when the submit was refused; the thread may since have taken the rest of the batch
+    // it had started (max_batch 2: one more request) before blocking on the lock.
+    assert!(
+        (3..=4).contains(&h.store.queue_len()),
+        "queue {}",
+        h.store.queue_len()
+    );
+    assert!(matches!(busy, SubmitError::Busy(_)));
+    assert_eq!(busy.into_request().ticket(), accepted + 1);
+    drop(lock);
+    for _ in 0..accepted {
+        assert!(matches!(
+            h.next(),
+            Completion::Appended {
+                outcome: AppendOutcome::Stored,
+                ..
+            }
+        ));
+    }
+    assert_eq!(h.store.queue_len(), 0);
+    h.close();
+}
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(StoreConfig {
+        busy_timeout: Duration::from_millis(100),
+        ..StoreConfig::new(dir.path())
+    });
+    let lock = hold_write_lock(h.store.database_path());
+    for id in 1..=3 {
+        h.store
+            .submit(append_request(direct(id, "a", "b", id), &["b"]))
+            .unwrap();
+    }
+    h.store
+        .submit(StoreRequest::Purge {
+            ticket: 50,
+            older_than_ms: 1,
+        })
+        .unwrap();
+    let mut got: Vec<Completion> = (0..4).map(|_| h.next()).collect();
+    got.sort_by_key(Completion::ticket);
+    let failed = |ticket| Completion::Failed {
+        ticket,
+        error: StoreError::Locked,
+    };
+    // The purge cannot run either, and says so rather than leaving its ticket unanswered.
+    assert_eq!(got, [failed(1), failed(2), failed(3), failed(50)]);
+    drop(lock);
+    // Nothing was stored: the same messages are new, not duplicates.
+    assert_eq!(
+        h.append(direct(1, "a", "b", 1), &["b"]),
+        AppendOutcome::Stored
+    );
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1], false));
+    h.close();
+}
+
+#[test]
+fn one_failing_request_leaves_the_rest_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    let batch = vec![
+        append_request(direct(1, "a", "b", 1), &["b"]),
+        StoreRequest::Append {
+            ticket: 2,
+            message: direct(1, "a", "b", 2),
+            inboxes: vec!["b".into(), "c".into()],
+        },
+        StoreRequest::GroupJoin {
+            ticket: 3,
+            group_id: 9,
+            user: "b".into(),
+        },
+        StoreRequest::Append {
+            ticket: 4,
+            message: direct(u64::MAX, "a", "b", 4),
+            inboxes: vec!["b".into()],
+        },
+        append_request(direct(5, "a", "b", 5), &["b"]),
+        StoreRequest::SyncIndex {
+            ticket: 6,
+            user: "b".into(),
+            device: "d".into(),
+            after: InboxPoint::Seq(0),
+            floor_id: 0,
+            limit: 10,
+        },
+        StoreRequest::Append {
+            ticket: 7,
+            message: direct(7, "a", "b", 1),
+            inboxes: vec!["b".into()],
+        },
+    ];
+    queue_as_one_batch(&h, batch);
+    assert_eq!(h.next(), Completion::Done { ticket: 1000 });
+    let got: Vec<Completion> = (0..7).map(|_| h.next()).collect();
+    let Completion::Appended {
+        ticket: 7,
+        outcome: AppendOutcome::Duplicate { id: 1, .. },
+    } = got[6]
+    else {
+        panic!(
+            "a resend within the batch sees the earlier append: {:?}",
+            got[6]
+        );
+    };
+    assert_eq!(
+        got[..6],
+        [
+            Completion::Appended {
+                ticket: 1,
+                outcome: AppendOutcome::Stored
+            },
+            Completion::Failed {
+                ticket: 2,
+                error: StoreError::MessageIdTaken { id: 1 }
+            },
+            Completion::Failed {
+                ticket: 3,
+                error: StoreError::UnknownGroup { id: 9 }
+            },
+            Completion::Failed {
+                ticket: 4,
+                error: StoreError::IdOutOfRange { id: u64::MAX }
+            },
+            Completion::Appended {
+                ticket: 5,
+                outcome: AppendOutcome::Stored
+            },
+            // Reads see the batch's earlier writes, and nothing of the failed ones.
+            Completion::SyncIndex {
+                ticket: 6,
+                ids: vec![1, 5],
+                more: false,
+                cursor: 2,
+            },
+        ]
+    );
+    // The failed append left no inbox row behind for "c".
+    assert_eq!(h.index("c", "d", 0, 10), (vec![], false));
+    h.close();
+}
+
+#[test]
+fn a_request_that_fails_after_writing_rolls_back_its_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    // A trigger stands in for what can break an append halfway (an I/O error, a full disk):
+    // the message row is written, then its second inbox row fails.
+    Connection::open(h.store.database_path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON inbox WHEN NEW.user = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned inbox'); END;",
+        )
+        .unwrap();
+    assert_eq!(
+        h.append(direct(1, "a", "b", 1), &["b"]),
+        AppendOutcome::Stored
+    );
+    queue_as_one_batch(
+        &h,
+        vec![
+            append_request(direct(2, "a", "b", 2), &["b"]),
+            append_request(direct(3, "a", "poison", 3), &["b", "poison"]),
+        ],
+    );
+    // On a busy machine the ack may not have been taken alone, and then it shares the fate of
+    // the batch it joined.
+    let first = h.next();
+    assert!(
+        matches!(
+            first,
+            Completion::Done { ticket: 1000 }
+                | Completion::Failed {
+                    ticket: 1000,
+                    error: StoreError::FailedAfterWriting { .. }
+                }
+        ),
+        "{first:?}"
+    );
+    for ticket in [2, 3] {
+        let completion = h.next();
+        assert!(
+            matches!(
+                &completion,
+                Completion::Failed { ticket: t, error: StoreError::FailedAfterWriting { .. } }
+                    if *t == ticket
+            ),
+            "request {ticket}: {completion:?}"
+        );
+    }
+    // Nothing of the failed batch stayed: not message 3's row, which would make a resend look
+    // like a duplicate of a message nobody can sync, and not message 2, which shared its batch.
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1], false));
+    assert_eq!(
+        count(h.store.database_path(), "SELECT count(*) FROM messages"),
+        1
+    );
+    Connection::open(h.store.database_path())
+        .unwrap()
+        .execute_batch("DROP TRIGGER poison")
+        .unwrap();
+    assert_eq!(
+        h.append(direct(3, "a", "poison", 3), &["b", "poison"]),
+        AppendOutcome::Stored
+    );
+    assert_eq!(
+        h.append(direct(2, "a", "b", 2), &["b"]),
+        AppendOutcome::Stored
+    );
+    // Listed in commit order (3 committed before 2), which is what keeps a late commit from
+    // being passed over.
+    assert_eq!(h.index("b", "d", 0, 10), (vec![1, 3, 2], false));
+    h.close();
+}
+
+#[test]
+fn dropping_every_handle_serves_the_queue_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::in_dir(dir.path());
+    for id in 1..=200 {
+        h.store
+            .submit(append_request(direct(id, "a", "b", id), &["b"]))
+            .unwrap();
+    }
+    let Harness {
+        store,
+        thread,
+        completions,
+    } = h;
+    drop(store);
+    thread.join().unwrap();
+    let stored = completions
+        .try_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Completion::Appended {
+                    outcome: AppendOutcome::Stored,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(stored, 200);
+    assert_eq!(
+        count(
+            &dir.path().join("switchboard.db"),
+            "SELECT count(*) FROM messages"
+        ),
+        200
+    );
+}
