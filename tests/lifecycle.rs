@@ -106,15 +106,11 @@ fn deadlines_hold_across_the_old_32_bit_wrap_of_the_tick_count() {
         ..heartbeat_config()
     });
     let mut tcp = TcpClient::connect(gateway.tcp_addr());
-    let start = Instant::now();
+    // Ten beats of 100 ms: the clock is past the old wrap after the fifth.
     for beat in 0..10u16 {
         std::thread::sleep(Duration::from_millis(100));
         tcp.echo(beat, b"beat");
     }
-    assert!(
-        start.elapsed() >= Duration::from_millis(1000),
-        "past the wrap"
-    );
     // A connection made after the wrap gets its whole handshake and read-wait too.
     let mut ws = WsClient::connect(gateway.ws_addr());
     ws.echo_binary(b"after the wrap");
