@@ -13,10 +13,11 @@
 //! before it looks at the notes, so one of the two always sees the other.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::gateway::byte_bound::{lock, try_reserve};
 use crate::gateway::GatewayHandle;
 use crate::logic::Inbound;
 
@@ -127,21 +128,7 @@ impl CoreQueue {
 
 impl Budget {
     fn reserve(&self, bytes: usize) -> bool {
-        let mut queued = self.queued.load(Ordering::SeqCst);
-        loop {
-            if queued > 0 && queued.saturating_add(bytes) > self.limit {
-                return false;
-            }
-            match self.queued.compare_exchange_weak(
-                queued,
-                queued + bytes,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(now) => queued = now,
-            }
-        }
+        try_reserve(&self.queued, bytes, self.limit)
     }
 
     fn note_waiting(&self, reactor: usize) {
@@ -172,11 +159,6 @@ impl Budget {
             handle.wake(reactor);
         }
     }
-}
-
-/// A poisoned lock only means a panic elsewhere; the list it guards is still whole.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Credit {

@@ -22,6 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use switchboard_codec::ws::CloseCode;
 
+use super::byte_bound::{lock, try_reserve};
 use super::conn_id::ConnId;
 use super::handler::Message;
 
@@ -200,18 +201,13 @@ impl GatewayHandle {
             return; // an id from another process or a corrupted id: nothing to deliver to
         };
         let bytes = command.inbox_bytes();
-        if bytes > 0 {
-            let before = inbox.queued.fetch_add(bytes, Ordering::AcqRel);
-            // An empty inbox takes one push of any size, so a large one is not refused forever.
-            if before > 0 && before + bytes > self.inboxes.capacity {
-                inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
-                if let Some(conn) = command.conn() {
-                    lock(&inbox.overflowed).insert(conn);
-                    inbox.any_overflowed.store(true, Ordering::Release);
-                }
-                inbox.wake();
-                return;
+        if bytes > 0 && !try_reserve(&inbox.queued, bytes, self.inboxes.capacity) {
+            if let Some(conn) = command.conn() {
+                lock(&inbox.overflowed).insert(conn);
+                inbox.any_overflowed.store(true, Ordering::Release);
             }
+            inbox.wake();
+            return;
         }
         if inbox.sender.send(command).is_err() {
             if bytes > 0 {
@@ -221,11 +217,6 @@ impl GatewayHandle {
         }
         inbox.wake();
     }
-}
-
-/// A poisoned lock only means a panic elsewhere; the set it guards is still whole.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Inbox {

@@ -3,6 +3,7 @@
 //! Start a [`Gateway`] with a [`GatewayConfig`] and a factory for one [`Handler`] per reactor;
 //! reach connections from any thread through its [`GatewayHandle`].
 
+pub(crate) mod byte_bound;
 mod clock;
 pub mod config;
 mod conn;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 
 /// Why a `--trusted-proxies` element was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,10 +110,10 @@ fn canonical(network: IpNet) -> IpNet {
     let IpNet::V6(v6) = network else {
         return network;
     };
-    let mapped = Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
-        .expect("96 is a valid IPv6 prefix length");
+    // `to_ipv4_mapped` answers only for `::ffff:a.b.c.d`: with 96 prefix bits or more, the
+    // whole network lies inside `::ffff:0:0/96`.
     match v6.addr().to_ipv4_mapped() {
-        Some(v4) if v6.prefix_len() >= 96 && mapped.contains(&v6) => {
+        Some(v4) if v6.prefix_len() >= 96 => {
             IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).expect("at most 32"))
         }
         _ => network,

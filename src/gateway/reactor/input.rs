@@ -175,13 +175,16 @@ impl<H: Handler> Reactor<H> {
         }
         waiting.sort_unstable();
         waiting.dedup();
-        let mut turned = self.again.clone();
+        // Taken out, not copied, for the loop (its reads may queue keys again); put back after.
+        let mut turned = std::mem::take(&mut self.again);
         turned.sort_unstable();
         for key in waiting {
             if turned.binary_search(&key).is_err() {
                 self.conn_readable(key, false);
             }
         }
+        turned.append(&mut self.again);
+        self.again = turned;
     }
 
     /// Turns the bytes just read into events. `own`: they are in the connection's buffer
