@@ -56,7 +56,7 @@ pub const MESSAGE_MAX_OVERHEAD: usize =
 /// 10 bytes of seq, status, `covered` and count, then the `Message`). A larger `max_body`
 /// would make the server send packets larger than it accepts.
 pub const fn max_body_within(max_packet: usize) -> usize {
-    max_packet.saturating_sub(4 + 2 + 2 + 2 + MESSAGE_MAX_OVERHEAD)
+    max_packet.saturating_sub(crate::SyncFetchOk::EMPTY_PAYLOAD_LEN + MESSAGE_MAX_OVERHEAD)
 }
 
 /// The longest GROUP_DETAIL response payload for a group of `members` members: seq, status,
