@@ -123,6 +123,38 @@ impl RequestWriter {
         self.last_sent = now;
         Ok(seq)
     }
+
+    /// Like `send`, but refuses a packet whose payload is over `max_packet` (the server
+    /// closes on one without an answer, docs/protocol.md §1). With `queue` false the packet
+    /// is only checked, not sent: for a message that waits for a live connection.
+    fn send_within(
+        &mut self,
+        request: &Request,
+        max_packet: u32,
+        queue: bool,
+        now: Instant,
+    ) -> Result<Option<u32>, SendError> {
+        let seq = self.next_seq;
+        request
+            .encode(seq, &mut self.scratch)
+            .map_err(SendError::Invalid)?;
+        let payload = self.scratch.len() - HEADER_LEN;
+        if payload > max_packet as usize {
+            self.scratch.clear();
+            return Err(SendError::TooLarge {
+                payload,
+                max_packet,
+            });
+        }
+        if !queue {
+            self.scratch.clear();
+            return Ok(None);
+        }
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        self.packets.push_back(self.scratch.split().freeze());
+        self.last_sent = now;
+        Ok(Some(seq))
+    }
 }
 
 /// One client's protocol state.
@@ -563,42 +595,24 @@ impl Session {
     fn on_send(&mut self, message: Outgoing, now: Instant) {
         // Checked now, so a message that can never be sent fails at once, not at login, and
         // never enters the outbox: the server closes on a packet over its limit without an
-        // answer (docs/protocol.md §1), so it would be resent after every reconnect.
-        if let Err(error) = self.admit(&message) {
-            let _ = message.reply.send(Err(error));
-            return;
-        }
-        if !matches!(self.phase, Phase::Live) {
-            self.outbox.push(message);
-            return;
-        }
-        match self.wire.send(&message.request(), now) {
-            Ok(seq) => {
+        // answer (docs/protocol.md §1), so it would be resent after every reconnect. When
+        // live, the packet checked is the one sent: each message is encoded once.
+        let live = matches!(self.phase, Phase::Live);
+        let sent = self
+            .wire
+            .send_within(&message.request(), self.config.max_packet, live, now);
+        match sent {
+            Ok(Some(seq)) => {
                 let ticket = self.outbox.push(message);
                 self.outbox.mark_sent(ticket, seq);
             }
+            Ok(None) => {
+                self.outbox.push(message);
+            }
             Err(error) => {
-                let _ = message.reply.send(Err(SendError::Invalid(error)));
+                let _ = message.reply.send(Err(error));
             }
         }
-    }
-
-    /// Whether `message` can go on the wire: it encodes, and its packet is within the limit.
-    fn admit(&self, message: &Outgoing) -> Result<(), SendError> {
-        let mut packet = BytesMut::new();
-        message
-            .request()
-            .encode(0, &mut packet)
-            .map_err(SendError::Invalid)?;
-        let payload = packet.len() - HEADER_LEN;
-        let max_packet = self.config.max_packet;
-        if payload > max_packet as usize {
-            return Err(SendError::TooLarge {
-                payload,
-                max_packet,
-            });
-        }
-        Ok(())
     }
 
     fn on_send_answer(&mut self, response: Response, now: Instant) -> Flow {
