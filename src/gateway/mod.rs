@@ -17,6 +17,7 @@ mod reactor;
 mod server;
 pub mod timer_wheel;
 pub mod trusted_proxies;
+pub mod uring;
 
 pub use config::{ControlLimit, GatewayConfig, Keepalive, SocketOptions};
 pub use conn_id::ConnId;
