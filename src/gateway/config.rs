@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use super::control::ControlLimit;
+pub use super::machine::ControlLimit;
 use super::trusted_proxies::TrustedProxies;
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).

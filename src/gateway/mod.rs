@@ -1,19 +1,20 @@
 //! The gateway tier: reactors that own sockets and move frames. Knows nothing of chat.
 //!
+//! `machine/` is what a connection means (bytes and time in, events and bytes out, no
+//! sockets); `epoll/` is the driver that moves its bytes through mio.
+//!
 //! Start a [`Gateway`] with a [`GatewayConfig`] and a factory for one [`Handler`] per reactor;
 //! reach connections from any thread through its [`GatewayHandle`].
 
 pub(crate) mod byte_bound;
 mod clock;
 pub mod config;
-mod conn;
 pub mod conn_id;
-mod control;
 pub mod handle;
 pub mod handler;
 pub mod listener;
-mod outgoing;
-mod reactor;
+mod epoll;
+mod machine;
 mod server;
 pub mod timer_wheel;
 pub mod trusted_proxies;

@@ -17,7 +17,7 @@ use super::conn_id::MAX_REACTORS;
 use super::handle::GatewayHandle;
 use super::handler::Handler;
 use super::listener::bind_listener;
-use super::reactor::{Reactor, Shared, WAKER};
+use super::epoll::{Reactor, Shared, WAKER};
 
 /// A running gateway: its reactor threads and the handle that reaches them.
 pub struct Gateway {

@@ -1,6 +1,8 @@
-//! Outgoing bytes of one reactor, written with `writev`.
+//! Bytes waiting to be sent on one connection, without sockets: the driver gathers them as
+//! slices ([`Outgoing::gather`], or owned `Bytes` for a completion-based driver) and reports
+//! what the kernel took ([`Outgoing::consume`]).
 //!
-//! Pushes made during one pass of the event loop go into a per-reactor arena and are chained
+//! Pushes made during one pass of the driver go into a per-driver arena and are chained
 //! per connection (head/tail indices in the connection), so a connection that receives ten
 //! messages in a pass gets one `writev`, and no connection owns a queue while it is idle.
 //! Only bytes the kernel refused (send buffer full) move into a per-connection backlog,
@@ -15,13 +17,13 @@
 //! worth of buffer around them, and shared by every connection a message fans out to.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 
 const NIL: u32 = u32::MAX;
 /// Slices per `writev`; well under IOV_MAX (1024) and enough to batch a pass's pushes.
-const MAX_IOV: usize = 64;
+pub(crate) const MAX_IOV: usize = 64;
 /// Slices shorter than this are copied when they enter a backlog (see the module comment).
 const COPY_BELOW: usize = 64 << 10;
 
@@ -150,58 +152,132 @@ impl Outgoing {
         *self = Outgoing::default();
     }
 
-    /// Writes as much as the socket takes: the backlog first, then this pass's chain.
-    pub(crate) fn flush(
+    /// Sends what waits through `write` (one `writev`, say) until everything is out or the
+    /// kernel takes less than it was offered; what is left stays queued, in order.
+    pub(crate) fn send_with(
         &mut self,
-        socket: &mut impl Write,
         arena: &mut PushArena,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> io::Result<Flushed> {
-        if self.backlog.is_some() {
-            self.chain_into_backlog(arena);
-            return self.flush_backlog(socket);
-        }
-        while self.head != NIL {
+        loop {
+            self.prepare(arena);
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            let mut cursor = self.head;
-            while cursor != NIL && count < MAX_IOV {
-                let entry = &arena.entries[cursor as usize];
-                if !entry.bytes.is_empty() {
-                    slices[count] = IoSlice::new(&entry.bytes);
-                    count += 1;
-                }
-                cursor = entry.next;
+            let count = self.gather(arena, &mut slices);
+            if count == 0 {
+                return Ok(Flushed::All);
             }
-            let written = match write_vectored(socket, &slices[..count]) {
+            let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
+            let written = match write(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => return Err(e),
             };
-            let wrote_all_gathered = self.consume_chain(arena, written, cursor);
-            if !wrote_all_gathered {
-                self.chain_into_backlog(arena);
-                return Ok(Flushed::Backlogged(self.backlog_bytes()));
+            self.consume(arena, written);
+            if written < offered {
+                return Ok(Flushed::Backlogged(self.park(arena)));
             }
         }
-        self.tail = NIL;
-        Ok(Flushed::All)
     }
 
-    /// Advances the chain by `written` bytes. Returns true if every gathered slice (up to
-    /// `stop`) was written in full.
-    fn consume_chain(&mut self, arena: &mut PushArena, mut written: usize, stop: u32) -> bool {
-        while self.head != stop {
+    /// Makes [`Outgoing::gather`] see everything in order: with a backlog, this pass's chain
+    /// joins it (new bytes never go around a backlog) and its small slices are sealed.
+    pub(crate) fn prepare(&mut self, arena: &mut PushArena) {
+        if self.backlog.is_some() {
+            self.chain_into_backlog(arena);
+            if let Some(backlog) = self.backlog.as_mut() {
+                backlog.seal();
+            }
+        }
+    }
+
+    /// The next bytes to send, oldest first: up to `slices.len()` non-empty slices from the
+    /// backlog, or else from this pass's chain. Returns how many were filled; zero when nothing
+    /// waits. Call [`Outgoing::prepare`] first.
+    pub(crate) fn gather<'a>(&'a self, arena: &'a PushArena, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut count = 0;
+        self.for_each_pending(arena, slices.len(), |bytes| {
+            slices[count] = IoSlice::new(bytes);
+            count += 1;
+        });
+        count
+    }
+
+    /// The same bytes as [`Outgoing::gather`], as owned `Bytes` (shared, not copied): what a
+    /// completion-based driver holds until the kernel reports the send done.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn gather_owned(&self, arena: &PushArena, max: usize, out: &mut Vec<Bytes>) {
+        self.for_each_pending(arena, max, |bytes| out.push(bytes.clone()));
+    }
+
+    fn for_each_pending<'a>(
+        &'a self,
+        arena: &'a PushArena,
+        max: usize,
+        mut f: impl FnMut(&'a Bytes),
+    ) {
+        if let Some(backlog) = self.backlog.as_ref() {
+            backlog.queue.iter().take(max).for_each(f);
+            return;
+        }
+        let mut taken = 0;
+        let mut cursor = self.head;
+        while cursor != NIL && taken < max {
+            let entry = &arena.entries[cursor as usize];
+            if !entry.bytes.is_empty() {
+                f(&entry.bytes);
+                taken += 1;
+            }
+            cursor = entry.next;
+        }
+    }
+
+    /// The kernel took `written` bytes of what was gathered last.
+    pub(crate) fn consume(&mut self, arena: &mut PushArena, mut written: usize) {
+        if let Some(backlog) = self.backlog.as_mut() {
+            backlog.bytes -= written;
+            while written > 0 {
+                let front = backlog
+                    .queue
+                    .front_mut()
+                    .expect("written bytes came from the queue");
+                if written < front.len() {
+                    front.advance(written);
+                    return;
+                }
+                written -= front.len();
+                backlog.queue.pop_front();
+            }
+            if backlog.queue.is_empty() && backlog.small.is_empty() {
+                // Drained: free the backlog so an idle connection holds no queue.
+                self.backlog = None;
+            }
+            return;
+        }
+        while self.head != NIL {
             let entry = &mut arena.entries[self.head as usize];
             let len = entry.bytes.len();
             if written < len {
                 entry.bytes.advance(written);
-                return false;
+                return;
             }
             written -= len;
             entry.bytes = Bytes::new();
             self.head = entry.next;
         }
-        true
+        self.tail = NIL;
+    }
+
+    /// The kernel takes no more for now: what is left of this pass's chain moves into the
+    /// backlog (the arena is cleared at the end of the pass). Returns the backlog's bytes.
+    pub(crate) fn park(&mut self, arena: &mut PushArena) -> usize {
+        if self.head != NIL {
+            self.chain_into_backlog(arena);
+        }
+        if let Some(backlog) = self.backlog.as_mut() {
+            backlog.seal();
+        }
+        self.backlog_bytes()
     }
 
     fn chain_into_backlog(&mut self, arena: &mut PushArena) {
@@ -213,62 +289,12 @@ impl Outgoing {
         }
         self.tail = NIL;
     }
-
-    fn flush_backlog(&mut self, socket: &mut impl Write) -> io::Result<Flushed> {
-        let Some(backlog) = self.backlog.as_mut() else {
-            return Ok(Flushed::All);
-        };
-        backlog.seal();
-        while !backlog.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let count = backlog.queue.len().min(MAX_IOV);
-            for (slot, bytes) in slices.iter_mut().zip(backlog.queue.iter()) {
-                *slot = IoSlice::new(bytes);
-            }
-            let mut written = match write_vectored(socket, &slices[..count]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Flushed::Backlogged(backlog.bytes))
-                }
-                Err(e) => return Err(e),
-            };
-            backlog.bytes -= written;
-            while written > 0 {
-                let front = backlog
-                    .queue
-                    .front_mut()
-                    .expect("written bytes came from the queue");
-                if written < front.len() {
-                    front.advance(written);
-                    break;
-                }
-                written -= front.len();
-                backlog.queue.pop_front();
-            }
-        }
-        // Drained: free the backlog so an idle connection holds no queue.
-        self.backlog = None;
-        Ok(Flushed::All)
-    }
-}
-
-/// One `writev`, retried on EINTR. A zero-length write of a non-empty batch means the socket
-/// cannot take more, which we report as WouldBlock.
-fn write_vectored(socket: &mut impl Write, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    loop {
-        match socket.write_vectored(slices) {
-            Ok(0) if slices.iter().any(|s| !s.is_empty()) => {
-                return Err(io::ErrorKind::WriteZero.into())
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     /// A socket that accepts a fixed number of bytes per call, then would block.
     struct Throttled {
@@ -299,6 +325,11 @@ mod tests {
         }
     }
 
+    /// What the epoll driver does: one `writev` per gathered batch.
+    fn send(out: &mut Outgoing, socket: &mut Throttled, arena: &mut PushArena) -> io::Result<Flushed> {
+        out.send_with(arena, |slices| socket.write_vectored(slices))
+    }
+
     fn push_all(out: &mut Outgoing, arena: &mut PushArena, parts: &[&'static [u8]]) {
         for part in parts {
             out.push(arena, Bytes::from_static(part));
@@ -319,7 +350,7 @@ mod tests {
             per_call: vec![usize::MAX],
             calls: 0,
         };
-        assert_eq!(out.flush(&mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
         assert_eq!(socket.written, b"abcd");
         assert_eq!(socket.calls, 1);
         assert!(out.is_empty());
@@ -336,7 +367,7 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            out.flush(&mut socket, &mut arena).unwrap(),
+            send(&mut out, &mut socket, &mut arena).unwrap(),
             Flushed::Backlogged(8)
         );
         arena.clear();
@@ -344,7 +375,17 @@ mod tests {
         push_all(&mut out, &mut arena, &[b"!"]);
         socket.per_call = vec![3, 2, 4];
         socket.calls = 0;
-        assert_eq!(out.flush(&mut socket, &mut arena).unwrap(), Flushed::All);
+        // A short write means the kernel is full: each flush stops there, the next writable
+        // event resumes it.
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::Backlogged(6)
+        );
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::Backlogged(4)
+        );
+        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
         assert_eq!(socket.written, b"hello world!");
         assert!(out.is_empty(), "a drained backlog is freed");
     }
@@ -360,7 +401,7 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            out.flush(&mut socket, &mut arena).unwrap(),
+            send(&mut out, &mut socket, &mut arena).unwrap(),
             Flushed::Backlogged(5)
         );
         assert_eq!(out.backlog_bytes(), 5);
@@ -381,7 +422,7 @@ mod tests {
             per_call: vec![usize::MAX; 4],
             calls: 0,
         };
-        assert_eq!(out.flush(&mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
         assert_eq!(socket.written, expected);
         assert_eq!(socket.calls, 3);
     }
@@ -397,7 +438,7 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            out.flush(&mut socket, &mut arena).unwrap(),
+            send(&mut out, &mut socket, &mut arena).unwrap(),
             Flushed::Backlogged(4)
         );
         arena.clear();
@@ -413,12 +454,34 @@ mod tests {
         assert!(!big.is_unique());
         socket.per_call = vec![usize::MAX];
         socket.calls = 0;
-        assert_eq!(out.flush(&mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
         let mut expected = b"cdef".to_vec();
         expected.extend_from_slice(&[9u8; 10]);
         expected.extend_from_slice(&vec![9u8; COPY_BELOW]);
         assert_eq!(socket.written[2..], expected[..]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_completion_driver_holds_owned_bytes_and_reports_what_was_sent() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        push_all(&mut out, &mut arena, &[b"abc", b"", b"defg"]);
+        out.prepare(&mut arena);
+        let mut held = Vec::new();
+        out.gather_owned(&arena, MAX_IOV, &mut held);
+        assert_eq!(held, [&b"abc"[..], &b"defg"[..]]);
+        // The pass ends before the completion: what is owed moves into the backlog.
+        assert_eq!(out.park(&mut arena), 7);
+        arena.clear();
+        // The send completes short: 5 of 7 bytes; the rest is offered next, in order.
+        out.consume(&mut arena, 5);
+        out.prepare(&mut arena);
+        held.clear();
+        out.gather_owned(&arena, MAX_IOV, &mut held);
+        assert_eq!(held.concat(), b"fg");
+        out.consume(&mut arena, 2);
+        assert!(out.is_empty(), "a drained backlog is freed");
     }
 
     #[test]

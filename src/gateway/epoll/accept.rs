@@ -1,0 +1,123 @@
+//! New connections: accepting within a budget per pass, the checks made before a connection
+//! gets a slot (trusted proxies, `--max-conns`, draining), and pausing on EMFILE/ENFILE.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use tracing::{debug, info, warn};
+
+use super::super::handler::{Handler, Transport};
+use super::super::machine::Machine;
+use super::{Conn, Reactor, ACCEPT_RETRY_TICKS};
+
+/// Accepts per readiness event before the connections already open get their turn.
+const ACCEPT_BUDGET: usize = 256;
+
+impl<H: Handler> Reactor<H> {
+    pub(super) fn accept_ready(&mut self, transport: Transport) {
+        if !self.input_allowed() {
+            // A new connection is input too (its handshake, its open event): it waits in the
+            // kernel's backlog.
+            self.accept_unread = true;
+            return;
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            let listener = match transport {
+                Transport::Tcp => self.tcp_listener.as_ref(),
+                Transport::WebSocket => self.ws_listener.as_ref(),
+            };
+            let Some(listener) = listener else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_paused_warned = false;
+                    self.admit_socket(stream, peer, transport);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // The backlog stays full and the listener stays readable; spinning on it
+                    // would starve the connections we already serve. Retry on a timer.
+                    if !self.accept_paused_warned {
+                        self.accept_paused_warned = true;
+                        warn!(reactor = self.index, error = %e, "accept paused: out of descriptors or memory");
+                    }
+                    self.accept_paused_at = Some(self.now);
+                    return;
+                }
+                Err(e) => debug!(reactor = self.index, error = %e, "accept failed"),
+            }
+        }
+        self.accept_again = true;
+    }
+
+    /// Accepts that were cut short, and those paused by EMFILE once the retry time passed.
+    pub(super) fn accept_pending(&mut self) {
+        if self.accept_again {
+            self.accept_again = false;
+            self.accept_ready(Transport::Tcp);
+            self.accept_ready(Transport::WebSocket);
+        }
+        if let Some(paused_at) = self.accept_paused_at {
+            if self.now.saturating_sub(paused_at) >= ACCEPT_RETRY_TICKS {
+                self.accept_paused_at = None;
+                self.accept_ready(Transport::Tcp);
+                self.accept_ready(Transport::WebSocket);
+            }
+        }
+    }
+
+    fn admit_socket(&mut self, mut stream: TcpStream, peer: SocketAddr, transport: Transport) {
+        let shared = &self.shared;
+        if let Some(trusted) = &shared.config.proxy_protocol {
+            if !trusted.contains(peer.ip()) {
+                info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
+                return; // dropping the stream closes it
+            }
+        }
+        if self.draining_until.is_some()
+            || shared.open_conns.fetch_add(1, Ordering::AcqRel) >= shared.config.max_conns
+        {
+            if self.draining_until.is_none() {
+                shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            }
+            debug!(%peer, "connection refused: at --max-conns");
+            return; // dropping the stream closes it
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key >= u32::MAX as usize {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            warn!(%peer, error = %e, "could not register connection");
+            return;
+        }
+        if self.generations.len() <= key {
+            self.generations.resize(key + 1, 0);
+        }
+        let generation = self.generations[key];
+        let machine = Machine::new(&mut self.ws, key, peer, transport);
+        entry.insert(Conn {
+            stream,
+            generation,
+            machine,
+        });
+        self.settle();
+    }
+}
+
+/// Whether `accept` failed because the process or the system ran out of descriptors or memory.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

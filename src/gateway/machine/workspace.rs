@@ -1,0 +1,182 @@
+//! What every connection machine of one driver thread shares: the limits in ticks, the time
+//! of this pass, the scratch buffer reads land in, the encoders, this pass's push arena and
+//! pong slots, the accounting of write backlogs, and the queue of events.
+//!
+//! Invariants: `queued` is the sum of the backlog bytes of every machine, and `backlogged`
+//! holds exactly the keys with a backlog; the scratch buffer is empty between two
+//! connections' turns; the arena and the pong slots are cleared at the end of every pass,
+//! after every machine with bytes in the arena was sent or parked its bytes in its backlog.
+
+use std::collections::{HashSet, VecDeque};
+
+use bytes::BytesMut;
+use switchboard_codec::packet::PacketDecoder;
+use switchboard_codec::ws::{FrameEncoder, Server};
+
+use super::super::clock::ticks;
+use super::super::config::GatewayConfig;
+use super::control::{ControlLimit, PongSlots};
+use super::outgoing::PushArena;
+use super::Event;
+
+/// Messages and control frames decoded per turn of one connection before other connections
+/// get theirs: 64 KiB of 14-byte packets would otherwise be 4,700 messages in one turn,
+/// against one for each quiet connection (see docs/performance.md, "Hostile clients").
+pub(crate) const FRAME_BUDGET: usize = 64;
+
+/// The protocol limits of a gateway, with durations in ticks.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_packet: usize,
+    pub(crate) max_message: usize,
+    pub(crate) ws_text: bool,
+    /// The slow-consumer cap actually applied (see [`write_cap`]).
+    pub(crate) write_cap: usize,
+    pub(crate) control: ControlLimit,
+    /// Connections open with a PROXY header (`--proxy-protocol`).
+    pub(crate) proxy_header: bool,
+    pub(crate) handshake_ticks: u64,
+    pub(crate) read_wait_ticks: u64,
+    pub(crate) linger_ticks: u64,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &GatewayConfig) -> Self {
+        Limits {
+            max_packet: config.max_packet,
+            max_message: config.max_message,
+            ws_text: config.ws_text,
+            write_cap: write_cap(config),
+            control: config.control_limit,
+            proxy_header: config.proxy_protocol.is_some(),
+            handshake_ticks: ticks(config.handshake_timeout),
+            read_wait_ticks: ticks(config.read_wait),
+            linger_ticks: ticks(config.close_linger),
+        }
+    }
+}
+
+/// The slow-consumer cap. A cap below the largest message would close every client that is
+/// sent one, however fast it reads; two of them leave room for one in flight and one queued.
+pub(crate) fn write_cap(config: &GatewayConfig) -> usize {
+    let largest = config
+        .max_message
+        .max(config.max_packet + switchboard_codec::packet::HEADER_LEN);
+    config.write_queue_cap.max(largest.saturating_mul(2))
+}
+
+/// The shared half of the machines of one driver thread.
+pub(crate) struct Workspace {
+    pub(crate) limits: Limits,
+    /// The tick of this pass, given by the driver.
+    pub(super) now: u64,
+    /// Where reads are copied and whole frames split from (see the module invariants).
+    pub(super) scratch: BytesMut,
+    pub(super) packets: PacketDecoder,
+    pub(super) frames: FrameEncoder<Server>,
+    /// Where handshake responses are written before they are frozen.
+    pub(super) responses: BytesMut,
+    pub(super) arena: PushArena,
+    pub(super) pongs: PongSlots,
+    pub(super) events: VecDeque<(usize, Event)>,
+    /// Decode budget left to the connection being read (see [`FRAME_BUDGET`]).
+    pub(super) frames_left: usize,
+    /// Bytes in the backlogs of all machines.
+    pub(super) queued: usize,
+    /// Keys of the machines with a backlog: where to look for the largest queues.
+    pub(super) backlogged: HashSet<usize>,
+    /// Bytes read or queued in backlogs since the driver last took this count.
+    pub(super) churn: usize,
+}
+
+impl Workspace {
+    pub(crate) fn new(limits: Limits, now: u64) -> Self {
+        let max_packet = u32::try_from(limits.max_packet).unwrap_or(u32::MAX);
+        Workspace {
+            limits,
+            now,
+            scratch: BytesMut::new(),
+            packets: PacketDecoder::new(max_packet),
+            frames: FrameEncoder::new(),
+            responses: BytesMut::new(),
+            arena: PushArena::default(),
+            pongs: PongSlots::default(),
+            events: VecDeque::new(),
+            frames_left: FRAME_BUDGET,
+            queued: 0,
+            backlogged: HashSet::new(),
+            churn: 0,
+        }
+    }
+
+    /// Starts a pass at tick `now` (never earlier than the last).
+    pub(crate) fn set_now(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    /// The next thing a machine asked for, oldest first.
+    pub(crate) fn next_event(&mut self) -> Option<(usize, Event)> {
+        self.events.pop_front()
+    }
+
+    /// Starts one connection's turn to read: a fresh decode budget.
+    pub(crate) fn start_turn(&mut self) {
+        self.frames_left = FRAME_BUDGET;
+    }
+
+    /// Ends one connection's turn to read: whatever its machine left in the scratch buffer
+    /// (nothing, once it took the unfinished frame) is dropped.
+    pub(crate) fn end_turn(&mut self) {
+        self.scratch.clear();
+    }
+
+    /// Whether the connection being read used its decode budget.
+    pub(crate) fn budget_spent(&self) -> bool {
+        self.frames_left == 0
+    }
+
+    /// Bytes in the write backlogs of every machine.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// The keys of the machines holding a backlog.
+    pub(crate) fn backlogged(&self) -> impl Iterator<Item = usize> + '_ {
+        self.backlogged.iter().copied()
+    }
+
+    /// Bytes through the buffers since the last call (for the allocator trim).
+    pub(crate) fn take_churn(&mut self) -> usize {
+        std::mem::take(&mut self.churn)
+    }
+
+    pub(crate) fn churn(&self) -> usize {
+        self.churn
+    }
+
+    /// Ends a pass: every machine's bytes were sent or parked, the pongs owed were sent.
+    pub(crate) fn end_pass(&mut self) {
+        self.pongs.clear();
+        self.arena.clear();
+    }
+
+    pub(super) fn push(&mut self, key: usize, event: Event) {
+        self.events.push_back((key, event));
+    }
+
+    /// One machine's backlog went from `before` to `after` bytes.
+    pub(super) fn account(&mut self, key: usize, before: usize, after: usize) {
+        if before == after {
+            return;
+        }
+        self.queued = self.queued + after - before;
+        if before == 0 && after > 0 {
+            self.backlogged.insert(key);
+        } else if before > 0 && after == 0 {
+            self.backlogged.remove(&key);
+        }
+        if after > before {
+            self.churn += after - before;
+        }
+    }
+}
