@@ -14,10 +14,10 @@ use mio::{Poll, Waker};
 
 use super::config::GatewayConfig;
 use super::conn_id::MAX_REACTORS;
+use super::epoll::{Reactor, Shared, WAKER};
 use super::handle::GatewayHandle;
 use super::handler::Handler;
 use super::listener::bind_listener;
-use super::epoll::{Reactor, Shared, WAKER};
 
 /// A running gateway: its reactor threads and the handle that reaches them.
 pub struct Gateway {

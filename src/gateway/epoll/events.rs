@@ -113,7 +113,10 @@ impl<H: Handler> Reactor<H> {
         for command in commands.drain(..) {
             self.apply(command);
         }
-        debug_assert!(self.local.is_empty(), "applying a command called the handler");
+        debug_assert!(
+            self.local.is_empty(),
+            "applying a command called the handler"
+        );
         self.local = commands; // keep the allocation
     }
 

@@ -118,7 +118,10 @@ impl<H: Handler> Reactor<H> {
             && now.saturating_sub(self.last_trim) >= TRIM_EVERY_TICKS
         {
             let churn = self.ws.take_churn();
-            debug!(reactor = self.index, churn, "returning freed memory to the kernel");
+            debug!(
+                reactor = self.index,
+                churn, "returning freed memory to the kernel"
+            );
             memory::release_free_memory();
             self.last_trim = now;
         }

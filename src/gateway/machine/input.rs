@@ -38,7 +38,9 @@ impl Machine {
         let mut start = 0;
         if let Some(own) = self.inbound.as_mut() {
             let room = partial_frame_len(&self.protocol, own, ws.limits.max_packet)
-                .map_or(bytes.len(), |len| len.saturating_sub(own.len()).min(bytes.len()));
+                .map_or(bytes.len(), |len| {
+                    len.saturating_sub(own.len()).min(bytes.len())
+                });
             own.extend_from_slice(&bytes[..room]);
             start = room;
         }
@@ -57,7 +59,10 @@ impl Machine {
     /// slow-consumer cap, or it stopped reading. Deliver the queued events before calling it
     /// again.
     pub(crate) fn poll_input(&mut self, ws: &mut Workspace, key: usize) -> bool {
-        debug_assert!(ws.events.is_empty(), "events not delivered before the next frame");
+        debug_assert!(
+            ws.events.is_empty(),
+            "events not delivered before the next frame"
+        );
         if !self.reads_frames() || ws.frames_left == 0 || self.over_cap(ws) {
             return false;
         }
@@ -129,7 +134,12 @@ impl Machine {
     }
 
     /// Reading the socket failed.
-    pub(crate) fn on_read_error(&mut self, ws: &mut Workspace, key: usize, kind: std::io::ErrorKind) {
+    pub(crate) fn on_read_error(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        kind: std::io::ErrorKind,
+    ) {
         self.finish(ws, key, Some(Disconnect::Io(kind)));
     }
 
@@ -273,7 +283,12 @@ impl Machine {
             per_second = limit.per_second,
             "closing WebSocket: control frames over the limit"
         );
-        self.protocol_close(ws, key, "control frames over the limit", CloseCode::POLICY_VIOLATION);
+        self.protocol_close(
+            ws,
+            key,
+            "control frames over the limit",
+            CloseCode::POLICY_VIOLATION,
+        );
         false
     }
 

@@ -26,6 +26,8 @@ mod output;
 mod state;
 mod workspace;
 
+#[cfg(test)]
+mod tests;
 
 pub use control::ControlLimit;
 pub(crate) use state::Machine;

@@ -326,7 +326,11 @@ mod tests {
     }
 
     /// What the epoll driver does: one `writev` per gathered batch.
-    fn send(out: &mut Outgoing, socket: &mut Throttled, arena: &mut PushArena) -> io::Result<Flushed> {
+    fn send(
+        out: &mut Outgoing,
+        socket: &mut Throttled,
+        arena: &mut PushArena,
+    ) -> io::Result<Flushed> {
         out.send_with(arena, |slices| socket.write_vectored(slices))
     }
 
@@ -350,7 +354,10 @@ mod tests {
             per_call: vec![usize::MAX],
             calls: 0,
         };
-        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::All
+        );
         assert_eq!(socket.written, b"abcd");
         assert_eq!(socket.calls, 1);
         assert!(out.is_empty());
@@ -385,7 +392,10 @@ mod tests {
             send(&mut out, &mut socket, &mut arena).unwrap(),
             Flushed::Backlogged(4)
         );
-        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::All
+        );
         assert_eq!(socket.written, b"hello world!");
         assert!(out.is_empty(), "a drained backlog is freed");
     }
@@ -422,7 +432,10 @@ mod tests {
             per_call: vec![usize::MAX; 4],
             calls: 0,
         };
-        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::All
+        );
         assert_eq!(socket.written, expected);
         assert_eq!(socket.calls, 3);
     }
@@ -454,7 +467,10 @@ mod tests {
         assert!(!big.is_unique());
         socket.per_call = vec![usize::MAX];
         socket.calls = 0;
-        assert_eq!(send(&mut out, &mut socket, &mut arena).unwrap(), Flushed::All);
+        assert_eq!(
+            send(&mut out, &mut socket, &mut arena).unwrap(),
+            Flushed::All
+        );
         let mut expected = b"cdef".to_vec();
         expected.extend_from_slice(&[9u8; 10]);
         expected.extend_from_slice(&vec![9u8; COPY_BELOW]);

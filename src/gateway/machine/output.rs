@@ -20,14 +20,26 @@ use super::{Event, Machine, Workspace};
 
 impl Machine {
     /// Queues a data message framed for the connection's transport.
-    pub(super) fn send_data(&mut self, ws: &mut Workspace, key: usize, opcode: OpCode, payload: Bytes) {
+    pub(super) fn send_data(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        opcode: OpCode,
+        payload: Bytes,
+    ) {
         match self.transport {
             Transport::Tcp => self.queue(ws, key, payload),
             Transport::WebSocket => self.send_frame(ws, key, opcode, payload),
         }
     }
 
-    pub(super) fn send_frame(&mut self, ws: &mut Workspace, key: usize, opcode: OpCode, payload: Bytes) {
+    pub(super) fn send_frame(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        opcode: OpCode,
+        payload: Bytes,
+    ) {
         let header = ws.frames.encode_header(opcode, true, payload.len());
         self.queue(ws, key, header);
         if !payload.is_empty() {
@@ -130,7 +142,13 @@ impl Machine {
     /// The bytes to send now, as owned `Bytes` appended to `out` (at most `max` slices), to
     /// be held until the send completes. Send nothing else for this connection until then.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn transmit(&mut self, ws: &mut Workspace, key: usize, max: usize, out: &mut Vec<Bytes>) {
+    pub(crate) fn transmit(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        max: usize,
+        out: &mut Vec<Bytes>,
+    ) {
         if !self.begin_send(ws, key) {
             return;
         }

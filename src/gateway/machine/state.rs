@@ -146,7 +146,12 @@ impl Machine {
 
     /// Ends the PROXY phase with the `header` that opened the connection: the client it names
     /// becomes the peer (a LOCAL or UNKNOWN header keeps the real one, as the spec asks).
-    pub(super) fn proxy_header_read(&mut self, ws: &mut Workspace, key: usize, header: ProxyHeader) {
+    pub(super) fn proxy_header_read(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        header: ProxyHeader,
+    ) {
         let balancer = self.peer;
         if let ProxyHeader::Proxied { source, .. } = header {
             self.peer = source;
@@ -250,7 +255,13 @@ impl Machine {
     /// The server ends the connection, after what was queued before: a WebSocket gets a
     /// close frame with `code` and waits for the reply; framed TCP flushes and sends FIN.
     /// The handler is told `reason`. Before admission the connection is simply dropped.
-    pub(crate) fn close(&mut self, ws: &mut Workspace, key: usize, code: CloseCode, reason: Disconnect) {
+    pub(crate) fn close(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        code: CloseCode,
+        reason: Disconnect,
+    ) {
         match self.phase {
             Phase::Open => {
                 self.notify(ws, key, reason);
@@ -317,7 +328,10 @@ impl Machine {
 
     /// Stops reading; what is queued goes out, then FIN, within the close linger.
     pub(super) fn start_flushing(&mut self, ws: &mut Workspace, key: usize) {
-        if matches!(self.phase, Phase::Flushing | Phase::Lingering | Phase::Closed) {
+        if matches!(
+            self.phase,
+            Phase::Flushing | Phase::Lingering | Phase::Closed
+        ) {
             return;
         }
         self.phase = Phase::Flushing;
