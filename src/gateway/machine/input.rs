@@ -245,11 +245,7 @@ impl Machine {
                     self.protocol_close(ws, key, "text message", CloseCode::UNSUPPORTED_DATA);
                 }
             }
-            ws::Message::Ping(payload) if open => {
-                if self.control_frame_admitted(ws, key) {
-                    self.answer_ping(ws, key, payload);
-                }
-            }
+            ws::Message::Ping(payload) if open => self.ping(ws, key, payload),
             ws::Message::Pong(_) if open => {
                 self.control_frame_admitted(ws, key);
             }
@@ -265,6 +261,12 @@ impl Machine {
             }
             // Data while awaiting the close reply is discarded; pongs need nothing.
             _ => {}
+        }
+    }
+
+    fn ping(&mut self, ws: &mut Workspace, key: usize, payload: Bytes) {
+        if self.control_frame_admitted(ws, key) {
+            self.answer_ping(ws, key, payload);
         }
     }
 

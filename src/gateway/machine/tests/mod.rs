@@ -235,9 +235,10 @@ fn binary(payload: &'static [u8]) -> Message {
 
 #[test]
 fn a_machine_stays_small() {
-    // The driver's connection adds a socket and a generation (8 bytes) to the 160 it may take.
+    // The epoll driver adds a socket and a generation: `Conn` is 160 bytes in a debug build
+    // (mio keeps a selector id there), 144 in release.
     let size = std::mem::size_of::<Machine>();
-    assert!(size <= 152, "Machine grew to {size} bytes");
+    assert!(size <= 136, "Machine grew to {size} bytes");
 }
 
 #[test]
