@@ -14,6 +14,8 @@
 #   REPEAT=5 INFLIGHT="1 16" SIZE=1024 bench/compare.sh
 #   SERVERS="switchboard fastwebsockets" IDLE_CONNS=0 bench/compare.sh   # echo only
 #   bench/compare.sh --table target/compare/20261126T111700Z          # an earlier run's table
+#   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard-base switchboard" bench/compare.sh
+#                             # a change against the build before it (BASE_BIN: that build's binary)
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
 # (bytes), INFLIGHT (one or more windows), DURATION (s), REPEAT, IDLE_CONNS (0 skips idle),
@@ -126,7 +128,9 @@ fi
 log "building switchboard, idle_memory and the peers (release)"
 cargo build --release --quiet --bin switchboard
 cargo build --release --quiet -p switchboard-bench --bin idle_memory
-(cd bench/peers && cargo build --release --quiet)
+if [[ " $SERVERS " == *" tokio-tungstenite "* || " $SERVERS " == *" fastwebsockets "* ]]; then
+    (cd bench/peers && cargo build --release --quiet)
+fi
 if [[ $CLIENT == auto || $CLIENT == loadtest ]]; then
     if cargo build --release --quiet -p switchboard-loadtest --bin loadtest 2>/dev/null; then
         CLIENT=loadtest
@@ -148,6 +152,7 @@ done >"$OUT/settings.env"
 server_cmd() {
     case $1 in
         switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
+        switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
         tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         *) log "unknown server $1"; exit 2 ;;
@@ -155,7 +160,7 @@ server_cmd() {
 }
 ready_line() {
     case $1 in
-        switchboard) echo "switchboard echo: WebSocket on" ;;
+        switchboard | switchboard-base) echo "switchboard echo: WebSocket on" ;;
         *) echo "listening on" ;;
     esac
 }
@@ -253,8 +258,10 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
     for server in $SERVERS; do
         result="$OUT/idle-$server.txt"
         case $server in
-            switchboard)
-                "$target_dir/release/idle_memory" --server-bin "$target_dir/release/switchboard" \
+            switchboard | switchboard-base)
+                bin="$target_dir/release/switchboard"
+                [[ $server == switchboard-base ]] && bin=$BASE_BIN
+                "$target_dir/release/idle_memory" --server-bin "$bin" \
                     --workers "$THREADS" --ws "$IDLE_CONNS" --tcp 0 --repeat "$REPEAT" >"$result" ;;
             *)
                 "$target_dir/release/idle_memory" --server-cmd "$(server_cmd "$server" '{ws_port}')" \

@@ -5,6 +5,7 @@
 # (e.g. --ws 5000 --tcp 0, --tcp-first).
 #   bench/idle_memory.sh                 # 9,000 WS + 9,000 TCP, --workers 2 then 1, 3 runs each
 #   REPEAT=5 WORKERS="2" bench/idle_memory.sh --tcp-first
+#   BASE_BIN=/tmp/base/switchboard bench/idle_memory.sh   # runs alternate: that build, then this
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT="${REPEAT:-3}"
@@ -12,7 +13,16 @@ WORKERS="${WORKERS:-2 1}"
 cargo build --release --quiet --bin switchboard
 cargo build --release --quiet -p switchboard-bench --bin idle_memory
 for workers in $WORKERS; do
-    echo "=== --workers $workers ==="
-    target/release/idle_memory --server-bin target/release/switchboard \
-        --workers "$workers" --repeat "$REPEAT" "$@"
+    if [[ -z ${BASE_BIN:-} ]]; then
+        echo "=== --workers $workers ==="
+        target/release/idle_memory --server-bin target/release/switchboard \
+            --workers "$workers" --repeat "$REPEAT" "$@"
+        continue
+    fi
+    for run in $(seq "$REPEAT"); do
+        for bin in "$BASE_BIN" target/release/switchboard; do
+            echo "=== --workers $workers, run $run, $bin ==="
+            target/release/idle_memory --server-bin "$bin" --workers "$workers" --repeat 1 "$@"
+        done
+    done
 done
