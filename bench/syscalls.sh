@@ -8,6 +8,7 @@
 #
 #   bench/syscalls.sh
 #   SERVERS="switchboard fastwebsockets" bench/syscalls.sh
+#   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard-base switchboard" bench/syscalls.sh
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -21,13 +22,14 @@ mkdir -p "$out"
 port=9301
 
 cargo build --release --quiet -p switchboard -p switchboard-loadtest
-if [[ $SERVERS != switchboard ]]; then
+if [[ " $SERVERS " == *" tokio-tungstenite "* || " $SERVERS " == *" fastwebsockets "* ]]; then
     (cd bench/peers && cargo build --release --quiet)
 fi
 
 server_cmd() {
     case $1 in
     switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$port --workers 1" ;;
+    switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$port --workers 1" ;;
     tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$port --threads 1" ;;
     fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$port --threads 1" ;;
     *) echo "unknown server $1" >&2; exit 1 ;;
