@@ -14,6 +14,7 @@ use super::super::handler::{Admission, Disconnect, Message, Transport};
 use super::{Event, Limits, Machine, Phase, Workspace};
 
 mod sending;
+mod splits;
 mod tcp;
 mod websocket;
 

@@ -70,8 +70,20 @@ fn a_connection_over_the_cap_is_not_read() {
         .unwrap();
     h.read(&dst[..500]);
     assert!(h.machine.over_cap(&h.ws));
-    h.read(&dst[500..]);
+    // The rest of that packet and a whole one behind it arrive in one read.
+    let mut rest = dst[500..].to_vec();
+    rest.extend_from_slice(&dst);
+    h.read(&rest);
     assert!(h.messages.is_empty(), "not decoded while over the cap");
+    // The kernel takes the backlog: both packets are read, nothing was lost or reordered.
+    h.appetite = usize::MAX;
+    h.send();
+    assert!(!h.machine.over_cap(&h.ws));
+    h.ws.start_turn();
+    h.decode();
+    assert_eq!(h.messages.len(), 2);
+    assert!(h.messages.iter().all(|m| m.payload()[..] == dst[..]));
+    assert_eq!(h.machine.held_bytes(), 0);
 }
 
 #[test]
