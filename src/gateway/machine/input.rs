@@ -119,7 +119,7 @@ impl Machine {
         self.reads_frames() && self.inbound.as_ref().is_some_and(|own| !own.is_empty())
     }
 
-    /// The peer's end of stream (or a read error, `error`).
+    /// The peer's end of stream.
     pub(crate) fn on_eof(&mut self, ws: &mut Workspace, key: usize) {
         match self.phase {
             Phase::Open | Phase::Flushing => {
