@@ -19,15 +19,28 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::gateway::byte_bound::{lock, try_reserve};
 use crate::gateway::GatewayHandle;
+use crate::logic::backend::{BackendCall, BackendRequest};
 use crate::logic::Inbound;
 
 /// What an event costs in the queue: its payload and the event itself.
 pub fn event_bytes(event: &Inbound) -> usize {
     let payload = match event {
         Inbound::Packet(_, packet) => packet.len(),
+        Inbound::Backend(call) => backend_bytes(&call.request),
         Inbound::Opened(..) | Inbound::Closed(_) | Inbound::Shutdown(_) => 0,
     };
     std::mem::size_of::<Inbound>() + payload
+}
+
+/// What a backend call holds beyond the event itself.
+fn backend_bytes(request: &BackendRequest) -> usize {
+    let call = std::mem::size_of::<BackendCall>();
+    call + match request {
+        BackendRequest::Send { from, body, .. } => from.len() + body.len(),
+        BackendRequest::Kick { user, device } => user.len() + device.as_ref().map_or(0, String::len),
+        BackendRequest::Devices { user } => user.len(),
+        BackendRequest::Stats => 0,
+    }
 }
 
 /// The sending side, shared by every reactor's handler.
@@ -118,6 +131,24 @@ impl CoreQueue {
             },
         };
         self.sender.send(batch).is_ok()
+    }
+
+    /// Hands `event` to the core if it fits, from a thread that is not a reactor (the admin
+    /// listener): a refusal is final, nobody is woken later. Never blocks.
+    pub fn try_send_one(&self, event: Inbound) -> Result<(), Inbound> {
+        let bytes = event_bytes(&event);
+        if !self.budget.reserve(bytes) {
+            return Err(event);
+        }
+        let batch = CoreBatch {
+            events: vec![event],
+            credit: Credit {
+                bytes,
+                budget: Some(self.budget.clone()),
+            },
+        };
+        let _ = self.sender.send(batch);
+        Ok(())
     }
 
     /// Bytes admitted and not yet handled by the core.

@@ -7,13 +7,17 @@
 //! - [`logic`]: the logic core: users, sessions, messages, groups; knows nothing of sockets.
 //! - [`store`]: the embedded SQLite store and its thread; knows nothing of sockets or the wire.
 //! - [`serve`]: wires the three together for `switchboard serve`.
+//! - [`admin`]: the admin HTTP listener: health, readiness, metrics, the router, the backend API.
+//! - [`metrics`]: single-writer counters and histograms, and the Prometheus text format.
 //! - [`echo`]: the echo handler, an application of the gateway for conformance and load tests.
 //! - [`cli`]: the `switchboard` command line.
 
+pub mod admin;
 pub mod cli;
 pub mod core_queue;
 pub mod echo;
 pub mod gateway;
 pub mod logic;
+pub mod metrics;
 pub mod serve;
 pub mod store;

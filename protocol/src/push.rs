@@ -137,6 +137,9 @@ impl KickReason {
     pub const PROTOCOL_VIOLATION: KickReason = KickReason(2);
     /// 3: the server is shutting down or draining; reconnect (to another address) with backoff.
     pub const SERVER_SHUTDOWN: KickReason = KickReason(3);
+    /// 4: the application's backend ended the session (a ban, a password change, a sign-out
+    /// from elsewhere); do not reconnect until the user acts.
+    pub const ENDED_BY_SERVICE: KickReason = KickReason(4);
 
     /// The reason with wire code `code`, known to this crate or not.
     pub const fn from_code(code: u16) -> Self {
@@ -154,6 +157,7 @@ impl KickReason {
             1 => Some("LOGGED_IN_ELSEWHERE"),
             2 => Some("PROTOCOL_VIOLATION"),
             3 => Some("SERVER_SHUTDOWN"),
+            4 => Some("ENDED_BY_SERVICE"),
             _ => None,
         }
     }

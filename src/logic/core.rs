@@ -25,10 +25,12 @@ use switchboard_protocol::command::is_request;
 use switchboard_protocol::{PongOk, Request, ResponseBody, Status, Target};
 use tracing::{info, warn};
 
+use super::backend::{BackendCall, Waiter};
 use super::config::LogicConfig;
 use super::dedupe::Dedupe;
 use super::group_cache::{Group, GroupCache};
 use super::messaging::Outgoing;
+use super::metrics::LogicMetrics;
 use super::outlet::{Outlet, Replies};
 use super::session::{ConnKey, SessionTable};
 use super::snowflake::{NodeIdOutOfRange, SnowflakeGenerator};
@@ -50,6 +52,8 @@ pub enum Inbound {
     /// SERVER_SHUTDOWN) so it reconnects elsewhere, then answer on the channel. The gateway's
     /// drain closes the connections after these pushes.
     Shutdown(crossbeam_channel::Sender<()>),
+    /// A call of the application's backend (the admin listener's API), not a connection's.
+    Backend(Box<BackendCall>),
 }
 
 /// The logic core's state. Fields are shared with the concern files beside this one.
@@ -60,13 +64,15 @@ pub struct LogicCore<S, O> {
     pub(super) ids: SnowflakeGenerator,
     pub(super) tokens: TokenVerifier,
     pub(super) tickets: Tickets<S>,
-    pub(super) dedupe: Dedupe,
+    pub(super) dedupe: Dedupe<Waiter>,
     /// (deadline, connection) in the order opened; all deadlines are `login_timeout` apart
     /// from their opening, so the front is always the earliest.
     pub(super) login_deadlines: VecDeque<(u64, ConnKey)>,
     pub(super) replies: Replies<O>,
     /// The time of the input being handled.
     pub(super) now_ms: u64,
+    /// Counters the admin listener reads; this thread is their one writer.
+    pub(super) metrics: Arc<LogicMetrics>,
 }
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
@@ -98,6 +104,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             tickets: Tickets::new(store),
             login_deadlines: VecDeque::new(),
             now_ms: 0,
+            metrics: Arc::default(),
         })
     }
 
@@ -109,7 +116,22 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             Inbound::Packet(conn, packet) => self.on_packet(conn, packet),
             Inbound::Closed(conn) => self.on_closed(conn),
             Inbound::Shutdown(done) => self.on_shutdown(done),
+            Inbound::Backend(call) => self.on_backend(*call),
         }
+    }
+
+    /// The core's counters, for the admin listener to read.
+    pub fn metrics(&self) -> Arc<LogicMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Publishes the gauges (sessions, requests in flight) to the metrics: after each batch.
+    pub fn publish_gauges(&self) {
+        let m = &self.metrics;
+        m.connections.set(self.sessions.connections() as u64);
+        m.online_users.set(self.sessions.online_users() as u64);
+        m.store_requests_in_flight
+            .set(self.tickets.in_flight() as u64);
     }
 
     /// Handles one store completion that arrived at `now_ms`.
@@ -118,12 +140,19 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         let Some(Pending { asker, then }) = self.tickets.take(completion.ticket()) else {
             return; // a purge the store ran on its own
         };
-        match then {
+        let then = match then {
             Then::Stored {
                 key,
                 msg_id,
                 time_ms,
-            } => self.on_stored(key, (msg_id, time_ms), completion),
+            } => return self.on_stored(key, (msg_id, time_ms), completion),
+            then => then,
+        };
+        let Some(asker) = asker else {
+            return; // only appends are submitted without an asker (their waiters are in dedupe)
+        };
+        match then {
+            Then::Stored { .. } => {} // handled above
             Then::Index => self.on_index(asker, completion),
             Then::Fetch { ids } => self.on_fetched(asker, &ids, completion),
             Then::Acked => self.on_acked(asker, completion),
@@ -191,7 +220,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 body,
             } => {
                 let target = Target::Direct(to);
-                self.send(asker, Outgoing::new(user, target, client_msg_id, body));
+                self.send(Waiter::Client(asker), Outgoing::new(user, target, client_msg_id, body));
             }
             Request::GroupSend {
                 group_id,
@@ -199,7 +228,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 body,
             } => {
                 let target = Target::Group(group_id);
-                self.send(asker, Outgoing::new(user, target, client_msg_id, body));
+                self.send(Waiter::Client(asker), Outgoing::new(user, target, client_msg_id, body));
             }
             Request::SyncIndex { after, limit } => {
                 let after = InboxPoint::Message(after);
@@ -234,7 +263,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         then: Then,
         make: impl FnOnce(Ticket) -> StoreRequest,
     ) -> bool {
-        match self.tickets.submit(asker, then, make) {
+        match self.tickets.submit(Some(asker), then, make) {
             Ok(()) => true,
             Err(status) => {
                 self.refuse(asker, status);

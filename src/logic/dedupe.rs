@@ -6,6 +6,7 @@
 //! again. Resends older than the window reach the store, whose unique (sender,
 //! client_msg_id) index answers with the original. The window is bounded: the oldest
 //! finished entries are forgotten first; entries still waiting for the store are never dropped.
+//! A waiter is whoever is answered at the commit: a client's request, or a backend API call.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,9 +18,9 @@ pub type DedupeKey = (Arc<str>, u64);
 
 /// What the window knows of a pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DedupeEntry {
+pub enum DedupeEntry<W = Asker> {
     /// Submitted to the store; these requests wait for its commit.
-    Pending(Vec<Asker>),
+    Pending(Vec<W>),
     /// Stored with this id and time.
     Done {
         /// The message's id.
@@ -31,13 +32,13 @@ pub enum DedupeEntry {
 
 /// Recent pairs, bounded to `capacity` entries.
 #[derive(Debug)]
-pub struct Dedupe {
-    entries: HashMap<DedupeKey, DedupeEntry>,
+pub struct Dedupe<W = Asker> {
+    entries: HashMap<DedupeKey, DedupeEntry<W>>,
     order: VecDeque<DedupeKey>,
     capacity: usize,
 }
 
-impl Dedupe {
+impl<W> Dedupe<W> {
     /// A window of at most `capacity` finished entries.
     pub fn new(capacity: usize) -> Self {
         Dedupe {
@@ -48,12 +49,12 @@ impl Dedupe {
     }
 
     /// The entry for a pair, if the window has it.
-    pub fn get_mut(&mut self, key: &DedupeKey) -> Option<&mut DedupeEntry> {
+    pub fn get_mut(&mut self, key: &DedupeKey) -> Option<&mut DedupeEntry<W>> {
         self.entries.get_mut(key)
     }
 
     /// Records a pair just submitted to the store, with its first requester.
-    pub fn insert_pending(&mut self, key: DedupeKey, waiter: Asker) {
+    pub fn insert_pending(&mut self, key: DedupeKey, waiter: W) {
         self.entries
             .insert(key.clone(), DedupeEntry::Pending(vec![waiter]));
         self.order.push_back(key);
@@ -61,7 +62,7 @@ impl Dedupe {
     }
 
     /// The store committed the pair: returns every request waiting for it.
-    pub fn complete(&mut self, key: &DedupeKey, msg_id: u64, time_ms: u64) -> Vec<Asker> {
+    pub fn complete(&mut self, key: &DedupeKey, msg_id: u64, time_ms: u64) -> Vec<W> {
         match self
             .entries
             .insert(key.clone(), DedupeEntry::Done { msg_id, time_ms })
@@ -72,7 +73,7 @@ impl Dedupe {
     }
 
     /// The store failed the pair: forget it (a resend may try again) and return its waiters.
-    pub fn fail(&mut self, key: &DedupeKey) -> Vec<Asker> {
+    pub fn fail(&mut self, key: &DedupeKey) -> Vec<W> {
         match self.entries.remove(key) {
             Some(DedupeEntry::Pending(waiters)) => waiters,
             _ => Vec::new(),

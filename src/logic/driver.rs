@@ -38,12 +38,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                         for event in batch {
                             self.handle_inbound(event, now);
                         }
+                        self.publish_gauges();
                     }
                     Err(_) => return,
                 },
                 recv(completions) -> completion => {
                     if let Ok(completion) = completion {
                         self.handle_completion(completion, unix_now_ms());
+                        self.publish_gauges();
                     }
                 },
                 default(sleep.min(MAX_SLEEP)) => {}

@@ -53,6 +53,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             if let Some(ConnState::AwaitingLogin { deadline_ms }) = self.sessions.state(conn) {
                 if *deadline_ms == deadline {
                     debug!(conn, "no LOGIN within the login timeout");
+                    self.metrics.login_timeouts.inc();
                     self.drop_connection(conn, CloseWhy::LoginTimeout);
                 }
             }
@@ -81,6 +82,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                     Status::INVALID_TOKEN
                 };
                 info!(conn, %error, "login refused");
+                self.metrics.logins_refused.inc();
                 self.refuse(asker, status);
                 return self.drop_connection(conn, CloseWhy::LoginFailed);
             }
@@ -95,7 +97,9 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             self.replies
                 .push_kicked(previous, KickReason::LOGGED_IN_ELSEWHERE, text);
             self.replies.close(previous, CloseWhy::Kicked);
+            self.metrics.logins_replacing.inc();
         }
+        self.metrics.logins.inc();
         let body = ResponseBody::Login(LoginOk {
             user: (&*user).into(),
             device: (&*device).into(),
@@ -158,7 +162,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     }
 
     /// Forgets the connection, then asks the gateway to close it.
-    fn drop_connection(&mut self, conn: ConnKey, why: CloseWhy) {
+    pub(super) fn drop_connection(&mut self, conn: ConnKey, why: CloseWhy) {
         self.sessions.remove(conn);
         self.replies.close(conn, why);
     }

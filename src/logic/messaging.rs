@@ -17,7 +17,8 @@ use super::dedupe::{DedupeEntry, DedupeKey};
 use super::group_cache::Refusal;
 use super::outlet::Outlet;
 use super::session::ConnKey;
-use super::tickets::{Asker, Then};
+use super::backend::{BackendAnswer, Waiter};
+use super::tickets::Then;
 use crate::store::{self, AppendOutcome, Completion, Store, StoreRequest, StoredMessage};
 
 /// A message as its sender asked for it, before the store has it.
@@ -69,23 +70,26 @@ impl Outgoing {
 }
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
-    pub(super) fn send(&mut self, asker: Asker, message: Outgoing) {
+    /// A message from a client or the backend: refused, answered from the dedupe window, or
+    /// appended and pushed, its `waiter` answered at the commit.
+    pub(super) fn send(&mut self, waiter: Waiter, message: Outgoing) {
         if message.body.len() > self.config.max_body as usize {
-            return self.refuse(asker, Status::TOO_LARGE);
+            return self.refuse_waiter(waiter, Status::TOO_LARGE);
         }
         let key: DedupeKey = (message.sender.clone(), message.client_msg_id);
-        if self.answered_from_window(asker, &key) {
+        let Some(waiter) = self.answered_from_window(waiter, &key) else {
+            self.metrics.sends_repeated.inc();
             return;
-        }
+        };
         let recipients = match self.recipients(&message) {
             Ok(recipients) => recipients,
-            Err(refusal) => return self.refuse(asker, refusal_status(refusal)),
+            Err(refusal) => return self.refuse_waiter(waiter, refusal_status(refusal)),
         };
         let msg_id = match self.ids.next_id(self.now_ms) {
             Ok(id) => id,
             Err(error) => {
                 warn!(%error, "cannot assign a message id");
-                return self.refuse(asker, Status::INTERNAL);
+                return self.refuse_waiter(waiter, Status::INTERNAL);
             }
         };
         let time_ms = self.now_ms;
@@ -100,10 +104,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             message: stored,
             inboxes,
         };
-        if !self.ask_store(asker, then, append) {
-            return; // refused BUSY or INTERNAL: nothing pushed, nothing remembered
+        // The append's completion answers the dedupe window's waiters, not an asker.
+        if let Err(status) = self.tickets.submit(None, then, append) {
+            self.metrics.sends_busy.inc();
+            return self.refuse_waiter(waiter, status); // nothing pushed, nothing remembered
         }
-        self.dedupe.insert_pending(key, asker);
+        self.metrics.messages_accepted.inc();
+        let from = waiter.conn();
+        self.dedupe.insert_pending(key, waiter);
         let chat = ChatMessage {
             msg_id,
             server_time_ms: time_ms,
@@ -112,26 +120,35 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             client_msg_id: message.client_msg_id,
             body: message.body,
         };
-        self.fan_out(asker.conn, &message.sender, &recipients, &chat);
+        self.fan_out(from, &message.sender, &recipients, &chat);
     }
 
     /// Answers a resend the dedupe window knows: at once if stored, after the pending commit
-    /// otherwise. Returns whether it was answered (or will be).
-    fn answered_from_window(&mut self, asker: Asker, key: &DedupeKey) -> bool {
+    /// otherwise. Gives the waiter back if the window does not know the pair.
+    fn answered_from_window(&mut self, waiter: Waiter, key: &DedupeKey) -> Option<Waiter> {
         match self.dedupe.get_mut(key) {
             Some(DedupeEntry::Done { msg_id, time_ms }) => {
                 let ok = SendOk {
                     msg_id: *msg_id,
                     server_time_ms: *time_ms,
                 };
-                self.reply(asker, send_ok(asker.command, ok));
-                true
+                self.ack_waiter(waiter, ok);
+                None
             }
             Some(DedupeEntry::Pending(waiters)) => {
-                waiters.push(asker);
-                true
+                waiters.push(waiter);
+                None
             }
-            None => false,
+            None => Some(waiter),
+        }
+    }
+
+    fn ack_waiter(&mut self, waiter: Waiter, ok: SendOk) {
+        match waiter {
+            Waiter::Client(asker) => self.reply(asker, send_ok(asker.command, ok)),
+            Waiter::Backend(reply) => {
+                let _ = reply.send(BackendAnswer::Sent(ok));
+            }
         }
     }
 
@@ -150,7 +167,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     /// the connection it came from. Encoded once; every connection gets the same bytes.
     fn fan_out(
         &mut self,
-        from: ConnKey,
+        from: Option<ConnKey>,
         sender: &str,
         recipients: &[Arc<str>],
         chat: &ChatMessage,
@@ -166,7 +183,8 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         let users = recipients.iter().map(|r| &**r).chain(sender_too);
         for user in users {
             for device in self.sessions.devices(user) {
-                if device.conn != from {
+                if Some(device.conn) != from {
+                    self.metrics.pushes.inc();
                     self.replies.push(device.conn, push.clone());
                 }
             }
@@ -185,7 +203,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             other => {
                 warn!(?other, "storing a message failed");
                 for waiter in self.dedupe.fail(&key) {
-                    self.refuse(waiter, Status::INTERNAL);
+                    self.refuse_waiter(waiter, Status::INTERNAL);
                 }
                 return;
             }
@@ -195,7 +213,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 msg_id,
                 server_time_ms: time_ms,
             };
-            self.reply(waiter, send_ok(waiter.command, ok));
+            self.ack_waiter(waiter, ok);
         }
     }
 }

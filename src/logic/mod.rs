@@ -5,6 +5,7 @@
 //! out through an [`Outlet`] the gateway implements, and the store is a [`crate::store::Store`]
 //! answered by tickets and completions. `core.rs` dispatches; each concern has its file.
 
+pub mod backend;
 mod config;
 pub mod core;
 pub mod dedupe;
@@ -13,6 +14,7 @@ pub mod group_cache;
 mod groups;
 mod login;
 mod messaging;
+pub mod metrics;
 mod outlet;
 pub mod session;
 pub mod snowflake;

@@ -49,7 +49,8 @@ pub(super) enum Then {
 
 /// A store request in flight.
 pub(super) struct Pending {
-    pub(super) asker: Asker,
+    /// The request to answer; `None` for an append, whose waiters the dedupe window holds.
+    pub(super) asker: Option<Asker>,
     pub(super) then: Then,
 }
 
@@ -75,7 +76,7 @@ impl<S: Store> Tickets<S> {
     /// that has stopped.
     pub(super) fn submit(
         &mut self,
-        asker: Asker,
+        asker: Option<Asker>,
         then: Then,
         make: impl FnOnce(Ticket) -> StoreRequest,
     ) -> Result<(), Status> {
@@ -88,7 +89,7 @@ impl<S: Store> Tickets<S> {
             }
             Err(SubmitError::Busy(_)) => Err(Status::BUSY),
             Err(SubmitError::Stopped(_)) => {
-                warn!(command = ?asker.command, "the store has stopped");
+                warn!(command = ?asker.map(|a| a.command), "the store has stopped");
                 Err(Status::INTERNAL)
             }
         }

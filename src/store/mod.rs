@@ -54,6 +54,32 @@ pub struct StoreConfig {
     /// How long a transaction waits for another connection's lock before failing with
     /// [`StoreError::Locked`].
     pub busy_timeout: Duration,
+    /// Where the store thread counts its commits (it is their one writer).
+    pub metrics: std::sync::Arc<StoreMetrics>,
+}
+
+/// What the store thread counts, for the admin listener's `/metrics`.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    /// Seconds from BEGIN to the end of COMMIT, per batch.
+    pub commit_seconds: crate::metrics::Histogram,
+    /// Requests per committed batch.
+    pub batch_requests: crate::metrics::Histogram,
+    /// Batches that failed as a whole (rolled back).
+    pub batches_failed: crate::metrics::Counter,
+    /// Requests waiting in the queue when the last batch was taken.
+    pub queued_requests: crate::metrics::Gauge,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            commit_seconds: crate::metrics::Histogram::new(crate::metrics::SECONDS_BOUNDS),
+            batch_requests: crate::metrics::Histogram::new(crate::metrics::SIZE_BOUNDS),
+            batches_failed: crate::metrics::Counter::default(),
+            queued_requests: crate::metrics::Gauge::default(),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -66,6 +92,7 @@ impl StoreConfig {
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            metrics: std::sync::Arc::default(),
         }
     }
 
@@ -126,6 +153,7 @@ impl SqliteStore {
             batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
             sequences: sequence::InboxSequences::default(),
             done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+            metrics: config.metrics.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("store".into())

@@ -32,6 +32,7 @@ pub(crate) struct StoreWriter {
     /// Each recently written inbox's last sequence number (forgotten on a rollback).
     pub(crate) sequences: InboxSequences,
     pub(crate) done: Vec<Completion>,
+    pub(crate) metrics: std::sync::Arc<super::StoreMetrics>,
 }
 
 /// Why a batch failed as a whole.
@@ -105,7 +106,13 @@ impl StoreWriter {
             }
         }
         self.done.clear();
-        if let Err(BatchAborted(error)) = self.execute_batch(&batch) {
+        self.metrics.queued_requests.set(self.requests.len() as u64);
+        let started = Instant::now();
+        let result = self.execute_batch(&batch);
+        self.metrics.commit_seconds.observe_duration(started.elapsed());
+        self.metrics.batch_requests.observe(batch.len() as f64);
+        if let Err(BatchAborted(error)) = result {
+            self.metrics.batches_failed.inc();
             tracing::warn!(%error, requests = batch.len(), "store batch failed");
             self.rollback_if_open();
             self.done.clear();
