@@ -122,7 +122,56 @@ struct ServeArgs {
     /// process crash (WAL).
     #[arg(long, value_name = "MODE", default_value = "full", value_parser = ["full", "normal"])]
     synchronous: String,
+    /// The admin HTTP listener (/healthz, /readyz, /metrics, /router and the backend API), or
+    /// `off`. Keep it on the operator's network: only the API needs a token.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9090")]
+    admin: AdminListen,
+    /// The bearer token of the backend API on the admin listener (at least 16 characters);
+    /// without one the API is off. Prefer the environment variable: arguments show in `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// The gateway addresses /router gives clients, in the order to try them, as the clients
+    /// write them (ws://chat.example.com/,tcp://203.0.113.7:9000) [default: this node's
+    /// listeners].
+    #[arg(long, value_name = "URL,...", value_delimiter = ',', value_parser = parse_endpoint)]
+    advertise: Vec<String>,
 }
+
+/// `--admin`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AdminListen(Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(AdminListen(None));
+        }
+        text.parse()
+            .map(|addr| AdminListen(Some(addr)))
+            .map_err(|e| format!("{e}: expected ADDR:PORT or off"))
+    }
+}
+
+/// An `--advertise` entry: a gateway address in the SDK's syntax.
+fn parse_endpoint(text: &str) -> Result<String, String> {
+    let schemes = ["ws://", "wss://", "tcp://", "tls://"];
+    match schemes.iter().find(|scheme| text.starts_with(**scheme)) {
+        Some(scheme) if text.len() > scheme.len() => Ok(text.to_owned()),
+        _ => Err(format!(
+            "expected ws://host[:port][/path] or tcp://host:port, got {text:?}"
+        )),
+    }
+}
+
+/// The shortest backend API token accepted: a guessable token is worse than none.
+const MIN_ADMIN_TOKEN: usize = 16;
 
 #[derive(Args, Debug)]
 struct EchoArgs {
@@ -523,6 +572,19 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             crate::store::Synchronous::Full
         }),
     };
+    let token = args.admin_token.filter(|token| !token.is_empty());
+    if token.as_ref().is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN) {
+        eprintln!(
+            "switchboard serve: --admin-token must be at least {MIN_ADMIN_TOKEN} characters"
+        );
+        return ExitCode::from(2);
+    }
+    let admin = args.admin.0.map(|addr| crate::admin::AdminConfig {
+        addr,
+        token,
+        advertise: args.advertise.clone(),
+        max_request_body: crate::admin::request_body_limit(args.max_body),
+    });
     let signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
@@ -530,7 +592,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match crate::serve::ChatServer::start(gateway, logic, args.data.clone(), store) {
+    let data = args.data.clone();
+    let server = match crate::serve::ChatServer::start_with_admin(gateway, logic, data, store, admin)
+    {
         Ok(server) => server,
         Err(e) => {
             eprintln!("switchboard serve: {e}");
@@ -542,6 +606,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(addr) = server.gateway().tcp_addr() {
         println!("switchboard serve: framed TCP on {addr}");
+    }
+    if let Some(addr) = server.admin_addr() {
+        println!("switchboard serve: admin on http://{addr}/");
     }
     println!("switchboard serve: data in {}", args.data.display());
     let mut signals = signals;

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use switchboard_codec::ws::CloseCode;
 
+use crate::admin::{AdminConfig, AdminError, AdminServer, Readiness, Sources};
 use crate::core_queue::{event_bytes, CoreQueue};
 
 use crate::gateway::{
@@ -155,6 +156,8 @@ pub enum StartError {
     Logic(#[source] NodeIdOutOfRange),
     #[error("cannot start the logic core's thread: {0}")]
     SpawnLogic(#[source] std::io::Error),
+    #[error("cannot start the admin listener: {0}")]
+    Admin(#[source] AdminError),
 }
 
 /// Settings whose largest packet would not fit in `--max-packet` (docs/protocol.md §1).
@@ -211,6 +214,7 @@ pub enum SecretError {
 /// A running chat server: gateway, logic core and store.
 pub struct ChatServer {
     gateway: Gateway,
+    admin: Option<AdminServer>,
     /// The server's own way into the core, for the shutdown notice; dropped before the core
     /// is joined (the core runs until every sender is gone).
     to_core: CoreQueue,
@@ -222,14 +226,31 @@ impl ChatServer {
     /// Opens the store in `data`, loads the groups, starts the logic core and the gateway.
     pub fn start(
         gateway: GatewayConfig,
-        mut logic: LogicConfig,
+        logic: LogicConfig,
         data: PathBuf,
         store: StoreConfigPatch,
     ) -> Result<ChatServer, StartError> {
+        ChatServer::start_with_admin(gateway, logic, data, store, None)
+    }
+
+    /// [`ChatServer::start`], with the admin listener when `admin` is given. It listens
+    /// first, so `/healthz` answers and `/readyz` says 503 while the store opens.
+    pub fn start_with_admin(
+        gateway: GatewayConfig,
+        mut logic: LogicConfig,
+        data: PathBuf,
+        store: StoreConfigPatch,
+        admin: Option<AdminConfig>,
+    ) -> Result<ChatServer, StartError> {
         let gateway = one_packet_limit(gateway, &mut logic).map_err(StartError::Limits)?;
+        let admin = admin
+            .map(|config| AdminServer::start(config, logic.max_body as usize))
+            .transpose()
+            .map_err(StartError::Admin)?;
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         let mut store_config = StoreConfig::new(data);
         store.apply(&mut store_config);
+        let store_metrics = store_config.metrics.clone();
         let (store, store_thread) =
             SqliteStore::open(store_config, completions_tx).map_err(StartError::OpenStore)?;
         let groups = store.load_groups().map_err(StartError::LoadGroups)?;
@@ -248,16 +269,38 @@ impl ChatServer {
             handle: gateway.handle(),
         };
         let core = LogicCore::new(logic, store, groups, outlet).map_err(StartError::Logic)?;
+        let logic_metrics = core.metrics();
         let core = std::thread::Builder::new()
             .name("logic".into())
             .spawn(move || core.run(inbound, completions_rx))
             .map_err(StartError::SpawnLogic)?;
+        if let Some(admin) = &admin {
+            let sources = Sources {
+                gateway: gateway.probe(),
+                logic: logic_metrics,
+                store: store_metrics,
+                tcp: gateway.tcp_addr(),
+                ws: gateway.ws_addr(),
+            };
+            admin.attach(sources, to_core.clone());
+        }
         Ok(ChatServer {
             gateway,
+            admin,
             to_core,
             core,
             store: store_thread,
         })
+    }
+
+    /// The admin listener's address, if it runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(AdminServer::addr)
+    }
+
+    /// The readiness `/readyz` reports, if the admin listener runs (a drain sets it).
+    pub fn readiness(&self) -> Option<std::sync::Arc<Readiness>> {
+        self.admin.as_ref().map(AdminServer::readiness)
     }
 
     /// The gateway (addresses, handle).
@@ -269,10 +312,15 @@ impl ChatServer {
     pub fn shutdown(self) {
         let ChatServer {
             gateway,
+            admin,
             to_core,
             core,
             store,
         } = self;
+        // /readyz turns 503 first, and the API lets go of the core's queue.
+        if let Some(admin) = &admin {
+            admin.detach_core();
+        }
         // KICKED(SERVER_SHUTDOWN) first, so clients reconnect elsewhere instead of waiting
         // out a backoff. The pushes reach each reactor's inbox before its drain command.
         let (done, kicked) = crossbeam_channel::bounded(1);
@@ -287,6 +335,9 @@ impl ChatServer {
         let _ = core.join();
         if let Err(e) = store.join() {
             tracing::warn!(error = %e, "store thread ended with an error");
+        }
+        if let Some(admin) = admin {
+            admin.shutdown();
         }
     }
 }

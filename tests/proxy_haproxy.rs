@@ -89,6 +89,7 @@ impl Server {
         let data = tempfile::tempdir().expect("a data directory");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0"])
             .args(["--proxy-protocol", "--trusted-proxies", trusted])
             .args(["--log-format", "json", "--data"])
             .arg(data.path())

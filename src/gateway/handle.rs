@@ -180,6 +180,14 @@ impl GatewayHandle {
         self.inboxes.inboxes.len()
     }
 
+    /// Bytes of pushes waiting in reactor `index`'s inbox.
+    pub fn inbox_bytes(&self, index: usize) -> usize {
+        self.inboxes
+            .inboxes
+            .get(index)
+            .map_or(0, |inbox| inbox.queued.load(Ordering::Acquire))
+    }
+
     /// Wakes reactor `index` for a pass with nothing to apply: how a handler that said it
     /// could take no input ([`Handler::wants_input`]) has it asked again once it has room.
     ///

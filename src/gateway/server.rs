@@ -18,6 +18,7 @@ use super::epoll::{Reactor, Shared, WAKER};
 use super::handle::GatewayHandle;
 use super::handler::Handler;
 use super::listener::bind_listener;
+use super::metrics::GatewayProbe;
 
 /// A running gateway: its reactor threads and the handle that reaches them.
 pub struct Gateway {
@@ -70,6 +71,7 @@ impl Gateway {
             open_conns: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             budget_closes: AtomicU64::new(0),
+            metrics: (0..workers).map(|_| Default::default()).collect(),
         });
         let mut threads = Vec::with_capacity(workers);
         for (index, ((poll, (tcp, ws)), inbox)) in
@@ -120,6 +122,14 @@ impl Gateway {
         self.shared
             .open_conns
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The gateway's counters and gauges, readable from any thread (the admin listener).
+    pub fn probe(&self) -> GatewayProbe {
+        GatewayProbe {
+            shared: self.shared.clone(),
+            handle: self.handle.clone(),
+        }
     }
 
     /// Bytes queued for writing across all reactors, as of the end of each one's last pass.

@@ -18,6 +18,8 @@ pub struct ServeProcess {
     pub tcp: SocketAddr,
     /// Its WebSocket address.
     pub ws: SocketAddr,
+    /// Its admin listener (on a free loopback port unless `args` chose `--admin`).
+    pub admin: Option<SocketAddr>,
 }
 
 impl ServeProcess {
@@ -32,12 +34,16 @@ impl ServeProcess {
             .args(["--workers", "2"])
             .args(args)
             .env("SWITCHBOARD_JWT_SECRET", secret);
+        if !args.iter().any(|arg| arg.starts_with("--admin")) {
+            command.args(["--admin", "127.0.0.1:0"]);
+        }
         // The data line is the last of the start-up announcements: after it, the server is up.
         let (child, listeners) = spawn_announced(command, "serve", &["data in "]);
         ServeProcess {
             child,
             tcp: listeners.tcp,
             ws: listeners.ws,
+            admin: listeners.admin,
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Listeners {
     pub ws: SocketAddr,
     /// Its framed-TCP address.
     pub tcp: SocketAddr,
+    /// Its admin listener, if it announced one before the lines waited for (`serve`).
+    pub admin: Option<SocketAddr>,
 }
 
 /// Spawns `command` (the binary with `subcommand` and its arguments already added) and waits
@@ -45,7 +47,7 @@ pub fn read_listeners(
     also: &[&str],
 ) -> Listeners {
     let prefix = format!("switchboard {subcommand}: ");
-    let (mut ws, mut tcp) = (None, None);
+    let (mut ws, mut tcp, mut admin) = (None, None, None);
     let mut unseen: Vec<&str> = also.to_vec();
     while ws.is_none() || tcp.is_none() || !unseen.is_empty() {
         let line = lines
@@ -62,6 +64,8 @@ pub fn read_listeners(
             );
         } else if let Some(rest) = said.strip_prefix("framed TCP on ") {
             tcp = Some(rest.parse().expect("a TCP address"));
+        } else if let Some(rest) = said.strip_prefix("admin on http://") {
+            admin = Some(rest.trim_end_matches('/').parse().expect("an admin address"));
         } else {
             unseen.retain(|start| !said.starts_with(start));
         }
@@ -69,6 +73,7 @@ pub fn read_listeners(
     Listeners {
         ws: ws.expect("seen"),
         tcp: tcp.expect("seen"),
+        admin,
     }
 }
 

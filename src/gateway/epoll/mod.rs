@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) queued_bytes: AtomicUsize,
     /// Connections closed because the process went over `--max-queued-bytes`.
     pub(crate) budget_closes: AtomicU64,
+    /// One block of counters per reactor, each written by its reactor only.
+    pub(crate) metrics: Box<[super::metrics::ReactorMetrics]>,
 }
 
 /// One connection as the driver holds it: its socket and its machine.
