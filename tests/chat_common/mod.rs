@@ -13,12 +13,13 @@ pub mod process;
 mod shared;
 
 #[allow(unused_imports)] // not every test binary names them
-pub use shared::{loopback, random_u64, wait_until, IO_TIMEOUT};
+pub use shared::{http, loopback, random_u64, wait_until, IO_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use switchboard::admin::AdminConfig;
 use switchboard::gateway::GatewayConfig;
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
@@ -52,7 +53,21 @@ pub struct ServerOptions {
     pub retention: Option<Duration>,
     pub workers: usize,
     pub max_packet: usize,
+    /// The admin listener (on a free loopback port) and its API token, if any.
+    pub admin: Option<AdminOptions>,
 }
+
+/// The admin listener of a test server.
+#[derive(Debug, Clone, Default)]
+pub struct AdminOptions {
+    /// The API's bearer token; `None` leaves the API off.
+    pub token: Option<String>,
+    /// What `/router` lists.
+    pub advertise: Vec<String>,
+}
+
+/// The API token tests use.
+pub const ADMIN_TOKEN: &str = "admin-token-for-the-tests";
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -64,6 +79,7 @@ impl Default for ServerOptions {
             retention: None,
             workers: 2,
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
+            admin: None,
         }
     }
 }
@@ -74,6 +90,7 @@ pub struct TestServer {
     server: Option<ChatServer>,
     tcp: SocketAddr,
     ws: SocketAddr,
+    admin: Option<SocketAddr>,
     data: PathBuf,
     // Declared last: the directory outlives the server that writes into it.
     _dir: Option<tempfile::TempDir>,
@@ -111,14 +128,22 @@ impl TestServer {
             retention: options.retention,
             ..StoreConfigPatch::default()
         };
-        let server = ChatServer::start(gateway, logic, data.to_path_buf(), store)
+        let admin = options.admin.map(|admin| AdminConfig {
+            addr: loopback(),
+            token: admin.token,
+            advertise: admin.advertise,
+            max_request_body: switchboard::admin::request_body_limit(options.max_body),
+        });
+        let server = ChatServer::start_with_admin(gateway, logic, data.to_path_buf(), store, admin)
             .expect("the chat server starts");
+        let admin = server.admin_addr();
         let tcp = server.gateway().tcp_addr().expect("a TCP listener");
         let ws = server.gateway().ws_addr().expect("a WebSocket listener");
         TestServer {
             server: Some(server),
             tcp,
             ws,
+            admin,
             data: data.to_path_buf(),
             _dir: None,
         }
@@ -130,6 +155,16 @@ impl TestServer {
             Transport::Tcp => self.tcp,
             Transport::Ws => self.ws,
         }
+    }
+
+    /// The admin listener; panics if the options had none.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("a server started with an admin listener")
+    }
+
+    /// The chat server itself (readiness, gateway).
+    pub fn server(&self) -> &ChatServer {
+        self.server.as_ref().expect("running")
     }
 
     /// The data directory.

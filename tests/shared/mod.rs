@@ -2,6 +2,7 @@
 //! `tests/chat_common`): the loopback gateway setup, waiting for a condition, test
 //! randomness, and the submodules for sockets, WebSocket and the `switchboard` child process.
 
+pub mod http;
 pub mod process;
 pub mod socket;
 pub mod ws;

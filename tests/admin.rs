@@ -1,0 +1,163 @@
+//! The admin listener over real sockets: health and readiness through start-up and a drain,
+//! the Prometheus page following real traffic, and /router.
+
+mod chat_common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chat_common::http::{get, prometheus, request};
+use chat_common::{
+    loopback, unique_user, wait_until, AdminOptions, ServerOptions, TestServer, Transport,
+};
+use switchboard::admin::{AdminConfig, AdminServer};
+
+fn with_admin(token: Option<&str>) -> TestServer {
+    TestServer::with_options(ServerOptions {
+        admin: Some(AdminOptions {
+            token: token.map(str::to_owned),
+            ..AdminOptions::default()
+        }),
+        ..ServerOptions::default()
+    })
+}
+
+#[test]
+fn before_the_store_is_open_the_listener_is_alive_and_not_ready() {
+    let config = AdminConfig {
+        addr: loopback(),
+        token: None,
+        advertise: Vec::new(),
+        max_request_body: 1 << 16,
+    };
+    // Started, never attached: what a server looks like while its store opens.
+    let admin = AdminServer::start(config, 1 << 16).expect("the admin listener starts");
+    let addr = admin.addr();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let ready = get(addr, "/readyz");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert!(ready.body.contains("starting"), "{ready:?}");
+    let page = prometheus(&get(addr, "/metrics").body);
+    assert_eq!(page.get("switchboard_ready"), Some(&0.0));
+    assert_eq!(get(addr, "/nothing-here").status, 404);
+    assert_eq!(request(addr, "POST", "/healthz", &[], b"").status, 405);
+    admin.shutdown();
+}
+
+#[test]
+fn readyz_turns_503_when_draining_while_healthz_stays_200() {
+    let server = with_admin(None);
+    let addr = server.admin();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let ready = get(addr, "/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    server
+        .server()
+        .readiness()
+        .expect("an admin listener")
+        .set_draining();
+    let ready = get(addr, "/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("draining"), "{ready:?}");
+    assert_eq!(get(addr, "/healthz").status, 200, "alive while draining");
+    let page = prometheus(&get(addr, "/metrics").body);
+    assert_eq!(page.get("switchboard_draining"), Some(&1.0));
+}
+
+fn scrape(server: &TestServer) -> HashMap<String, f64> {
+    let reply = get(server.admin(), "/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{reply:?}"
+    );
+    prometheus(&reply.body)
+}
+
+fn value(page: &HashMap<String, f64>, name: &str) -> f64 {
+    *page
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is on the page"))
+}
+
+fn grew(before: &HashMap<String, f64>, after: &HashMap<String, f64>, name: &str) -> f64 {
+    value(after, name) - value(before, name)
+}
+
+#[test]
+fn metrics_follow_logins_messages_and_commits() {
+    let server = with_admin(None);
+    let before = scrape(&server);
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut sender = server.login(Transport::Ws, &alice, None);
+    let mut receiver = server.login(Transport::Tcp, &bob, None);
+    for id in 1..=5 {
+        sender.send_direct(&bob, id, b"counted").expect("stored");
+        receiver.expect_message();
+    }
+    let after = scrape(&server);
+    assert_eq!(grew(&before, &after, "switchboard_logins_total"), 2.0);
+    assert_eq!(
+        grew(&before, &after, "switchboard_messages_accepted_total"),
+        5.0
+    );
+    assert_eq!(grew(&before, &after, "switchboard_pushes_total"), 5.0);
+    assert!(grew(&before, &after, "switchboard_store_commit_seconds_count") >= 5.0);
+    assert!(grew(&before, &after, "switchboard_store_batch_requests_sum") >= 5.0);
+    let accepted = "switchboard_connections_accepted_total";
+    assert_eq!(grew(&before, &after, &format!("{accepted}{{transport=\"ws\"}}")), 1.0);
+    assert_eq!(grew(&before, &after, &format!("{accepted}{{transport=\"tcp\"}}")), 1.0);
+    assert_eq!(grew(&before, &after, "switchboard_websocket_handshakes_total"), 1.0);
+    assert_eq!(value(&after, "switchboard_connections_open"), 2.0);
+    assert_eq!(value(&after, "switchboard_online_users"), 2.0);
+    // Two LOGINs, five SENDs in; their answers and five pushes out.
+    assert!(grew(&before, &after, "switchboard_messages_in_total") >= 7.0);
+    assert!(grew(&before, &after, "switchboard_messages_out_total") >= 12.0);
+    assert!(grew(&before, &after, "switchboard_bytes_in_total") > 0.0);
+    assert!(grew(&before, &after, "switchboard_bytes_out_total") > 0.0);
+    assert!(grew(&before, &after, "switchboard_reactor_loop_seconds_count") > 0.0);
+    assert!(after.contains_key("switchboard_reactor_inbox_bytes{reactor=\"0\"}"));
+    assert!(after.contains_key("switchboard_core_queue_bytes"));
+    assert!(after.contains_key("switchboard_queued_bytes"));
+
+    // A peer that closes (TCP: a FIN), a refused login: counted.
+    drop(receiver);
+    let closes = "switchboard_closes_total{reason=\"peer_closed\"}";
+    let counted = wait_until(Duration::from_secs(5), || {
+        grew(&before, &scrape(&server), closes) == 1.0
+    });
+    assert!(counted, "the close is counted");
+    let mut stranger = server.connect(Transport::Tcp);
+    assert!(stranger.login("not a token").is_err());
+    let after = scrape(&server);
+    assert_eq!(grew(&before, &after, "switchboard_logins_refused_total"), 1.0);
+}
+
+#[test]
+fn router_lists_the_advertised_endpoints_or_the_listeners() {
+    let server = with_admin(None);
+    let endpoints = get(server.admin(), "/router").json()["endpoints"].clone();
+    assert_eq!(
+        endpoints,
+        serde_json::json!([
+            format!("ws://{}/", server.addr(Transport::Ws)),
+            format!("tcp://{}", server.addr(Transport::Tcp)),
+        ])
+    );
+    let advertised = vec![
+        "ws://chat.example.com/".to_owned(),
+        "tcp://203.0.113.7:9000".to_owned(),
+    ];
+    let server = TestServer::with_options(ServerOptions {
+        admin: Some(AdminOptions {
+            token: None,
+            advertise: advertised.clone(),
+        }),
+        ..ServerOptions::default()
+    });
+    let reply = get(server.admin(), "/router");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.json()["endpoints"], serde_json::json!(advertised));
+}
