@@ -584,6 +584,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         token,
         advertise: args.advertise.clone(),
         max_request_body: crate::admin::request_body_limit(args.max_body),
+        io_timeout: crate::admin::IO_TIMEOUT,
     });
     let signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,

@@ -4,6 +4,7 @@
 mod chat_common;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use chat_common::http::{get, prometheus, request};
@@ -29,6 +30,7 @@ fn before_the_store_is_open_the_listener_is_alive_and_not_ready() {
         token: None,
         advertise: Vec::new(),
         max_request_body: 1 << 16,
+        io_timeout: Duration::from_millis(500),
     };
     // Started, never attached: what a server looks like while its store opens.
     let admin = AdminServer::start(config, 1 << 16).expect("the admin listener starts");
@@ -41,6 +43,21 @@ fn before_the_store_is_open_the_listener_is_alive_and_not_ready() {
     assert_eq!(page.get("switchboard_ready"), Some(&0.0));
     assert_eq!(get(addr, "/nothing-here").status, 404);
     assert_eq!(request(addr, "POST", "/healthz", &[], b"").status, 405);
+    // A request never finished does not hold a thread for longer than the I/O timeout.
+    let mut stalled = std::net::TcpStream::connect(addr).expect("connect");
+    stalled.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed after the I/O timeout, not held: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(addr, "/healthz").status, 200, "still serving");
     admin.shutdown();
 }
 

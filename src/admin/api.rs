@@ -8,8 +8,6 @@
 //! [`CALL_TIMEOUT`]), never on a reactor. Every refusal is logged with the peer.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,10 +16,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use switchboard_protocol::{Status, Target, Text};
-use tiny_http::{Method, Request};
+use hyper::Method;
 use tracing::{info, warn};
 
-use super::{Context, Reply};
+use super::{Context, Head, Reply};
 use crate::logic::backend::{BackendAnswer, BackendCall, BackendRequest};
 use crate::logic::token::{is_valid_device, is_valid_user_id};
 use crate::logic::Inbound;
@@ -41,7 +39,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with its status, code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -49,8 +48,23 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    /// 400, `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "bad_request", message)
+    }
+
+    /// 500, `internal`.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "internal", message)
+    }
+
+    /// 413, `body_too_large`.
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("the request body is over {limit} bytes"),
+        )
     }
 }
 
@@ -77,31 +91,22 @@ impl ApiCounters {
     }
 }
 
-/// Answers one `/api/...` request.
-pub fn handle(context: &Context, request: &mut Request, peer: Option<SocketAddr>) -> Reply {
-    let method = request.method().clone();
-    let path = request.url().split('?').next().unwrap_or("").to_owned();
-    match route(context, request) {
-        Ok(value) => {
-            context.api_calls.count("ok");
-            info!(peer = ?peer, %method, path, "backend API call");
-            Reply::json(200, &value)
-        }
-        Err(error) => {
-            context.api_calls.count(error.code);
-            warn!(
-                peer = ?peer, %method, path, status = error.status, error = error.code,
-                message = %error.message, "backend API call refused"
-            );
-            let body = json!({ "error": error.code, "message": error.message });
-            let mut reply = Reply::json(error.status, &body);
-            reply.challenge = error.status == 401;
-            reply
-        }
-    }
+/// A call the checks let through, waiting for its body.
+#[derive(Debug)]
+pub enum Route {
+    /// `POST /api/v1/messages`.
+    Send,
+    /// `POST /api/v1/users/{user}/kick`.
+    Kick(String),
+    /// `GET /api/v1/users/{user}/devices`.
+    Devices(String),
+    /// `GET /api/v1/stats`.
+    Stats,
 }
 
-fn route(context: &Context, request: &mut Request) -> Result<Value, ApiError> {
+/// The checks made before the body is read: the API is on, the token matches, the call
+/// exists.
+pub fn check(context: &Context, head: &Head) -> Result<Route, ApiError> {
     let Some(token) = &context.config.token else {
         return Err(ApiError::new(
             403,
@@ -110,51 +115,64 @@ fn route(context: &Context, request: &mut Request) -> Result<Value, ApiError> {
              SWITCHBOARD_ADMIN_TOKEN",
         ));
     };
-    if !authorized(request, token) {
+    if !authorized(head.authorization.as_deref(), token) {
         return Err(ApiError::new(
             401,
             "unauthorized",
             "missing or wrong bearer token (Authorization: Bearer TOKEN)",
         ));
     }
-    let path = request.url().split('?').next().unwrap_or("").to_owned();
-    let segments: Vec<&str> = match path.strip_prefix("/api/v1/") {
+    let segments: Vec<&str> = match head.path.strip_prefix("/api/v1/") {
         Some(rest) => rest.split('/').collect(),
         None => Vec::new(),
     };
-    let method = request.method().clone();
-    match (&method, segments.as_slice()) {
-        (Method::Post, ["messages"]) => {
-            let body: SendBody = read_json(context, request)?.unwrap_or_default();
-            send(context, body)
-        }
-        (Method::Post, ["users", user, "kick"]) => {
-            let user = path_user(user)?;
-            let body: KickBody = read_json(context, request)?.unwrap_or_default();
-            kick(context, user, body)
-        }
-        (Method::Get, ["users", user, "devices"]) => {
-            let user = path_user(user)?;
-            devices(context, user)
-        }
-        (Method::Get, ["stats"]) => stats(context),
+    match (&head.method, segments.as_slice()) {
+        (&Method::POST, ["messages"]) => Ok(Route::Send),
+        (&Method::POST, ["users", user, "kick"]) => Ok(Route::Kick(path_user(user)?)),
+        (&Method::GET, ["users", user, "devices"]) => Ok(Route::Devices(path_user(user)?)),
+        (&Method::GET, ["stats"]) => Ok(Route::Stats),
         _ => Err(ApiError::new(
             404,
             "not_found",
-            format!("no API call {method} {path} (see docs/api.md)"),
+            format!("no API call {} {} (see docs/api.md)", head.method, head.path),
         )),
     }
 }
 
+/// Runs a checked call with its body; waits for the logic core (a blocking thread).
+pub fn run(context: &Context, route: Route, body: &[u8]) -> Result<Value, ApiError> {
+    match route {
+        Route::Send => send(context, parse(body)?.unwrap_or_default()),
+        Route::Kick(user) => kick(context, user, parse(body)?.unwrap_or_default()),
+        Route::Devices(user) => devices(context, user),
+        Route::Stats => stats(context),
+    }
+}
+
+/// The answer to a call that succeeded, counted and logged.
+pub fn done(context: &Context, head: &Head, value: Value) -> Reply {
+    context.api_calls.count("ok");
+    info!(peer = %head.peer, method = %head.method, path = head.path, "backend API call");
+    Reply::json(200, &value)
+}
+
+/// The answer to a refused call, counted and logged with the peer.
+pub fn refused(context: &Context, head: &Head, error: ApiError) -> Reply {
+    context.api_calls.count(error.code);
+    warn!(
+        peer = %head.peer, method = %head.method, path = head.path, status = error.status,
+        error = error.code, message = %error.message, "backend API call refused"
+    );
+    let body = json!({ "error": error.code, "message": error.message });
+    let mut reply = Reply::json(error.status, &body);
+    reply.challenge = error.status == 401;
+    reply
+}
+
 /// Compares the `Authorization: Bearer` token with `token` in time independent of where they
 /// differ (both hashed first, so their lengths do not show either).
-fn authorized(request: &Request, token: &str) -> bool {
-    let Some(given) = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
-    else {
+fn authorized(authorization: Option<&str>, token: &str) -> bool {
+    let Some(given) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
         return false;
     };
     let (given, expected) = (Sha1::digest(given.trim()), Sha1::digest(token));
@@ -165,36 +183,12 @@ fn authorized(request: &Request, token: &str) -> bool {
         == 0
 }
 
-/// The request's JSON body, `None` if it is empty. 413 past the limit, 400 if not JSON of
-/// the expected shape.
-fn read_json<T: for<'de> Deserialize<'de>>(
-    context: &Context,
-    request: &mut Request,
-) -> Result<Option<T>, ApiError> {
-    let limit = context.config.max_request_body;
-    let too_large = || {
-        ApiError::new(
-            413,
-            "body_too_large",
-            format!("the request body is over {limit} bytes"),
-        )
-    };
-    if request.body_length().is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    if body.len() > limit {
-        return Err(too_large());
-    }
+/// The body as JSON of the expected shape, `None` if it is empty.
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&body)
+    serde_json::from_slice(body)
         .map(Some)
         .map_err(|e| ApiError::new(400, "malformed_json", format!("the body is not valid: {e}")))
 }
@@ -255,7 +249,7 @@ fn call(context: &Context, request: BackendRequest) -> Result<BackendAnswer, Api
 }
 
 fn unexpected(answer: BackendAnswer) -> ApiError {
-    ApiError::new(500, "internal", format!("unexpected answer {answer:?}"))
+    ApiError::internal(format!("unexpected answer {answer:?}"))
 }
 
 /// `POST /api/v1/messages`.

@@ -1,5 +1,5 @@
 //! The admin listener: a small HTTP/1.1 server for operators, load balancers and the
-//! application's backend, on threads of its own. Never on the hot path: it reads counters the
+//! application's backend, on a thread of its own. Never on the hot path: it reads counters the
 //! other threads publish and talks to the logic core through the core's queue, like a reactor.
 //!
 //! - `GET /healthz`: 200 while the process serves requests at all (liveness).
@@ -9,8 +9,12 @@
 //! - `GET /router`: the gateway addresses a client should try (the seed's Router).
 //! - `/api/v1/...`: the backend API, behind a bearer token (see [`api`]).
 //!
-//! The server is `tiny_http` (docs/api.md says why): it parses requests on its own small pool
-//! of threads and hands them to [`WORKERS`] threads here, which answer them one at a time.
+//! The server is hyper on a current-thread tokio runtime (docs/api.md says why). Every
+//! connection carries one request (no keep-alive), whose head must arrive within the I/O
+//! timeout and whose body within another; at most [`MAX_CONNECTIONS`] are open at once, later
+//! ones are closed at accept. An API call that waits for the logic core waits on one of a
+//! few blocking threads, so `/healthz` is never stuck behind a commit.
+//!
 //! Invariant: the only way into the logic core is a [`CoreQueue`] held in a slot the shutdown
 //! empties before the core is joined, so the listener can stay up through a drain without
 //! keeping the core alive.
@@ -20,22 +24,32 @@ pub mod page;
 pub mod router;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Request, Response};
-use tracing::{info, warn};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tracing::{debug, info, warn};
 
 use crate::core_queue::CoreQueue;
 use crate::gateway::GatewayProbe;
 use crate::logic::metrics::LogicMetrics;
 use crate::store::StoreMetrics;
 
-/// Threads answering admin requests: a health check is not stuck behind one API call
-/// waiting for a commit.
-pub const WORKERS: usize = 2;
+/// Connections open at once; later ones are closed at accept (and logged).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Threads an API call may wait on for the logic core.
+const BLOCKING_THREADS: usize = 4;
+
+/// The default [`AdminConfig::io_timeout`].
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the admin listener is told at start.
 #[derive(Debug, Clone)]
@@ -48,10 +62,13 @@ pub struct AdminConfig {
     pub advertise: Vec<String>,
     /// The largest request body accepted, in bytes (413 past it).
     pub max_request_body: usize,
+    /// A request's head, and then its body, must arrive within this time, or the connection
+    /// is closed.
+    pub io_timeout: Duration,
 }
 
-/// The largest API request body for a `--max-body` of `max_body` bytes: the body as base64
-/// (4/3) or as JSON-escaped text (at most 6 bytes per byte, `\u0000`), plus the envelope.
+/// The largest API request body for a `--max-body` of `max_body` bytes: the body as
+/// JSON-escaped text (at most 6 bytes per byte, `\u0000`) or base64 (4/3), plus the envelope.
 pub fn request_body_limit(max_body: u32) -> usize {
     6 * max_body as usize + (16 << 10)
 }
@@ -95,7 +112,7 @@ pub struct Sources {
     pub ws: Option<SocketAddr>,
 }
 
-/// Everything a request handler needs, shared by the worker threads.
+/// Everything a request handler needs.
 pub struct Context {
     config: AdminConfig,
     readiness: Arc<Readiness>,
@@ -103,10 +120,12 @@ pub struct Context {
     /// The way into the logic core; emptied by the shutdown.
     core: Mutex<Option<CoreQueue>>,
     started: Instant,
-    /// The API's own counters (several threads, rare): calls by answer class.
+    /// The API's own counters: calls by answer.
     api_calls: api::ApiCounters,
     /// The largest message body, for the API's checks (from the logic core's settings).
     max_body: usize,
+    /// Connections open now.
+    open: AtomicUsize,
 }
 
 impl Context {
@@ -115,21 +134,38 @@ impl Context {
     }
 }
 
+/// What a handler reads of a request, besides its body.
+#[derive(Debug)]
+pub struct Head {
+    /// The method.
+    pub method: Method,
+    /// The path, without the query.
+    pub path: String,
+    /// The `Host` header.
+    pub host: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// Who sent it.
+    pub peer: SocketAddr,
+}
+
 /// A running admin listener.
 pub struct AdminServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
     context: Arc<Context>,
-    stopping: Arc<AtomicBool>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 /// Why the admin listener did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("cannot listen on {addr}: {detail}")]
-    Bind { addr: SocketAddr, detail: String },
-    #[error("cannot start an admin thread: {0}")]
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the admin thread: {0}")]
     Spawn(#[source] std::io::Error),
 }
 
@@ -137,15 +173,20 @@ impl AdminServer {
     /// Binds `config.addr` and starts answering: `/healthz` at once, `/readyz` 503 until
     /// [`AdminServer::attach`].
     pub fn start(config: AdminConfig, max_body: usize) -> Result<AdminServer, AdminError> {
-        let bind_error = |detail: String| AdminError::Bind {
+        let bind_error = |source| AdminError::Bind {
             addr: config.addr,
-            detail,
+            source,
         };
-        let server = tiny_http::Server::http(config.addr).map_err(|e| bind_error(e.to_string()))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| bind_error("not an IP listener".into()))?;
+        let listener = std::net::TcpListener::bind(config.addr).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_name("admin-call")
+            .build()
+            .map_err(AdminError::Spawn)?;
         if config.token.is_none() {
             warn!("the backend API is off: no --admin-token (or SWITCHBOARD_ADMIN_TOKEN)");
         }
@@ -157,25 +198,20 @@ impl AdminServer {
             started: Instant::now(),
             api_calls: api::ApiCounters::default(),
             max_body,
+            open: AtomicUsize::new(0),
         });
-        let server = Arc::new(server);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::with_capacity(WORKERS);
-        for index in 0..WORKERS {
-            let (server, context, stopping) = (server.clone(), context.clone(), stopping.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("admin-{index}"))
-                .spawn(move || serve(&server, &context, &stopping))
-                .map_err(AdminError::Spawn)?;
-            threads.push(thread);
-        }
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (thread_context, thread_stop) = (context.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || runtime.block_on(accept_loop(listener, thread_context, thread_stop)))
+            .map_err(AdminError::Spawn)?;
         info!(%addr, "admin listener up");
         Ok(AdminServer {
             addr,
-            server,
-            threads,
+            thread: Some(thread),
             context,
-            stopping,
+            stop,
         })
     }
 
@@ -196,8 +232,8 @@ impl AdminServer {
         self.context.readiness.ready.store(true, Ordering::SeqCst);
     }
 
-    /// Lets go of the logic core: API calls answer 503 from now on. Call before the core is
-    /// joined (the core runs until every sender of its queue is gone).
+    /// Lets go of the logic core: `/readyz` says draining and API calls answer 503 from now
+    /// on. Call before the core is joined (it runs until every sender of its queue is gone).
     pub fn detach_core(&self) {
         self.context.readiness.set_draining();
         self.context
@@ -207,28 +243,78 @@ impl AdminServer {
             .take();
     }
 
-    /// Stops answering and joins the threads.
-    pub fn shutdown(self) {
+    /// Stops answering and joins the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
         self.detach_core();
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for thread in self.threads {
+        self.stop.notify_one();
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn serve(server: &tiny_http::Server, context: &Context, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::SeqCst) {
-        match server.recv() {
-            Ok(request) => answer(context, request),
-            Err(e) => {
-                warn!(error = %e, "admin listener: receiving a request failed");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    context: Arc<Context>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => return warn!(error = %e, "admin listener: cannot register the socket"),
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, most likely: try again shortly rather than spin.
+                    warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop.notified() => return,
+        };
+        if context.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            context.open.fetch_sub(1, Ordering::SeqCst);
+            warn!(%peer, "admin listener: connection refused, {MAX_CONNECTIONS} already open");
+            continue;
         }
+        let context = context.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, &context).await;
+            context.open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, context: &Arc<Context>) {
+    let io_timeout = context.config.io_timeout;
+    let service = hyper::service::service_fn(|request| {
+        let context = context.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(context, request, peer).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(io_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    // Head, body, the longest API call and the answer, all bounded.
+    let limit = io_timeout * 3 + api::CALL_TIMEOUT;
+    match tokio::time::timeout(limit, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(%peer, error = %e, "admin listener: connection ended"),
+        Err(_) => info!(%peer, "admin listener: connection closed after {limit:?}"),
     }
 }
 
@@ -264,34 +350,98 @@ impl Reply {
             challenge: false,
         }
     }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(self.status).unwrap_or(hyper::StatusCode::OK);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if self.challenge {
+            let challenge = HeaderValue::from_static("Bearer realm=\"switchboard\"");
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
 }
 
-fn answer(context: &Context, mut request: Request) {
-    let peer = request.remote_addr().copied();
-    let path = request.url().split('?').next().unwrap_or("").to_owned();
-    let reply = match (request.method(), path.as_str()) {
-        (Method::Get, "/healthz") => Reply::text(200, "ok\n"),
-        (Method::Get, "/readyz") => readyz(context),
-        (Method::Get, "/metrics") => page::metrics(context),
-        (Method::Get, "/router") => router::router(context, &request),
-        (_, api) if api.starts_with("/api/") => api::handle(context, &mut request, peer),
+fn header(request: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
+    let value = request.headers().get(name)?;
+    value.to_str().ok().map(str::to_owned)
+}
+
+async fn answer(
+    context: Arc<Context>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let head = Head {
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        host: header(&request, HOST),
+        authorization: header(&request, AUTHORIZATION),
+        peer,
+    };
+    let reply = match (&head.method, head.path.as_str()) {
+        (&Method::GET, "/healthz") => Reply::text(200, "ok\n"),
+        (&Method::GET, "/readyz") => readyz(&context),
+        (&Method::GET, "/metrics") => page::metrics(&context),
+        (&Method::GET, "/router") => router::router(&context, &head),
+        (_, api) if api.starts_with("/api/") => api_call(context, head, request).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/router") => {
             Reply::text(405, "method not allowed: use GET\n")
         }
         _ => Reply::text(404, "not found: /healthz /readyz /metrics /router /api/v1/...\n"),
     };
-    let content_type = Header::from_bytes("Content-Type", reply.content_type)
-        .expect("a valid header");
-    let mut response = Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(content_type);
-    if reply.challenge {
-        let challenge = Header::from_bytes("WWW-Authenticate", "Bearer realm=\"switchboard\"")
-            .expect("a valid header");
-        response.add_header(challenge);
+    reply.into_response()
+}
+
+/// An API call: checked (on, token, route) before its body is read, then run on a blocking
+/// thread, since it waits for the logic core.
+async fn api_call(context: Arc<Context>, head: Head, request: Request<Incoming>) -> Reply {
+    let route = match api::check(&context, &head) {
+        Ok(route) => route,
+        Err(error) => return api::refused(&context, &head, error),
+    };
+    let body = match read_body(&context, request).await {
+        Ok(body) => body,
+        Err(error) => return api::refused(&context, &head, error),
+    };
+    let blocking_context = context.clone();
+    let run = tokio::task::spawn_blocking(move || api::run(&blocking_context, route, &body));
+    match run.await {
+        Ok(Ok(value)) => api::done(&context, &head, value),
+        Ok(Err(error)) => api::refused(&context, &head, error),
+        Err(e) => {
+            let error = api::ApiError::internal(format!("the call failed: {e}"));
+            api::refused(&context, &head, error)
+        }
     }
-    if let Err(e) = request.respond(response) {
-        info!(peer = ?peer, error = %e, "admin listener: the answer could not be written");
+}
+
+/// The whole body, at most `max_request_body` bytes, within the I/O timeout.
+async fn read_body(context: &Context, request: Request<Incoming>) -> Result<Bytes, api::ApiError> {
+    let limit = context.config.max_request_body;
+    let too_large = || api::ApiError::body_too_large(limit);
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let collect = Limited::new(request.into_body(), limit).collect();
+    match tokio::time::timeout(context.config.io_timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(api::ApiError::bad_request(format!(
+            "cannot read the body: {e}"
+        ))),
+        Err(_) => Err(api::ApiError::new(
+            408,
+            "timeout",
+            "the body did not arrive within the I/O timeout",
+        )),
     }
 }
 

@@ -8,17 +8,15 @@
 use std::net::SocketAddr;
 
 use serde_json::json;
-use tiny_http::Request;
-
-use super::{Context, Reply};
+use super::{Context, Head, Reply};
 
 /// The answer: `{"endpoints": [...]}`, in the SDK's endpoint syntax.
-pub fn router(context: &Context, request: &Request) -> Reply {
+pub fn router(context: &Context, head: &Head) -> Reply {
     let advertised = &context.config.advertise;
     let endpoints: Vec<String> = if !advertised.is_empty() {
         advertised.clone()
     } else if let Some(sources) = context.sources.get() {
-        let host = host_header(request);
+        let host = head.host.as_deref().and_then(host_part);
         let mut own = Vec::new();
         if let Some(ws) = sources.ws {
             own.push(format!("ws://{}/", reachable(ws, host.as_deref())));
@@ -33,13 +31,8 @@ pub fn router(context: &Context, request: &Request) -> Reply {
     Reply::json(200, &json!({ "endpoints": endpoints }))
 }
 
-/// The host part of the request's `Host` header, without its port.
-fn host_header(request: &Request) -> Option<String> {
-    let header = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Host"))?;
-    let value = header.value.as_str();
+/// The host part of a `Host` header, without its port.
+fn host_part(value: &str) -> Option<String> {
     let host = match value.strip_prefix('[') {
         Some(v6) => format!("[{}]", v6.split(']').next()?),
         None => value.rsplit_once(':').map_or(value, |(host, _)| host).to_owned(),

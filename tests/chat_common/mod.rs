@@ -133,6 +133,7 @@ impl TestServer {
             token: admin.token,
             advertise: admin.advertise,
             max_request_body: switchboard::admin::request_body_limit(options.max_body),
+            io_timeout: switchboard::admin::IO_TIMEOUT,
         });
         let server = ChatServer::start_with_admin(gateway, logic, data.to_path_buf(), store, admin)
             .expect("the chat server starts");
