@@ -148,6 +148,16 @@ fn metrics_follow_logins_messages_and_commits() {
     assert!(counted, "the close is counted");
     let mut stranger = server.connect(Transport::Tcp);
     assert!(stranger.login("not a token").is_err());
+    let mut not_websocket =
+        std::net::TcpStream::connect(server.addr(Transport::Ws)).expect("connect");
+    not_websocket
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let refusals = "switchboard_refusals_total{reason=\"bad_upgrade\"}";
+    let counted = wait_until(Duration::from_secs(5), || {
+        grew(&before, &scrape(&server), refusals) == 1.0
+    });
+    assert!(counted, "the refused upgrade is counted");
     let after = scrape(&server);
     assert_eq!(grew(&before, &after, "switchboard_logins_refused_total"), 1.0);
 }

@@ -139,6 +139,15 @@ impl ReactorMetrics {
         self.refusals[why as usize].inc();
     }
 
+    /// Counts a connection admitted (TCP: opened; WebSocket: upgraded).
+    #[inline]
+    pub fn admitted(&self, transport: Transport) {
+        self.accepted[transport_index(transport)].inc();
+        if transport == Transport::WebSocket {
+            self.handshakes.inc();
+        }
+    }
+
     /// Counts a close.
     #[inline]
     pub fn closed(&self, why: &Disconnect) {

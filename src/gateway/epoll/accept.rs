@@ -10,6 +10,7 @@ use mio::{Interest, Token};
 use tracing::{debug, info, warn};
 
 use super::super::handler::{Handler, Transport};
+use super::super::metrics::Refusal;
 use super::super::machine::Machine;
 use super::{Conn, Reactor, ACCEPT_RETRY_TICKS};
 
@@ -73,6 +74,7 @@ impl<H: Handler> Reactor<H> {
         if let Some(trusted) = &shared.config.proxy_protocol {
             if !trusted.contains(peer.ip()) {
                 info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
+                shared.metrics[self.index].refused(Refusal::UntrustedProxy);
                 return; // dropping the stream closes it
             }
         }
@@ -83,6 +85,7 @@ impl<H: Handler> Reactor<H> {
                 shared.open_conns.fetch_sub(1, Ordering::AcqRel);
             }
             debug!(%peer, "connection refused: at --max-conns");
+            shared.metrics[self.index].refused(Refusal::MaxConns);
             return; // dropping the stream closes it
         }
         let entry = self.conns.vacant_entry();

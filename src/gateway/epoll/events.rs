@@ -15,7 +15,7 @@ use switchboard_codec::ws::CloseCode;
 use tracing::warn;
 
 use super::super::handle::Command;
-use super::super::handler::{ConnInfo, Disconnect, Handler, Message, Outbox};
+use super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox};
 use super::super::machine::Event;
 use super::Reactor;
 
@@ -34,6 +34,7 @@ impl<H: Handler> Reactor<H> {
             Event::Open(upgrade) => self.open(key, upgrade),
             Event::Message(message) => self.deliver(key, message),
             Event::Disconnect(reason) => {
+                self.shared.metrics[self.index].closed(&reason);
                 let id = self.id(key);
                 if self
                     .call_handler(|h, out| h.disconnect(out, id, &reason))
@@ -66,6 +67,9 @@ impl<H: Handler> Reactor<H> {
             upgrade: upgrade.as_deref(),
         };
         let answer = self.call_handler(|h, out| h.open(out, id, &info));
+        if let Some(Admission::Accept { .. }) = answer {
+            self.shared.metrics[self.index].admitted(info.transport);
+        }
         let conn = &mut self.conns[key];
         conn.machine
             .on_admission(&mut self.ws, key, upgrade.as_deref(), answer);
@@ -74,6 +78,7 @@ impl<H: Handler> Reactor<H> {
 
     fn deliver(&mut self, key: usize, message: Message) {
         let id = self.id(key);
+        self.shared.metrics[self.index].messages_in.inc();
         if self
             .call_handler(|h, out| h.message(out, id, message))
             .is_none()
@@ -130,6 +135,7 @@ impl<H: Handler> Reactor<H> {
             };
             let conn = &mut self.conns[key];
             warn!(peer = %conn.machine.peer(), "closing connection: its pushes overflowed the reactor's inbox");
+            self.shared.metrics[self.index].inbox_overflow_closes.inc();
             let queued = conn.machine.backlog_bytes();
             let reason = Disconnect::SlowConsumer { queued };
             conn.machine
@@ -146,6 +152,7 @@ impl<H: Handler> Reactor<H> {
         match command {
             Command::Push(id, message) => {
                 let Some(key) = self.live_key(id) else { return };
+                self.shared.metrics[self.index].messages_out.inc();
                 self.conns[key].machine.send(&mut self.ws, key, message);
             }
             Command::Close(id, code) => {

@@ -20,7 +20,7 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -193,6 +193,7 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
             }
+            let pass = Instant::now();
             self.now = self.clock.now();
             self.ws.set_now(self.now);
             self.resume_input();
@@ -218,6 +219,7 @@ impl<H: Handler> Reactor<H> {
             self.timers_due();
             self.end_of_batch();
             self.send_stage();
+            self.publish_metrics(pass);
             if self.drained() {
                 return;
             }
@@ -315,6 +317,17 @@ impl<H: Handler> Reactor<H> {
                     .close(&mut self.ws, key, CloseCode::GOING_AWAY, reason);
             }
         }
+    }
+
+    /// The machines' refusals of this pass, and its time, into this reactor's counters.
+    fn publish_metrics(&mut self, pass: Instant) {
+        let metrics = &self.shared.metrics[self.index];
+        for (counter, refused) in metrics.refusals.iter().zip(self.ws.take_refused()) {
+            if refused > 0 {
+                counter.add(refused);
+            }
+        }
+        metrics.loop_seconds.observe_duration(pass.elapsed());
     }
 
     fn drained(&self) -> bool {

@@ -73,6 +73,7 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
                 Ok(n) => {
+                    self.shared.metrics[self.index].bytes_in.add(n as u64);
                     bytes += n;
                     conn.machine.on_bytes(&mut self.ws, &self.read_window[..n]);
                     self.decode(key);

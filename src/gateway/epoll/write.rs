@@ -37,8 +37,14 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         let stream = &mut conn.stream;
-        conn.machine
-            .send_with(&mut self.ws, key, |slices| write_vectored(stream, slices));
+        let metrics = &self.shared.metrics[self.index];
+        conn.machine.send_with(&mut self.ws, key, |slices| {
+            let written = write_vectored(stream, slices);
+            if let Ok(n) = written {
+                metrics.bytes_out.add(n as u64);
+            }
+            written
+        });
         // Under the cap again: input waiting in the socket is read on the next pass.
         if !self.read_paused.is_empty()
             && !conn.machine.over_cap(&self.ws)

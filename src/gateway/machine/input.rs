@@ -17,6 +17,7 @@ use tracing::info;
 
 use super::super::clock::{stamp, TICK_MS};
 use super::super::handler::{Disconnect, Message};
+use super::super::metrics::Refusal;
 use super::state::{Phase, Protocol};
 use super::{Event, Machine, Workspace};
 
@@ -167,6 +168,7 @@ impl Machine {
             Ok(Decoded::NeedMore) => false,
             Err(e) => {
                 info!(peer = %self.peer, error = %e, "closing connection: bad PROXY header");
+                ws.refuse(Refusal::BadProxyHeader);
                 self.finish(ws, key, None);
                 false
             }
@@ -203,6 +205,7 @@ impl Machine {
             Ok(Decoded::NeedMore) => false,
             Err(e) => {
                 info!(peer = %self.peer, error = %e, "refusing WebSocket upgrade");
+                ws.refuse(Refusal::BadUpgrade);
                 e.write_response(&mut ws.responses);
                 let response = ws.responses.split().freeze();
                 self.queue(ws, key, response);

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::super::clock::{since, stamp, Stamp};
 use super::super::handler::{Admission, Disconnect, Message, Transport};
+use super::super::metrics::Refusal;
 use super::control::ControlRate;
 use super::outgoing::Outgoing;
 use super::{Event, Workspace};
@@ -181,6 +182,7 @@ impl Machine {
             (Some(Admission::Accept { .. }), None) => self.admitted = true,
             (Some(Admission::Refuse { status, reason }), Some(_)) => {
                 debug!(peer = %self.peer, status, reason, "WebSocket upgrade refused by the handler");
+                ws.refuse(Refusal::Handler);
                 handshake::write_refusal(status, reason, &mut ws.responses);
                 let response = ws.responses.split().freeze();
                 self.queue(ws, key, response);
@@ -188,6 +190,7 @@ impl Machine {
             }
             (Some(Admission::Refuse { reason, .. }), None) => {
                 debug!(peer = %self.peer, reason, "TCP connection refused by the handler");
+                ws.refuse(Refusal::Handler);
                 self.finish(ws, key, None);
             }
             (None, Some(_)) => self.on_handler_panic(ws, key),
@@ -292,10 +295,12 @@ impl Machine {
         match self.phase {
             Phase::ProxyHeader => {
                 info!(peer = %self.peer, "closing connection: no PROXY header within the handshake timeout");
+                ws.refuse(Refusal::HandshakeTimeout);
                 self.finish(ws, key, None);
             }
             Phase::Handshake => {
                 info!(peer = %self.peer, "closing WebSocket: no upgrade request within the handshake timeout");
+                ws.refuse(Refusal::HandshakeTimeout);
                 self.finish(ws, key, None);
             }
             Phase::Open => {

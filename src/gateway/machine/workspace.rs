@@ -15,6 +15,7 @@ use switchboard_codec::ws::{FrameEncoder, Server};
 
 use super::super::clock::ticks;
 use super::super::config::GatewayConfig;
+use super::super::metrics::Refusal;
 use super::control::{ControlLimit, PongSlots};
 use super::outgoing::PushArena;
 use super::Event;
@@ -87,6 +88,9 @@ pub(crate) struct Workspace {
     pub(super) backlogged: HashSet<usize>,
     /// Bytes read or queued in backlogs since the driver last took this count.
     pub(super) churn: usize,
+    /// Connections refused by the machines since the driver last took these counts, by
+    /// `Refusal as usize` (the driver publishes them to its metrics block each pass).
+    pub(super) refused: [u64; Refusal::ALL.len()],
 }
 
 impl Workspace {
@@ -106,6 +110,7 @@ impl Workspace {
             queued: 0,
             backlogged: HashSet::new(),
             churn: 0,
+            refused: [0; Refusal::ALL.len()],
         }
     }
 
@@ -158,6 +163,16 @@ impl Workspace {
     pub(crate) fn end_pass(&mut self) {
         self.pongs.clear();
         self.arena.clear();
+    }
+
+    /// Counts a connection a machine refused.
+    pub(super) fn refuse(&mut self, why: Refusal) {
+        self.refused[why as usize] += 1;
+    }
+
+    /// The refusals counted since the last call, which start again from zero.
+    pub(crate) fn take_refused(&mut self) -> [u64; Refusal::ALL.len()] {
+        std::mem::take(&mut self.refused)
     }
 
     pub(super) fn push(&mut self, key: usize, event: Event) {
