@@ -25,6 +25,11 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `switchboard serve --data DATA` on free loopback ports, with `args` added.
     pub fn spawn(data: &Path, args: &[&str]) -> ServeProcess {
+        ServeProcess::spawn_with_env(data, args, &[])
+    }
+
+    /// [`ServeProcess::spawn`] with environment variables added.
+    pub fn spawn_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         let secret = std::str::from_utf8(SECRET).expect("an ASCII secret");
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
@@ -33,7 +38,8 @@ impl ServeProcess {
             .arg(data)
             .args(["--workers", "2"])
             .args(args)
-            .env("SWITCHBOARD_JWT_SECRET", secret);
+            .env("SWITCHBOARD_JWT_SECRET", secret)
+            .envs(env.iter().copied());
         if !args.iter().any(|arg| arg.starts_with("--admin")) {
             command.args(["--admin", "127.0.0.1:0"]);
         }
