@@ -573,10 +573,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }),
     };
     let token = args.admin_token.filter(|token| !token.is_empty());
-    if token.as_ref().is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN) {
-        eprintln!(
-            "switchboard serve: --admin-token must be at least {MIN_ADMIN_TOKEN} characters"
-        );
+    if token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN)
+    {
+        eprintln!("switchboard serve: --admin-token must be at least {MIN_ADMIN_TOKEN} characters");
         return ExitCode::from(2);
     }
     let admin = args.admin.0.map(|addr| crate::admin::AdminConfig {
@@ -594,14 +595,14 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
     };
     let data = args.data.clone();
-    let server = match crate::serve::ChatServer::start_with_admin(gateway, logic, data, store, admin)
-    {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("switchboard serve: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server =
+        match crate::serve::ChatServer::start_with_admin(gateway, logic, data, store, admin) {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("switchboard serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     if let Some(addr) = server.gateway().ws_addr() {
         println!("switchboard serve: WebSocket on ws://{addr}/");
     }

@@ -37,7 +37,9 @@ fn backend_bytes(request: &BackendRequest) -> usize {
     let call = std::mem::size_of::<BackendCall>();
     call + match request {
         BackendRequest::Send { from, body, .. } => from.len() + body.len(),
-        BackendRequest::Kick { user, device } => user.len() + device.as_ref().map_or(0, String::len),
+        BackendRequest::Kick { user, device } => {
+            user.len() + device.as_ref().map_or(0, String::len)
+        }
         BackendRequest::Devices { user } => user.len(),
         BackendRequest::Stats => 0,
     }

@@ -71,8 +71,8 @@ pub struct Histogram {
 
 /// Bounds for durations in seconds: 50 µs to 5 s.
 pub const SECONDS_BOUNDS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
 ];
 
 /// Bounds for sizes (requests in a batch, and the like): 1 to 4096.

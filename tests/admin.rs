@@ -45,7 +45,9 @@ fn before_the_store_is_open_the_listener_is_alive_and_not_ready() {
     assert_eq!(request(addr, "POST", "/healthz", &[], b"").status, 405);
     // A request never finished does not hold a thread for longer than the I/O timeout.
     let mut stalled = std::net::TcpStream::connect(addr).expect("connect");
-    stalled.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
     stalled
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -124,9 +126,18 @@ fn metrics_follow_logins_messages_and_commits() {
     assert!(grew(&before, &after, "switchboard_store_commit_seconds_count") >= 5.0);
     assert!(grew(&before, &after, "switchboard_store_batch_requests_sum") >= 5.0);
     let accepted = "switchboard_connections_accepted_total";
-    assert_eq!(grew(&before, &after, &format!("{accepted}{{transport=\"ws\"}}")), 1.0);
-    assert_eq!(grew(&before, &after, &format!("{accepted}{{transport=\"tcp\"}}")), 1.0);
-    assert_eq!(grew(&before, &after, "switchboard_websocket_handshakes_total"), 1.0);
+    assert_eq!(
+        grew(&before, &after, &format!("{accepted}{{transport=\"ws\"}}")),
+        1.0
+    );
+    assert_eq!(
+        grew(&before, &after, &format!("{accepted}{{transport=\"tcp\"}}")),
+        1.0
+    );
+    assert_eq!(
+        grew(&before, &after, "switchboard_websocket_handshakes_total"),
+        1.0
+    );
     assert_eq!(value(&after, "switchboard_connections_open"), 2.0);
     assert_eq!(value(&after, "switchboard_online_users"), 2.0);
     // Two LOGINs, five SENDs in; their answers and five pushes out.
@@ -159,7 +170,10 @@ fn metrics_follow_logins_messages_and_commits() {
     });
     assert!(counted, "the refused upgrade is counted");
     let after = scrape(&server);
-    assert_eq!(grew(&before, &after, "switchboard_logins_refused_total"), 1.0);
+    assert_eq!(
+        grew(&before, &after, "switchboard_logins_refused_total"),
+        1.0
+    );
 }
 
 #[test]

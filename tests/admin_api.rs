@@ -7,9 +7,7 @@ mod chat_common;
 use std::net::SocketAddr;
 
 use chat_common::http::{request, HttpReply};
-use chat_common::{
-    unique_user, AdminOptions, ServerOptions, TestServer, Transport, ADMIN_TOKEN,
-};
+use chat_common::{unique_user, AdminOptions, ServerOptions, TestServer, Transport, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use switchboard_protocol::{KickReason, Push, ServerPacket, Target};
 
@@ -63,7 +61,10 @@ fn a_send_reaches_every_device_and_the_store() {
     // Stored: a device that was offline gets it by sync.
     let mut tablet = server.login(Transport::Tcp, &bob, Some("tablet"));
     let synced = tablet.sync_peek();
-    assert_eq!(synced.iter().map(|m| m.msg_id).collect::<Vec<_>>(), [msg_id]);
+    assert_eq!(
+        synced.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
+        [msg_id]
+    );
     // The sender's inbox has it too, like a client's SEND.
     let mut sender = server.login(Transport::Tcp, &shop, None);
     assert_eq!(sender.sync_peek().len(), 1);
@@ -135,7 +136,12 @@ fn devices_are_listed_and_kicked_by_kind_or_all() {
     let addr = server.admin();
     let mut phone = server.login(Transport::Tcp, &bob, Some("phone"));
     let mut desktop = server.login(Transport::Ws, &bob, Some("desktop"));
-    let devices = call(addr, "GET", &format!("/api/v1/users/{bob}/devices"), &Value::Null);
+    let devices = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users/{bob}/devices"),
+        &Value::Null,
+    );
     assert_eq!(devices.status, 200);
     let mut kinds: Vec<String> = devices.json()["devices"]
         .as_array()
@@ -158,7 +164,12 @@ fn devices_are_listed_and_kicked_by_kind_or_all() {
     let (packets, closure) = desktop.expect_closed(chat_common::IO_TIMEOUT);
     assert_eq!(kicked_reason(&packets), Some(KickReason::ENDED_BY_SERVICE));
     assert_eq!(closure.ws_close.map(|c| c.0), Some(4003));
-    let none = call(addr, "GET", &format!("/api/v1/users/{bob}/devices"), &Value::Null);
+    let none = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users/{bob}/devices"),
+        &Value::Null,
+    );
     assert_eq!(none.json(), json!({"user": bob, "devices": []}));
 }
 
@@ -180,8 +191,8 @@ fn refused_calls_do_nothing_and_say_why() {
     let addr = server.admin();
     let bob = unique_user("bob");
     let mut phone = server.login(Transport::Tcp, &bob, None);
-    let body = json!({"from": "shop", "to": bob, "body": "x", "idempotency_key": "nope"})
-        .to_string();
+    let body =
+        json!({"from": "shop", "to": bob, "body": "x", "idempotency_key": "nope"}).to_string();
     let without = request(addr, "POST", "/api/v1/messages", &[], body.as_bytes());
     assert_eq!(without.status, 401);
     assert_eq!(without.json()["error"], "unauthorized");
@@ -223,7 +234,13 @@ fn refused_calls_do_nothing_and_say_why() {
     );
     assert_eq!(both.json()["error"], "bad_request");
     let huge = vec![b'x'; switchboard::admin::request_body_limit(65_536) + 1];
-    let oversized = request(addr, "POST", "/api/v1/messages", &[("Authorization", &auth)], &huge);
+    let oversized = request(
+        addr,
+        "POST",
+        "/api/v1/messages",
+        &[("Authorization", &auth)],
+        &huge,
+    );
     assert_eq!(oversized.status, 413);
     assert_eq!(oversized.json()["error"], "body_too_large");
     let long_body = "y".repeat(65_537);
@@ -251,4 +268,49 @@ fn without_a_token_the_api_is_off() {
             .is_some_and(|m| m.contains("--admin-token")),
         "{reply:?}"
     );
+}
+
+#[test]
+fn a_refused_call_is_logged_with_the_peer() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let data = tempfile::tempdir().expect("a data directory");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0", "--log-format", "json", "--data"])
+        .arg(data.path())
+        .env("SWITCHBOARD_JWT_SECRET", "log-test-secret")
+        .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard serve");
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let admin: SocketAddr = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = line.strip_prefix("switchboard serve: admin on http://")?;
+            rest.trim_end_matches('/').parse().ok()
+        })
+        .expect("the admin address is announced");
+    let reply = request(admin, "GET", "/api/v1/stats", &[], b"");
+    assert_eq!(reply.status, 401);
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let logged = stderr.lines().map_while(Result::ok).any(|line| {
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            return false;
+        };
+        let fields = &entry["fields"];
+        fields["message"] == "backend API call refused"
+            && fields["error"] == "unauthorized"
+            && fields["peer"]
+                .as_str()
+                .is_some_and(|peer| peer.starts_with("127.0.0.1:"))
+    });
+    assert!(logged, "a warn line names the refusal and the peer");
 }

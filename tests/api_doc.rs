@@ -23,7 +23,10 @@ fn fenced_blocks(doc: &str) -> Vec<(String, String)> {
         let Some(info) = line.strip_prefix("```") else {
             continue;
         };
-        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
         blocks.push((info.trim().to_owned(), body.join("\n")));
     }
     blocks
@@ -41,10 +44,9 @@ fn same_shape(expected: &Value, actual: &Value, key: &str) -> Result<(), String>
             }
             e.iter().try_for_each(|(k, v)| same_shape(v, &a[k], k))
         }
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => e
-            .iter()
-            .zip(a)
-            .try_for_each(|(e, a)| same_shape(e, a, key)),
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            e.iter().zip(a).try_for_each(|(e, a)| same_shape(e, a, key))
+        }
         (Value::Number(_), Value::Number(_)) => Ok(()),
         (Value::String(_), Value::String(_)) if VARYING.contains(&key) => Ok(()),
         _ if expected == actual => Ok(()),

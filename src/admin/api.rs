@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use switchboard_protocol::{Status, Target, Text};
-use hyper::Method;
 use tracing::{info, warn};
 
 use super::{Context, Head, Reply};
@@ -134,7 +134,10 @@ pub fn check(context: &Context, head: &Head) -> Result<Route, ApiError> {
         _ => Err(ApiError::new(
             404,
             "not_found",
-            format!("no API call {} {} (see docs/api.md)", head.method, head.path),
+            format!(
+                "no API call {} {} (see docs/api.md)",
+                head.method, head.path
+            ),
         )),
     }
 }
@@ -161,7 +164,7 @@ pub fn refused(context: &Context, head: &Head, error: ApiError) -> Reply {
     context.api_calls.count(error.code);
     warn!(
         peer = %head.peer, method = %head.method, path = head.path, status = error.status,
-        error = error.code, message = %error.message, "backend API call refused"
+        error = error.code, detail = %error.message, "backend API call refused"
     );
     let body = json!({ "error": error.code, "message": error.message });
     let mut reply = Reply::json(error.status, &body);
@@ -224,7 +227,13 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// Asks the logic core and waits for its answer on this thread.
 fn call(context: &Context, request: BackendRequest) -> Result<BackendAnswer, ApiError> {
-    let shutting_down = || ApiError::new(503, "unavailable", "the server is not serving (starting or draining)");
+    let shutting_down = || {
+        ApiError::new(
+            503,
+            "unavailable",
+            "the server is not serving (starting or draining)",
+        )
+    };
     let core = context.core().ok_or_else(shutting_down)?;
     let (reply, answer) = crossbeam_channel::bounded(1);
     let call = Inbound::Backend(Box::new(BackendCall { request, reply }));
@@ -311,7 +320,10 @@ fn send(context: &Context, body: SendBody) -> Result<Value, ApiError> {
         return Err(ApiError::new(
             413,
             "message_too_large",
-            format!("the message body is over --max-body ({} bytes)", context.max_body),
+            format!(
+                "the message body is over --max-body ({} bytes)",
+                context.max_body
+            ),
         ));
     }
     let key = body.idempotency_key;
@@ -351,11 +363,25 @@ pub fn client_msg_id(key: &str) -> u64 {
 
 fn refusal(status: Status) -> ApiError {
     match status {
-        Status::TOO_LARGE => ApiError::new(413, "message_too_large", "the message body is over --max-body"),
+        Status::TOO_LARGE => ApiError::new(
+            413,
+            "message_too_large",
+            "the message body is over --max-body",
+        ),
         Status::NOT_FOUND => ApiError::new(404, "group_not_found", "no such group"),
-        Status::NOT_MEMBER => ApiError::new(403, "not_member", "the sender is not a member of the group"),
-        Status::BUSY => ApiError::new(503, "busy", "the store's queue is full; try again with the same key"),
-        other => ApiError::new(500, "internal", format!("the server failed the call ({other:?}); try again with the same key")),
+        Status::NOT_MEMBER => {
+            ApiError::new(403, "not_member", "the sender is not a member of the group")
+        }
+        Status::BUSY => ApiError::new(
+            503,
+            "busy",
+            "the store's queue is full; try again with the same key",
+        ),
+        other => ApiError::new(
+            500,
+            "internal",
+            format!("the server failed the call ({other:?}); try again with the same key"),
+        ),
     }
 }
 

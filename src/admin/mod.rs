@@ -391,7 +391,10 @@ async fn answer(
         (_, "/healthz" | "/readyz" | "/metrics" | "/router") => {
             Reply::text(405, "method not allowed: use GET\n")
         }
-        _ => Reply::text(404, "not found: /healthz /readyz /metrics /router /api/v1/...\n"),
+        _ => Reply::text(
+            404,
+            "not found: /healthz /readyz /metrics /router /api/v1/...\n",
+        ),
     };
     reply.into_response()
 }

@@ -49,7 +49,13 @@ fn labelled<'a>(
         .collect()
 }
 
-fn family(text: &mut PrometheusText, name: &str, help: &str, kind: Kind, samples: &[(String, u64)]) {
+fn family(
+    text: &mut PrometheusText,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    samples: &[(String, u64)],
+) {
     let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     text.family(name, help, kind, &samples);
 }
@@ -78,7 +84,10 @@ fn gateway_families(sources: &super::Sources, text: &mut PrometheusText) {
         "switchboard_connections_accepted_total",
         "Client connections admitted, by transport.",
         Kind::Counter,
-        &labelled("transport", [("tcp", totals.accepted[0]), ("ws", totals.accepted[1])]),
+        &labelled(
+            "transport",
+            [("tcp", totals.accepted[0]), ("ws", totals.accepted[1])],
+        ),
     );
     text.counter(
         "switchboard_websocket_handshakes_total",
@@ -172,7 +181,11 @@ fn core_families(context: &Context, sources: &super::Sources, text: &mut Prometh
     );
     let logic = &sources.logic;
     let counters = [
-        ("switchboard_logins_total", "Successful LOGINs.", &logic.logins),
+        (
+            "switchboard_logins_total",
+            "Successful LOGINs.",
+            &logic.logins,
+        ),
         (
             "switchboard_logins_replacing_total",
             "LOGINs that replaced an older connection of the same device kind.",

@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 
-use serde_json::json;
 use super::{Context, Head, Reply};
+use serde_json::json;
 
 /// The answer: `{"endpoints": [...]}`, in the SDK's endpoint syntax.
 pub fn router(context: &Context, head: &Head) -> Reply {
@@ -35,7 +35,10 @@ pub fn router(context: &Context, head: &Head) -> Reply {
 fn host_part(value: &str) -> Option<String> {
     let host = match value.strip_prefix('[') {
         Some(v6) => format!("[{}]", v6.split(']').next()?),
-        None => value.rsplit_once(':').map_or(value, |(host, _)| host).to_owned(),
+        None => value
+            .rsplit_once(':')
+            .map_or(value, |(host, _)| host)
+            .to_owned(),
     };
     (!host.is_empty()).then_some(host)
 }
@@ -55,7 +58,10 @@ mod tests {
     #[test]
     fn an_unspecified_listener_is_given_with_the_host_the_client_used() {
         let any: SocketAddr = "0.0.0.0:9001".parse().unwrap();
-        assert_eq!(reachable(any, Some("chat.example.com")), "chat.example.com:9001");
+        assert_eq!(
+            reachable(any, Some("chat.example.com")),
+            "chat.example.com:9001"
+        );
         assert_eq!(reachable(any, None), "0.0.0.0:9001");
         let own: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         assert_eq!(reachable(own, Some("chat.example.com")), "127.0.0.1:9001");

@@ -220,7 +220,10 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 body,
             } => {
                 let target = Target::Direct(to);
-                self.send(Waiter::Client(asker), Outgoing::new(user, target, client_msg_id, body));
+                self.send(
+                    Waiter::Client(asker),
+                    Outgoing::new(user, target, client_msg_id, body),
+                );
             }
             Request::GroupSend {
                 group_id,
@@ -228,7 +231,10 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 body,
             } => {
                 let target = Target::Group(group_id);
-                self.send(Waiter::Client(asker), Outgoing::new(user, target, client_msg_id, body));
+                self.send(
+                    Waiter::Client(asker),
+                    Outgoing::new(user, target, client_msg_id, body),
+                );
             }
             Request::SyncIndex { after, limit } => {
                 let after = InboxPoint::Message(after);

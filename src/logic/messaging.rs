@@ -12,12 +12,12 @@ use bytes::Bytes;
 use switchboard_protocol::{ChatMessage, Command, ResponseBody, SendOk, Status, Target, Text};
 use tracing::warn;
 
+use super::backend::{BackendAnswer, Waiter};
 use super::core::LogicCore;
 use super::dedupe::{DedupeEntry, DedupeKey};
 use super::group_cache::Refusal;
 use super::outlet::Outlet;
 use super::session::ConnKey;
-use super::backend::{BackendAnswer, Waiter};
 use super::tickets::Then;
 use crate::store::{self, AppendOutcome, Completion, Store, StoreRequest, StoredMessage};
 

@@ -109,7 +109,9 @@ impl StoreWriter {
         self.metrics.queued_requests.set(self.requests.len() as u64);
         let started = Instant::now();
         let result = self.execute_batch(&batch);
-        self.metrics.commit_seconds.observe_duration(started.elapsed());
+        self.metrics
+            .commit_seconds
+            .observe_duration(started.elapsed());
         self.metrics.batch_requests.observe(batch.len() as f64);
         if let Err(BatchAborted(error)) = result {
             self.metrics.batches_failed.inc();

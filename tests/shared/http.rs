@@ -53,7 +53,9 @@ pub fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("write the request");
+    stream
+        .write_all(head.as_bytes())
+        .expect("write the request");
     // The server may answer (413) and close before reading a large body.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();

@@ -65,7 +65,11 @@ pub fn read_listeners(
         } else if let Some(rest) = said.strip_prefix("framed TCP on ") {
             tcp = Some(rest.parse().expect("a TCP address"));
         } else if let Some(rest) = said.strip_prefix("admin on http://") {
-            admin = Some(rest.trim_end_matches('/').parse().expect("an admin address"));
+            admin = Some(
+                rest.trim_end_matches('/')
+                    .parse()
+                    .expect("an admin address"),
+            );
         } else {
             unseen.retain(|start| !said.starts_with(start));
         }

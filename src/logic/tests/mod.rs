@@ -8,6 +8,7 @@
 //! `response`, `expect_nothing`). Every test ends by checking that nothing it did not expect
 //! was sent.
 
+mod backend;
 mod groups;
 mod login;
 mod messaging;
