@@ -202,3 +202,26 @@ fn router_lists_the_advertised_endpoints_or_the_listeners() {
     assert_eq!(reply.header("content-type"), Some("application/json"));
     assert_eq!(reply.json()["endpoints"], serde_json::json!(advertised));
 }
+
+#[test]
+fn readyz_turns_503_at_sigterm_while_the_drain_runs() {
+    use chat_common::process::ServeProcess;
+    let data = tempfile::tempdir().expect("a data directory");
+    let server = ServeProcess::spawn(data.path(), &["--drain-timeout", "5s"]);
+    let admin = server.admin.expect("an admin listener");
+    assert_eq!(get(admin, "/readyz").status, 200);
+    // A client that never closes keeps the drain going for its timeout.
+    let _held = std::net::TcpStream::connect(server.tcp).expect("connect");
+    assert!(wait_until(Duration::from_secs(5), || {
+        prometheus(&get(admin, "/metrics").body).get("switchboard_connections_open") == Some(&1.0)
+    }));
+    server.signal_term();
+    let draining = wait_until(Duration::from_secs(3), || {
+        let ready = get(admin, "/readyz");
+        ready.status == 503 && ready.body.contains("draining")
+    });
+    assert!(draining, "/readyz says draining during the drain");
+    assert_eq!(get(admin, "/healthz").status, 200, "alive while draining");
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
