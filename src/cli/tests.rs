@@ -282,3 +282,35 @@ fn proxy_protocol_comes_from_the_config_file() {
         Some("127.0.0.0/8")
     );
 }
+
+#[test]
+fn the_admin_options_come_from_the_config_file_or_the_command_line() {
+    let text = "admin = \"127.0.0.1:9191\"\nadvertise = [\"ws://chat.example.com/\", \"tcp://10.0.0.7:9000\"]\n";
+    let Command::Serve(from_file) = parse_serve_with(text).unwrap().command else {
+        panic!("not serve");
+    };
+    assert_eq!(
+        from_file.admin,
+        AdminListen(Some("127.0.0.1:9191".parse().unwrap()))
+    );
+    assert_eq!(
+        from_file.advertise,
+        ["ws://chat.example.com/", "tcp://10.0.0.7:9000"]
+    );
+    assert_eq!(serve(&["serve", "--admin", "off"]).admin, AdminListen(None));
+    assert_eq!(
+        serve(&["serve"]).admin,
+        AdminListen(Some("127.0.0.1:9090".parse().unwrap())),
+        "loopback by default"
+    );
+    assert!(parse(args(&["serve", "--admin", "nowhere"])).is_err());
+    assert!(parse(args(&["serve", "--advertise", "http://x/"])).is_err());
+    let printed = defaults_text();
+    for key in [
+        "\nadmin = \"127.0.0.1:9090\"\n",
+        "\n# admin-token = TOKEN\n",
+        "\n# advertise = URL,...\n",
+    ] {
+        assert!(printed.contains(key), "`switchboard config` prints {key:?}");
+    }
+}
