@@ -327,7 +327,11 @@ fn oversized_head(addr: SocketAddr, length: usize) -> HttpReply {
     stream.read_to_string(&mut raw).expect("the answer");
     let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
     HttpReply {
-        status: head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status"),
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status"),
         headers: Vec::new(),
         body: body.to_owned(),
     }
