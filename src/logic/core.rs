@@ -8,7 +8,7 @@
 //!
 //! What each request means lives beside its concern: `login.rs` (login, sessions, the garbage
 //! rule, kicks), `messaging.rs` (SEND, GROUP_SEND, dedupe), `sync.rs` (SYNC_*), `groups.rs`
-//! (GROUP_*). Invariants: the sender of a message is always the session's user, never a
+//! (GROUP_*), `backend.rs` (the admin API's calls, which share the SEND path). Invariants: the sender of a message is always the session's user, never a
 //! payload field; a SEND is acknowledged only after the store's commit; a message is pushed
 //! only once the store has accepted it into its queue (a BUSY sender gets nothing pushed); a
 //! (sender, client_msg_id) pair is stored and pushed at most once. It never blocks on the
