@@ -9,9 +9,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::epoll::Shared;
 use super::handle::GatewayHandle;
 use super::handler::{Disconnect, Transport};
-use super::epoll::Shared;
 use crate::metrics::{Counter, Histogram, HistogramSnapshot, SECONDS_BOUNDS};
 
 /// Why a connection was refused before the handler saw it, as `/metrics` labels them.

@@ -10,8 +10,8 @@ use mio::{Interest, Token};
 use tracing::{debug, info, warn};
 
 use super::super::handler::{Handler, Transport};
-use super::super::metrics::Refusal;
 use super::super::machine::Machine;
+use super::super::metrics::Refusal;
 use super::{Conn, Reactor, ACCEPT_RETRY_TICKS};
 
 /// Accepts per readiness event before the connections already open get their turn.

@@ -1,6 +1,7 @@
 //! The WebSocket side: the upgrade and its refusals, frames, pings and their bounds, the
 //! control-frame rate, the closing handshake and the protocol's close codes.
 
+use super::super::super::metrics::Refusal;
 use super::super::control::PONGS_IN_PLACE;
 use super::super::ControlLimit;
 use super::*;
@@ -44,6 +45,7 @@ fn a_refused_upgrade_gets_its_status_then_fin() {
     assert_eq!(h.machine.phase(), Phase::Flushing);
     assert_eq!(h.deadline, Some(START + 200), "the close linger: 2 s");
     h.end_pass();
+    assert_eq!(h.ws.take_refused()[Refusal::Handler as usize], 1);
     assert!(h.take_wire().starts_with(b"HTTP/1.1 403"));
     assert!(h.fin);
     assert!(h.disconnects.is_empty(), "never admitted, never told");
@@ -60,6 +62,13 @@ fn a_malformed_upgrade_is_answered_with_400() {
     let response = String::from_utf8(h.take_wire()).unwrap();
     assert!(response.starts_with("HTTP/1.1 4"), "{response}");
     assert!(h.fin);
+    let refused = h.ws.take_refused();
+    assert_eq!(
+        refused[Refusal::BadUpgrade as usize],
+        1,
+        "counted for /metrics"
+    );
+    assert_eq!(h.ws.take_refused(), [0; Refusal::ALL.len()], "taken once");
 }
 
 #[test]
