@@ -3,8 +3,9 @@
 //! writes), summed by [`GatewayProbe`] when `/metrics` is scraped. Never a shared atomic per
 //! message.
 //!
-//! The reactor bumps them at a few one-line call sites: accept, refusal, handshake, message
-//! in and out, close, and once per pass for its loop time.
+//! The epoll driver bumps them at a few one-line call sites (accept, admission, message in and
+//! out, bytes read and written, close) and once per pass publishes its loop time and the
+//! refusals its connection machines counted in their workspace (sans-I/O, they only count).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
