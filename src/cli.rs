@@ -24,7 +24,8 @@ use tracing::{error, info};
 
 use crate::echo::EchoHandler;
 use crate::gateway::{
-    ControlLimit, Gateway, GatewayConfig, Keepalive, SocketOptions, TrustedProxies,
+    AllowedOrigins, ControlLimit, Gateway, GatewayConfig, Keepalive, PerIpLimit, RateLimit,
+    SocketOptions, TrustedProxies,
 };
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
@@ -140,6 +141,14 @@ struct ServeArgs {
     /// listeners].
     #[arg(long, value_name = "URL,...", value_delimiter = ',', value_parser = parse_endpoint)]
     advertise: Vec<String>,
+    /// Requests a connection may send at once; see --request-rate.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    request_burst: u32,
+    /// Requests (packets) per second a connection may send on average (0: no limit). Past the
+    /// burst and this rate a request is answered RATE_LIMITED and not carried out; a
+    /// connection that sends another burst's worth past it is closed (1008 on WebSocket).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    request_rate: u32,
 }
 
 /// `--admin`: an address, or `off`.
@@ -183,6 +192,14 @@ struct EchoArgs {
     /// WebSocket limit is one packet, --max-packet plus its 10-byte header.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_message: usize,
+    /// Messages a connection may send at once; see --message-rate.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    message_burst: u32,
+    /// Messages per second a connection may send on average; the message past the burst and
+    /// this rate closes the connection (1008 on WebSocket). 0, the default here: no limit, as
+    /// echo serves load generators; set it where echo faces clients you do not run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    message_rate: u32,
 }
 
 #[derive(Args, Debug)]
@@ -241,7 +258,7 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     control_burst: u32,
     /// WebSocket control frames per second a connection may send on average; the frame past
-    /// the burst and this rate closes it with 1008 (policy violation).
+    /// the burst and this rate closes it with 1008 (policy violation). 0: no limit.
     #[arg(long, value_name = "N", default_value_t = 5)]
     control_rate: u32,
     /// Close a connection that sends nothing for this long (heartbeat read-wait).
@@ -288,6 +305,25 @@ pub struct GatewayArgs {
     /// networks or addresses (10.0.0.0/8,192.0.2.7); required with --proxy-protocol.
     #[arg(long, value_name = "CIDR,...")]
     trusted_proxies: Option<TrustedProxies>,
+    /// Connections one client address may hold at once (0: no limit); more are closed at
+    /// accept. The address is the PROXY header's with --proxy-protocol; IPv6 counts by /64.
+    /// Off by default: behind a balancer without the PROXY protocol every client has the
+    /// balancer's address, and carrier NAT puts many phones behind one address.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_conns_per_ip: u32,
+    /// New connections one client address may open at once; see --ip-connect-rate.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    ip_connect_burst: u32,
+    /// New connections per second one client address may open on average (0: no limit);
+    /// past the burst and this rate a connection is closed at accept.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    ip_connect_rate: u32,
+    /// Origins whose web pages may open WebSockets, comma-separated
+    /// (https://chat.example.com,http://localhost:8080); an upgrade with any other Origin
+    /// header gets 403. An upgrade without an Origin header (an app, not a browser) is let
+    /// through. Unset: every origin.
+    #[arg(long, value_name = "ORIGIN,...")]
+    allowed_origins: Option<AllowedOrigins>,
 }
 
 /// Gateway options that make no sense together.
@@ -344,6 +380,12 @@ impl GatewayArgs {
             read_wait: self.read_wait,
             drain_timeout: self.drain_timeout,
             proxy_protocol,
+            per_ip: PerIpLimit {
+                max_conns: self.max_conns_per_ip,
+                connect_burst: self.ip_connect_burst,
+                connect_per_second: self.ip_connect_rate,
+            },
+            allowed_origins: self.allowed_origins.clone(),
             ..defaults
         })
     }
@@ -480,6 +522,12 @@ fn run_echo(args: EchoArgs) -> ExitCode {
         }
     };
     config.max_message = args.max_message;
+    // Echo has no answer to "slow down": the message past the rate closes the connection.
+    config.message_limit = RateLimit {
+        burst: args.message_burst,
+        per_second: args.message_rate,
+        grace: 0,
+    };
     if config.tcp.is_none() && config.ws.is_none() {
         config.ws = Some(DEFAULT_WS);
         config.tcp = Some(DEFAULT_TCP);
@@ -541,6 +589,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         gateway.ws = Some(DEFAULT_WS);
         gateway.tcp = Some(DEFAULT_TCP);
     }
+    // docs/protocol.md §4, RATE_LIMITED: a burst's worth past the rate is answered, the next
+    // request closes the connection.
+    gateway.message_limit = RateLimit {
+        burst: args.request_burst,
+        per_second: args.request_rate,
+        grace: args.request_burst,
+    };
     let secret = match args.jwt_secret.filter(|secret| !secret.is_empty()) {
         Some(secret) => secret.into_bytes(),
         None => match crate::serve::load_or_create_secret(&args.data) {

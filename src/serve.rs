@@ -15,8 +15,12 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use switchboard_codec::packet::{PacketRef, HEADER_LEN};
 use switchboard_codec::ws::CloseCode;
+use switchboard_codec::Decoded;
+use switchboard_protocol::command::is_request;
+use switchboard_protocol::{encode_error, Status};
 
 use crate::admin::{AdminConfig, AdminError, AdminServer, Readiness, Sources};
 use crate::core_queue::{event_bytes, CoreQueue};
@@ -100,6 +104,19 @@ impl Handler for ChatHandler {
         }
     }
 
+    /// A request past the connection's message rate (docs/protocol.md §4, RATE_LIMITED) is
+    /// answered here, on the reactor, and never reaches the logic core: a flood costs the
+    /// core nothing. Anything that is not one request packet goes to the core as usual, which
+    /// closes the connection for it.
+    fn over_rate(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        if let Message::Binary(packet) = message {
+            match rate_limited_answer(&packet) {
+                Some(answer) => out.push(conn, answer),
+                None => self.add(Inbound::Packet(conn.as_u64(), packet)),
+            }
+        }
+    }
+
     fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _reason: &Disconnect) {
         // Kept even when the core's queue is full: one per connection at most.
         self.add(Inbound::Closed(conn.as_u64()));
@@ -115,6 +132,25 @@ impl Handler for ChatHandler {
         }
         !self.refused
     }
+}
+
+/// RATE_LIMITED for the request `packet` holds, on its `seq` (0 when the payload is too short
+/// to hold one, as for MALFORMED); `None` when `packet` is not exactly one request packet.
+fn rate_limited_answer(packet: &[u8]) -> Option<Bytes> {
+    let (request, used) = match PacketRef::parse(packet, u32::MAX) {
+        Ok(Decoded::Complete(parsed)) => parsed,
+        _ => return None,
+    };
+    if used != packet.len() || !is_request(request.command) {
+        return None;
+    }
+    let seq = request
+        .payload
+        .first_chunk::<4>()
+        .map_or(0, |seq| u32::from_be_bytes(*seq));
+    let mut answer = BytesMut::with_capacity(HEADER_LEN + 6);
+    encode_error(request.command, seq, Status::RATE_LIMITED, &mut answer).ok()?;
+    Some(answer.freeze())
 }
 
 /// The logic core's side of the bridge: pushes and closes through the gateway's handle.
@@ -478,6 +514,33 @@ mod tests {
             assert_eq!(packets(kept), 2);
             assert_eq!(queue.queued_bytes(), 0);
         });
+    }
+
+    #[test]
+    fn a_request_over_the_rate_is_answered_rate_limited_on_its_seq() {
+        let mut packet = BytesMut::new();
+        switchboard_protocol::Request::Ping
+            .encode(77, &mut packet)
+            .unwrap();
+        let answer = rate_limited_answer(&packet).expect("a request");
+        let command = u16::from_be_bytes([answer[4], answer[5]]);
+        let payload = answer.slice(HEADER_LEN..);
+        let decoded = switchboard_protocol::ServerPacket::decode(command, payload).unwrap();
+        let switchboard_protocol::ServerPacket::Response(response) = decoded else {
+            panic!("not a response: {decoded:?}");
+        };
+        assert_eq!(response.seq, 77);
+        assert_eq!(response.result, Err(Status::RATE_LIMITED));
+        // Not one request packet: left to the core.
+        assert_eq!(rate_limited_answer(&packet[..packet.len() - 1]), None);
+        let mut two = packet.clone();
+        two.extend_from_slice(&packet);
+        assert_eq!(rate_limited_answer(&two), None);
+        let mut push = BytesMut::new();
+        switchboard_codec::packet::PacketEncoder::new()
+            .encode_into(0x4001, b"x", &mut push)
+            .unwrap();
+        assert_eq!(rate_limited_answer(&push), None);
     }
 
     #[test]

@@ -44,6 +44,12 @@ impl Status {
     /// e.g. a msg_id kept from SYNC_INDEX, or a cursor from another server's database).
     /// Nothing changed; sync again from cursor 0.
     pub const BAD_CURSOR: Status = Status(13);
+    /// 14: the connection sends requests faster than the server's message rate (its
+    /// `--message-burst` at once, `--message-rate` a second on average). The request was not
+    /// carried out; the connection stays open. Wait, then send it again (a message with the
+    /// same `client_msg_id`). A connection that sends another burst's worth without waiting is
+    /// closed (docs/protocol.md §5).
+    pub const RATE_LIMITED: Status = Status(14);
 
     /// The status with wire code `code`, known to this crate or not.
     pub const fn from_code(code: u16) -> Self {
@@ -77,6 +83,7 @@ impl Status {
             11 => "BUSY",
             12 => "INTERNAL",
             13 => "BAD_CURSOR",
+            14 => "RATE_LIMITED",
             _ => return None,
         })
     }
@@ -121,12 +128,13 @@ mod tests {
             Status::BUSY,
             Status::INTERNAL,
             Status::BAD_CURSOR,
+            Status::RATE_LIMITED,
         ];
         for (code, status) in known.into_iter().enumerate() {
             assert_eq!(usize::from(status.code()), code);
             assert!(status.name().is_some());
         }
-        assert_eq!(Status::from_code(14).name(), None);
+        assert_eq!(Status::from_code(15).name(), None);
     }
 
     #[test]

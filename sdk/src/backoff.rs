@@ -1,5 +1,5 @@
 //! Exponential backoff with full jitter, for reconnect rounds and resends the server refused
-//! as BUSY or INTERNAL.
+//! as BUSY, INTERNAL or RATE_LIMITED.
 //!
 //! Attempt `n` (from 0) waits a uniformly random time in `[0, min(max, initial * multiplier^n)]`
 //! ("full jitter"), so a million clients dropped at once by a dying gateway spread their

@@ -62,7 +62,7 @@ pub struct ClientConfig {
     /// counts as a dead connection, which is then reconnected.
     pub heartbeat_interval: Duration,
     /// The waits between reconnect rounds (and between resends of a message the server
-    /// refused as BUSY or INTERNAL).
+    /// refused as BUSY, INTERNAL or RATE_LIMITED).
     pub backoff: Backoff,
     /// How long [`Client::connect`](crate::Client::connect) keeps trying before it gives up
     /// with `Unreachable` (default 30 s).

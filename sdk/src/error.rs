@@ -60,6 +60,11 @@ pub enum RequestError {
     /// The server answered with a failure status.
     #[error("the server refused the request: {0}")]
     Refused(Status),
+    /// The server answered RATE_LIMITED: this connection sent requests faster than the
+    /// server's message rate, and the request was not carried out. Wait (a second or more),
+    /// then ask again; a client that keeps sending past the rate is disconnected.
+    #[error("rate limited: the request was not carried out; ask again later")]
+    RateLimited,
     /// No answer within the request timeout. A request still queued then is dropped unsent;
     /// one already sent may or may not have taken effect.
     #[error("no answer within {0:?}")]

@@ -3,8 +3,8 @@
 //! An entry stays until the server acks it (OK) or refuses it for good; a lost connection only
 //! forgets which `seq` carried it, so after the next login every entry goes out again, oldest
 //! first and before anything new, with its original `client_msg_id` (the server answers a
-//! resend with the original ack and stores nothing twice). Entries refused with BUSY or
-//! INTERNAL wait for a backoff delay, then go out again.
+//! resend with the original ack and stores nothing twice). Entries refused with BUSY,
+//! INTERNAL or RATE_LIMITED wait for a backoff delay, then go out again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -51,9 +51,9 @@ struct Entry {
     message: Outgoing,
     /// The seq of the request carrying it on the current connection, once sent.
     seq: Option<u32>,
-    /// When a BUSY or INTERNAL refusal lets it go out again.
+    /// When a BUSY, INTERNAL or RATE_LIMITED refusal lets it go out again.
     retry_at: Option<Instant>,
-    /// BUSY/INTERNAL refusals so far (the backoff attempt of the next retry).
+    /// BUSY/INTERNAL/RATE_LIMITED refusals so far (the backoff attempt of the next retry).
     refusals: u32,
 }
 
@@ -134,7 +134,7 @@ impl Outbox {
     }
 
     /// Takes the entry `seq` carried off the wire until `retry_at(refusals so far)`, after a
-    /// BUSY or INTERNAL answer.
+    /// BUSY, INTERNAL or RATE_LIMITED answer.
     pub fn retry_later(&mut self, seq: u32, retry_at: impl FnOnce(u32) -> Instant) {
         let Some(ticket) = self.by_seq.remove(&seq) else {
             return;

@@ -69,7 +69,7 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// PING interval (shortened to the server's idle timeout / 2 after login).
     pub heartbeat: Duration,
-    /// Waits before resending a message refused as BUSY or INTERNAL.
+    /// Waits before resending a message refused as BUSY, INTERNAL or RATE_LIMITED.
     pub backoff: Backoff,
     /// Remembered message ids.
     pub dedupe_window: usize,
@@ -481,6 +481,7 @@ impl Session {
                 let answer = match result {
                     Ok(body) if body_matches(app.command, &body) => Ok(body),
                     Ok(_) => Err(RequestError::UnexpectedResponse),
+                    Err(Status::RATE_LIMITED) => Err(RequestError::RateLimited),
                     Err(status) => Err(RequestError::Refused(status)),
                 };
                 let _ = app.reply.send(answer);
@@ -501,7 +502,7 @@ impl Session {
                     command: ProtoCommand::Login.code(),
                 })
             }
-            Err(status) if status == Status::BUSY || status == Status::INTERNAL => {
+            Err(status) if retry_later(status) => {
                 return Flow::Reconnect(LinkError::LoginRefused(status))
             }
             Err(status) => return Flow::Stop(StopReason::LoginRefused(status)),
@@ -636,7 +637,7 @@ impl Session {
             Ok(_) => Flow::Reconnect(LinkError::UnexpectedResponse {
                 command: response.command,
             }),
-            Err(status) if status == Status::BUSY || status == Status::INTERNAL => {
+            Err(status) if retry_later(status) => {
                 let (backoff, rng) = (&self.config.backoff, &mut self.rng);
                 self.outbox
                     .retry_later(seq, |refusals| now + backoff.delay(refusals, rng));
@@ -788,3 +789,10 @@ fn body_matches(command: ProtoCommand, body: &ResponseBody) -> bool {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+/// Whether a refusal asks for the same request again after a backoff: the server was busy or
+/// failed (BUSY, INTERNAL), or this connection sent faster than its message rate
+/// (RATE_LIMITED; the request was not carried out).
+fn retry_later(status: Status) -> bool {
+    status == Status::BUSY || status == Status::INTERNAL || status == Status::RATE_LIMITED
+}

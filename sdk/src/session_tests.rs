@@ -342,6 +342,44 @@ fn busy_sends_retry_after_a_backoff_and_final_refusals_fail_the_send() {
 }
 
 #[test]
+fn rate_limited_sends_retry_after_a_backoff_and_requests_get_a_typed_error() {
+    let mut h = Harness::new();
+    h.log_in();
+    let (limited, rx_limited) = outgoing(1, "carol");
+    h.session.on_command(Command::Send(limited), h.now);
+    let (reply, rx_request) = bounded(1);
+    h.session.on_command(
+        Command::Request {
+            request: Request::GroupJoin { group_id: 5 },
+            reply,
+            deadline: h.now + Duration::from_secs(10),
+        },
+        h.now,
+    );
+    let sent = h.sent();
+    h.refuse(ProtoCommand::Send, sent[0].0, Status::RATE_LIMITED);
+    h.refuse(ProtoCommand::GroupJoin, sent[1].0, Status::RATE_LIMITED);
+    assert_eq!(
+        rx_request.try_recv().unwrap(),
+        Err(RequestError::RateLimited)
+    );
+    assert!(
+        rx_limited.try_recv().is_err(),
+        "a RATE_LIMITED send is not over"
+    );
+    assert!(h.sent().is_empty(), "nothing resent at once");
+    let retry = h.session.poll_timeout().expect("a retry time");
+    assert!(retry <= h.now + Backoff::default().initial);
+    h.now = retry;
+    h.session.on_timeout(h.now);
+    assert_eq!(
+        send_ids(&h.sent()),
+        [1],
+        "resent after the backoff, same id"
+    );
+}
+
+#[test]
 fn invalid_recipients_fail_at_once_online_or_not() {
     let mut h = Harness::new();
     let (offline, rx_offline) = outgoing(1, "");
@@ -499,13 +537,20 @@ fn a_refused_first_login_is_the_connect_error() {
         h.ready.try_recv().unwrap(),
         Err(ConnectError::LoginRefused(Status::TOKEN_EXPIRED))
     ));
-    // BUSY at login is worth another attempt.
+    // BUSY (or RATE_LIMITED) at login is worth another attempt.
     let mut h = Harness::new();
     h.session.connection_opened(endpoint(), "jwt", h.now);
     let seq = h.sent()[0].0;
     assert!(matches!(
         h.refuse(ProtoCommand::Login, seq, Status::BUSY),
         Flow::Reconnect(LinkError::LoginRefused(Status::BUSY))
+    ));
+    let mut h = Harness::new();
+    h.session.connection_opened(endpoint(), "jwt", h.now);
+    let seq = h.sent()[0].0;
+    assert!(matches!(
+        h.refuse(ProtoCommand::Login, seq, Status::RATE_LIMITED),
+        Flow::Reconnect(LinkError::LoginRefused(Status::RATE_LIMITED))
     ));
 }
 

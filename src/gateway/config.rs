@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use super::machine::ControlLimit;
+use super::limits::{AllowedOrigins, PerIpLimit, RateLimit};
 use super::trusted_proxies::TrustedProxies;
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).
@@ -101,6 +102,18 @@ pub struct GatewayConfig {
     /// Control frames (ping, pong) a WebSocket connection may send, as a burst and a rate;
     /// the frame past it closes the connection with 1008 (policy violation).
     pub control_limit: ControlLimit,
+    /// Messages (framed packets, WebSocket data messages) a connection may send: a burst, a
+    /// rate, and a grace of messages past it that the handler sees marked as over the rate
+    /// ([`Handler::over_rate`](super::Handler::over_rate)); the message past the grace closes
+    /// the connection (1008 on WebSocket). Off by default here: `serve` and `echo` set their
+    /// own documented defaults.
+    pub message_limit: RateLimit,
+    /// Connections per client address, at once and per second (off by default: behind a
+    /// balancer without the PROXY protocol every client has the balancer's address).
+    pub per_ip: PerIpLimit,
+    /// Origins whose pages may open WebSockets; `None`: any. An upgrade with another Origin
+    /// header gets 403; one without an Origin header is let through (not a browser).
+    pub allowed_origins: Option<AllowedOrigins>,
     /// When set, every connection on both listeners must open with a PROXY protocol header
     /// (v1 or v2) and come from one of these networks; the client address the header carries
     /// replaces the peer's. A connection from elsewhere, or without a valid header, is closed.
@@ -135,6 +148,9 @@ impl Default for GatewayConfig {
             max_queued_bytes: 1 << 30,
             inbox_bytes: 64 << 20,
             control_limit: ControlLimit::default(),
+            message_limit: RateLimit::OFF,
+            per_ip: PerIpLimit::default(),
+            allowed_origins: None,
             proxy_protocol: None,
             handshake_timeout: Duration::from_secs(10),
             read_wait: Duration::from_secs(180),

@@ -159,6 +159,16 @@ pub trait Handler: Send + 'static {
     /// A whole message arrived on an admitted connection.
     fn message(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message);
 
+    /// A whole message that came past the connection's message rate, within the grace of
+    /// [`GatewayConfig::message_limit`](super::GatewayConfig::message_limit): it is not a
+    /// [`Handler::message`]. The handler says "slow down" its own way (the chat server answers
+    /// RATE_LIMITED) or drops it; the gateway closes the connection itself (1008) once the
+    /// grace is spent too. By default the connection is closed at once with 1008.
+    fn over_rate(&mut self, out: &mut Outbox<'_>, conn: ConnId, message: Message) {
+        let _ = message;
+        out.close(conn, CloseCode::POLICY_VIOLATION);
+    }
+
     /// An admitted connection ended. Pushes to it are dropped from now on.
     fn disconnect(&mut self, out: &mut Outbox<'_>, conn: ConnId, reason: &Disconnect);
 

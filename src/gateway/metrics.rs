@@ -30,17 +30,33 @@ pub enum Refusal {
     BadUpgrade,
     /// No PROXY header or upgrade request within the handshake timeout.
     HandshakeTimeout,
+    /// A connection from an address that holds `--max-conns-per-ip` already.
+    IpConnections,
+    /// A connection from an address opening them faster than `--ip-connect-rate`.
+    IpConnectRate,
+    /// A WebSocket upgrade whose Origin is not in `--allowed-origins` (403).
+    Origin,
+    /// A message past the connection's message rate, within its grace (the chat server
+    /// answers it RATE_LIMITED). Not a connection refused: a message.
+    MessageOverRate,
+    /// A connection closed for sending messages past its rate and grace (1008 on WebSocket).
+    MessageRateClose,
 }
 
 impl Refusal {
     /// Every refusal, in label order.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::MaxConns,
         Refusal::UntrustedProxy,
         Refusal::BadProxyHeader,
         Refusal::Handler,
         Refusal::BadUpgrade,
         Refusal::HandshakeTimeout,
+        Refusal::IpConnections,
+        Refusal::IpConnectRate,
+        Refusal::Origin,
+        Refusal::MessageOverRate,
+        Refusal::MessageRateClose,
     ];
 
     /// The `reason` label.
@@ -52,7 +68,23 @@ impl Refusal {
             Refusal::Handler => "handler",
             Refusal::BadUpgrade => "bad_upgrade",
             Refusal::HandshakeTimeout => "handshake_timeout",
+            Refusal::IpConnections => "ip_connections",
+            Refusal::IpConnectRate => "ip_connect_rate",
+            Refusal::Origin => "origin",
+            Refusal::MessageOverRate => "message_over_rate",
+            Refusal::MessageRateClose => "message_rate_close",
         }
+    }
+}
+
+/// The refusals of every reactor summed, by reason ([`Gateway::refusals`](super::Gateway::refusals)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusalCounts(pub [u64; Refusal::ALL.len()]);
+
+impl RefusalCounts {
+    /// The count of one reason.
+    pub fn get(&self, why: Refusal) -> u64 {
+        self.0[why as usize]
     }
 }
 
@@ -245,6 +277,17 @@ mod tests {
     fn blocks_do_not_share_cache_lines() {
         assert_eq!(std::mem::align_of::<ReactorMetrics>(), 128);
         assert_eq!(std::mem::size_of::<ReactorMetrics>() % 128, 0);
+    }
+
+    #[test]
+    fn every_refusal_has_its_place_and_a_label() {
+        for (i, why) in Refusal::ALL.into_iter().enumerate() {
+            assert_eq!(why as usize, i, "ALL is in declaration order");
+        }
+        let mut labels: Vec<_> = Refusal::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Refusal::ALL.len());
     }
 
     #[test]

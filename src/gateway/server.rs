@@ -12,13 +12,15 @@ use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
 
+use super::clock::TICK_MS;
 use super::config::GatewayConfig;
 use super::conn_id::MAX_REACTORS;
 use super::epoll::{Reactor, Shared, WAKER};
 use super::handle::GatewayHandle;
 use super::handler::Handler;
+use super::limits::per_ip::PerIpTable;
 use super::listener::bind_listener;
-use super::metrics::GatewayProbe;
+use super::metrics::{GatewayProbe, RefusalCounts};
 
 /// A running gateway: its reactor threads and the handle that reaches them.
 pub struct Gateway {
@@ -67,11 +69,12 @@ impl Gateway {
         }
         let (handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
         let shared = Arc::new(Shared {
-            config,
             open_conns: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             budget_closes: AtomicU64::new(0),
             metrics: (0..workers).map(|_| Default::default()).collect(),
+            per_ip: Arc::new(PerIpTable::new(config.per_ip, TICK_MS)),
+            config,
         });
         let mut threads = Vec::with_capacity(workers);
         for (index, ((poll, (tcp, ws)), inbox)) in
@@ -144,6 +147,13 @@ impl Gateway {
         self.shared
             .budget_closes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What was refused so far, by reason (`--max-conns`, the per-IP limits, the Origin
+    /// allowlist, the message rate, bad handshakes...): the reactors' counters summed, as
+    /// `/metrics` shows them. Each reactor publishes its machines' counts once per pass.
+    pub fn refusals(&self) -> RefusalCounts {
+        RefusalCounts(self.probe().totals().refusals)
     }
 
     /// Stops accepting, closes every connection (WebSocket with 1001) and waits for the

@@ -11,8 +11,9 @@ use tracing::{debug, info, warn};
 
 use super::super::handler::{Handler, Transport};
 use super::super::machine::Machine;
+use super::super::limits::IpRefusal;
 use super::super::metrics::Refusal;
-use super::{Conn, Reactor, ACCEPT_RETRY_TICKS};
+use super::{Conn, Reactor, Shared, ACCEPT_RETRY_TICKS};
 
 /// Accepts per readiness event before the connections already open get their turn.
 const ACCEPT_BUDGET: usize = 256;
@@ -88,10 +89,30 @@ impl<H: Handler> Reactor<H> {
             shared.metrics[self.index].refused(Refusal::MaxConns);
             return; // dropping the stream closes it
         }
+        // With PROXY, the client's address is known only once its header is read: the
+        // machine asks the per-IP table then.
+        let ip_counted = shared.config.proxy_protocol.is_none() && shared.per_ip.is_on();
+        if ip_counted {
+            if let Err(refusal) = shared.per_ip.admit(peer.ip(), self.now) {
+                shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+                info!(%peer, "connection refused: {refusal}");
+                shared.metrics[self.index].refused(match refusal {
+                    IpRefusal::TooManyConnections => Refusal::IpConnections,
+                    IpRefusal::ConnectRate => Refusal::IpConnectRate,
+                });
+                return; // dropping the stream closes it
+            }
+        }
+        let unadmit = |shared: &Shared| {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            if ip_counted {
+                shared.per_ip.release(peer.ip(), self.now);
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= u32::MAX as usize {
-            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            unadmit(shared);
             return;
         }
         if let Err(e) = self.poll.registry().register(
@@ -99,7 +120,7 @@ impl<H: Handler> Reactor<H> {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            unadmit(shared);
             warn!(%peer, error = %e, "could not register connection");
             return;
         }
@@ -107,7 +128,10 @@ impl<H: Handler> Reactor<H> {
             self.generations.resize(key + 1, 0);
         }
         let generation = self.generations[key];
-        let machine = Machine::new(&mut self.ws, key, peer, transport);
+        let mut machine = Machine::new(&mut self.ws, key, peer, transport);
+        if ip_counted {
+            machine.set_ip_counted();
+        }
         entry.insert(Conn {
             stream,
             generation,

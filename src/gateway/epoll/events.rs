@@ -32,7 +32,8 @@ impl<H: Handler> Reactor<H> {
     fn perform(&mut self, key: usize, event: Event) {
         match event {
             Event::Open(upgrade) => self.open(key, upgrade),
-            Event::Message(message) => self.deliver(key, message),
+            Event::Message(message) => self.deliver(key, message, false),
+            Event::OverRate(message) => self.deliver(key, message, true),
             Event::Disconnect(reason) => {
                 self.shared.metrics[self.index].closed(&reason);
                 let id = self.id(key);
@@ -76,12 +77,17 @@ impl<H: Handler> Reactor<H> {
         self.apply_local();
     }
 
-    fn deliver(&mut self, key: usize, message: Message) {
+    /// Hands the handler a message: `over_rate` when it came past the connection's message
+    /// rate (within its grace).
+    fn deliver(&mut self, key: usize, message: Message, over_rate: bool) {
         let id = self.id(key);
         self.shared.metrics[self.index].messages_in.inc();
-        if self
-            .call_handler(|h, out| h.message(out, id, message))
-            .is_none()
+        let handled = if over_rate {
+            self.call_handler(|h, out| h.over_rate(out, id, message))
+        } else {
+            self.call_handler(|h, out| h.message(out, id, message))
+        };
+        if handled.is_none()
         {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.machine.on_handler_panic(&mut self.ws, key);

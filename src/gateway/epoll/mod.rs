@@ -33,6 +33,7 @@ use super::config::GatewayConfig;
 use super::conn_id::{next_generation, ConnId};
 use super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::handler::{Disconnect, Handler, Transport};
+use super::limits::per_ip::PerIpTable;
 use super::machine::{Limits, Machine, Workspace};
 use super::timer_wheel::TimerWheel;
 
@@ -66,6 +67,9 @@ pub(crate) struct Shared {
     pub(crate) budget_closes: AtomicU64,
     /// One block of counters per reactor, each written by its reactor only.
     pub(crate) metrics: Box<[super::metrics::ReactorMetrics]>,
+    /// Connections per client address (`--max-conns-per-ip`, `--ip-connect-rate`), shared
+    /// with each reactor's machines for the check after a PROXY header.
+    pub(crate) per_ip: Arc<PerIpTable>,
 }
 
 /// One connection as the driver holds it: its socket and its machine.
@@ -144,7 +148,8 @@ impl<H: Handler> Reactor<H> {
                 .register(listener, WS_LISTENER, Interest::READABLE)?;
         }
         let start = shared.config.clock_start_ticks;
-        let ws = Workspace::new(Limits::new(&shared.config), start);
+        let mut ws = Workspace::new(Limits::new(&shared.config), start);
+        ws.share_per_ip(shared.per_ip.clone());
         Ok(Reactor {
             index,
             poll,
@@ -351,6 +356,9 @@ impl<H: Handler> Reactor<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        if conn.machine.ip_counted() {
+            self.shared.per_ip.release(conn.machine.peer().ip(), self.now);
+        }
         self.read_paused.remove(&key);
         self.unread.remove(&key);
         self.wheel.cancel(key);

@@ -1,27 +1,28 @@
 //! Rules that keep control frames from being free, without sockets or clocks of their own.
 //!
-//! [`ControlRate`] is a token bucket per connection: a client may send `burst` control frames
-//! at once and `per_second` on average; the frame that finds the bucket empty gets the
-//! connection closed with 1008 (policy violation). [`PongSlots`] bounds the pongs of one
-//! reactor pass: the first [`PONGS_IN_PLACE`] pings of a connection in a pass are answered in
-//! place (in order with the data around it; Autobahn 2.10 expects ten pings sent at once to get
+//! [`ControlLimit`] is judged per connection by a rate cell (`limits::rate`, a token bucket in
+//! four bytes): a client may send `burst` control frames at once and `per_second` on average;
+//! the frame past that gets the connection closed with 1008 (policy violation).
+//!
+//! [`PongSlots`] bounds the pongs of one reactor pass: the first [`PONGS_IN_PLACE`] pings of a
+//! connection in a pass are answered in place (in order with the data around it; Autobahn 2.10 expects ten pings sent at once to get
 //! ten pongs), later ones only replace one owed pong sent at the end of the pass. RFC 6455
 //! §5.5.3 lets an endpoint that got several pings before it could reply answer only the most
 //! recent one, so even with the rate limit raised a ping flood costs the server at most 17
 //! pongs per connection per pass instead of a queue of them.
-//!
-//! Time comes in as the reactor's ticks (milliseconds since its start divided by `tick_ms`).
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
+
+use super::super::limits::RateLimit;
 
 /// The documented limit on control frames (ping, pong; close ends the connection anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControlLimit {
     /// Frames a connection may send at once after a quiet period.
     pub burst: u32,
-    /// Frames per second a connection may send on average, indefinitely.
+    /// Frames per second a connection may send on average, indefinitely (0: no limit).
     pub per_second: u32,
 }
 
@@ -36,46 +37,15 @@ impl Default for ControlLimit {
     }
 }
 
-/// Thousandths of a frame, so that refills by the millisecond stay whole numbers.
-const MILLI: u64 = 1000;
-
-/// One connection's token bucket. 8 bytes: one lives in every connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ControlRate {
-    /// Credit in thousandths of a frame.
-    credit: u32,
-    /// Tick of the last refill.
-    last: u32,
-}
-
-impl ControlRate {
-    /// A full bucket at `now`.
-    pub(crate) fn new(limit: ControlLimit, now: u32) -> Self {
-        ControlRate {
-            credit: Self::full(limit),
-            last: now,
+impl ControlLimit {
+    /// The limit as the per-connection rate cell judges it: no grace, the frame past the
+    /// rate closes (`per_second == 0`: no limit).
+    pub(crate) fn rate(self) -> RateLimit {
+        RateLimit {
+            burst: self.burst,
+            per_second: self.per_second,
+            grace: 0,
         }
-    }
-
-    fn full(limit: ControlLimit) -> u32 {
-        (u64::from(limit.burst) * MILLI).min(u64::from(u32::MAX)) as u32
-    }
-
-    /// Takes one frame's credit at tick `now` (`tick_ms` milliseconds per tick). False: the
-    /// connection went over the limit.
-    pub(crate) fn admit(&mut self, limit: ControlLimit, now: u32, tick_ms: u64) -> bool {
-        let elapsed_ms = u64::from(now.wrapping_sub(self.last)) * tick_ms;
-        // credit is in milli-frames and per_second frames per 1000 ms: one milli-frame per
-        // millisecond per frame-per-second.
-        let refill = elapsed_ms.saturating_mul(u64::from(limit.per_second));
-        let credit = (u64::from(self.credit) + refill).min(u64::from(Self::full(limit)));
-        self.last = now;
-        if credit < MILLI {
-            self.credit = credit as u32;
-            return false;
-        }
-        self.credit = (credit - MILLI) as u32;
-        true
     }
 }
 
@@ -131,59 +101,6 @@ impl PongSlots {
 mod tests {
     use super::*;
 
-    const LIMIT: ControlLimit = ControlLimit {
-        burst: 3,
-        per_second: 2,
-    };
-
-    #[test]
-    fn a_burst_then_the_rate() {
-        let mut rate = ControlRate::new(LIMIT, 0);
-        assert!(rate.admit(LIMIT, 0, 10));
-        assert!(rate.admit(LIMIT, 0, 10));
-        assert!(rate.admit(LIMIT, 0, 10));
-        assert!(!rate.admit(LIMIT, 0, 10), "the burst is spent");
-        // 2 per second: one frame's credit every 500 ms (50 ticks of 10 ms).
-        assert!(!rate.admit(LIMIT, 49, 10));
-        assert!(rate.admit(LIMIT, 50, 10));
-        assert!(!rate.admit(LIMIT, 50, 10));
-    }
-
-    #[test]
-    fn a_quiet_connection_never_holds_more_than_the_burst() {
-        let mut rate = ControlRate::new(LIMIT, 0);
-        let later = 100_000;
-        for _ in 0..3 {
-            assert!(rate.admit(LIMIT, later, 10));
-        }
-        assert!(!rate.admit(LIMIT, later, 10));
-    }
-
-    #[test]
-    fn a_steady_client_at_the_rate_is_never_cut() {
-        let mut rate = ControlRate::new(LIMIT, 0);
-        for second in 0..1000u32 {
-            assert!(rate.admit(LIMIT, second * 100, 10));
-            assert!(rate.admit(LIMIT, second * 100 + 50, 10));
-        }
-    }
-
-    #[test]
-    fn a_flood_is_cut_after_the_burst() {
-        let mut rate = ControlRate::new(LIMIT, 7);
-        let admitted = (0..1000).take_while(|_| rate.admit(LIMIT, 7, 10)).count();
-        assert_eq!(admitted, 3);
-    }
-
-    #[test]
-    fn the_tick_counter_wrapping_is_harmless() {
-        let mut rate = ControlRate::new(LIMIT, u32::MAX - 10);
-        for _ in 0..3 {
-            assert!(rate.admit(LIMIT, u32::MAX - 10, 10));
-        }
-        assert!(rate.admit(LIMIT, 40, 10), "51 ticks later, across the wrap");
-    }
-
     #[test]
     fn the_first_pings_of_a_pass_and_the_latest_are_answered() {
         let mut slots = PongSlots::default();
@@ -201,10 +118,5 @@ mod tests {
         slots.clear();
         assert!(slots.is_empty());
         assert!(slots.answer_now(9, b"next pass"));
-    }
-
-    #[test]
-    fn control_rate_is_small() {
-        assert_eq!(std::mem::size_of::<ControlRate>(), 8);
     }
 }

@@ -11,11 +11,13 @@
 use bytes::{Buf, Bytes, BytesMut};
 use switchboard_codec::packet::{PacketHeader, HEADER_LEN};
 use switchboard_codec::proxy::ProxyHeaderParser;
+use switchboard_codec::ws::handshake::{self, UpgradeRequest};
 use switchboard_codec::ws::{self as ws, CloseCode, OpCode};
 use switchboard_codec::Decoded;
 use tracing::info;
 
 use super::super::clock::{stamp, TICK_MS};
+use super::super::limits::Verdict;
 use super::super::handler::{Disconnect, Message};
 use super::super::metrics::Refusal;
 use super::state::{Phase, Protocol};
@@ -179,7 +181,7 @@ impl Machine {
         match ws.packets.decode_raw(src) {
             Ok(Decoded::Complete(packet)) => {
                 ws.frames_left = ws.frames_left.saturating_sub(1);
-                ws.push(key, Event::Message(Message::Binary(packet)));
+                self.message_within_rate(ws, key, Message::Binary(packet));
                 true
             }
             Ok(Decoded::NeedMore) => false,
@@ -199,6 +201,9 @@ impl Machine {
         match parser.parse(src) {
             Ok(Decoded::Complete((request, consumed))) => {
                 src.advance(consumed);
+                if self.origin_refused(ws, key, &request) {
+                    return false;
+                }
                 ws.push(key, Event::Open(Some(Box::new(request))));
                 true
             }
@@ -240,11 +245,11 @@ impl Machine {
         let open = self.phase == Phase::Open;
         match message {
             ws::Message::Binary(payload) if open => {
-                ws.push(key, Event::Message(Message::Binary(payload)));
+                self.message_within_rate(ws, key, Message::Binary(payload));
             }
             ws::Message::Text(payload) if open => {
                 if ws.limits.ws_text {
-                    ws.push(key, Event::Message(Message::Text(payload)));
+                    self.message_within_rate(ws, key, Message::Text(payload));
                 } else {
                     info!(peer = %self.peer, "closing WebSocket: text messages are not part of the protocol");
                     self.protocol_close(ws, key, "text message", CloseCode::UNSUPPORTED_DATA);
@@ -281,7 +286,7 @@ impl Machine {
     /// [`ControlLimit`]: super::ControlLimit
     fn control_frame_admitted(&mut self, ws: &mut Workspace, key: usize) -> bool {
         let limit = ws.limits.control;
-        if self.control.admit(limit, stamp(ws.now), TICK_MS) {
+        if self.control.judge(limit.rate(), ws.now, TICK_MS) == Verdict::Admit {
             return true;
         }
         info!(
@@ -297,6 +302,54 @@ impl Machine {
             CloseCode::POLICY_VIOLATION,
         );
         false
+    }
+
+    /// A whole message from an open connection, judged against its message rate: for the
+    /// handler, for the handler as over the rate, or, past the grace, the end of the
+    /// connection (1008 on WebSocket, a FIN after what is queued on TCP).
+    fn message_within_rate(&mut self, ws: &mut Workspace, key: usize, message: Message) {
+        let limit = ws.limits.messages;
+        match self.messages.judge(limit, ws.now, TICK_MS) {
+            Verdict::Admit => ws.push(key, Event::Message(message)),
+            Verdict::OverRate => {
+                ws.refuse(Refusal::MessageOverRate);
+                ws.push(key, Event::OverRate(message));
+            }
+            Verdict::Close => {
+                ws.refuse(Refusal::MessageRateClose);
+                info!(
+                    peer = %self.peer, burst = limit.burst, per_second = limit.per_second,
+                    grace = limit.grace, "closing connection: messages over --message-rate"
+                );
+                self.protocol_close(
+                    ws,
+                    key,
+                    "messages over the rate limit",
+                    CloseCode::POLICY_VIOLATION,
+                );
+            }
+        }
+    }
+
+    /// Refuses an upgrade from a page whose Origin is not allowed (403, then close). True
+    /// when refused.
+    fn origin_refused(&mut self, ws: &mut Workspace, key: usize, request: &UpgradeRequest) -> bool {
+        let Some(allowed) = &ws.limits.allowed_origins else {
+            return false;
+        };
+        if allowed.allows(request.origin()) {
+            return false;
+        }
+        ws.refuse(Refusal::Origin);
+        info!(
+            peer = %self.peer, origin = request.origin().unwrap_or_default(),
+            "WebSocket upgrade refused: Origin not in --allowed-origins"
+        );
+        handshake::write_refusal(403, "origin not allowed", &mut ws.responses);
+        let response = ws.responses.split().freeze();
+        self.queue(ws, key, response);
+        self.start_flushing(ws, key);
+        true
     }
 
     fn protocol_close(&mut self, ws: &mut Workspace, key: usize, rule: &str, code: CloseCode) {

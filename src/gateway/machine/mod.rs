@@ -48,6 +48,9 @@ pub(crate) enum Event {
     Open(Option<Box<UpgradeRequest>>),
     /// A whole message for the handler.
     Message(Message),
+    /// A whole message past the connection's message rate, within its grace: for
+    /// `Handler::over_rate`, not `Handler::message`.
+    OverRate(Message),
     /// Tell the handler the admitted connection ended.
     Disconnect(Disconnect),
     /// The connection's one timer now fires at this tick (replacing any earlier deadline);

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::super::handler::{Disconnect, Transport};
 use super::outgoing::Flushed;
-use super::state::{Phase, Protocol};
+use super::state::{Flags, Phase, Protocol};
 use super::{Event, Machine, Workspace};
 
 impl Machine {
@@ -86,8 +86,8 @@ impl Machine {
 
     /// Asks the driver to send (or, for a connection over the cap, to judge it) this pass.
     pub(crate) fn mark_dirty(&mut self, ws: &mut Workspace, key: usize) {
-        if !self.dirty {
-            self.dirty = true;
+        if !self.flags.has(Flags::DIRTY) {
+            self.flags.set(Flags::DIRTY, true);
             ws.push(key, Event::Transmit);
         }
     }
@@ -181,7 +181,7 @@ impl Machine {
 
     /// Clears the send request and adds the pong owed this pass. False: nothing to do.
     fn begin_send(&mut self, ws: &mut Workspace, key: usize) -> bool {
-        self.dirty = false;
+        self.flags.set(Flags::DIRTY, false);
         if self.phase == Phase::Closed {
             return false;
         }

@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use super::super::clock::{since, stamp, Stamp};
 use super::super::handler::{Admission, Disconnect, Message, Transport};
 use super::super::metrics::Refusal;
-use super::control::ControlRate;
+use super::super::limits::rate::RateCell;
+use super::super::limits::IpRefusal;
 use super::outgoing::Outgoing;
 use super::{Event, Workspace};
 
@@ -56,6 +57,29 @@ pub(super) enum Protocol {
     Ws(MessageReader<Server>),
 }
 
+/// A connection's yes/no facts, packed into one byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Flags(u8);
+
+impl Flags {
+    /// [`Event::Transmit`] is queued and the bytes not yet sent.
+    pub(super) const DIRTY: u8 = 1;
+    /// Its client address holds a place in the per-IP table (the driver frees it at removal).
+    pub(super) const IP_COUNTED: u8 = 2;
+
+    pub(super) fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    pub(super) fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+}
+
 /// One connection, as bytes and time in, events out.
 pub(crate) struct Machine {
     /// Tick of the last read (the read-wait needs no timer operation per read).
@@ -64,10 +88,13 @@ pub(crate) struct Machine {
     pub(super) transport: Transport,
     /// The handler accepted it and has not yet been told it ended.
     pub(super) admitted: bool,
-    /// [`Event::Transmit`] is queued and the bytes not yet sent.
-    pub(super) dirty: bool,
-    /// WebSocket control frames it may still send.
-    pub(super) control: ControlRate,
+    /// [`Flags::DIRTY`] and [`Flags::IP_COUNTED`], in one byte: a separate `bool` for the
+    /// second would cost 8 bytes per connection in padding.
+    pub(super) flags: Flags,
+    /// When its next WebSocket control frame is due (`--control-rate`).
+    pub(super) control: RateCell,
+    /// When its next message is due (`--message-rate`).
+    pub(super) messages: RateCell,
     /// Boxed: a `BytesMut` is 32 bytes, and most connections are idle most of the time.
     pub(super) inbound: Option<Box<BytesMut>>,
     pub(super) outgoing: Outgoing,
@@ -90,8 +117,9 @@ impl Machine {
             phase: Phase::ProxyHeader,
             transport,
             admitted: false,
-            dirty: false,
-            control: ControlRate::new(ws.limits.control, stamp(ws.now)),
+            flags: Flags::default(),
+            control: RateCell::new(ws.now),
+            messages: RateCell::new(ws.now),
             inbound: None,
             outgoing: Outgoing::default(),
             protocol: Protocol::ProxyHeader,
@@ -118,6 +146,17 @@ impl Machine {
 
     pub(crate) fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// Whether its client address holds a place in the per-IP table, to be released when
+    /// the connection goes.
+    pub(crate) fn ip_counted(&self) -> bool {
+        self.flags.has(Flags::IP_COUNTED)
+    }
+
+    /// The driver counted its client address at accept.
+    pub(crate) fn set_ip_counted(&mut self) {
+        self.flags.set(Flags::IP_COUNTED, true);
     }
 
     /// Whether input still means something (as opposed to being discarded while closing).
@@ -158,6 +197,22 @@ impl Machine {
             self.peer = source;
         }
         debug!(peer = %self.peer, %balancer, ?header, "PROXY header read");
+        if let Some(table) = &ws.per_ip {
+            // Only now is the client's address known: behind a balancer every connection
+            // comes from the balancer's.
+            match table.admit(self.peer.ip(), ws.now) {
+                Ok(()) => self.flags.set(Flags::IP_COUNTED, true),
+                Err(refusal) => {
+                    info!(peer = %self.peer, %balancer, "connection refused: {refusal}");
+                    ws.refuse(match refusal {
+                        IpRefusal::TooManyConnections => Refusal::IpConnections,
+                        IpRefusal::ConnectRate => Refusal::IpConnectRate,
+                    });
+                    self.finish(ws, key, None);
+                    return;
+                }
+            }
+        }
         self.begin_transport(ws, key);
     }
 

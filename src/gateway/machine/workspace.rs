@@ -8,6 +8,7 @@
 //! after every machine with bytes in the arena was sent or parked its bytes in its backlog.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use switchboard_codec::packet::PacketDecoder;
@@ -15,6 +16,8 @@ use switchboard_codec::ws::{FrameEncoder, Server};
 
 use super::super::clock::ticks;
 use super::super::config::GatewayConfig;
+use super::super::limits::per_ip::PerIpTable;
+use super::super::limits::{AllowedOrigins, RateLimit};
 use super::super::metrics::Refusal;
 use super::control::{ControlLimit, PongSlots};
 use super::outgoing::PushArena;
@@ -34,6 +37,10 @@ pub(crate) struct Limits {
     /// The slow-consumer cap actually applied (see [`write_cap`]).
     pub(crate) write_cap: usize,
     pub(crate) control: ControlLimit,
+    /// Messages per connection (`--message-rate`, `--message-burst`, the grace).
+    pub(crate) messages: RateLimit,
+    /// Origins whose pages may open WebSockets (`None`: any).
+    pub(crate) allowed_origins: Option<AllowedOrigins>,
     /// Connections open with a PROXY header (`--proxy-protocol`).
     pub(crate) proxy_header: bool,
     pub(crate) handshake_ticks: u64,
@@ -49,6 +56,8 @@ impl Limits {
             ws_text: config.ws_text,
             write_cap: write_cap(config),
             control: config.control_limit,
+            messages: config.message_limit,
+            allowed_origins: config.allowed_origins.clone(),
             proxy_header: config.proxy_protocol.is_some(),
             handshake_ticks: ticks(config.handshake_timeout),
             read_wait_ticks: ticks(config.read_wait),
@@ -91,6 +100,9 @@ pub(crate) struct Workspace {
     /// Connections refused by the machines since the driver last took these counts, by
     /// `Refusal as usize` (the driver publishes them to its metrics block each pass).
     pub(super) refused: [u64; Refusal::ALL.len()],
+    /// The gateway's per-IP table when its limits are on: the machine counts its client
+    /// after the PROXY header names it (without PROXY, the driver does at accept).
+    pub(super) per_ip: Option<Arc<PerIpTable>>,
 }
 
 impl Workspace {
@@ -111,7 +123,13 @@ impl Workspace {
             backlogged: HashSet::new(),
             churn: 0,
             refused: [0; Refusal::ALL.len()],
+            per_ip: None,
         }
+    }
+
+    /// Shares the gateway's per-IP table (only worth it when its limits are on).
+    pub(crate) fn share_per_ip(&mut self, table: Arc<PerIpTable>) {
+        self.per_ip = table.is_on().then_some(table);
     }
 
     /// Starts a pass at tick `now` (never earlier than the last).
@@ -165,7 +183,7 @@ impl Workspace {
         self.arena.clear();
     }
 
-    /// Counts a connection a machine refused.
+    /// Counts a connection (or a message) a machine refused.
     pub(super) fn refuse(&mut self, why: Refusal) {
         self.refused[why as usize] += 1;
     }

@@ -13,6 +13,7 @@ use super::super::config::GatewayConfig;
 use super::super::handler::{Admission, Disconnect, Message, Transport};
 use super::{Event, Limits, Machine, Phase, Workspace};
 
+mod limits;
 mod sending;
 mod splits;
 mod tcp;
@@ -42,6 +43,8 @@ struct Harness {
     /// What went out on the wire.
     wire: Vec<u8>,
     messages: Vec<Message>,
+    /// Messages handed to the handler as over the rate.
+    over_rate: Vec<Message>,
     disconnects: Vec<Disconnect>,
     opened: usize,
     deadline: Option<u64>,
@@ -76,6 +79,7 @@ impl Harness {
             appetite: usize::MAX,
             wire: Vec::new(),
             messages: Vec::new(),
+            over_rate: Vec::new(),
             disconnects: Vec::new(),
             opened: 0,
             deadline: None,
@@ -125,6 +129,7 @@ impl Harness {
                     }
                     self.messages.push(message);
                 }
+                Event::OverRate(message) => self.over_rate.push(message),
                 Event::Disconnect(reason) => self.disconnects.push(reason),
                 Event::Deadline(tick) => self.deadline = Some(tick),
                 Event::Transmit => self.transmit = true,
