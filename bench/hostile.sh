@@ -8,21 +8,31 @@
 # same three points, and how and when the server cut the attacking connections. Loopback only;
 # every run stops by itself. See ../shared/design/measuring.md: on 2 shared cores, read ratios.
 #
-#   bench/hostile.sh                                   # ~2 minutes
+# The server runs with the limits an operator facing these clients would set (SERVER_ARGS): a
+# message rate per connection far above what the victim, one message in flight, ever sends.
+# The attackers connect from ATTACK_IP and the victim from VICTIM_IPS, so the per-IP limits
+# (PER_IP_ARGS, on for reconnect-flood only, where they are the defence under test) tell them
+# apart; the victim's 100 connections spread over 10 addresses stay under them.
+#
+#   bench/hostile.sh                                   # ~3 minutes
 #   ATTACKS="ping-flood" bench/hostile.sh
 #   SERVER=/path/to/older/switchboard bench/hostile.sh   # the same attacks against another build
 #
-# Settings (environment): ATTACKS (ping-flood pong-flood slow-readers tcp-ping-flood slowloris),
-# SERVER (the switchboard binary), SERVER_ARGS (extra server options), VICTIM_CONNS, SIZE,
-# VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT.
+# Settings (environment): ATTACKS (ping-flood pong-flood slow-readers tcp-ping-flood
+# reconnect-flood slowloris), SERVER (the switchboard binary), SERVER_ARGS (extra server
+# options), PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
+# VICTIM_IPS, VICTIM_CONNS, SIZE, VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 
-ATTACKS=${ATTACKS:-"ping-flood pong-flood slow-readers tcp-ping-flood"}
+ATTACKS=${ATTACKS:-"ping-flood pong-flood slow-readers tcp-ping-flood reconnect-flood"}
 SERVER=${SERVER:-$target_dir/release/switchboard}
-SERVER_ARGS=${SERVER_ARGS:-"--read-wait 5s"}
+SERVER_ARGS=${SERVER_ARGS-"--read-wait 5s --message-rate 4000 --message-burst 200"}
+PER_IP_ARGS=${PER_IP_ARGS-"--max-conns-per-ip 10 --ip-connect-burst 20 --ip-connect-rate 10"}
+ATTACK_IP=${ATTACK_IP:-127.0.0.100}
+VICTIM_IPS=${VICTIM_IPS:-127.0.0.1-127.0.0.10}
 VICTIM_CONNS=${VICTIM_CONNS:-100}
 SIZE=${SIZE:-20}
 VICTIM_S=${VICTIM_S:-5}
@@ -38,6 +48,14 @@ attack_conns() {
         slow-readers) echo 50 ;;
         slowloris) echo 1000 ;;
         *) echo 100 ;;
+    esac
+}
+
+# Server options per attack, on top of SERVER_ARGS.
+attack_args() {
+    case $1 in
+        reconnect-flood) echo "$PER_IP_ARGS" ;;
+        *) echo "" ;;
     esac
 }
 
@@ -76,6 +94,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 
 for attack in $ATTACKS; do
@@ -84,7 +104,7 @@ for attack in $ATTACKS; do
     logfile="$OUT/server-$attack.log"
     : >"$logfile"
     # shellcheck disable=SC2086
-    bash -c "exec $SERVER echo --workers 1 --ws 127.0.0.1:$ws_port --tcp 127.0.0.1:$tcp_port $SERVER_ARGS" \
+    bash -c "exec $SERVER echo --workers 1 --ws 127.0.0.1:$ws_port --tcp 127.0.0.1:$tcp_port $SERVER_ARGS $(attack_args "$attack")" \
         >"$logfile" 2>&1 </dev/null &
     server_pid=$!
     waited=0
@@ -98,7 +118,7 @@ for attack in $ATTACKS; do
         waited=$((waited + 1))
     done
     victim=(target/release/loadtest echo --target "ws://127.0.0.1:$ws_port/" --conns "$VICTIM_CONNS"
-        --size "$SIZE" --inflight 1 --duration "${VICTIM_S}s" --quiet)
+        --size "$SIZE" --inflight 1 --duration "${VICTIM_S}s" --source-ips "$VICTIM_IPS" --quiet)
     log "$attack: baseline"
     "${victim[@]}" --json "$OUT/$attack-baseline.json" >/dev/null
     sleep 1
@@ -112,16 +132,20 @@ for attack in $ATTACKS; do
     ) >"$OUT/$attack-samples.txt" 2>/dev/null &
     sampler_pid=$!
     target=127.0.0.1:$ws_port
-    [[ $attack == tcp-ping-flood ]] && target=127.0.0.1:$tcp_port
+    [[ $attack == tcp-ping-flood || $attack == reconnect-flood ]] && target=127.0.0.1:$tcp_port
     log "$attack: $(attack_conns "$attack") attackers for ${ATTACK_S}s, victim alongside"
     attack_start=$(date +%s.%N)
-    target/release/hostile "$attack" --target "$target" --conns "$(attack_conns "$attack")" \
-        --duration "$ATTACK_S" >"$OUT/$attack-attack.json" &
+    cpu_start=$(cpu_ticks "$server_pid")
+    /usr/bin/time -f '%U %S' -o "$OUT/$attack-attacker-cpu.txt" \
+        target/release/hostile "$attack" --target "$target" --conns "$(attack_conns "$attack")" \
+        --duration "$ATTACK_S" --bind "$ATTACK_IP" >"$OUT/$attack-attack.json" &
     attacker_pid=$!
     sleep 0.5
     "${victim[@]}" --json "$OUT/$attack-under.json" >/dev/null || true
     wait "$attacker_pid" || true
     attack_end=$(date +%s.%N)
+    cpu_end=$(cpu_ticks "$server_pid")
+    echo "$cpu_start $cpu_end $(getconf CLK_TCK)" >"$OUT/$attack-server-cpu.txt"
     log "$attack: settling ${SETTLE_S}s"
     sleep "$SETTLE_S"
     rss_after=$(rss_kib "$server_pid")
@@ -132,16 +156,25 @@ for attack in $ATTACKS; do
         "$attack_start" "$attack_end" >"$OUT/$attack-points.txt"
 done
 
-python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" <<'EOF'
+python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" "$PER_IP_ARGS" <<'EOF'
 import json, sys
-out, attacks, server, server_args, conns, size = sys.argv[1:]
+out, attacks, server, server_args, conns, size, per_ip_args = sys.argv[1:]
 load = open("/proc/loadavg").read().split()[:3]
-print(f"\nserver: {server} echo --workers 1 {server_args}; victim: loadtest echo, {conns} WebSocket "
-      f"connections, {size} B, 1 in flight; load average at the end {' '.join(load)}\n")
+print(f"\nserver: {server} echo --workers 1 {server_args} (reconnect-flood: + {per_ip_args or 'nothing'}); "
+      f"victim: loadtest echo, {conns} WebSocket connections, {size} B, 1 in flight; "
+      f"load average at the end {' '.join(load)}\n")
 head = ("| attack | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
-        "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) |")
+        "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) "
+        "| CPU s during the attack: server / attacker |")
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
+def cpu(attack):
+    try:
+        start, end, hz = map(int, open(f"{out}/{attack}-server-cpu.txt").read().split())
+        user, system = map(float, open(f"{out}/{attack}-attacker-cpu.txt").read().split()[-2:])
+        return f"{(end - start) / hz:.2f} / {user + system:.2f}"
+    except (OSError, ValueError):
+        return "n/a"
 for attack in attacks.split():
     base = json.load(open(f"{out}/{attack}-baseline.json"))
     try:
@@ -160,9 +193,11 @@ for attack in attacks.split():
     fmt_ms = lambda us: "n/a" if us is None else f"{us / 1000:.2f}"
     ratio_p99 = "n/a" if not bp or up is None else f"{up / bp:.1f}×"
     hows = ", ".join(f"{k} {v}" for k, v in a["how"].items())
+    if "echoed_packets" in a:
+        hows += f" ({a['echoed_packets']:,} packets echoed to the attackers)"
     print(f"| {attack} | {bm:,.0f} → {um:,.0f} | {um / bm:.0%} | {fmt_ms(bp)} → {fmt_ms(up)} | {ratio_p99} "
           f"| {int(before) / 1024:.1f} / {peak_rss / 1024:.1f} / {int(after) / 1024:.1f} "
-          f"| {fds_before} / {peak_fds} / {fds_after} | {a['cut']} of {a['conns']} | {hows} "
-          f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} |")
+          f"| {fds_before} / {peak_fds} / {fds_after} | {a['cut']} of {a.get('connections', a['conns'])} | {hows} "
+          f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} | {cpu(attack)} |")
 print(f"\nevery run's files: {out}")
 EOF

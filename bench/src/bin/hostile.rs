@@ -12,7 +12,14 @@
 //! - `pong-flood`: unsolicited WebSocket pongs as fast as the socket takes them;
 //! - `tcp-ping-flood`: Switchboard PING packets on framed TCP without logging in (a chat
 //!   server closes such a connection at its first request; an echo server echoes them);
-//! - `slowloris`: half an upgrade request, then one header byte a second.
+//! - `slowloris`: half an upgrade request, then one header byte a second;
+//! - `reconnect-flood`: `tcp-ping-flood` from attackers that connect again as soon as they are
+//!   cut (or refused), until the deadline: what per-connection limits alone cannot stop. The
+//!   summary counts every connection made, and how each ended (`refused`: closed before a
+//!   single echo came back).
+//!
+//! `--bind` sets the attackers' source address (127.0.0.2, ...), so a victim on 127.0.0.1 is
+//! a different client as far as the server's per-IP limits are concerned.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,6 +43,7 @@ enum Attack {
     PongFlood,
     TcpPingFlood,
     Slowloris,
+    ReconnectFlood,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -62,6 +70,9 @@ struct Args {
     /// slow-readers: messages per connection.
     #[arg(long, default_value_t = 20)]
     messages: usize,
+    /// The attackers' source address (the kernel picks one when unset).
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
 }
 
 /// How one attacking connection ended.
@@ -76,6 +87,9 @@ fn main() {
     let args = Args::parse();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
+    if args.attack == Attack::ReconnectFlood {
+        return reconnect_flood(&args, start, deadline);
+    }
     let threads: Vec<_> = (0..args.conns)
         .map(|i| {
             let args = args.clone();
@@ -91,10 +105,11 @@ fn main() {
             })
         })
         .collect();
-    summarize(&args, &ends, start.elapsed().as_secs_f64());
+    summarize(&args, &ends, start.elapsed().as_secs_f64(), "");
 }
 
-fn summarize(args: &Args, ends: &[End], elapsed: f64) {
+/// Prints the JSON summary; `extra` is more fields (`,"name":value...`) or empty.
+fn summarize(args: &Args, ends: &[End], elapsed: f64, extra: &str) {
     let mut hows: Vec<(String, usize)> = Vec::new();
     for end in ends {
         match hows.iter_mut().find(|(h, _)| *h == end.how) {
@@ -114,7 +129,7 @@ fn summarize(args: &Args, ends: &[End], elapsed: f64) {
     };
     let how_json: Vec<String> = hows.iter().map(|(h, n)| format!("\"{h}\":{n}")).collect();
     println!(
-        "{{\"attack\":\"{:?}\",\"conns\":{},\"cut\":{},\"uncut\":{},\"how\":{{{}}},\"first_cut_s\":{},\"median_cut_s\":{},\"last_cut_s\":{},\"elapsed_s\":{:.3}}}",
+        "{{\"attack\":\"{:?}\",\"conns\":{},\"cut\":{},\"uncut\":{},\"how\":{{{}}},\"first_cut_s\":{},\"median_cut_s\":{},\"last_cut_s\":{},\"elapsed_s\":{:.3},\"connections\":{}{}}}",
         args.attack,
         args.conns,
         times.len(),
@@ -123,13 +138,15 @@ fn summarize(args: &Args, ends: &[End], elapsed: f64) {
         pick(0.0),
         pick(0.5),
         pick(1.0),
-        elapsed
+        elapsed,
+        ends.len(),
+        extra
     );
 }
 
 fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End {
     let at = || Some(start.elapsed().as_secs_f64());
-    let stream = match connect(args.target, args.attack == Attack::SlowReaders) {
+    let stream = match connect(args.target, args.bind, args.attack == Attack::SlowReaders) {
         Ok(s) => s,
         Err(e) => {
             return End {
@@ -142,8 +159,9 @@ fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End
         Attack::PingFlood => flood(stream, OpCode::Ping, deadline),
         Attack::PongFlood => flood(stream, OpCode::Pong, deadline),
         Attack::SlowReaders => slow_reader(stream, args, deadline),
-        Attack::TcpPingFlood => tcp_ping_flood(stream, deadline),
+        Attack::TcpPingFlood => tcp_ping_flood(stream, deadline).map(|(end, _)| end),
         Attack::Slowloris => slowloris(stream, index, deadline),
+        Attack::ReconnectFlood => unreachable!("run by reconnect_flood"),
     };
     match result {
         Ok(Some(how)) => End { how, at: at() },
@@ -158,12 +176,19 @@ fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End
     }
 }
 
-fn connect(target: SocketAddr, small_receive_buffer: bool) -> io::Result<TcpStream> {
+fn connect(
+    target: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+    small_receive_buffer: bool,
+) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
+    if let Some(ip) = bind {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
     if small_receive_buffer {
         socket.set_recv_buffer_size(4 << 10)?;
     }
@@ -345,7 +370,9 @@ fn slow_reader(
     Ok(None)
 }
 
-fn tcp_ping_flood(stream: TcpStream, deadline: Instant) -> io::Result<Option<String>> {
+/// Floods one framed-TCP connection until it is cut or the deadline; also returns the bytes
+/// of echoes read.
+fn tcp_ping_flood(stream: TcpStream, deadline: Instant) -> io::Result<(Option<String>, usize)> {
     let mut batch = BytesMut::new();
     let mut encoder = PacketEncoder::new();
     for seq in 0..2000u32 {
@@ -361,13 +388,14 @@ fn tcp_ping_flood(stream: TcpStream, deadline: Instant) -> io::Result<Option<Str
     };
     let mut stream = stream;
     let mut buf = vec![0u8; 64 << 10];
+    let mut echoed = 0;
     let end = loop {
         if Instant::now() > deadline {
             break None;
         }
         match stream.read(&mut buf) {
             Ok(0) => break Some("eof".to_string()),
-            Ok(_) => {}
+            Ok(n) => echoed += n,
             Err(e) if is_timeout(&e) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Some("reset".into()),
             Err(e) => {
@@ -379,7 +407,59 @@ fn tcp_ping_flood(stream: TcpStream, deadline: Instant) -> io::Result<Option<Str
     };
     stop.store(true, Ordering::Relaxed);
     let _ = writing.join();
-    Ok(end)
+    Ok((end, echoed))
+}
+
+/// `tcp-ping-flood` from `--conns` threads that each connect again as soon as a connection
+/// ends, until the deadline; prints one JSON line like `summarize`, with every connection.
+fn reconnect_flood(args: &Args, start: Instant, deadline: Instant) {
+    let threads: Vec<_> = (0..args.conns)
+        .map(|_| {
+            let args = args.clone();
+            thread::spawn(move || {
+                let mut ends = Vec::new();
+                let mut echoed_total = 0usize;
+                while Instant::now() < deadline {
+                    let stream = match connect(args.target, args.bind, false) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            ends.push(End {
+                                how: format!("connect_{:?}", e.kind()),
+                                at: Some(start.elapsed().as_secs_f64()),
+                            });
+                            thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    let (how, echoed) = match tcp_ping_flood(stream, deadline) {
+                        Ok((Some(how), echoed)) => (how, echoed),
+                        Ok((None, echoed)) => ("uncut".to_string(), echoed),
+                        Err(e) => (format!("error_{:?}", e.kind()), 0),
+                    };
+                    echoed_total += echoed;
+                    let how = if echoed == 0 && how != "uncut" {
+                        "refused".to_string()
+                    } else {
+                        how
+                    };
+                    let at = (how != "uncut").then(|| start.elapsed().as_secs_f64());
+                    ends.push(End { how, at });
+                }
+                (ends, echoed_total)
+            })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    let mut echoed = 0;
+    for thread in threads {
+        if let Ok((mine, bytes)) = thread.join() {
+            ends.extend(mine);
+            echoed += bytes;
+        }
+    }
+    let served = ends.iter().filter(|e| e.how != "refused").count();
+    let extra = format!(",\"served\":{served},\"echoed_packets\":{}", echoed / 14);
+    summarize(args, &ends, start.elapsed().as_secs_f64(), &extra);
 }
 
 fn slowloris(mut stream: TcpStream, index: usize, deadline: Instant) -> io::Result<Option<String>> {
