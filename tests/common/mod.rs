@@ -123,6 +123,11 @@ impl TestGateway {
         self.inner().budget_closes()
     }
 
+    /// What the limits refused so far, by reason.
+    pub fn refusals(&self) -> switchboard::gateway::RefusalCounts {
+        self.inner().refusals()
+    }
+
     /// Bytes queued for writing across the gateway, as of each reactor's last pass.
     pub fn queued_bytes(&self) -> usize {
         self.inner().queued_bytes()
