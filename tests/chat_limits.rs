@@ -7,8 +7,10 @@
 mod chat_common;
 
 use bytes::BytesMut;
-use chat_common::{unique_user, ChatClient, TestServer, Transport, BOTH, IO_TIMEOUT};
-use switchboard::gateway::GatewayConfig;
+use chat_common::{
+    unique_user, ChatClient, ServerOptions, TestServer, Transport, BOTH, IO_TIMEOUT,
+};
+use switchboard::gateway::{GatewayConfig, RateLimit};
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, LimitError, StartError, StoreConfigPatch};
 use switchboard_codec::packet::{DEFAULT_MAX_PAYLOAD, HEADER_LEN};
@@ -256,5 +258,102 @@ fn a_response_that_would_pass_the_limit_is_internal_not_sent() {
         );
         assert!(client.largest_packet() <= HEADER_LEN + small);
         assert!(client.is_open(), "{transport:?}");
+    }
+}
+
+/// The request rate of the RATE_LIMITED tests: 10 at once, 10 a second, then 10 answered
+/// RATE_LIMITED before the close.
+const REQUEST_RATE: RateLimit = RateLimit {
+    burst: 10,
+    per_second: 10,
+    grace: 10,
+};
+
+/// `request` encoded once per seq in `seqs`.
+fn requests(request: &Request, seqs: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+    seqs.map(|seq| {
+        let mut bytes = BytesMut::new();
+        request.encode(seq, &mut bytes).expect("encode");
+        bytes.to_vec()
+    })
+    .collect()
+}
+
+/// The statuses of the responses among `packets`, by seq.
+fn statuses(packets: &[ServerPacket]) -> Vec<(u32, Status)> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            ServerPacket::Response(r) => Some((
+                r.seq,
+                r.result.as_ref().err().copied().unwrap_or(Status::OK),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn requests_past_the_rate_are_answered_rate_limited_then_the_connection_closes_and_others_are_served(
+) {
+    let server = TestServer::with_options(ServerOptions {
+        message_limit: REQUEST_RATE,
+        ..ServerOptions::default()
+    });
+    for transport in BOTH {
+        let mut quiet = server.login(transport, &unique_user("quiet"), None);
+        let mut eager = server.login(transport, &unique_user("eager"), None);
+        // LOGIN took one of the burst: 9 more are carried out, the next 10 answered
+        // RATE_LIMITED (on the gateway, in order), and the 20th past the burst closes.
+        let detail = Request::GroupDetail { group_id: 999_999 };
+        eager.send_at_once(&requests(&detail, 100..130));
+        let (packets, closure) = eager.expect_closed(IO_TIMEOUT);
+        let answers = statuses(&packets);
+        let limited: Vec<u32> = answers
+            .iter()
+            .filter(|(_, s)| *s == Status::RATE_LIMITED)
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert_eq!(
+            limited,
+            (109..119).collect::<Vec<_>>(),
+            "{transport:?}: {answers:?}"
+        );
+        // The 9 carried out are answered by the core, unless the close overtook them.
+        assert!(answers
+            .iter()
+            .all(|(seq, s)| *s == Status::RATE_LIMITED || (*seq < 109 && *s == Status::NOT_FOUND)));
+        if transport == Transport::Ws {
+            assert_eq!(closure.ws_close, Some(CloseCode::POLICY_VIOLATION));
+        }
+        // Another connection (another user, same address) is served throughout.
+        assert!(quiet.is_open());
+        assert_eq!(quiet.group_detail(999_999), Err(Status::NOT_FOUND));
+    }
+}
+
+#[test]
+fn a_client_that_waits_after_rate_limited_is_served_again() {
+    let server = TestServer::with_options(ServerOptions {
+        message_limit: REQUEST_RATE,
+        ..ServerOptions::default()
+    });
+    for transport in BOTH {
+        let mut client = server.login(transport, &unique_user("patient"), None);
+        let detail = Request::GroupDetail { group_id: 999_999 };
+        client.send_at_once(&requests(&detail, 200..212));
+        let mut limited = 0;
+        for seq in 200..212 {
+            match client.response(seq).result {
+                Err(Status::RATE_LIMITED) => limited += 1,
+                Err(Status::NOT_FOUND) => {}
+                other => panic!("{transport:?} seq {seq}: {other:?}"),
+            }
+        }
+        assert_eq!(limited, 3, "{transport:?}");
+        // Three over the rate cost three intervals on top: half a second later it is served.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert_eq!(client.group_detail(999_999), Err(Status::NOT_FOUND));
+        assert!(client.is_open());
     }
 }

@@ -145,6 +145,19 @@ impl ChatClient {
         }
     }
 
+    /// Sends whole packets back to back in one write (on WebSocket, one binary message each),
+    /// so the server reads them at once.
+    pub fn send_at_once(&mut self, packets: &[Vec<u8>]) {
+        let bytes: Vec<u8> = match self.transport {
+            Transport::Tcp => packets.concat(),
+            Transport::Ws => packets
+                .iter()
+                .flat_map(|p| WsClient::frame(OpCode::Binary, true, p))
+                .collect(),
+        };
+        self.send_bytes(&bytes).expect("send packets");
+    }
+
     /// Sends one packet with any command and payload (well formed or not).
     pub fn send_packet(&mut self, command: u16, payload: &[u8]) {
         self.send_unit(&packet(command, payload))

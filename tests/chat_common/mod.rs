@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard::admin::AdminConfig;
-use switchboard::gateway::GatewayConfig;
+use switchboard::gateway::{GatewayConfig, RateLimit};
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
 use switchboard_protocol::limits;
@@ -55,6 +55,8 @@ pub struct ServerOptions {
     pub max_packet: usize,
     /// The admin listener (on a free loopback port) and its API token, if any.
     pub admin: Option<AdminOptions>,
+    /// The per-connection request rate (`--request-rate`); off unless a test sets it.
+    pub message_limit: RateLimit,
 }
 
 /// The admin listener of a test server.
@@ -80,6 +82,7 @@ impl Default for ServerOptions {
             workers: 2,
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
             admin: None,
+            message_limit: RateLimit::OFF,
         }
     }
 }
@@ -115,6 +118,7 @@ impl TestServer {
         let gateway = GatewayConfig {
             read_wait: options.read_wait,
             max_packet: options.max_packet,
+            message_limit: options.message_limit,
             ..shared::gateway_config(options.workers)
         };
         let logic = LogicConfig {
