@@ -202,6 +202,29 @@ struct EchoArgs {
     message_rate: u32,
 }
 
+impl ServeArgs {
+    /// docs/protocol.md §4, RATE_LIMITED: past the burst and rate a request is answered
+    /// RATE_LIMITED, for another burst's worth; the request after that closes the connection.
+    fn request_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.request_burst,
+            per_second: self.request_rate,
+            grace: self.request_burst,
+        }
+    }
+}
+
+impl EchoArgs {
+    /// Echo has no way to say "slow down": the message past the rate closes the connection.
+    fn message_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.message_burst,
+            per_second: self.message_rate,
+            grace: 0,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct TokenArgs {
     /// The user id the token names (its `sub`).
@@ -522,12 +545,7 @@ fn run_echo(args: EchoArgs) -> ExitCode {
         }
     };
     config.max_message = args.max_message;
-    // Echo has no answer to "slow down": the message past the rate closes the connection.
-    config.message_limit = RateLimit {
-        burst: args.message_burst,
-        per_second: args.message_rate,
-        grace: 0,
-    };
+    config.message_limit = args.message_limit();
     if config.tcp.is_none() && config.ws.is_none() {
         config.ws = Some(DEFAULT_WS);
         config.tcp = Some(DEFAULT_TCP);
@@ -589,13 +607,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         gateway.ws = Some(DEFAULT_WS);
         gateway.tcp = Some(DEFAULT_TCP);
     }
-    // docs/protocol.md §4, RATE_LIMITED: a burst's worth past the rate is answered, the next
-    // request closes the connection.
-    gateway.message_limit = RateLimit {
-        burst: args.request_burst,
-        per_second: args.request_rate,
-        grace: args.request_burst,
-    };
+    gateway.message_limit = args.request_limit();
     let secret = match args.jwt_secret.filter(|secret| !secret.is_empty()) {
         Some(secret) => secret.into_bytes(),
         None => match crate::serve::load_or_create_secret(&args.data) {

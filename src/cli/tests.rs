@@ -314,3 +314,81 @@ fn the_admin_options_come_from_the_config_file_or_the_command_line() {
         assert!(printed.contains(key), "`switchboard config` prints {key:?}");
     }
 }
+
+#[test]
+fn the_limits_come_from_flags_and_the_config_file_with_documented_defaults() {
+    use crate::gateway::{PerIpLimit, RateLimit};
+    let defaults = serve(&["serve"]);
+    assert_eq!(
+        defaults.request_limit(),
+        RateLimit {
+            burst: 500,
+            per_second: 50,
+            grace: 500
+        }
+    );
+    let config = defaults.gateway.to_config().unwrap();
+    assert_eq!(
+        config.per_ip,
+        PerIpLimit {
+            max_conns: 0,
+            connect_burst: 100,
+            connect_per_second: 0
+        }
+    );
+    assert!(
+        !config.per_ip.is_on(),
+        "per-IP limits are off unless asked for"
+    );
+    assert_eq!(config.allowed_origins, None);
+    assert_eq!(
+        echo(&["echo"]).message_limit(),
+        RateLimit {
+            burst: 500,
+            per_second: 0,
+            grace: 0
+        }
+    );
+
+    let Command::Serve(set) = parse_serve_with(
+        "request-rate = 7\nrequest-burst = 9\nmax-conns-per-ip = 3\nip-connect-rate = 2\n\
+         ip-connect-burst = 4\nallowed-origins = \"https://a.example, https://b.example\"\n",
+    )
+    .unwrap()
+    .command
+    else {
+        panic!("not serve");
+    };
+    assert_eq!(
+        set.request_limit(),
+        RateLimit {
+            burst: 9,
+            per_second: 7,
+            grace: 9
+        }
+    );
+    let config = set.gateway.to_config().unwrap();
+    assert_eq!(
+        config.per_ip,
+        PerIpLimit {
+            max_conns: 3,
+            connect_burst: 4,
+            connect_per_second: 2
+        }
+    );
+    let origins = config.allowed_origins.expect("origins");
+    assert!(
+        origins.allows(Some("https://b.example")) && !origins.allows(Some("https://c.example"))
+    );
+
+    let flags = echo(&["echo", "--message-rate", "4000", "--message-burst", "200"]);
+    assert_eq!(
+        flags.message_limit(),
+        RateLimit {
+            burst: 200,
+            per_second: 4000,
+            grace: 0
+        }
+    );
+    assert!(parse(args(&["serve", "--allowed-origins", "example.com"])).is_err());
+}
