@@ -63,6 +63,8 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     )
     .unwrap();
     let bad_cursor = bad_cursor.to_vec();
+    let mut rate_limited = BytesMut::new();
+    encode_error(Command::Send.code(), 9, Status::RATE_LIMITED, &mut rate_limited).unwrap();
     let mut refused = BytesMut::new();
     encode_error(
         Command::Login.code(),
@@ -158,6 +160,7 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
             request(7, Request::SyncConfirm { upto: MSG_ID }),
         ),
         ("sync-confirm-refused", bad_cursor),
+        ("send-rate-limited", rate_limited.to_vec()),
         (
             "sync-index-request",
             request(
