@@ -180,3 +180,28 @@ fn a_bad_or_missing_proxy_header_drops_the_connection_unheard() {
     assert!(h.closed, "the handshake deadline");
     assert_eq!(h.opened, 0);
 }
+
+/// The old reactor dropped the rest of a read when the frame that used up the turn's decode
+/// budget was the one that emptied the connection's own buffer (the stream misframed after
+/// it). The machine hands that rest to `end_input` through the scratch buffer: kept.
+#[test]
+fn the_rest_of_a_read_survives_the_frame_that_spends_the_budget_from_the_own_buffer() {
+    let mut h = Harness::new(Transport::Tcp);
+    h.echo = false;
+    let first = packet(b"first, split across two reads");
+    let second = packet(b"second");
+    h.read(&first[..10]);
+    assert!(h.machine.inbound.is_some(), "the start of the first packet is held");
+    h.ws.start_turn();
+    h.ws.frames_left = 1; // the budget of the turn is down to this one frame
+    let mut rest = first[10..].to_vec();
+    rest.extend_from_slice(&second);
+    h.machine.on_bytes(&mut h.ws, &rest);
+    h.decode();
+    assert_eq!(h.messages.len(), 1, "the budget stops after the first");
+    assert!(h.machine.has_input(), "the second waits for the next turn");
+    h.read(&[]);
+    assert_eq!(h.messages.len(), 2);
+    assert_eq!(h.messages[1].payload()[..], second[..]);
+    assert!(h.disconnects.is_empty());
+}
