@@ -180,7 +180,9 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server MODE: a fresh process, listening once its port answers.
+# start_server MODE: a fresh process, listening once its port answers. `serve` runs without its
+# per-connection request rate (--request-rate 0): the load generator's clients send far faster
+# than any chat client, which is what these runs measure.
 start_server() {
     local mode=$1
     stop_server
@@ -189,7 +191,8 @@ start_server() {
     serve)
         rm -rf "$data_dir"
         SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers "$WORKERS" \
-            --data "$data_dir" --synchronous "$SYNCHRONOUS" >"$OUT/server.log" 2>&1 &
+            --data "$data_dir" --synchronous "$SYNCHRONOUS" --request-rate 0 \
+            >"$OUT/server.log" 2>&1 &
         ;;
     esac
     server_pid=$!

@@ -17,17 +17,21 @@
 #   bench/hostile.sh                                   # ~3 minutes
 #   ATTACKS="ping-flood" bench/hostile.sh
 #   SERVER=/path/to/older/switchboard bench/hostile.sh   # the same attacks against another build
+#   PEER=fastwebsockets bench/hostile.sh                # a peer of bench/peers (WebSocket attacks)
 #
 # Settings (environment): ATTACKS (ping-flood pong-flood slow-readers tcp-ping-flood
 # reconnect-flood slowloris), SERVER (the switchboard binary), SERVER_ARGS (extra server
-# options), PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
+# options), PEER (fastwebsockets or tungstenite: run that echo server of bench/peers instead,
+# one thread, with no options; the framed-TCP attacks are skipped, as it has no such port),
+# PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
 # VICTIM_IPS, VICTIM_CONNS, SIZE, VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 
-ATTACKS=${ATTACKS:-"ping-flood pong-flood slow-readers tcp-ping-flood reconnect-flood"}
+ATTACKS=${ATTACKS:-"ping-flood pong-flood slow-readers ws-data-flood tcp-ping-flood reconnect-flood"}
+PEER=${PEER:-}
 SERVER=${SERVER:-$target_dir/release/switchboard}
 SERVER_ARGS=${SERVER_ARGS-"--read-wait 5s --message-rate 4000 --message-burst 200"}
 PER_IP_ARGS=${PER_IP_ARGS-"--max-conns-per-ip 10 --ip-connect-burst 20 --ip-connect-rate 10"}
@@ -59,6 +63,20 @@ attack_args() {
     esac
 }
 
+if [[ -n $PEER ]]; then
+    log "building bench/peers' ${PEER}_echo (release)"
+    (cd bench/peers && cargo build --release --quiet --bin "${PEER}_echo")
+    kept=""
+    for attack in $ATTACKS; do
+        case $attack in
+            tcp-ping-flood | reconnect-flood) log "$attack skipped: $PEER has no framed-TCP port" ;;
+            *) kept="$kept $attack" ;;
+        esac
+    done
+    ATTACKS=$kept
+    SERVER_ARGS="(none: $PEER has no limits to set)"
+    PER_IP_ARGS=""
+fi
 log "building switchboard, loadtest and hostile (release)"
 cargo build --release --quiet --bin switchboard
 cargo build --release --quiet -p switchboard-loadtest --bin loadtest
@@ -103,12 +121,19 @@ for attack in $ATTACKS; do
     tcp_port=$(free_port)
     logfile="$OUT/server-$attack.log"
     : >"$logfile"
-    # shellcheck disable=SC2086
-    bash -c "exec $SERVER echo --workers 1 --ws 127.0.0.1:$ws_port --tcp 127.0.0.1:$tcp_port $SERVER_ARGS $(attack_args "$attack")" \
-        >"$logfile" 2>&1 </dev/null &
+    if [[ -n $PEER ]]; then
+        "bench/peers/target/release/${PEER}_echo" --addr "127.0.0.1:$ws_port" --threads 1 \
+            >"$logfile" 2>&1 </dev/null &
+        ready="listening on"
+    else
+        # shellcheck disable=SC2086
+        bash -c "exec $SERVER echo --workers 1 --ws 127.0.0.1:$ws_port --tcp 127.0.0.1:$tcp_port $SERVER_ARGS $(attack_args "$attack")" \
+            >"$logfile" 2>&1 </dev/null &
+        ready="^switchboard echo: WebSocket on"
+    fi
     server_pid=$!
     waited=0
-    until grep -q "^switchboard echo: WebSocket on" "$logfile" 2>/dev/null; do
+    until grep -q "$ready" "$logfile" 2>/dev/null; do
         if ! kill -0 "$server_pid" 2>/dev/null || [[ $waited -ge 100 ]]; then
             log "ERROR: the server did not start:"
             cat "$logfile" >&2
@@ -157,9 +182,12 @@ for attack in $ATTACKS; do
 done
 
 python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" "$PER_IP_ARGS" <<'EOF'
-import json, sys
+import json, os, sys
 out, attacks, server, server_args, conns, size, per_ip_args = sys.argv[1:]
 load = open("/proc/loadavg").read().split()[:3]
+peer = os.environ.get("PEER")
+if peer:
+    server = f"bench/peers {peer}_echo --threads 1"
 print(f"\nserver: {server} echo --workers 1 {server_args} (reconnect-flood: + {per_ip_args or 'nothing'}); "
       f"victim: loadtest echo, {conns} WebSocket connections, {size} B, 1 in flight; "
       f"load average at the end {' '.join(load)}\n")

@@ -24,7 +24,10 @@ fn acknowledged_messages_survive_sigkill_and_restart() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
 
-    let server = ServeProcess::spawn(dir.path(), &[]);
+    // 1,000 SENDs pipelined per connection: far past the request rate a chat client is held
+    // to (docs/protocol.md §5), which is not what this test is about.
+    let unlimited = ["--request-rate", "0"];
+    let server = ServeProcess::spawn(dir.path(), &unlimited);
     let mut alice_tcp = server.login(Transport::Tcp, &alice, None);
     let mut alice_ws = server.login(Transport::Ws, &alice, Some("desktop"));
     // Pipelined over both transports; the server is killed while the later half is in flight.
@@ -77,7 +80,7 @@ fn acknowledged_messages_survive_sigkill_and_restart() {
     drop((alice_tcp, alice_ws));
     assert!(acked.len() >= KILL_AFTER);
 
-    let server = ServeProcess::spawn(dir.path(), &[]);
+    let server = ServeProcess::spawn(dir.path(), &unlimited);
     let mut bob_conn = server.login(Transport::Ws, &bob, None);
     let synced = bob_conn.sync_all();
     let mut seen = HashSet::new();

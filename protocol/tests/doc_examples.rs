@@ -64,7 +64,13 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     .unwrap();
     let bad_cursor = bad_cursor.to_vec();
     let mut rate_limited = BytesMut::new();
-    encode_error(Command::Send.code(), 9, Status::RATE_LIMITED, &mut rate_limited).unwrap();
+    encode_error(
+        Command::Send.code(),
+        9,
+        Status::RATE_LIMITED,
+        &mut rate_limited,
+    )
+    .unwrap();
     let mut refused = BytesMut::new();
     encode_error(
         Command::Login.code(),

@@ -10,6 +10,9 @@
 //! - `slow-readers`: a 4 KiB receive buffer, `--messages` binary messages of `--size` bytes
 //!   sent, nothing ever read (the server echoes into a queue the client never drains);
 //! - `pong-flood`: unsolicited WebSocket pongs as fast as the socket takes them;
+//! - `ws-data-flood`: 125-byte binary messages as fast as the socket takes them, echoes read
+//!   (legitimate-looking traffic, only too much of it: the WebSocket twin of
+//!   `tcp-ping-flood`, and an attack every echo server can be given);
 //! - `tcp-ping-flood`: Switchboard PING packets on framed TCP without logging in (a chat
 //!   server closes such a connection at its first request; an echo server echoes them);
 //! - `slowloris`: half an upgrade request, then one header byte a second;
@@ -41,6 +44,7 @@ enum Attack {
     PingFlood,
     SlowReaders,
     PongFlood,
+    WsDataFlood,
     TcpPingFlood,
     Slowloris,
     ReconnectFlood,
@@ -158,6 +162,7 @@ fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End
     let result = match args.attack {
         Attack::PingFlood => flood(stream, OpCode::Ping, deadline),
         Attack::PongFlood => flood(stream, OpCode::Pong, deadline),
+        Attack::WsDataFlood => flood(stream, OpCode::Binary, deadline),
         Attack::SlowReaders => slow_reader(stream, args, deadline),
         Attack::TcpPingFlood => tcp_ping_flood(stream, deadline).map(|(end, _)| end),
         Attack::Slowloris => slowloris(stream, index, deadline),
@@ -249,7 +254,7 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Control frames as fast as the socket takes them; a reader thread watches for the end.
+/// Frames of `opcode` as fast as the socket takes them; a reader thread watches for the end.
 fn flood(mut stream: TcpStream, opcode: OpCode, deadline: Instant) -> io::Result<Option<String>> {
     let target = stream.peer_addr()?;
     let inbound = upgrade(&mut stream, target)?;
