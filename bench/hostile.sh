@@ -19,8 +19,9 @@
 #   SERVER=/path/to/older/switchboard bench/hostile.sh   # the same attacks against another build
 #   PEER=fastwebsockets bench/hostile.sh                # a peer of bench/peers (WebSocket attacks)
 #
-# Settings (environment): ATTACKS (ping-flood pong-flood slow-readers tcp-ping-flood
-# reconnect-flood slowloris), SERVER (the switchboard binary), SERVER_ARGS (extra server
+# Settings (environment): ATTACKS (ping-flood pong-flood slow-readers ws-data-flood
+# tcp-ping-flood reconnect-flood slowloris, and reconnect-flood-elsewhere: the control, the
+# same attackers aimed at a second server process while the victim uses its own), SERVER (the switchboard binary), SERVER_ARGS (extra server
 # options), PEER (fastwebsockets or tungstenite: run that echo server of bench/peers instead,
 # one thread, with no options; the framed-TCP attacks are skipped, as it has no such port),
 # PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
@@ -69,7 +70,7 @@ if [[ -n $PEER ]]; then
     kept=""
     for attack in $ATTACKS; do
         case $attack in
-            tcp-ping-flood | reconnect-flood) log "$attack skipped: $PEER has no framed-TCP port" ;;
+            tcp-ping-flood | reconnect-flood*) log "$attack skipped: $PEER has no framed-TCP port" ;;
             *) kept="$kept $attack" ;;
         esac
     done
@@ -89,8 +90,14 @@ free_port() {
 }
 
 server_pid=""
+other_pid=""
 sampler_pid=""
 stop_all() {
+    if [[ -n $other_pid ]]; then
+        kill "$other_pid" 2>/dev/null || true
+        wait "$other_pid" 2>/dev/null || true
+        other_pid=""
+    fi
     if [[ -n $sampler_pid ]]; then
         kill "$sampler_pid" 2>/dev/null || true
         wait "$sampler_pid" 2>/dev/null || true
@@ -158,11 +165,24 @@ for attack in $ATTACKS; do
     sampler_pid=$!
     target=127.0.0.1:$ws_port
     [[ $attack == tcp-ping-flood || $attack == reconnect-flood ]] && target=127.0.0.1:$tcp_port
+    tool_attack=$attack
+    if [[ $attack == reconnect-flood-elsewhere ]]; then
+        # The control: the same attackers aimed at a second server process with the same
+        # limits, so what the victim loses is the attack's cost to the machine, not to its server.
+        other_tcp=$(free_port)
+        # shellcheck disable=SC2086
+        "$SERVER" echo --workers 1 --tcp "127.0.0.1:$other_tcp" $SERVER_ARGS $PER_IP_ARGS \
+            >"$OUT/server-$attack-other.log" 2>&1 </dev/null &
+        other_pid=$!
+        sleep 0.5
+        target=127.0.0.1:$other_tcp
+        tool_attack=reconnect-flood
+    fi
     log "$attack: $(attack_conns "$attack") attackers for ${ATTACK_S}s, victim alongside"
     attack_start=$(date +%s.%N)
     cpu_start=$(cpu_ticks "$server_pid")
     /usr/bin/time -f '%U %S' -o "$OUT/$attack-attacker-cpu.txt" \
-        target/release/hostile "$attack" --target "$target" --conns "$(attack_conns "$attack")" \
+        target/release/hostile "$tool_attack" --target "$target" --conns "$(attack_conns "$attack")" \
         --duration "$ATTACK_S" --bind "$ATTACK_IP" >"$OUT/$attack-attack.json" &
     attacker_pid=$!
     sleep 0.5
@@ -171,6 +191,11 @@ for attack in $ATTACKS; do
     attack_end=$(date +%s.%N)
     cpu_end=$(cpu_ticks "$server_pid")
     echo "$cpu_start $cpu_end $(getconf CLK_TCK)" >"$OUT/$attack-server-cpu.txt"
+    if [[ -n $other_pid ]]; then
+        kill "$other_pid" 2>/dev/null || true
+        wait "$other_pid" 2>/dev/null || true
+        other_pid=""
+    fi
     log "$attack: settling ${SETTLE_S}s"
     sleep "$SETTLE_S"
     rss_after=$(rss_kib "$server_pid")

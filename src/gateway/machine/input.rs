@@ -319,7 +319,7 @@ impl Machine {
                 ws.refuse(Refusal::MessageRateClose);
                 info!(
                     peer = %self.peer, burst = limit.burst, per_second = limit.per_second,
-                    grace = limit.grace, "closing connection: messages over --message-rate"
+                    grace = limit.grace, "closing connection: messages over the rate limit (--message-rate on echo, --request-rate on serve)"
                 );
                 self.protocol_close(
                     ws,
