@@ -13,7 +13,7 @@
 //! short lock per admission and per release, on one of 64 shards: connections, not messages.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -168,9 +168,7 @@ impl PerIpTable {
     /// The shard of `key`, locked. A panic while holding it cannot leave an entry half
     /// changed (each change is one field), so a poisoned lock is used as it is.
     fn lock(&self, key: &IpAddr) -> MutexGuard<'_, Shard> {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        self.shards[hasher.finish() as usize % SHARDS]
+        self.shards[self.hasher.hash_one(key) as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
