@@ -176,6 +176,57 @@ fn metrics_follow_logins_messages_and_commits() {
     );
 }
 
+/// The limits' refusals are on the same page, under the same family, as the gateway's others.
+#[test]
+fn the_request_rate_refusals_are_on_the_metrics_page() {
+    let server = TestServer::with_options(ServerOptions {
+        admin: Some(AdminOptions::default()),
+        message_limit: switchboard::gateway::RateLimit {
+            burst: 10,
+            per_second: 10,
+            grace: 10,
+        },
+        ..ServerOptions::default()
+    });
+    let page = scrape(&server);
+    for reason in switchboard::gateway::Refusal::ALL {
+        let name = format!(
+            "switchboard_refusals_total{{reason=\"{}\"}}",
+            reason.label()
+        );
+        assert_eq!(
+            value(&page, &name),
+            0.0,
+            "{name} is on the page from the start"
+        );
+    }
+    let mut eager = server.login(Transport::Tcp, &unique_user("eager"), None);
+    // LOGIN took one of the burst: 9 more carried out, 10 over the rate, the next closes.
+    let mut packets = Vec::new();
+    for seq in 100..130 {
+        let mut bytes = bytes::BytesMut::new();
+        switchboard_protocol::Request::GroupDetail { group_id: 999_999 }
+            .encode(seq, &mut bytes)
+            .expect("encode");
+        packets.push(bytes.to_vec());
+    }
+    eager.send_at_once(&packets);
+    let _ = eager.expect_closed(chat_common::IO_TIMEOUT);
+    let close = "switchboard_refusals_total{reason=\"message_rate_close\"}";
+    let counted = wait_until(Duration::from_secs(5), || {
+        value(&scrape(&server), close) == 1.0
+    });
+    assert!(counted, "the close for the rate is counted");
+    let page = scrape(&server);
+    assert_eq!(
+        value(
+            &page,
+            "switchboard_refusals_total{reason=\"message_over_rate\"}"
+        ),
+        10.0
+    );
+}
+
 #[test]
 fn router_lists_the_advertised_endpoints_or_the_listeners() {
     let server = with_admin(None);

@@ -136,7 +136,7 @@ fn a_connection_past_the_message_rate_is_closed_and_the_others_are_served() {
     // Everyone else is still served.
     burst.echo(1, b"still served");
     steady.echo_binary(b"still served");
-    let refusals = gateway.refusals();
+    let refusals = gateway.refusals_reaching(Refusal::MessageRateClose, 2);
     assert_eq!(refusals.get(Refusal::MessageRateClose), 2);
     assert_eq!(refusals.get(Refusal::MessageOverRate), 0, "no grace");
     let ends = ends.ends.lock().unwrap().clone();
@@ -189,7 +189,7 @@ fn within_the_grace_messages_past_the_rate_reach_the_handler_marked_then_the_con
     }
     let ending = client.read_until_closed(AT_ONCE);
     assert_eq!(ending.discarded, 0, "nothing after the grace");
-    let refusals = gateway.refusals();
+    let refusals = gateway.refusals_reaching(Refusal::MessageRateClose, 1);
     assert_eq!(refusals.get(Refusal::MessageOverRate), 5);
     assert_eq!(refusals.get(Refusal::MessageRateClose), 1);
 }
@@ -314,7 +314,8 @@ fn with_the_proxy_protocol_the_limit_counts_the_client_the_header_names() {
     assert_eq!(read_until_closed(&mut again_ws, AT_ONCE).discarded, 0);
     first.echo(4, b"still served");
     second.echo(5, b"still served");
-    assert_eq!(gateway.refusals().get(Refusal::IpConnections), 2);
+    let refusals = gateway.refusals_reaching(Refusal::IpConnections, 2);
+    assert_eq!(refusals.get(Refusal::IpConnections), 2);
 }
 
 #[test]
@@ -347,5 +348,6 @@ fn an_upgrade_from_a_page_not_allowed_gets_403_and_no_origin_or_an_allowed_one_i
     allowed.echo_binary(b"allowed page");
     let mut app = WsClient::connect(addr);
     app.echo_binary(b"no Origin: not a browser");
-    assert_eq!(gateway.refusals().get(Refusal::Origin), 1);
+    let refusals = gateway.refusals_reaching(Refusal::Origin, 1);
+    assert_eq!(refusals.get(Refusal::Origin), 1);
 }

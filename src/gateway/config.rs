@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use super::machine::ControlLimit;
 use super::limits::{AllowedOrigins, PerIpLimit, RateLimit};
+pub use super::machine::ControlLimit;
 use super::trusted_proxies::TrustedProxies;
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).

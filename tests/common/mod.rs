@@ -128,6 +128,24 @@ impl TestGateway {
         self.inner().refusals()
     }
 
+    /// The refusals once `why` reached `count` (or after 5 s, whatever they are then): a
+    /// reactor publishes what its connection machines refused at the end of its pass, just
+    /// after the pass's writes, so a client can see its close a moment before the count.
+    pub fn refusals_reaching(
+        &self,
+        why: switchboard::gateway::Refusal,
+        count: u64,
+    ) -> switchboard::gateway::RefusalCounts {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let refusals = self.refusals();
+            if refusals.get(why) >= count || std::time::Instant::now() >= deadline {
+                return refusals;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Bytes queued for writing across the gateway, as of each reactor's last pass.
     pub fn queued_bytes(&self) -> usize {
         self.inner().queued_bytes()

@@ -10,8 +10,8 @@ use mio::{Interest, Token};
 use tracing::{debug, info, warn};
 
 use super::super::handler::{Handler, Transport};
-use super::super::machine::Machine;
 use super::super::limits::IpRefusal;
+use super::super::machine::Machine;
 use super::super::metrics::Refusal;
 use super::{Conn, Reactor, Shared, ACCEPT_RETRY_TICKS};
 

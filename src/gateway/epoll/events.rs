@@ -87,8 +87,7 @@ impl<H: Handler> Reactor<H> {
         } else {
             self.call_handler(|h, out| h.message(out, id, message))
         };
-        if handled.is_none()
-        {
+        if handled.is_none() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.machine.on_handler_panic(&mut self.ws, key);
             }

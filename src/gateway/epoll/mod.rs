@@ -357,7 +357,9 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         if conn.machine.ip_counted() {
-            self.shared.per_ip.release(conn.machine.peer().ip(), self.now);
+            self.shared
+                .per_ip
+                .release(conn.machine.peer().ip(), self.now);
         }
         self.read_paused.remove(&key);
         self.unread.remove(&key);

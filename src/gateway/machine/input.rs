@@ -17,8 +17,8 @@ use switchboard_codec::Decoded;
 use tracing::info;
 
 use super::super::clock::{stamp, TICK_MS};
-use super::super::limits::Verdict;
 use super::super::handler::{Disconnect, Message};
+use super::super::limits::Verdict;
 use super::super::metrics::Refusal;
 use super::state::{Phase, Protocol};
 use super::{Event, Machine, Workspace};

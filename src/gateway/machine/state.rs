@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 
 use super::super::clock::{since, stamp, Stamp};
 use super::super::handler::{Admission, Disconnect, Message, Transport};
-use super::super::metrics::Refusal;
 use super::super::limits::rate::RateCell;
 use super::super::limits::IpRefusal;
+use super::super::metrics::Refusal;
 use super::outgoing::Outgoing;
 use super::{Event, Workspace};
 

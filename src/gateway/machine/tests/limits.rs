@@ -40,7 +40,11 @@ fn messages_past_the_rate_go_to_the_grace_then_close_the_connection() {
     assert_eq!(h.messages.len(), 2, "the burst");
     assert_eq!(h.over_rate.len(), 1, "the grace");
     assert!(matches!(h.disconnects[..], [Disconnect::Protocol(_)]));
-    assert_eq!(h.machine.phase(), Phase::Flushing, "the one past the grace closes");
+    assert_eq!(
+        h.machine.phase(),
+        Phase::Flushing,
+        "the one past the grace closes"
+    );
     let refused = h.ws.take_refused();
     assert_eq!(refused[Refusal::MessageOverRate as usize], 1);
     assert_eq!(refused[Refusal::MessageRateClose as usize], 1);
@@ -87,7 +91,11 @@ fn websocket_messages_are_rated_and_the_close_is_1008() {
 #[test]
 fn an_upgrade_from_an_origin_not_allowed_gets_403_and_no_handler_call() {
     let config = GatewayConfig {
-        allowed_origins: Some("https://chat.example.com".parse::<AllowedOrigins>().unwrap()),
+        allowed_origins: Some(
+            "https://chat.example.com"
+                .parse::<AllowedOrigins>()
+                .unwrap(),
+        ),
         ..config()
     };
     let with_origin = |origin: &str| {
@@ -145,7 +153,10 @@ fn per_ip_limits_apply_to_the_client_the_proxy_header_names() {
     let mut other = Harness::with_config(&config, Transport::Tcp);
     other.ws.share_per_ip(table.clone());
     other.read(b"PROXY TCP4 10.1.2.4 10.0.0.2 4567 443\r\n");
-    assert_eq!(other.opened, 1, "another client behind the same balancer is served");
+    assert_eq!(
+        other.opened, 1,
+        "another client behind the same balancer is served"
+    );
 
     table.release("10.1.2.3".parse().unwrap(), START);
     let mut again = Harness::with_config(&config, Transport::Tcp);

@@ -191,7 +191,10 @@ fn the_rest_of_a_read_survives_the_frame_that_spends_the_budget_from_the_own_buf
     let first = packet(b"first, split across two reads");
     let second = packet(b"second");
     h.read(&first[..10]);
-    assert!(h.machine.inbound.is_some(), "the start of the first packet is held");
+    assert!(
+        h.machine.inbound.is_some(),
+        "the start of the first packet is held"
+    );
     h.ws.start_turn();
     h.ws.frames_left = 1; // the budget of the turn is down to this one frame
     let mut rest = first[10..].to_vec();
