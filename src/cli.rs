@@ -149,6 +149,40 @@ struct ServeArgs {
     /// connection that sends another burst's worth past it is closed (1008 on WebSocket).
     #[arg(long, value_name = "N", default_value_t = 50)]
     request_rate: u32,
+    /// Where messages, inboxes, positions and groups are kept: `sqlite` (a database in
+    /// --data, embedded) or a PostgreSQL location, `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// (or libpq's `host=... dbname=...`). Prefer the environment variable when the location
+    /// holds a password: arguments show in `ps`.
+    #[arg(
+        long,
+        value_name = "STORE",
+        default_value = "sqlite",
+        env = "SWITCHBOARD_STORE",
+        hide_env_values = true,
+        value_parser = parse_store
+    )]
+    store: StoreLocation,
+}
+
+/// `--store`: the embedded SQLite database, or a PostgreSQL location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreLocation {
+    Sqlite,
+    Postgres(String),
+}
+
+fn parse_store(value: &str) -> Result<StoreLocation, String> {
+    if value == "sqlite" {
+        return Ok(StoreLocation::Sqlite);
+    }
+    let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
+    if !is_url && !value.contains('=') {
+        return Err("expected `sqlite`, a postgres:// URL or libpq's `key=value` form".into());
+    }
+    value
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL location: {e}"))?;
+    Ok(StoreLocation::Postgres(value.to_owned()))
 }
 
 /// `--admin`: an address, or `off`.
@@ -638,6 +672,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         } else {
             crate::store::Synchronous::Full
         }),
+        postgres: match &args.store {
+            StoreLocation::Sqlite => None,
+            StoreLocation::Postgres(url) => Some(url.clone()),
+        },
     };
     let token = args.admin_token.filter(|token| !token.is_empty());
     if token
@@ -678,6 +716,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(addr) = server.admin_addr() {
         println!("switchboard serve: admin on http://{addr}/");
+    }
+    if let StoreLocation::Postgres(url) = &args.store {
+        println!(
+            "switchboard serve: store {}",
+            crate::store::postgres::redacted(url)
+        );
     }
     println!("switchboard serve: data in {}", args.data.display());
     let mut signals = signals;

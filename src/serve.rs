@@ -13,6 +13,7 @@
 //! fit closes its connection as a slow consumer (see `gateway::handle`), never blocks the core.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
@@ -31,7 +32,10 @@ use crate::gateway::{
 };
 use crate::logic::snowflake::NodeIdOutOfRange;
 use crate::logic::{CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
-use crate::store::{SqliteStore, StoreConfig, StoreError, StoreThread};
+use crate::store::{
+    Engine, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreError, StoreMetrics,
+    StoreThread,
+};
 
 /// Bytes of events (packets and their envelopes) that may wait for the logic core, from all
 /// reactors together: at the core's pace of small requests (docs/performance.md) well under
@@ -284,11 +288,9 @@ impl ChatServer {
             .transpose()
             .map_err(StartError::Admin)?;
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
-        let mut store_config = StoreConfig::new(data);
-        store.apply(&mut store_config);
-        let store_metrics = store_config.metrics.clone();
-        let (store, store_thread) =
-            SqliteStore::open(store_config, completions_tx).map_err(StartError::OpenStore)?;
+        // Both engines' writers count their commits into this one block.
+        let store_metrics = Arc::new(StoreMetrics::default());
+        let (store, store_thread) = store.open(data, completions_tx, store_metrics.clone())?;
         let groups = store.load_groups().map_err(StartError::LoadGroups)?;
         logic.idle_timeout = gateway.read_wait;
         // Bounded in bytes: when the logic core falls behind, the reactors stop reading their
@@ -335,7 +337,7 @@ impl ChatServer {
     }
 
     /// The readiness `/readyz` reports, if the admin listener runs (a drain sets it).
-    pub fn readiness(&self) -> Option<std::sync::Arc<Readiness>> {
+    pub fn readiness(&self) -> Option<Arc<Readiness>> {
         self.admin.as_ref().map(AdminServer::readiness)
     }
 
@@ -449,18 +451,42 @@ pub const SECRET_FILE: &str = "jwt-secret";
 pub struct StoreConfigPatch {
     /// Messages older than this are purged and never synced.
     pub retention: Option<std::time::Duration>,
-    /// `synchronous=FULL` (default) or `NORMAL`.
+    /// SQLite's `synchronous=FULL` (default) or `NORMAL`.
     pub synchronous: Option<crate::store::Synchronous>,
+    /// `--store postgres://...`: PostgreSQL at this location instead of SQLite in the data
+    /// directory.
+    pub postgres: Option<String>,
 }
 
 impl StoreConfigPatch {
-    fn apply(&self, config: &mut StoreConfig) {
+    /// Opens the engine chosen: PostgreSQL when a location is given, else SQLite in `data`.
+    fn open(
+        &self,
+        data: PathBuf,
+        completions: crossbeam_channel::Sender<crate::store::Completion>,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<(Engine, StoreThread), StartError> {
+        if let Some(url) = &self.postgres {
+            let mut config = PostgresConfig::new(url.clone());
+            config.metrics = metrics;
+            if let Some(retention) = self.retention {
+                config.retention = retention;
+            }
+            let (store, thread) =
+                PostgresStore::open(config, completions).map_err(StartError::OpenStore)?;
+            return Ok((Engine::Postgres(store), thread));
+        }
+        let mut config = SqliteConfig::new(data);
+        config.metrics = metrics;
         if let Some(retention) = self.retention {
             config.retention = retention;
         }
         if let Some(synchronous) = self.synchronous {
             config.synchronous = synchronous;
         }
+        let (store, thread) =
+            SqliteStore::open(config, completions).map_err(StartError::OpenStore)?;
+        Ok((Engine::Sqlite(store), thread))
     }
 }
 

@@ -1,12 +1,12 @@
 //! The store's refusals, one variant per cause, each cheap to clone so that a failed
 //! transaction can fail every request of its batch with the same error.
 //!
+//! Engine-neutral: each engine converts its own errors (`sqlite/`, `postgres/`).
+//!
 //! Request-level errors (an unknown group, a taken id) fail one request and leave the rest of
 //! the batch alone; transaction-level errors (a lock, a failed commit) fail the whole batch.
 
 use std::path::PathBuf;
-
-use rusqlite::ErrorCode;
 
 use super::request::StoreRequest;
 
@@ -61,38 +61,25 @@ pub enum StoreError {
     Stopped,
     #[error("the store thread panicked")]
     ThreadPanicked,
+    /// `--store` names no database this build can open.
+    #[error("cannot read the store's location: {detail}")]
+    BadLocation { detail: Box<str> },
+    /// PostgreSQL refused or failed a statement with this SQLSTATE (a full disk is 53100):
+    /// nothing of the batch was stored.
+    #[error("postgres ({code}): {detail}; nothing of this batch was stored")]
+    Postgres { code: Box<str>, detail: Box<str> },
+    /// PostgreSQL could not be reached, went away or did not answer in time. Nothing of the
+    /// batch was acknowledged; the store reconnects by itself, and a retry (a resend with the
+    /// same client_msg_id) is safe.
+    #[error("postgres is unavailable ({detail}); nothing of this batch was acknowledged")]
+    Unavailable { detail: Box<str> },
 }
 
 impl StoreError {
-    /// The SQLite extended result code of `error`, or -1 when it did not come from SQLite.
-    pub(crate) fn code_of(error: &rusqlite::Error) -> i32 {
-        match error {
-            rusqlite::Error::SqliteFailure(e, _) => e.extended_code,
-            _ => -1,
-        }
-    }
-
-    /// The batch-wide error for a failed BEGIN, COMMIT or a rolled-back transaction.
-    pub(crate) fn transaction(error: &rusqlite::Error) -> StoreError {
-        if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
-            return StoreError::Locked;
-        }
-        StoreError::TransactionFailed {
-            code: Self::code_of(error),
-            detail: error.to_string().into(),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
-            return StoreError::Locked;
-        }
-        StoreError::Sqlite {
-            code: Self::code_of(&error),
-            detail: error.to_string().into(),
-        }
+    /// The store may well take the same request a moment later (a lock, a database away):
+    /// the client is told BUSY, not INTERNAL.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Locked | StoreError::Unavailable { .. })
     }
 }
 

@@ -1,125 +1,45 @@
-//! The embedded store: messages (stored once), inboxes pointing at them (each entry numbered by
-//! its inbox's own sequence, assigned at commit), acknowledged sync positions per device (in
-//! that sequence), and groups, in one SQLite database (WAL) owned by one thread.
+//! The store: what the logic core asks to be kept (messages, inboxes with their per-inbox
+//! sequences, sync positions, groups) behind one seam, [`Store`], with two engines:
+//! `sqlite/` (embedded, the default: `switchboard serve` alone) and `postgres/`
+//! (`--store postgres://...`).
 //!
-//! Knows nothing of sockets or the wire protocol. Requests go in through a bounded queue (a full
-//! queue is pushed back on the caller, never grown); completions come out on the caller's
-//! crossbeam channel, each only after the transaction holding its request has committed.
+//! Knows nothing of sockets or the wire protocol. `request.rs` is the shared language: tickets,
+//! requests, completions. Each engine is a thread owning its connection, fed through a bounded
+//! queue that never blocks the caller, committing requests in groups and completing each only
+//! after its transaction has committed. [`Engine`] is the choice made at start.
 
 mod error;
-mod execute;
-mod purge;
+mod metrics;
+pub mod postgres;
 mod request;
-mod schema;
-mod sequence;
-mod writer;
+pub mod sqlite;
 
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use crossbeam_channel::{Sender, TrySendError};
 
 pub use error::{StoreError, SubmitError};
+pub use metrics::StoreMetrics;
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use request::{
     AppendOutcome, Completion, GroupRecord, InboxPoint, Store, StoreRequest, StoredMessage, Target,
     Ticket,
 };
+pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 
-/// How hard a commit tries to reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// Every commit is fsynced: durable even against power loss.
-    #[default]
-    Full,
-    /// The WAL is fsynced at checkpoints only: durable against a process crash, not against
-    /// power loss (the last commits may be lost, the database stays consistent).
-    Normal,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// The data directory (created if missing); the database is `dir/switchboard.db`.
-    pub dir: PathBuf,
-    /// Capacity of the bounded request queue.
-    pub queue: usize,
-    /// Requests committed in one transaction, at most.
-    pub max_batch: usize,
-    /// Messages older than this are purged and never synced.
-    pub retention: Duration,
-    pub synchronous: Synchronous,
-    /// How long a transaction waits for another connection's lock before failing with
-    /// [`StoreError::Locked`].
-    pub busy_timeout: Duration,
-    /// Where the store thread counts its commits (it is their one writer).
-    pub metrics: std::sync::Arc<StoreMetrics>,
-}
-
-/// What the store thread counts, for the admin listener's `/metrics`.
-#[derive(Debug)]
-pub struct StoreMetrics {
-    /// Seconds from BEGIN to the end of COMMIT, per batch.
-    pub commit_seconds: crate::metrics::Histogram,
-    /// Requests per committed batch.
-    pub batch_requests: crate::metrics::Histogram,
-    /// Batches that failed as a whole (rolled back).
-    pub batches_failed: crate::metrics::Counter,
-    /// Requests waiting in the queue when the last batch was taken.
-    pub queued_requests: crate::metrics::Gauge,
-}
-
-impl Default for StoreMetrics {
-    fn default() -> Self {
-        StoreMetrics {
-            commit_seconds: crate::metrics::Histogram::new(crate::metrics::SECONDS_BOUNDS),
-            batch_requests: crate::metrics::Histogram::new(crate::metrics::SIZE_BOUNDS),
-            batches_failed: crate::metrics::Counter::default(),
-            queued_requests: crate::metrics::Gauge::default(),
-        }
-    }
-}
-
-impl StoreConfig {
-    /// The defaults, keeping the database in `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StoreConfig {
-            dir: dir.into(),
-            queue: 65_536,
-            max_batch: 1024,
-            retention: Duration::from_secs(7 * 24 * 60 * 60),
-            synchronous: Synchronous::Full,
-            busy_timeout: Duration::from_secs(5),
-            metrics: std::sync::Arc::default(),
-        }
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.dir.join(DATABASE_FILE)
-    }
-}
-
-const DATABASE_FILE: &str = "switchboard.db";
-
-/// A cloneable handle to the SQLite store thread, the embedded [`Store`]. Dropping every
-/// handle closes the queue: the thread serves what is queued, commits, and exits.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    requests: Sender<StoreRequest>,
-    path: PathBuf,
-    busy_timeout: Duration,
-}
-
-/// The store thread; [`StoreThread::join`] waits for it to finish after the last
-/// [`SqliteStore`] handle is dropped.
+/// An engine's thread; [`StoreThread::join`] waits for it to finish after the last handle of
+/// its store is dropped (the thread serves what is queued, commits, and exits).
 #[derive(Debug)]
 pub struct StoreThread {
     handle: JoinHandle<Result<(), StoreError>>,
 }
 
 impl StoreThread {
+    pub(crate) fn new(handle: JoinHandle<Result<(), StoreError>>) -> StoreThread {
+        StoreThread { handle }
+    }
+
     pub fn join(self) -> Result<(), StoreError> {
         self.handle
             .join()
@@ -127,79 +47,41 @@ impl StoreThread {
     }
 }
 
-impl SqliteStore {
-    /// Creates the directory and the database if needed, brings the schema up to date, and
-    /// starts the store thread, which sends every completion to `completions`. If that channel
-    /// is bounded and full, the thread waits for room, and the request queue then pushes back.
-    pub fn open(
-        config: StoreConfig,
-        completions: Sender<Completion>,
-    ) -> Result<(SqliteStore, StoreThread), StoreError> {
-        std::fs::create_dir_all(&config.dir).map_err(|e| StoreError::CreateDir {
-            path: config.dir.clone(),
-            detail: e.to_string().into(),
-        })?;
-        let path = config.database_path();
-        let mut conn = schema::open_connection(&path, config.synchronous, config.busy_timeout)?;
-        schema::migrate(&mut conn)?;
-        let (requests, receiver) = crossbeam_channel::bounded(config.queue.max(1));
-        let writer = writer::StoreWriter {
-            conn,
-            requests: receiver,
-            completions,
-            max_batch: config.max_batch.max(1),
-            retention: config.retention,
-            purge: purge::PendingPurge::default(),
-            batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
-            sequences: sequence::InboxSequences::default(),
-            done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
-            metrics: config.metrics.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::ThreadSpawn {
-                detail: e.to_string().into(),
-            })?;
-        let store = SqliteStore {
-            requests,
-            path,
-            busy_timeout: config.busy_timeout,
-        };
-        Ok((store, StoreThread { handle }))
-    }
+/// The engine chosen at start, as the logic core's [`Store`].
+#[derive(Debug, Clone)]
+pub enum Engine {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
 
-    /// Every group with its members (committed state), read on a connection of its own: for
-    /// the logic core's membership cache at start-up.
+impl Engine {
+    /// Every group with its members (committed state), for the logic core's cache at start.
     pub fn load_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
-        let conn = schema::open_connection(&self.path, Synchronous::Full, self.busy_timeout)?;
-        schema::read_groups(&conn)
+        match self {
+            Engine::Sqlite(store) => store.load_groups(),
+            Engine::Postgres(store) => store.load_groups(),
+        }
     }
 
-    /// Queues `request` without blocking; a full queue hands it back as [`SubmitError::Busy`].
+    /// Queues `request` without blocking.
     pub fn submit(&self, request: StoreRequest) -> Result<(), SubmitError> {
-        self.requests.try_send(request).map_err(|e| match e {
-            TrySendError::Full(request) => SubmitError::Busy(request),
-            TrySendError::Disconnected(request) => SubmitError::Stopped(request),
-        })
+        match self {
+            Engine::Sqlite(store) => store.submit(request),
+            Engine::Postgres(store) => store.submit(request),
+        }
     }
 
-    /// Requests waiting for the store thread.
+    /// Requests waiting for the engine's thread.
     pub fn queue_len(&self) -> usize {
-        self.requests.len()
-    }
-
-    pub fn queue_capacity(&self) -> usize {
-        self.requests.capacity().unwrap_or(usize::MAX)
-    }
-
-    pub fn database_path(&self) -> &Path {
-        &self.path
+        match self {
+            Engine::Sqlite(store) => store.queue_len(),
+            Engine::Postgres(store) => store.queue_len(),
+        }
     }
 }
 
-impl Store for SqliteStore {
+impl Store for Engine {
     fn submit(&mut self, request: StoreRequest) -> Result<(), SubmitError> {
-        SqliteStore::submit(self, request)
+        Engine::submit(self, request)
     }
 }

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rusqlite::Connection;
 
-use super::error::StoreError;
+use crate::store::StoreError;
 use super::execute;
 use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
-use super::request::{Completion, StoreRequest};
+use crate::store::{Completion, StoreRequest};
 use super::sequence::InboxSequences;
 
 /// How often the thread purges by itself with the real clock (and once at start).
@@ -32,7 +32,7 @@ pub(crate) struct StoreWriter {
     /// Each recently written inbox's last sequence number (forgotten on a rollback).
     pub(crate) sequences: InboxSequences,
     pub(crate) done: Vec<Completion>,
-    pub(crate) metrics: std::sync::Arc<super::StoreMetrics>,
+    pub(crate) metrics: std::sync::Arc<crate::store::StoreMetrics>,
 }
 
 /// Why a batch failed as a whole.
@@ -179,7 +179,7 @@ impl StoreWriter {
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute([]))
             .map(drop)
-            .map_err(|e| BatchAborted(StoreError::transaction(&e)))
+            .map_err(|e| BatchAborted(super::error::transaction(&e)))
     }
 
     fn rollback_if_open(&mut self) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::error::StoreError;
-use super::request::GroupRecord;
+use crate::store::StoreError;
+use crate::store::GroupRecord;
 use super::Synchronous;
 
 /// Migrations in order; `MIGRATIONS[n]` takes the schema from version n to n + 1.

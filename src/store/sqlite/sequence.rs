@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use super::error::StoreError;
+use crate::store::StoreError;
 use super::execute::last_seq;
 
 /// Inboxes remembered at most (about 5 MB of keys and numbers).

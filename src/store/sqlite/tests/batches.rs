@@ -7,10 +7,10 @@ use super::*;
 #[test]
 fn a_full_queue_is_pushed_back_as_busy() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(StoreConfig {
+    let h = Harness::open(SqliteConfig {
         queue: 4,
         max_batch: 2,
-        ..StoreConfig::new(dir.path())
+        ..SqliteConfig::new(dir.path())
     });
     let lock = hold_write_lock(h.store.database_path());
     let mut accepted = 0;
@@ -53,9 +53,9 @@ fn a_full_queue_is_pushed_back_as_busy() {
 #[test]
 fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(StoreConfig {
+    let h = Harness::open(SqliteConfig {
         busy_timeout: Duration::from_millis(100),
-        ..StoreConfig::new(dir.path())
+        ..SqliteConfig::new(dir.path())
     });
     let lock = hold_write_lock(h.store.database_path());
     for id in 1..=3 {

@@ -8,8 +8,8 @@
 
 use rusqlite::{params, Connection};
 
-use super::error::StoreError;
-use super::request::Ticket;
+use crate::store::StoreError;
+use crate::store::Ticket;
 
 /// Messages deleted per chunk (each with all its inbox rows).
 pub(crate) const PURGE_CHUNK: usize = 256;

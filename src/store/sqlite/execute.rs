@@ -9,8 +9,8 @@
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
-use super::error::StoreError;
-use super::request::{
+use crate::store::StoreError;
+use crate::store::{
     AppendOutcome, Completion, GroupRecord, InboxPoint, StoredMessage, Target, Ticket,
 };
 use super::sequence::InboxSequences;
@@ -32,7 +32,7 @@ fn sql_key(client_msg_id: u64) -> i64 {
 
 fn is_constraint(error: &rusqlite::Error, extended: i32) -> bool {
     error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
-        && StoreError::code_of(error) == extended
+        && super::error::code_of(error) == extended
 }
 
 pub(crate) fn append(
@@ -317,9 +317,9 @@ fn change_membership(
 pub(crate) fn dispatch(
     conn: &Connection,
     sequences: &mut InboxSequences,
-    request: &super::request::StoreRequest,
+    request: &crate::store::StoreRequest,
 ) -> Result<Completion, StoreError> {
-    use super::request::StoreRequest as R;
+    use crate::store::StoreRequest as R;
     match request {
         R::Append {
             ticket,

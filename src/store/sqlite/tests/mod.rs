@@ -23,7 +23,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn open(config: StoreConfig) -> Harness {
+    fn open(config: SqliteConfig) -> Harness {
         let (tx, completions) = crossbeam_channel::unbounded();
         let (store, thread) = SqliteStore::open(config, tx).expect("open store");
         Harness {
@@ -34,7 +34,7 @@ impl Harness {
     }
 
     fn in_dir(dir: &Path) -> Harness {
-        Harness::open(StoreConfig::new(dir))
+        Harness::open(SqliteConfig::new(dir))
     }
 
     fn next(&self) -> Completion {
@@ -293,9 +293,9 @@ fn the_index_pages_with_more() {
 #[test]
 fn purge_removes_old_messages_keeps_new_and_never_syncs_them() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(StoreConfig {
+    let h = Harness::open(SqliteConfig {
         retention: Duration::from_secs(365 * 24 * 3600),
-        ..StoreConfig::new(dir.path())
+        ..SqliteConfig::new(dir.path())
     });
     let now = now_ms();
     let day = 24 * 3600 * 1000;
@@ -346,9 +346,9 @@ fn purge_removes_old_messages_keeps_new_and_never_syncs_them() {
 fn the_thread_purges_past_retention_by_itself_at_start() {
     let dir = tempfile::tempdir().unwrap();
     // Written under a year's retention, so only the reopened store (7 days) can purge it.
-    let h = Harness::open(StoreConfig {
+    let h = Harness::open(SqliteConfig {
         retention: Duration::from_secs(365 * 24 * 3600),
-        ..StoreConfig::new(dir.path())
+        ..SqliteConfig::new(dir.path())
     });
     let stale = StoredMessage {
         time_ms: now_ms() - 8 * 24 * 3600 * 1000,

@@ -1,0 +1,29 @@
+//! What an engine's writer thread counts of its commits, for the admin listener's `/metrics`.
+//! Both engines fill the same block, so `/metrics` reads the same families whichever runs;
+//! the writer thread is its one writer.
+
+use crate::metrics::{Counter, Gauge, Histogram, SECONDS_BOUNDS, SIZE_BOUNDS};
+
+/// What the store thread counts.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    /// Seconds from BEGIN to the end of COMMIT, per batch.
+    pub commit_seconds: Histogram,
+    /// Requests per committed batch.
+    pub batch_requests: Histogram,
+    /// Batches that failed as a whole (rolled back).
+    pub batches_failed: Counter,
+    /// Requests waiting in the queue when the last batch was taken.
+    pub queued_requests: Gauge,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            commit_seconds: Histogram::new(SECONDS_BOUNDS),
+            batch_requests: Histogram::new(SIZE_BOUNDS),
+            batches_failed: Counter::default(),
+            queued_requests: Gauge::default(),
+        }
+    }
+}

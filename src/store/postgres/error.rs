@@ -1,0 +1,68 @@
+//! PostgreSQL's errors as the store's: a connection that is gone, refused or silent is
+//! [`StoreError::Unavailable`] (the writer reconnects), anything else keeps its SQLSTATE.
+
+use crate::store::StoreError;
+
+/// SQLSTATE classes and codes that mean the server went away or is not taking work: 08
+/// (connection exception), 57P01-57P03 (admin or crash shutdown, cannot connect now), 53300 (too
+/// many connections).
+fn means_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// The store's error for `error`; `closed` says whether the client lost its connection.
+pub(crate) fn from_postgres(error: &tokio_postgres::Error, closed: bool) -> StoreError {
+    match error.code() {
+        Some(code) if !means_unavailable(code.code()) && !closed => StoreError::Postgres {
+            code: code.code().into(),
+            detail: error
+                .as_db_error()
+                .map(|db| db.message().to_owned())
+                .unwrap_or_else(|| error.to_string())
+                .into(),
+        },
+        Some(_) => StoreError::Unavailable {
+            detail: error.to_string().into(),
+        },
+        // No SQLSTATE: an I/O error, a closed connection, a protocol failure.
+        None if closed || error.is_closed() || source_is_io(error) => StoreError::Unavailable {
+            detail: error.to_string().into(),
+        },
+        None => StoreError::Postgres {
+            code: "".into(),
+            detail: error.to_string().into(),
+        },
+    }
+}
+
+fn source_is_io(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        from_postgres(&error, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_classes_are_unavailable_and_the_rest_keep_their_code() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(means_unavailable(code), "{code}");
+        }
+        for code in ["23505", "53100", "42P01", "40001"] {
+            assert!(!means_unavailable(code), "{code}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The embedded engine, the default: messages (stored once), inboxes pointing at them (each
+//! entry numbered by its inbox's own sequence, assigned at commit), acknowledged sync positions
+//! per device (in that sequence), and groups, in one SQLite database (WAL) owned by one thread.
+//!
+//! Requests go in through a bounded queue (a full queue is pushed back on the caller, never
+//! grown); completions come out on the caller's crossbeam channel, each only after the
+//! transaction holding its request has committed.
+
+mod error;
+mod execute;
+mod purge;
+mod schema;
+mod sequence;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::{
+    Completion, GroupRecord, Store, StoreError, StoreMetrics, StoreRequest, StoreThread,
+    SubmitError,
+};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is fsynced: durable even against power loss.
+    #[default]
+    Full,
+    /// The WAL is fsynced at checkpoints only: durable against a process crash, not against
+    /// power loss (the last commits may be lost, the database stays consistent).
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The data directory (created if missing); the database is `dir/switchboard.db`.
+    pub dir: PathBuf,
+    /// Capacity of the bounded request queue.
+    pub queue: usize,
+    /// Requests committed in one transaction, at most.
+    pub max_batch: usize,
+    /// Messages older than this are purged and never synced.
+    pub retention: Duration,
+    pub synchronous: Synchronous,
+    /// How long a transaction waits for another connection's lock before failing with
+    /// [`StoreError::Locked`].
+    pub busy_timeout: Duration,
+    /// Where the store thread counts its commits (it is their one writer).
+    pub metrics: Arc<StoreMetrics>,
+}
+
+impl SqliteConfig {
+    /// The defaults, keeping the database in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            dir: dir.into(),
+            queue: 65_536,
+            max_batch: 1024,
+            retention: Duration::from_secs(7 * 24 * 60 * 60),
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            metrics: Arc::default(),
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.join(DATABASE_FILE)
+    }
+}
+
+const DATABASE_FILE: &str = "switchboard.db";
+
+/// A cloneable handle to the SQLite store thread, the embedded [`Store`]. Dropping every
+/// handle closes the queue: the thread serves what is queued, commits, and exits.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    requests: Sender<StoreRequest>,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl SqliteStore {
+    /// Creates the directory and the database if needed, brings the schema up to date, and
+    /// starts the store thread, which sends every completion to `completions`. If that channel
+    /// is bounded and full, the thread waits for room, and the request queue then pushes back.
+    pub fn open(
+        config: SqliteConfig,
+        completions: Sender<Completion>,
+    ) -> Result<(SqliteStore, StoreThread), StoreError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| StoreError::CreateDir {
+            path: config.dir.clone(),
+            detail: e.to_string().into(),
+        })?;
+        let path = config.database_path();
+        let mut conn = schema::open_connection(&path, config.synchronous, config.busy_timeout)?;
+        schema::migrate(&mut conn)?;
+        let (requests, receiver) = crossbeam_channel::bounded(config.queue.max(1));
+        let writer = writer::StoreWriter {
+            conn,
+            requests: receiver,
+            completions,
+            max_batch: config.max_batch.max(1),
+            retention: config.retention,
+            purge: purge::PendingPurge::default(),
+            batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+            sequences: sequence::InboxSequences::default(),
+            done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
+            metrics: config.metrics.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::ThreadSpawn {
+                detail: e.to_string().into(),
+            })?;
+        let store = SqliteStore {
+            requests,
+            path,
+            busy_timeout: config.busy_timeout,
+        };
+        Ok((store, StoreThread::new(handle)))
+    }
+
+    /// Every group with its members (committed state), read on a connection of its own: for
+    /// the logic core's membership cache at start-up.
+    pub fn load_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let conn = schema::open_connection(&self.path, Synchronous::Full, self.busy_timeout)?;
+        schema::read_groups(&conn)
+    }
+
+    /// Queues `request` without blocking; a full queue hands it back as [`SubmitError::Busy`].
+    pub fn submit(&self, request: StoreRequest) -> Result<(), SubmitError> {
+        self.requests.try_send(request).map_err(|e| match e {
+            TrySendError::Full(request) => SubmitError::Busy(request),
+            TrySendError::Disconnected(request) => SubmitError::Stopped(request),
+        })
+    }
+
+    /// Requests waiting for the store thread.
+    pub fn queue_len(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.requests.capacity().unwrap_or(usize::MAX)
+    }
+
+    pub fn database_path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store for SqliteStore {
+    fn submit(&mut self, request: StoreRequest) -> Result<(), SubmitError> {
+        SqliteStore::submit(self, request)
+    }
+}
