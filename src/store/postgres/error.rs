@@ -22,17 +22,32 @@ pub(crate) fn from_postgres(error: &tokio_postgres::Error, closed: bool) -> Stor
                 .into(),
         },
         Some(_) => StoreError::Unavailable {
-            detail: error.to_string().into(),
+            detail: with_sources(error).into(),
         },
         // No SQLSTATE: an I/O error, a closed connection, a protocol failure.
         None if closed || error.is_closed() || source_is_io(error) => StoreError::Unavailable {
-            detail: error.to_string().into(),
+            detail: with_sources(error).into(),
         },
         None => StoreError::Postgres {
             code: "".into(),
-            detail: error.to_string().into(),
+            detail: with_sources(error).into(),
         },
     }
+}
+
+/// "error connecting to server: Connection refused (os error 111)", not only the first part.
+fn with_sources(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn source_is_io(error: &tokio_postgres::Error) -> bool {

@@ -177,10 +177,7 @@ impl<'a> AppendRef<'a> {
 /// The distinct users of `inboxes`, in order (a user listed twice gets one entry).
 fn distinct(inboxes: &[Box<str>]) -> impl Iterator<Item = &str> {
     let mut seen: HashSet<&str> = HashSet::with_capacity(inboxes.len());
-    inboxes
-        .iter()
-        .map(|u| &**u)
-        .filter(move |u| seen.insert(u))
+    inboxes.iter().map(|u| &**u).filter(move |u| seen.insert(u))
 }
 
 /// Stores a run of appends (see the module's comment); with `commit`, the COMMIT goes out with
@@ -214,7 +211,10 @@ pub(crate) async fn append_run(
         .iter()
         .map(|row| {
             let key = (row.get::<_, String>(0), row.get::<_, i64>(1));
-            (key, (row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64))
+            (
+                key,
+                (row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64),
+            )
         })
         .collect();
     let mut taken: HashSet<i64> = found_ids.iter().map(|row| row.get(0)).collect();
@@ -422,7 +422,10 @@ pub(crate) async fn one(
             }
         },
         R::SyncFetch { user, ids, .. } => {
-            let ids: Vec<i64> = ids.iter().filter_map(|&id| i64::try_from(id).ok()).collect();
+            let ids: Vec<i64> = ids
+                .iter()
+                .filter_map(|&id| i64::try_from(id).ok())
+                .collect();
             let rows = client.query(&st.fetch, &[user, &ids]).await?;
             rows.iter()
                 .map(read_message)

@@ -134,7 +134,12 @@ pub(crate) async fn existing_partitions(client: &Client) -> Result<BTreeSet<i64>
         .await?;
     Ok(rows
         .iter()
-        .filter_map(|row| row.get::<_, &str>(0).strip_prefix("messages_p")?.parse().ok())
+        .filter_map(|row| {
+            row.get::<_, &str>(0)
+                .strip_prefix("messages_p")?
+                .parse()
+                .ok()
+        })
         .collect())
 }
 

@@ -39,7 +39,10 @@ pub(crate) struct Connected {
 /// The connection, or when to try again.
 enum Link {
     Up(Connected),
-    Down { retry_at: Instant, backoff: Duration },
+    Down {
+        retry_at: Instant,
+        backoff: Duration,
+    },
 }
 
 pub(crate) struct PgWriter {
@@ -328,7 +331,8 @@ impl PgWriter {
             let today = schema::partition_of(now);
             self.ensure_partition(today)?;
             self.ensure_partition(today + schema::PARTITION_MS)?;
-            let cutoff = now.saturating_sub(self.retention.as_millis().min(i64::MAX as u128) as i64);
+            let cutoff =
+                now.saturating_sub(self.retention.as_millis().min(i64::MAX as u128) as i64);
             let Link::Up(conn) = &self.link else {
                 return Ok(());
             };
@@ -374,7 +378,10 @@ impl PgWriter {
             Ok(dropped) => {
                 for lower in dropped {
                     self.partitions.remove(&lower);
-                    tracing::info!(from_ms = lower, "postgres: dropped a partition past retention");
+                    tracing::info!(
+                        from_ms = lower,
+                        "postgres: dropped a partition past retention"
+                    );
                 }
             }
             Err(error) => tracing::warn!(%error, "postgres: dropping old partitions failed"),

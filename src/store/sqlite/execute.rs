@@ -9,11 +9,11 @@
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
+use super::sequence::InboxSequences;
 use crate::store::StoreError;
 use crate::store::{
     AppendOutcome, Completion, GroupRecord, InboxPoint, StoredMessage, Target, Ticket,
 };
-use super::sequence::InboxSequences;
 
 /// Ids (messages, groups) are SQLite integer keys: they must fit in 63 bits.
 fn sql_id(id: u64) -> Result<i64, StoreError> {

@@ -13,9 +13,6 @@ mod schema;
 mod sequence;
 mod writer;
 
-#[cfg(test)]
-mod tests;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::StoreError;
-use crate::store::GroupRecord;
 use super::Synchronous;
+use crate::store::GroupRecord;
+use crate::store::StoreError;
 
 /// Migrations in order; `MIGRATIONS[n]` takes the schema from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -302,5 +302,24 @@ mod tests {
             })
             .unwrap();
         assert_eq!(last, 3, "the next entry of bob's inbox is 4");
+    }
+
+    #[test]
+    fn a_database_that_refuses_wal_is_not_opened_and_says_so() {
+        // An in-memory database answers `PRAGMA journal_mode = WAL` with "memory", as a
+        // filesystem without shared memory would answer with something other than "wal".
+        let error = open_connection(
+            Path::new(":memory:"),
+            Synchronous::Full,
+            Duration::from_secs(1),
+        )
+        .expect_err("WAL refused");
+        assert_eq!(
+            error,
+            StoreError::WalRefused {
+                mode: "memory".into()
+            }
+        );
+        assert!(error.to_string().contains("WAL"), "{error}");
     }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use crate::store::StoreError;
 use super::execute::last_seq;
+use crate::store::StoreError;
 
 /// Inboxes remembered at most (about 5 MB of keys and numbers).
 const CAPACITY: usize = 65_536;

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rusqlite::Connection;
 
-use crate::store::StoreError;
 use super::execute;
 use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
-use crate::store::{Completion, StoreRequest};
 use super::sequence::InboxSequences;
+use crate::store::StoreError;
+use crate::store::{Completion, StoreRequest};
 
 /// How often the thread purges by itself with the real clock (and once at start).
 const AUTO_PURGE_EVERY: Duration = Duration::from_secs(60);

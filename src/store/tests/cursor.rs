@@ -70,10 +70,9 @@ impl Harness {
 
 /// Two writers, simulated: the id generator of one handed out 200, of the other 100, and 100
 /// committed after a device had acknowledged 200.
-#[test]
-fn a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     h.append(direct(200, "alice", "bob", 1), &["bob"]);
     let (ids, more, cursor) = h.list("bob", "phone", 0, 10);
     assert_eq!((ids, more), (vec![200], false));
@@ -85,11 +84,7 @@ fn a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it(
     h.append(direct(100, "carol", "bob", 1), &["bob"]);
 
     // The old rule, ids above the acknowledged msg_id, on the same rows: 100 is never listed.
-    let path = dir.path().join("switchboard.db");
-    let old_rule = count(
-        &path,
-        "SELECT count(*) FROM inbox WHERE user = 'bob' AND msg_id > 200",
-    );
+    let old_rule = db.count("SELECT count(*) FROM inbox WHERE {user} = 'bob' AND msg_id > 200");
     assert_eq!(old_rule, 0, "the old rule passes over the late commit");
     // By the inbox's sequence it comes next, for the cursor and the legacy device alike.
     let (ids, more, next) = h.list("bob", "phone", 0, 10);
@@ -101,10 +96,9 @@ fn a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it(
     h.close();
 }
 
-#[test]
-fn cursors_page_in_commit_order_and_acks_never_move_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn cursors_page_in_commit_order_and_acks_never_move_back(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     for id in [30, 10, 20, 50, 40] {
         h.append(direct(id, "alice", "bob", id), &["bob", "alice"]);
     }
@@ -123,10 +117,9 @@ fn cursors_page_in_commit_order_and_acks_never_move_back() {
     h.close();
 }
 
-#[test]
-fn a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     h.append(direct(1, "alice", "bob", 1), &["bob"]);
     h.append(direct(2, "alice", "bob", 2), &["bob"]);
     let ahead = StoreError::CursorAhead { cursor: 3, last: 2 };
@@ -154,10 +147,14 @@ fn a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing() {
     h.close();
 }
 
-#[test]
-fn the_sequence_goes_on_after_a_purge_empties_the_inbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn the_sequence_goes_on_after_a_purge_empties_the_inbox(kind: Kind) {
+    let db = Db::fresh(kind);
+    // Retention reaching before 1970: only the explicit purge below removes anything.
+    let forever = Settings {
+        retention: Duration::from_secs(100 * 365 * 24 * 3600),
+        ..Settings::default()
+    };
+    let h = db.open_with(forever);
     for id in 1..=2 {
         let old = StoredMessage {
             time_ms: 1_000,
@@ -174,9 +171,16 @@ fn the_sequence_goes_on_after_a_purge_empties_the_inbox() {
     assert_eq!(h.list("bob", "phone", 0, 10), (vec![], false, 0));
     // A restart forgets what the store thread remembered: the database must know.
     h.close();
-    let h = Harness::in_dir(dir.path());
+    let h = db.open_with(forever);
     // A device that kept cursor 2 must still see the next message: the sequence is not reused.
     h.append(direct(3, "alice", "bob", 3), &["bob"]);
     assert_eq!(h.list("bob", "phone", cursor, 10), (vec![3], false, 3));
     h.close();
 }
+
+on_both_engines!(
+    a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it,
+    cursors_page_in_commit_order_and_acks_never_move_back,
+    a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing,
+    the_sequence_goes_on_after_a_purge_empties_the_inbox,
+);

@@ -1,10 +1,12 @@
-//! The store through its public handle, on real SQLite files in a temporary directory: what
-//! the logic core relies on (sync per device, dedupe, fan-out rows, isolation, paging, purge,
-//! groups across a restart, durability across SIGKILL). Batches (push-back, failures, rollback,
-//! shutdown) are in `batches.rs`, inbox sequences and cursors in `cursor.rs`.
+//! The store through its public handle, on both engines (SQLite files in a temporary
+//! directory, a fresh database on a real PostgreSQL): what the logic core relies on (sync per
+//! device, dedupe, fan-out rows, isolation, paging, purge, groups across a restart, durability
+//! across SIGKILL). Each test is a function of the engine, run once per engine by
+//! `on_both_engines!`. Batches (push-back, failures, rollback, shutdown) are in `batches.rs`,
+//! inbox sequences and cursors in `cursor.rs`, what only PostgreSQL has in `postgres.rs`.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,29 +16,173 @@ use rusqlite::Connection;
 
 use super::*;
 
+#[path = "../../../tests/shared/postgres.rs"]
+pub(crate) mod pg_server;
+
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Harness {
-    store: SqliteStore,
+/// Runs each named test function (`fn(Engine kind)`) once per engine.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::store::tests::Kind::Sqlite)
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::store::tests::Kind::Postgres)
+            })*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// One engine's database, kept across reopens: a temporary directory or a fresh PostgreSQL
+/// database.
+pub(crate) enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+/// Settings a test may change, on either engine.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) retention: Duration,
+    pub(crate) queue: usize,
+    pub(crate) max_batch: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let sqlite = SqliteConfig::new("unused");
+        Settings {
+            retention: sqlite.retention,
+            queue: sqlite.queue,
+            max_batch: sqlite.max_batch,
+        }
+    }
+}
+
+impl Db {
+    pub(crate) fn fresh(kind: Kind) -> Db {
+        match kind {
+            Kind::Sqlite => Db::Sqlite(tempfile::tempdir().unwrap()),
+            Kind::Postgres => Db::Postgres(pg_server::fresh_database()),
+        }
+    }
+
+    /// Where a child process finds this database again.
+    fn location(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => dir.path().display().to_string(),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    fn from_location(location: &str) -> Harness {
+        let settings = Settings::default();
+        if location.starts_with("postgres://") {
+            open_postgres(location, settings)
+        } else {
+            open_sqlite(Path::new(location), settings)
+        }
+    }
+
+    pub(crate) fn open(&self) -> Harness {
+        self.open_with(Settings::default())
+    }
+
+    pub(crate) fn open_with(&self, settings: Settings) -> Harness {
+        match self {
+            Db::Sqlite(dir) => open_sqlite(dir.path(), settings),
+            Db::Postgres(url) => open_postgres(url, settings),
+        }
+    }
+
+    /// The path of the SQLite database (SQLite-only tests).
+    pub(crate) fn sqlite_path(&self) -> PathBuf {
+        match self {
+            Db::Sqlite(dir) => dir.path().join("switchboard.db"),
+            Db::Postgres(_) => panic!("not a SQLite database"),
+        }
+    }
+
+    /// Runs SQL behind the store's back: `sqlite` or `postgres`, whichever the engine speaks.
+    pub(crate) fn execute(&self, sqlite: &str, postgres: &str) {
+        match self {
+            Db::Sqlite(_) => Connection::open(self.sqlite_path())
+                .unwrap()
+                .execute_batch(sqlite)
+                .unwrap(),
+            Db::Postgres(url) => {
+                pg_server::server().psql(pg_server::database_of(url), postgres);
+            }
+        }
+    }
+
+    /// A count read by SQL behind the store's back; `{user}` is the engine's name for the
+    /// user column (`user` is reserved in PostgreSQL).
+    pub(crate) fn count(&self, sql: &str) -> i64 {
+        match self {
+            Db::Sqlite(_) => count(&self.sqlite_path(), &sql.replace("{user}", "user")),
+            Db::Postgres(url) => pg_server::server()
+                .psql(
+                    pg_server::database_of(url),
+                    &sql.replace("{user}", "user_name"),
+                )
+                .parse()
+                .expect("a count"),
+        }
+    }
+}
+
+fn open_sqlite(dir: &Path, settings: Settings) -> Harness {
+    let config = SqliteConfig {
+        retention: settings.retention,
+        queue: settings.queue,
+        max_batch: settings.max_batch,
+        ..SqliteConfig::new(dir)
+    };
+    let (tx, completions) = crossbeam_channel::unbounded();
+    let (store, thread) = SqliteStore::open(config, tx).expect("open store");
+    Harness {
+        store: Engine::Sqlite(store),
+        thread,
+        completions,
+    }
+}
+
+fn open_postgres(url: &str, settings: Settings) -> Harness {
+    let config = PostgresConfig {
+        retention: settings.retention,
+        queue: settings.queue,
+        max_batch: settings.max_batch,
+        ..PostgresConfig::new(url)
+    };
+    let (tx, completions) = crossbeam_channel::unbounded();
+    let (store, thread) = PostgresStore::open(config, tx).expect("open store");
+    Harness {
+        store: Engine::Postgres(store),
+        thread,
+        completions,
+    }
+}
+
+pub(crate) struct Harness {
+    store: Engine,
     thread: StoreThread,
     completions: Receiver<Completion>,
 }
 
 impl Harness {
-    fn open(config: SqliteConfig) -> Harness {
-        let (tx, completions) = crossbeam_channel::unbounded();
-        let (store, thread) = SqliteStore::open(config, tx).expect("open store");
-        Harness {
-            store,
-            thread,
-            completions,
-        }
-    }
-
-    fn in_dir(dir: &Path) -> Harness {
-        Harness::open(SqliteConfig::new(dir))
-    }
-
     fn next(&self) -> Completion {
         self.completions
             .recv_timeout(WAIT)
@@ -123,39 +269,9 @@ fn count(path: &Path, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// A second connection holding the write lock: the store thread blocks in its next
-/// `BEGIN IMMEDIATE`, which is how the tests pause it without a hook in the store.
-fn hold_write_lock(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(WAIT).unwrap();
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    conn
-}
-
-/// Queues `requests` so that the store thread takes them as one batch: while another
-/// connection holds the write lock, the thread takes a first request (a SYNC_ACK, ticket 1000)
-/// and blocks on the lock, and `requests` queue up behind it.
-fn queue_as_one_batch(h: &Harness, requests: Vec<StoreRequest>) {
-    let lock = hold_write_lock(h.store.database_path());
-    h.store
-        .submit(StoreRequest::SyncAck {
-            ticket: 1000,
-            user: "b".into(),
-            device: "d".into(),
-            upto: InboxPoint::Seq(0),
-        })
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    for request in requests {
-        h.store.submit(request).unwrap();
-    }
-    drop(lock);
-}
-
-#[test]
-fn append_then_sync_index_fetch_and_ack_per_device() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn append_then_sync_index_fetch_and_ack_per_device(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     for id in 1..=3 {
         assert_eq!(
             h.append(direct(id, "alice", "bob", id), &["bob", "alice"]),
@@ -203,10 +319,9 @@ fn append_then_sync_index_fetch_and_ack_per_device() {
     h.close();
 }
 
-#[test]
-fn a_resend_returns_the_original_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn a_resend_returns_the_original_and_stores_nothing(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     let original = direct(10, "alice", "bob", 5);
     let time_ms = original.time_ms;
     assert_eq!(h.append(original, &["bob", "alice"]), AppendOutcome::Stored);
@@ -226,19 +341,12 @@ fn a_resend_returns_the_original_and_stores_nothing() {
         AppendOutcome::Stored
     );
     h.close();
-    assert_eq!(
-        count(
-            &dir.path().join("switchboard.db"),
-            "SELECT count(*) FROM messages"
-        ),
-        2
-    );
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 2);
 }
 
-#[test]
-fn a_group_message_is_stored_once_with_one_inbox_row_per_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn a_group_message_is_stored_once_with_one_inbox_row_per_member(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     let message = StoredMessage {
         target: Target::Group(7),
         ..direct(100, "ann", "", 1)
@@ -249,19 +357,14 @@ fn a_group_message_is_stored_once_with_one_inbox_row_per_member() {
         assert_eq!(h.index(member, "d", 0, 10), (vec![100], false));
         assert_eq!(h.fetch(member, &[100]), vec![message.clone()]);
     }
-    let path = h.store.database_path().to_path_buf();
     h.close();
-    assert_eq!(count(&path, "SELECT count(*) FROM messages"), 1);
-    assert_eq!(
-        count(&path, "SELECT count(*) FROM inbox WHERE msg_id = 100"),
-        4
-    );
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM inbox WHERE msg_id = 100"), 4);
 }
 
-#[test]
-fn fetch_never_returns_another_users_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn fetch_never_returns_another_users_message(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     h.append(direct(1, "alice", "bob", 1), &["bob", "alice"]);
     h.append(direct(2, "carol", "dave", 1), &["dave", "carol"]);
     let got: Vec<u64> = h
@@ -274,10 +377,9 @@ fn fetch_never_returns_another_users_message() {
     h.close();
 }
 
-#[test]
-fn the_index_pages_with_more() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn the_index_pages_with_more(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     for id in 1..=5 {
         h.append(direct(id, "alice", "bob", id), &["bob"]);
     }
@@ -290,17 +392,17 @@ fn the_index_pages_with_more() {
     h.close();
 }
 
-#[test]
-fn purge_removes_old_messages_keeps_new_and_never_syncs_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::open(SqliteConfig {
+fn purge_removes_old_messages_keeps_new_and_never_syncs_them(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open_with(Settings {
         retention: Duration::from_secs(365 * 24 * 3600),
-        ..SqliteConfig::new(dir.path())
+        ..Settings::default()
     });
     let now = now_ms();
     let day = 24 * 3600 * 1000;
-    // More old messages than one purge chunk, so the purge takes several transactions.
-    let old: Vec<u64> = (1..=(super::purge::PURGE_CHUNK as u64 * 2 + 10)).collect();
+    // More old messages than one of SQLite's purge chunks (256), so the purge takes several
+    // transactions there; PostgreSQL drops their day's partitions.
+    let old: Vec<u64> = (1..=600).collect();
     for &id in &old {
         let message = StoredMessage {
             time_ms: now - 30 * day + id,
@@ -336,19 +438,17 @@ fn purge_removes_old_messages_keeps_new_and_never_syncs_them() {
     assert_eq!(h.index("alice", "phone", 0, 1000), (new.to_vec(), false));
     assert!(h.fetch("bob", &old).is_empty());
     assert_eq!(h.fetch("bob", &new).len(), 2);
-    let path = h.store.database_path().to_path_buf();
     h.close();
-    assert_eq!(count(&path, "SELECT count(*) FROM messages"), 2);
-    assert_eq!(count(&path, "SELECT count(*) FROM inbox"), 4);
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 2);
+    assert_eq!(db.count("SELECT count(*) FROM inbox"), 4);
 }
 
-#[test]
-fn the_thread_purges_past_retention_by_itself_at_start() {
-    let dir = tempfile::tempdir().unwrap();
+fn the_thread_purges_past_retention_by_itself_at_start(kind: Kind) {
+    let db = Db::fresh(kind);
     // Written under a year's retention, so only the reopened store (7 days) can purge it.
-    let h = Harness::open(SqliteConfig {
+    let h = db.open_with(Settings {
         retention: Duration::from_secs(365 * 24 * 3600),
-        ..SqliteConfig::new(dir.path())
+        ..Settings::default()
     });
     let stale = StoredMessage {
         time_ms: now_ms() - 8 * 24 * 3600 * 1000,
@@ -358,7 +458,7 @@ fn the_thread_purges_past_retention_by_itself_at_start() {
     h.append(direct(2, "alice", "bob", 2), &["bob"]);
     assert_eq!(h.index("bob", "d", 0, 10), (vec![1, 2], false));
     h.close();
-    let h = Harness::in_dir(dir.path());
+    let h = db.open();
     // The start-up purge runs before the thread serves its first batch after it.
     let deadline = Instant::now() + WAIT;
     while h.index("bob", "d", 0, 10).0 != [2] {
@@ -371,10 +471,9 @@ fn the_thread_purges_past_retention_by_itself_at_start() {
     h.close();
 }
 
-#[test]
-fn groups_are_created_joined_quit_and_loaded_after_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::in_dir(dir.path());
+fn groups_are_created_joined_quit_and_loaded_after_reopen(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
     let group = |id: u64, name: &str, owner: &str, members: &[&str]| GroupRecord {
         id,
         name: name.into(),
@@ -439,12 +538,12 @@ fn groups_are_created_joined_quit_and_loaded_after_reopen() {
     ];
     assert_eq!(h.store.load_groups().unwrap(), expected);
     h.close();
-    let h = Harness::in_dir(dir.path());
+    let h = db.open();
     assert_eq!(h.store.load_groups().unwrap(), expected);
     h.close();
 }
 
-const CRASH_CHILD_DIR: &str = "SWITCHBOARD_STORE_CRASH_CHILD_DIR";
+const CRASH_CHILD_DB: &str = "SWITCHBOARD_STORE_CRASH_CHILD_DB";
 const CRASH_CHILD_APPENDED: &str = "store crash child: all appends acknowledged";
 const CRASH_APPENDS: u64 = 300;
 
@@ -453,10 +552,10 @@ const CRASH_APPENDS: u64 = 300;
 #[test]
 #[ignore = "run as a child process by acknowledged_appends_survive_sigkill"]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_CHILD_DIR) else {
+    let Ok(location) = std::env::var(CRASH_CHILD_DB) else {
         return;
     };
-    let h = Harness::in_dir(Path::new(&dir));
+    let h = Db::from_location(&location);
     for id in 1..=CRASH_APPENDS {
         h.store
             .submit(append_request(
@@ -480,9 +579,8 @@ fn crash_child() {
     }
 }
 
-#[test]
-fn acknowledged_appends_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+fn acknowledged_appends_survive_sigkill(kind: Kind) {
+    let db = Db::fresh(kind);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "store::tests::crash_child",
@@ -490,7 +588,7 @@ fn acknowledged_appends_survive_sigkill() {
             "--ignored",
             "--nocapture",
         ])
-        .env(CRASH_CHILD_DIR, dir.path())
+        .env(CRASH_CHILD_DB, db.location())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -502,7 +600,7 @@ fn acknowledged_appends_survive_sigkill() {
     child.kill().unwrap(); // SIGKILL: no destructor, no checkpoint, no clean close
     child.wait().unwrap();
     assert!(acknowledged, "the child never acknowledged its appends");
-    let h = Harness::in_dir(dir.path());
+    let h = db.open();
     let (ids, more) = h.index("bob", "phone", 0, 1000);
     assert_eq!(ids, (1..=CRASH_APPENDS).collect::<Vec<_>>());
     assert!(!more);
@@ -512,24 +610,18 @@ fn acknowledged_appends_survive_sigkill() {
     h.close();
 }
 
-#[test]
-fn a_database_that_refuses_wal_is_not_opened_and_says_so() {
-    // An in-memory database answers `PRAGMA journal_mode = WAL` with "memory", as a
-    // filesystem without shared memory would answer with something other than "wal".
-    let error = schema::open_connection(
-        Path::new(":memory:"),
-        Synchronous::Full,
-        Duration::from_secs(1),
-    )
-    .expect_err("WAL refused");
-    assert_eq!(
-        error,
-        StoreError::WalRefused {
-            mode: "memory".into()
-        }
-    );
-    assert!(error.to_string().contains("WAL"), "{error}");
-}
-
 mod batches;
 mod cursor;
+mod postgres;
+
+on_both_engines!(
+    append_then_sync_index_fetch_and_ack_per_device,
+    a_resend_returns_the_original_and_stores_nothing,
+    a_group_message_is_stored_once_with_one_inbox_row_per_member,
+    fetch_never_returns_another_users_message,
+    the_index_pages_with_more,
+    purge_removes_old_messages_keeps_new_and_never_syncs_them,
+    the_thread_purges_past_retention_by_itself_at_start,
+    groups_are_created_joined_quit_and_loaded_after_reopen,
+    acknowledged_appends_survive_sigkill,
+);
