@@ -281,7 +281,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     /// A completion that is not the one its request expects: the request failed.
     pub(super) fn store_failed(&mut self, asker: Asker, completion: &Completion) {
         warn!(?completion, command = ?asker.command, "a store request failed");
-        self.refuse(asker, Status::INTERNAL);
+        self.refuse(asker, failure_status(completion));
     }
 
     /// PING: answered with the server's time, unless the connection pings faster than the
@@ -311,5 +311,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub(super) fn refuse(&mut self, asker: Asker, status: Status) {
         self.replies
             .refuse(asker.conn, asker.command, asker.seq, status);
+    }
+}
+
+/// The status for a request whose store work failed: BUSY when the store may take it a moment
+/// later (a database away and reconnecting), so the client retries; INTERNAL else.
+pub(super) fn failure_status(completion: &Completion) -> Status {
+    match completion {
+        Completion::Failed { error, .. } if error.is_transient() => Status::BUSY,
+        _ => Status::INTERNAL,
     }
 }

@@ -202,8 +202,9 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             },
             other => {
                 warn!(?other, "storing a message failed");
+                let status = super::core::failure_status(&other);
                 for waiter in self.dedupe.fail(&key) {
-                    self.refuse_waiter(waiter, Status::INTERNAL);
+                    self.refuse_waiter(waiter, status);
                 }
                 return;
             }

@@ -76,10 +76,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The store may well take the same request a moment later (a lock, a database away):
+    /// The store may well take the same request a moment later (a database away and
+    /// reconnecting):
     /// the client is told BUSY, not INTERNAL.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Locked | StoreError::Unavailable { .. })
+        matches!(self, StoreError::Unavailable { .. })
     }
 }
 

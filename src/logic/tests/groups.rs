@@ -188,6 +188,21 @@ fn a_join_that_fails_or_is_busy_gives_its_room_back() {
 }
 
 #[test]
+fn a_join_failed_by_an_unavailable_store_is_busy() {
+    let mut h = limited(3, vec![group(7, &["alice", "bob"])]);
+    let carol = h.login("carol", "phone");
+    let seq = h.request(carol, &Request::GroupJoin { group_id: 7 });
+    let ticket = h.take().ticket();
+    let error = StoreError::Unavailable {
+        detail: "connection lost".into(),
+    };
+    h.complete(Completion::Failed { ticket, error });
+    h.refused(carol, Command::GroupJoin, seq, Status::BUSY);
+    assert_eq!(h.core.groups.joins_in_flight(), 0);
+    h.expect_nothing();
+}
+
+#[test]
 fn a_detail_over_the_packet_limit_is_internal_never_sent() {
     // A group kept from a larger --group-member-limit, then --max-packet lowered.
     let names: Vec<String> = (0..50).map(|i| format!("member{i:02}")).collect();

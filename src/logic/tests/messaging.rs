@@ -136,6 +136,24 @@ fn a_stopped_store_is_internal() {
     h.expect_nothing();
 }
 
+/// PostgreSQL away (reconnecting): the sender is told BUSY, a retry later, not INTERNAL.
+#[test]
+fn an_append_failed_by_an_unavailable_store_is_busy() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let first = h.request(alice, &send("bob", 9, b"a"));
+    let ticket = h.take().ticket();
+    let error = StoreError::Unavailable {
+        detail: "connection lost".into(),
+    };
+    h.complete(Completion::Failed { ticket, error });
+    h.refused(alice, Command::Send, first, Status::BUSY);
+    h.expect_nothing();
+    let again = h.request(alice, &send("bob", 9, b"a"));
+    h.commit_next();
+    send_ok(h.ok(alice, again));
+}
+
 #[test]
 fn a_failed_append_refuses_every_waiter_and_a_resend_tries_again() {
     let mut h = Harness::new();
