@@ -548,3 +548,19 @@ fn a_ping_flood_is_kicked_after_the_burst() {
         );
     }
 }
+
+crate::on_postgres_too!(
+    malformed_payloads_get_malformed_on_their_seq_and_the_connection_lives,
+    unknown_commands_get_unknown_command_and_the_connection_lives,
+    unknown_commands_never_count_toward_a_kick,
+    malformed_requests_in_a_row_close_the_connection_at_the_documented_limit,
+    bad_requests_before_login_close_at_once,
+    an_unknown_command_before_login_is_answered_and_login_still_works,
+    commands_outside_the_request_range_are_not_answered_but_kicked,
+    websocket_text_is_closed_with_1003,
+    a_websocket_message_that_is_not_exactly_one_packet_is_closed,
+    broken_tcp_framing_is_closed,
+    garbage_on_some_connections_leaves_the_others_alone,
+    extreme_field_values_are_handled_not_misread,
+    a_ping_flood_is_kicked_after_the_burst,
+);

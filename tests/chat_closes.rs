@@ -131,3 +131,9 @@ fn the_shutdown_close_matches_the_table() {
     }
     stopper.join().expect("the server stops");
 }
+
+crate::on_postgres_too!(
+    the_chat_layers_closes_match_the_table,
+    the_timers_closes_match_the_table,
+    the_shutdown_close_matches_the_table,
+);

@@ -460,3 +460,20 @@ fn pushes_from_many_senders_arrive_once_each_in_ascending_id_order() {
         bob_conn.sync_all();
     }
 }
+
+crate::on_postgres_too!(
+    online_message_is_acked_after_commit_and_pushed_with_the_session_sender,
+    the_sender_is_always_the_session_user,
+    a_message_to_oneself_reaches_the_other_devices_once,
+    offline_messages_are_synced_acked_and_never_sent_again,
+    a_partial_ack_leaves_the_rest_and_acks_never_move_back,
+    sync_pages_through_many_messages,
+    a_resend_gets_the_original_ack_and_is_stored_once,
+    the_same_client_msg_id_from_two_users_is_two_messages,
+    a_body_over_the_limit_is_too_large_and_the_limit_itself_passes,
+    a_resend_with_other_content_still_gets_the_original_ack_and_stores_nothing,
+    sync_fetch_never_returns_another_users_messages,
+    sync_fetch_stops_before_the_packet_limit_and_covers_the_rest_later,
+    sync_index_caps_its_limit_at_500,
+    pushes_from_many_senders_arrive_once_each_in_ascending_id_order,
+);

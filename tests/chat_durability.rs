@@ -233,3 +233,10 @@ fn messages_older_than_the_retention_are_never_synced() {
     let ids: Vec<u64> = bob_conn.sync_all().iter().map(|m| m.msg_id).collect();
     assert_eq!(ids, vec![fresh.msg_id, reused.msg_id]);
 }
+
+crate::on_postgres_too!(
+    acknowledged_messages_survive_sigkill_and_restart,
+    sigterm_drains_and_keeps_what_was_acknowledged,
+    command_line_limits_reach_the_clients,
+    messages_older_than_the_retention_are_never_synced,
+);

@@ -348,3 +348,13 @@ fn a_member_who_joins_later_gets_only_later_messages() {
         assert_eq!(ids, vec![before.msg_id, after.msg_id]);
     }
 }
+
+crate::on_postgres_too!(
+    create_join_quit_and_detail,
+    refusals_not_member_and_not_found,
+    the_member_limit_refuses_with_group_full,
+    group_messages_reach_online_members_and_offline_ones_through_sync,
+    groups_survive_a_restart,
+    fan_out_to_500_members_with_100_offline,
+    a_member_who_joins_later_gets_only_later_messages,
+);

@@ -111,3 +111,10 @@ fn a_shutdown_kicks_logged_in_clients_with_server_shutdown() {
     }
     stopper.join().expect("the server stops");
 }
+
+crate::on_postgres_too!(
+    ping_gets_pong_with_the_server_time_on_its_seq,
+    a_silent_connection_is_closed_after_the_read_wait,
+    pings_keep_a_connection_open_past_the_read_wait,
+    a_shutdown_kicks_logged_in_clients_with_server_shutdown,
+);

@@ -357,3 +357,11 @@ fn a_client_that_waits_after_rate_limited_is_served_again() {
         assert!(client.is_open());
     }
 }
+
+crate::on_postgres_too!(
+    a_payload_of_exactly_the_limit_is_read_on_both_transports_and_one_more_byte_closes,
+    a_sync_page_at_the_limit_reaches_a_client_with_the_documented_limit_and_never_more,
+    a_largest_push_fits_the_documented_client_limit,
+    limits_whose_packets_would_not_fit_are_refused_at_start,
+    a_response_that_would_pass_the_limit_is_internal_not_sent,
+);

@@ -339,3 +339,18 @@ fn tokens_whose_claims_break_the_rules_are_invalid() {
     let ok = client.login(&extra).expect("accepted");
     assert_eq!((ok.user.as_str(), ok.device.as_str()), ("alice", "web-2"));
 }
+
+crate::on_postgres_too!(
+    good_token_logs_in_with_the_tokens_user_and_device,
+    wrong_signature_is_refused_then_closed,
+    garbage_token_is_refused_then_closed,
+    expired_token_is_refused_then_closed,
+    empty_token_is_malformed_then_closed,
+    a_request_before_login_is_refused_then_closed,
+    no_login_within_the_deadline_is_closed,
+    a_second_login_on_one_connection_is_refused_and_changes_nothing,
+    logout_answers_then_closes_and_other_devices_stay,
+    same_device_kind_kicks_the_older_connection,
+    different_device_kinds_stay_online_together_and_all_get_pushes,
+    tokens_whose_claims_break_the_rules_are_invalid,
+);

@@ -115,3 +115,8 @@ fn a_cursor_the_inbox_never_gave_out_is_bad_cursor_and_changes_nothing() {
         bob_conn.assert_no_push();
     }
 }
+
+crate::on_postgres_too!(
+    sync_by_cursor_pages_confirms_and_survives_a_restart,
+    a_cursor_the_inbox_never_gave_out_is_bad_cursor_and_changes_nothing,
+);

@@ -8,6 +8,8 @@
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod client;
+#[path = "../shared/postgres.rs"]
+pub mod pg_server;
 pub mod process;
 #[path = "../shared/mod.rs"]
 mod shared;
@@ -27,6 +29,39 @@ use switchboard_protocol::limits;
 
 #[allow(unused_imports)] // not every test binary names them
 pub use client::{ChatClient, Closure, Event};
+
+thread_local! {
+    /// The PostgreSQL database of the test running on this thread; none: SQLite in the data
+    /// directory.
+    static POSTGRES: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `test` with every server it starts (in process or as a child) on a fresh PostgreSQL
+/// database of this binary's server instead of SQLite.
+pub fn with_postgres(test: fn()) {
+    let url = pg_server::fresh_database();
+    POSTGRES.with(|store| *store.borrow_mut() = Some(url));
+    test();
+}
+
+/// The PostgreSQL location the running test's servers use, if it runs on PostgreSQL.
+pub fn postgres() -> Option<String> {
+    POSTGRES.with(|store| store.borrow().clone())
+}
+
+/// Runs each named test (a `#[test] fn()` of the file) once more on PostgreSQL, as
+/// `on_postgres::NAME`: the file's tests run on both stores.
+#[macro_export]
+macro_rules! on_postgres_too {
+    ($($name:ident),* $(,)?) => {
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                $crate::chat_common::with_postgres(super::$name)
+            })*
+        }
+    };
+}
 
 /// The secret every test server and token shares.
 pub const SECRET: &[u8] = b"switchboard-chat-tests";
@@ -130,6 +165,7 @@ impl TestServer {
         };
         let store = StoreConfigPatch {
             retention: options.retention,
+            postgres: postgres(),
             ..StoreConfigPatch::default()
         };
         let admin = options.admin.map(|admin| AdminConfig {

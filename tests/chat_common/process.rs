@@ -38,6 +38,12 @@ impl ServeProcess {
             .arg(data)
             .args(["--workers", "2"])
             .args(args)
+            .env_remove("SWITCHBOARD_STORE");
+        // The running test's store (see `with_postgres`); the same database on every restart.
+        if let Some(url) = super::postgres() {
+            command.args(["--store", &url]);
+        }
+        command
             .env("SWITCHBOARD_JWT_SECRET", secret)
             .envs(env.iter().copied());
         if !args.iter().any(|arg| arg.starts_with("--admin")) {

@@ -157,8 +157,13 @@ impl PostgresStore {
     pub fn load_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
         runtime()?.block_on(async {
             let read = async {
-                let connected = writer::connect(&self.connection, false).await?;
-                schema::read_groups(connected.client()).await
+                let (client, connection) = self
+                    .connection
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| error::from_postgres(&e, true))?;
+                tokio::spawn(connection);
+                schema::read_groups(&client).await
             };
             tokio::time::timeout(self.timeout, read)
                 .await

@@ -143,38 +143,50 @@ pub(crate) async fn existing_partitions(client: &Client) -> Result<BTreeSet<i64>
         .collect())
 }
 
-/// Creates the day's partitions of `messages` and `inbox` starting at `lower`, if missing, in
-/// one implicit transaction of its own (never inside a batch: creating a partition locks its
-/// parent, so it is done ahead of time, at start and each maintenance tick, for today and
-/// tomorrow; a message outside those days makes its own first).
+/// Creates the day's partitions of `messages` and `inbox` starting at `lower`, if missing
+/// (never inside a batch: creating a partition locks its parent, so it is done ahead of time,
+/// at start and each maintenance tick, for today and tomorrow; a message outside those days
+/// makes its own first). One parent per transaction: a statement that locks both parents in
+/// the other order (a query joining them) can then never deadlock with it.
 pub(crate) async fn create_partition(client: &Client, lower: i64) -> Result<(), StoreError> {
     let upper = lower + PARTITION_MS;
-    let sql = format!(
-        "CREATE TABLE IF NOT EXISTS messages_p{lower} PARTITION OF messages
-             FOR VALUES FROM ({lower}) TO ({upper});
-         CREATE UNIQUE INDEX IF NOT EXISTS messages_p{lower}_key
-             ON messages_p{lower} (from_user, client_msg_id);
-         CREATE TABLE IF NOT EXISTS inbox_p{lower} PARTITION OF inbox
-             FOR VALUES FROM ({lower}) TO ({upper});"
-    );
-    match client.batch_execute(&sql).await {
-        Ok(()) => Ok(()),
-        // Another node created it between our look and our CREATE: it exists, as wanted.
-        Err(e) if e.code().map(|c| c.code()) == Some("42P07") => Ok(()),
-        Err(e) => Err(e.into()),
+    let statements = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS messages_p{lower} PARTITION OF messages
+                 FOR VALUES FROM ({lower}) TO ({upper})"
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS messages_p{lower}_key
+                 ON messages_p{lower} (from_user, client_msg_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS inbox_p{lower} PARTITION OF inbox
+                 FOR VALUES FROM ({lower}) TO ({upper})"
+        ),
+    ];
+    for sql in &statements {
+        match client.batch_execute(sql).await {
+            Ok(()) => {}
+            // Another node created it between our look and our CREATE: it exists, as wanted.
+            Err(e) if e.code().map(|c| c.code()) == Some("42P07") => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
 /// Drops the day's partitions starting at `lower` (wholly past retention): no row-by-row
-/// delete, whatever they hold. Waits at most a moment for the parents' lock.
+/// delete, whatever they hold. The inbox's first, so no entry ever points at a dropped
+/// message; each in its own transaction, waiting at most a moment for its parent's lock.
 pub(crate) async fn drop_partition(client: &Client, lower: i64) -> Result<(), StoreError> {
-    let sql = format!(
-        "BEGIN; SET LOCAL lock_timeout = '2s';
-         DROP TABLE IF EXISTS inbox_p{lower}, messages_p{lower}; COMMIT;"
-    );
-    if let Err(e) = client.batch_execute(&sql).await {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(e.into());
+    for table in ["inbox", "messages"] {
+        let sql = format!(
+            "BEGIN; SET LOCAL lock_timeout = '2s'; DROP TABLE IF EXISTS {table}_p{lower}; COMMIT;"
+        );
+        if let Err(e) = client.batch_execute(&sql).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -395,9 +395,3 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
         .as_millis() as i64
 }
-
-impl Connected {
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-}
