@@ -23,9 +23,13 @@ use crate::store::{
     Target, Ticket,
 };
 
-const FIND_KEYS: &str = "SELECT k.f, k.c, m.id, m.time_ms
+const FIND_KEYS: &str = "SELECT k.f, k.c, m.id, m.time_ms, (SELECT cutoff_ms FROM retention)
      FROM unnest($1::text[], $2::int8[]) AS k(f, c)
      JOIN messages m ON m.from_user = k.f AND m.client_msg_id = k.c";
+/// A key reused after its message passed retention but before its partition was dropped:
+/// the old message goes now, row by row (rare: only such reuses), so the key is free again.
+const FORGET_ENTRIES: &str = "DELETE FROM inbox WHERE msg_id = ANY($1::int8[])";
+const FORGET_MESSAGES: &str = "DELETE FROM messages WHERE id = ANY($1::int8[])";
 const FIND_IDS: &str = "SELECT id FROM messages WHERE id = ANY($1::int8[])";
 /// Inboxes in one order for every writer, so two writers' counter locks cannot deadlock.
 const BUMP: &str = "INSERT INTO inboxes (user_name, last_seq)
@@ -74,6 +78,8 @@ const PURGE: &str = "UPDATE retention SET cutoff_ms = greatest(cutoff_ms, $1)";
 pub(crate) struct Statements {
     find_keys: Statement,
     find_ids: Statement,
+    forget_entries: Statement,
+    forget_messages: Statement,
     bump: Statement,
     insert_messages: Statement,
     insert_inbox: Statement,
@@ -110,11 +116,19 @@ impl Statements {
             p(GROUP_INSERT),
             p(MEMBERS_INSERT)
         )?;
-        let (group_exists, join, quit, purge) =
-            tokio::try_join!(p(GROUP_EXISTS), p(JOIN), p(QUIT), p(PURGE))?;
+        let (group_exists, join, quit, purge, forget_entries, forget_messages) = tokio::try_join!(
+            p(GROUP_EXISTS),
+            p(JOIN),
+            p(QUIT),
+            p(PURGE),
+            p(FORGET_ENTRIES),
+            p(FORGET_MESSAGES)
+        )?;
         Ok(Statements {
             find_keys,
             find_ids,
+            forget_entries,
+            forget_messages,
             bump,
             insert_messages,
             insert_inbox,
@@ -207,16 +221,24 @@ pub(crate) async fn append_run(
         client.query(&st.find_ids, &id_params)
     )?;
     // Stored before (the dedupe) and ids taken: only resends and bugs find anything here.
-    let stored_before: HashMap<(String, i64), (u64, u64)> = found_keys
-        .iter()
-        .map(|row| {
+    let mut stored_before: HashMap<(String, i64), (u64, u64)> = HashMap::new();
+    let mut expired: Vec<i64> = Vec::new();
+    for row in &found_keys {
+        let (id, time_ms, cutoff): (i64, i64, i64) = (row.get(2), row.get(3), row.get(4));
+        if time_ms < cutoff {
+            expired.push(id);
+        } else {
             let key = (row.get::<_, String>(0), row.get::<_, i64>(1));
-            (
-                key,
-                (row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64),
-            )
-        })
-        .collect();
+            stored_before.insert(key, (id as u64, time_ms as u64));
+        }
+    }
+    if !expired.is_empty() {
+        let forget: Params<1> = [&expired];
+        tokio::try_join!(
+            client.execute(&st.forget_entries, &forget),
+            client.execute(&st.forget_messages, &forget)
+        )?;
+    }
     let mut taken: HashSet<i64> = found_ids.iter().map(|row| row.get(0)).collect();
     let mut in_run: HashMap<(&str, i64), (u64, u64)> = HashMap::new();
     let mut stored: Vec<usize> = Vec::with_capacity(run.len());
