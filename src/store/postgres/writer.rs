@@ -27,6 +27,9 @@ use crate::store::{Completion, StoreError, StoreMetrics, StoreRequest};
 
 /// How often the writer keeps partitions and retention in order (and once per connection).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// How often an idle writer looks whether PostgreSQL closed its connection, so the state
+/// change is logged (and BUSY answered) without waiting for a request to fail.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The first wait before reconnecting, doubled per failure up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -124,7 +127,7 @@ impl PgWriter {
                 }
             }
             let deadline = match self.link {
-                Link::Up(_) => next_maintenance,
+                Link::Up(_) => next_maintenance.min(Instant::now() + IDLE_CHECK_EVERY),
                 Link::Down { retry_at, .. } => retry_at.min(next_maintenance),
             };
             if matches!(self.link, Link::Up(_)) && Instant::now() >= next_maintenance {
@@ -134,7 +137,7 @@ impl PgWriter {
             }
             match self.requests.recv_deadline(deadline) {
                 Ok(first) => self.run_batch(first),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.check_idle_connection(),
                 // Disconnected only once empty: every request was served.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -161,6 +164,21 @@ impl PgWriter {
                     *retry_at = Instant::now() + *backoff;
                 }
             }
+        }
+    }
+
+    /// Lets the connection's task read what the server sent while the writer slept (a
+    /// termination notice, the end of the stream) and goes down if it has ended.
+    fn check_idle_connection(&mut self) {
+        let Link::Up(conn) = &self.link else {
+            return;
+        };
+        self.runtime
+            .block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+        if conn.client.is_closed() {
+            self.go_down(&StoreError::Unavailable {
+                detail: "the server closed the connection".into(),
+            });
         }
     }
 
