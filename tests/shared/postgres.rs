@@ -233,6 +233,45 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// User + system CPU clock ticks of this server so far: the postmaster and every process
+    /// it started (backends, WAL writer, checkpointer), read from /proc. For benchmarks,
+    /// where a store's cost includes the database server's.
+    pub fn cpu_ticks(&self) -> u64 {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .expect("postmaster.pid of a running server");
+        let postmaster: u32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid");
+        let mut ticks = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
+            let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: u32 = fields.get(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+            if pid == postmaster || ppid == postmaster {
+                let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+                ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
+            }
+        }
+        ticks
+    }
+}
+
 /// The database name at the end of a location from [`fresh_database`].
 pub fn database_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)

@@ -1,8 +1,11 @@
 //! Messages per second through the logic core with durable acks, and the latency persistence
 //! adds (issue #4). Drives `LogicCore` and the SQLite store exactly as the gateway does, minus
 //! sockets: batches of `Inbound` events in, an `Outlet` that timestamps every packet out.
-//! Each configuration (synchronous FULL/NORMAL × group commit or one transaction per append)
-//! runs on a fresh temporary data directory. A benchmark, not a test: it prints a table and one
+//! Each configuration (SQLite: synchronous FULL/NORMAL × group commit or one transaction per
+//! append; PostgreSQL, `synchronous_commit = on`: group commit or one transaction per append)
+//! runs on a fresh temporary data directory or a fresh database of a PostgreSQL this program
+//! starts on a temporary directory (tests/shared/postgres.rs), whose server processes' CPU is
+//! counted beside the store thread's. A benchmark, not a test: it prints a table and one
 //! JSON line per configuration, and fails only when the core answers something unexpected.
 
 use std::error::Error;
@@ -18,7 +21,12 @@ use clap::{Parser, ValueEnum};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use switchboard::logic::{token, CloseWhy, Inbound, LogicConfig, LogicCore, Outlet};
-use switchboard::store::{SqliteStore, StoreConfig, Synchronous};
+use switchboard::store::{
+    Engine, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Synchronous,
+};
+
+#[path = "../../../tests/shared/postgres.rs"]
+mod pg_server;
 use switchboard_codec::packet::{PacketRef, HEADER_LEN};
 use switchboard_codec::Decoded;
 use switchboard_protocol::{Push, Request, ResponseBody, ServerPacket, Text};
@@ -58,7 +66,15 @@ struct Args {
     /// Message body size in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 100)]
     body_size: usize,
-    /// Store synchronous modes to run (comma-separated).
+    /// Store engines to run (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
+    stores: Vec<StoreKind>,
+    /// SQLite synchronous modes to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "full,normal")]
     synchronous: Vec<SyncMode>,
     /// Store max_batch values to run (comma-separated); 1 is one transaction per append.
@@ -84,6 +100,12 @@ enum SyncMode {
     Normal,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
 impl SyncMode {
     fn store(self) -> Synchronous {
         match self {
@@ -103,6 +125,7 @@ impl SyncMode {
 /// One configuration to run.
 #[derive(Debug, Clone, Copy)]
 struct Setup {
+    store: StoreKind,
     synchronous: SyncMode,
     max_batch: usize,
     messages: usize,
@@ -162,6 +185,8 @@ struct CpuTicks {
     core: u64,
     store: u64,
     driver: u64,
+    /// The PostgreSQL server's processes (0 with SQLite, which runs in the store thread).
+    database: u64,
 }
 
 /// One configuration's figures.
@@ -189,7 +214,10 @@ impl Outcome {
         } else {
             "per-append"
         };
-        format!("{}/{}", self.setup.synchronous.name(), commit)
+        match self.setup.store {
+            StoreKind::Sqlite => format!("{}/{}", self.setup.synchronous.name(), commit),
+            StoreKind::Postgres => format!("postgres/{commit}"),
+        }
     }
 }
 
@@ -218,9 +246,21 @@ fn main() -> Result<(), BoxError> {
         parent.display()
     );
     let mut outcomes = Vec::new();
-    for &synchronous in &args.synchronous {
+    let mut setups = Vec::new();
+    for &store in &args.stores {
+        // PostgreSQL has one mode here: synchronous_commit = on, its default.
+        let modes = match store {
+            StoreKind::Sqlite => args.synchronous.clone(),
+            StoreKind::Postgres => vec![SyncMode::Full],
+        };
+        for synchronous in modes {
+            setups.push((store, synchronous));
+        }
+    }
+    for (store, synchronous) in setups {
         for &max_batch in &args.max_batch {
             let setup = Setup {
+                store,
                 synchronous,
                 max_batch,
                 messages: if max_batch > 1 {
@@ -253,14 +293,29 @@ fn main() -> Result<(), BoxError> {
 fn run(setup: Setup, dir: PathBuf) -> Result<Outcome, BoxError> {
     let load_1m = load_average_1m()?;
     let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
-    let store_config = StoreConfig {
-        max_batch: setup.max_batch,
-        synchronous: setup.synchronous.store(),
-        // The window bounds what is queued; a queue smaller than it would answer BUSY.
-        queue: setup.window.max(StoreConfig::new(&dir).queue),
-        ..StoreConfig::new(&dir)
+    // The window bounds what is queued; a queue smaller than it would answer BUSY.
+    let queue = setup.window.max(SqliteConfig::new(&dir).queue);
+    let (store, store_thread) = match setup.store {
+        StoreKind::Sqlite => {
+            let config = SqliteConfig {
+                max_batch: setup.max_batch,
+                synchronous: setup.synchronous.store(),
+                queue,
+                ..SqliteConfig::new(&dir)
+            };
+            let (store, thread) = SqliteStore::open(config, completions_tx)?;
+            (Engine::Sqlite(store), thread)
+        }
+        StoreKind::Postgres => {
+            let config = PostgresConfig {
+                max_batch: setup.max_batch,
+                queue,
+                ..PostgresConfig::new(pg_server::fresh_database())
+            };
+            let (store, thread) = PostgresStore::open(config, completions_tx)?;
+            (Engine::Postgres(store), thread)
+        }
     };
-    let (store, store_thread) = SqliteStore::open(store_config, completions_tx)?;
     let groups = store.load_groups()?;
     let (events_tx, events) = crossbeam_channel::unbounded();
     let logic = LogicConfig {
@@ -274,13 +329,18 @@ fn run(setup: Setup, dir: PathBuf) -> Result<Outcome, BoxError> {
         .spawn(move || core.run(inbound, completions_rx))?;
 
     let result = log_in(&setup, &to_core, &events).and_then(|()| {
-        let before = cpu_ticks()?;
+        let database = || match setup.store {
+            StoreKind::Sqlite => 0,
+            StoreKind::Postgres => pg_server::server().cpu_ticks(),
+        };
+        let (before, database_before) = (cpu_ticks()?, database());
         let (elapsed, latencies) = send_all(&setup, &to_core, &events)?;
-        let after = cpu_ticks()?;
+        let (after, database_after) = (cpu_ticks()?, database());
         let cpu = CpuTicks {
             core: after.core.saturating_sub(before.core),
             store: after.store.saturating_sub(before.store),
             driver: after.driver.saturating_sub(before.driver),
+            database: database_after.saturating_sub(database_before),
         };
         Ok(Outcome {
             setup,
@@ -556,7 +616,8 @@ fn json_line(o: &Outcome) -> String {
             r#"{{"bench":"logic_throughput","config":"{}","synchronous":"{}","max_batch":{},"#,
             r#""messages":{},"pairs":{},"window":{},"batch":{},"body_size":{},"seconds":{:.3},"#,
             r#""acks_per_s":{:.0},"push_us":{},"ack_us":{},"added_us":{},"#,
-            r#""cpu_us_per_msg":{{"core":{:.2},"store":{:.2},"driver":{:.2}}},"load_1m":{:.2}}}"#
+            r#""cpu_us_per_msg":{{"core":{:.2},"store":{:.2},"database":{:.2},"driver":{:.2}}},"#,
+            r#""load_1m":{:.2}}}"#
         ),
         o.name(),
         s.synchronous.name(),
@@ -573,6 +634,7 @@ fn json_line(o: &Outcome) -> String {
         q(&o.latencies.added),
         o.cpu_us_per_msg(o.cpu.core),
         o.cpu_us_per_msg(o.cpu.store),
+        o.cpu_us_per_msg(o.cpu.database),
         o.cpu_us_per_msg(o.cpu.driver),
         o.load_1m,
     )
@@ -582,14 +644,15 @@ fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<18} {:>8} {:>10}  {:<31}  {:<31}  {:<23}  {:>11}",
+        "\n{:<22} {:>8} {:>10}  {:<31}  {:<31}  {:<23}  {:>16}  {:>5}",
         "config",
         "messages",
         "acks/s",
         "push µs p50/p90/p99/max",
         "ack µs p50/p90/p99/max",
         "added µs p50/p99/max",
-        "cpu µs/msg core+store"
+        "cpu µs/msg core+store+db",
+        "load"
     );
     for o in outcomes {
         let [p50, p90, p99, max] = quantiles(&o.latencies.push);
@@ -599,20 +662,22 @@ fn table(outcomes: &[Outcome]) -> String {
         let [p50, _, p99, max] = quantiles(&o.latencies.added);
         let added = format!("{p50:.0}/{p99:.0}/{max:.0}");
         let cpu = format!(
-            "{:.1}+{:.1}",
+            "{:.1}+{:.1}+{:.1}",
             o.cpu_us_per_msg(o.cpu.core),
-            o.cpu_us_per_msg(o.cpu.store)
+            o.cpu_us_per_msg(o.cpu.store),
+            o.cpu_us_per_msg(o.cpu.database)
         );
         let _ = writeln!(
             out,
-            "{:<18} {:>8} {:>10.0}  {:<31}  {:<31}  {:<23}  {:>11}",
+            "{:<22} {:>8} {:>10.0}  {:<31}  {:<31}  {:<23}  {:>16}  {:>5.2}",
             o.name(),
             o.setup.messages,
             o.acks_per_s(),
             push,
             ack,
             added,
-            cpu
+            cpu,
+            o.load_1m
         );
     }
     out
