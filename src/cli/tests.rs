@@ -392,3 +392,29 @@ fn the_limits_come_from_flags_and_the_config_file_with_documented_defaults() {
     );
     assert!(parse(args(&["serve", "--allowed-origins", "example.com"])).is_err());
 }
+
+#[test]
+fn the_store_is_sqlite_by_default_or_a_postgres_location_from_the_line_or_the_file() {
+    assert_eq!(serve(&["serve"]).store, StoreLocation::Sqlite);
+    let url = "postgres://sb:secret@db.internal:5432/switchboard";
+    assert_eq!(
+        serve(&["serve", "--store", url]).store,
+        StoreLocation::Postgres(url.into())
+    );
+    let libpq = "host=127.0.0.1 port=5433 dbname=sb user=sb";
+    assert_eq!(
+        serve(&["serve", "--store", libpq]).store,
+        StoreLocation::Postgres(libpq.into())
+    );
+    let Command::Serve(from_file) = parse_serve_with(&format!("store = \"{url}\"\n"))
+        .unwrap()
+        .command
+    else {
+        panic!("not serve");
+    };
+    assert_eq!(from_file.store, StoreLocation::Postgres(url.into()));
+    for bad in ["mysql://x/y", "postgres://h:port/db", "data/switchboard.db"] {
+        let error = parse(args(&["serve", "--store", bad])).unwrap_err();
+        assert!(error.to_string().contains("--store"), "{bad}: {error}");
+    }
+}
