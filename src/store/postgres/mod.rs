@@ -104,7 +104,7 @@ pub fn redacted(url: &str) -> String {
 pub struct PostgresStore {
     requests: Sender<StoreRequest>,
     up: Arc<AtomicBool>,
-    connection: tokio_postgres::Config,
+    connection: Arc<tokio_postgres::Config>,
     timeout: Duration,
 }
 
@@ -146,7 +146,7 @@ impl PostgresStore {
         let store = PostgresStore {
             requests,
             up,
-            connection,
+            connection: Arc::new(connection),
             timeout: config.timeout,
         };
         Ok((store, StoreThread::new(handle)))

@@ -41,7 +41,7 @@ pub(crate) struct Connected {
 
 /// The connection, or when to try again.
 enum Link {
-    Up(Connected),
+    Up(Box<Connected>),
     Down {
         retry_at: Instant,
         backoff: Duration,
@@ -111,7 +111,7 @@ impl PgWriter {
             up,
             metrics: settings.metrics.clone(),
             partitions: BTreeSet::new(),
-            link: Link::Up(connected),
+            link: Link::Up(Box::new(connected)),
             batch: Vec::with_capacity(max_batch.clamp(1, 4096)),
             done: Vec::with_capacity(max_batch.clamp(1, 4096)),
         }
@@ -152,7 +152,7 @@ impl PgWriter {
         match attempt {
             Ok(Ok(connected)) => {
                 tracing::warn!("postgres: reconnected; taking requests again");
-                self.link = Link::Up(connected);
+                self.link = Link::Up(Box::new(connected));
                 self.up.store(true, Ordering::Release);
                 // Partitions may have come or gone while away.
                 self.partitions.clear();
