@@ -235,3 +235,60 @@ fn a_cut_connection_is_answered_busy_and_the_writer_reconnects_by_itself() {
     assert_eq!(ids, want, "everything acknowledged, in order, nothing else");
     h.close();
 }
+
+/// A database that stops answering (a lock held elsewhere, a hung server): the batch fails as
+/// Unavailable after the timeout instead of holding the writer for good, new requests are
+/// BUSY, and once the database answers again the writer is back by itself.
+#[test]
+fn a_batch_past_the_timeout_is_unavailable_and_the_writer_comes_back() {
+    let (db, url) = db();
+    let (tx, completions) = crossbeam_channel::unbounded();
+    let config = PostgresConfig {
+        timeout: Duration::from_millis(500),
+        ..PostgresConfig::new(url)
+    };
+    let (store, thread) = PostgresStore::open(config, tx).unwrap();
+    let h = Harness {
+        store: Engine::Postgres(store.clone()),
+        thread,
+        completions,
+    };
+    assert_eq!(
+        h.append(direct(1, "alice", "bob", 1), &["bob"]),
+        AppendOutcome::Stored
+    );
+    let blocker = super::batches::Blocker::hold(&db);
+    let started = Instant::now();
+    let completion = h.call(append_request(direct(2, "alice", "bob", 2), &["bob"]));
+    assert!(
+        matches!(
+            completion,
+            Completion::Failed {
+                error: StoreError::Unavailable { .. },
+                ..
+            }
+        ),
+        "{completion:?}"
+    );
+    assert!(started.elapsed() < WAIT);
+    assert!(!store.is_up());
+    assert!(matches!(
+        h.store
+            .submit(append_request(direct(3, "alice", "bob", 3), &["bob"])),
+        Err(SubmitError::Busy(_))
+    ));
+    drop(blocker);
+    let deadline = Instant::now() + WAIT;
+    while !store.is_up() {
+        assert!(Instant::now() < deadline, "the writer never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing of the timed-out batch was stored: message 2 is new, not a duplicate.
+    assert_eq!(
+        h.append(direct(2, "alice", "bob", 2), &["bob"]),
+        AppendOutcome::Stored
+    );
+    assert_eq!(h.index("bob", "d", 0, 10), (vec![1, 2], false));
+    drop(store);
+    h.close();
+}
