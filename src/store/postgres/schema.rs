@@ -40,7 +40,8 @@ const MIGRATIONS: &[&str] = &[
          body          bytea    NOT NULL
      ) PARTITION BY RANGE (time_ms);
      CREATE INDEX messages_by_id ON messages (id);
-     CREATE INDEX messages_by_key ON messages (from_user, client_msg_id);
+     -- No index on (from_user, client_msg_id) here: each partition gets a unique one when it
+     -- is created (create_partition), which the lookups use; a second would cost every insert.
      -- One row per inbox entry; time_ms is its message's, so a day's entries go with the day.
      CREATE TABLE inbox (
          user_name text   NOT NULL,
