@@ -110,6 +110,11 @@ impl Histogram {
         self.count.get()
     }
 
+    /// The sum of the observations so far (to the microsecond, or the millionth).
+    pub fn sum(&self) -> f64 {
+        self.sum_micros.get() as f64 / 1e6
+    }
+
     /// A copy of the counts, for summing several histograms before rendering.
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {

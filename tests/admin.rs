@@ -276,3 +276,10 @@ fn readyz_turns_503_at_sigterm_while_the_drain_runs() {
     let status = server.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
+
+// The store's commit metrics come from either engine's writer; `serve` on PostgreSQL keeps
+// its admin listener.
+crate::on_postgres_too!(
+    metrics_follow_logins_messages_and_commits,
+    readyz_turns_503_at_sigterm_while_the_drain_runs,
+);

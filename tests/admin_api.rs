@@ -336,3 +336,10 @@ fn oversized_head(addr: SocketAddr, length: usize) -> HttpReply {
         body: body.to_owned(),
     }
 }
+
+// The backend's sends take the clients' SEND path into whichever store runs.
+crate::on_postgres_too!(
+    a_send_reaches_every_device_and_the_store,
+    a_repeated_key_is_one_message,
+    a_group_send_needs_a_member_as_sender,
+);

@@ -36,7 +36,7 @@ fn serve(list: &[&str]) -> ServeArgs {
         .unwrap_or_else(|e| panic!("{list:?}: {e}"))
         .command
     {
-        Command::Serve(serve) => serve,
+        Command::Serve(serve) => *serve,
         other => panic!("parsed as {other:?}"),
     }
 }
@@ -46,7 +46,7 @@ fn echo(list: &[&str]) -> EchoArgs {
         .unwrap_or_else(|e| panic!("{list:?}: {e}"))
         .command
     {
-        Command::Echo(echo) => echo,
+        Command::Echo(echo) => *echo,
         other => panic!("parsed as {other:?}"),
     }
 }

@@ -121,11 +121,13 @@ fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
         busy_timeout: Duration::from_millis(100),
         ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
     };
+    let metrics = config.metrics.clone();
     let (store, thread) = SqliteStore::open(config, tx).unwrap();
     let h = Harness {
         store: Engine::Sqlite(store),
         thread,
         completions,
+        metrics,
     };
     let lock = hold_write_lock(&db.sqlite_path());
     for id in 1..=3 {
@@ -264,6 +266,12 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch(kind: Kind) {
         h.append(direct(1, "a", "b", 1), &["b"]),
         AppendOutcome::Stored
     );
+    // Either engine's writer counts each batch (its time, its size) in the one metrics block
+    // `/metrics` reads, before it completes the batch's requests.
+    let m = &h.metrics;
+    assert_eq!(m.commit_seconds.count(), 1);
+    assert_eq!((m.batch_requests.count(), m.batch_requests.sum()), (1, 1.0));
+    assert_eq!(m.batches_failed.get(), 0);
     queue_as_one_batch(
         &db,
         &h,
@@ -290,6 +298,12 @@ fn a_request_that_fails_after_writing_rolls_back_its_whole_batch(kind: Kind) {
             "request {ticket}: {completion:?}"
         );
     }
+    // The ack alone and then the two appends, or all three in one batch: one batch failed,
+    // and every request was counted in a timed batch.
+    assert_eq!(m.batches_failed.get(), 1);
+    assert_eq!(m.batch_requests.sum(), 4.0);
+    assert_eq!(m.commit_seconds.count(), m.batch_requests.count());
+    assert!(m.commit_seconds.sum() > 0.0, "commits take time");
     // Nothing of the failed batch stayed: not message 3's row, which would make a resend look
     // like a duplicate of a message nobody can sync, and not message 2, which shared its batch.
     assert_eq!(h.index("b", "d", 0, 10), (vec![1], false));
@@ -321,6 +335,7 @@ fn dropping_every_handle_serves_the_queue_then_exits(kind: Kind) {
         store,
         thread,
         completions,
+        ..
     } = h;
     drop(store);
     thread.join().unwrap();

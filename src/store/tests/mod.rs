@@ -152,11 +152,13 @@ fn open_sqlite(dir: &Path, settings: Settings) -> Harness {
         ..SqliteConfig::new(dir)
     };
     let (tx, completions) = crossbeam_channel::unbounded();
+    let metrics = config.metrics.clone();
     let (store, thread) = SqliteStore::open(config, tx).expect("open store");
     Harness {
         store: Engine::Sqlite(store),
         thread,
         completions,
+        metrics,
     }
 }
 
@@ -168,11 +170,13 @@ fn open_postgres(url: &str, settings: Settings) -> Harness {
         ..PostgresConfig::new(url)
     };
     let (tx, completions) = crossbeam_channel::unbounded();
+    let metrics = config.metrics.clone();
     let (store, thread) = PostgresStore::open(config, tx).expect("open store");
     Harness {
         store: Engine::Postgres(store),
         thread,
         completions,
+        metrics,
     }
 }
 
@@ -180,6 +184,8 @@ pub(crate) struct Harness {
     store: Engine,
     thread: StoreThread,
     completions: Receiver<Completion>,
+    /// The block the engine's writer counts its commits in (the admin listener's source).
+    metrics: std::sync::Arc<StoreMetrics>,
 }
 
 impl Harness {

@@ -247,11 +247,13 @@ fn a_batch_past_the_timeout_is_unavailable_and_the_writer_comes_back() {
         timeout: Duration::from_millis(500),
         ..PostgresConfig::new(url)
     };
+    let metrics = config.metrics.clone();
     let (store, thread) = PostgresStore::open(config, tx).unwrap();
     let h = Harness {
         store: Engine::Postgres(store.clone()),
         thread,
         completions,
+        metrics,
     };
     assert_eq!(
         h.append(direct(1, "alice", "bob", 1), &["bob"]),
