@@ -114,3 +114,31 @@ fn kicks_take_one_kind_or_every_device_and_devices_are_listed() {
     assert_eq!((stats.online_users, stats.connections), (0, 0));
     h.expect_nothing();
 }
+
+/// PostgreSQL away (reconnecting): a backend send is refused BUSY (the API's 503, retry), not
+/// INTERNAL, like a client's SEND; the same key later is stored.
+#[test]
+fn a_send_failed_by_an_unavailable_store_is_busy_and_a_retry_is_stored() {
+    let mut h = Harness::new();
+    let answer = call(&mut h, send("shop", "bob", 8));
+    let ticket = h.take().ticket();
+    let error = crate::store::StoreError::Unavailable {
+        detail: "connection lost".into(),
+    };
+    h.complete(Completion::Failed { ticket, error });
+    assert!(
+        matches!(answer.try_recv(), Ok(BackendAnswer::Refused(Status::BUSY))),
+        "BUSY"
+    );
+    let retry = call(&mut h, send("shop", "bob", 8));
+    let request = h.take();
+    assert!(
+        matches!(request, StoreRequest::Append { .. }),
+        "tried again"
+    );
+    h.complete(Completion::Appended {
+        ticket: request.ticket(),
+        outcome: AppendOutcome::Stored,
+    });
+    assert!(matches!(retry.try_recv(), Ok(BackendAnswer::Sent(_))));
+}
