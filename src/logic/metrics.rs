@@ -18,7 +18,8 @@ pub struct LogicMetrics {
     pub messages_accepted: Counter,
     /// Sends answered from the dedupe window (a repeated client_msg_id or backend key).
     pub sends_repeated: Counter,
-    /// Sends refused because the store's queue was full (BUSY) or it had stopped.
+    /// Sends refused because the store's queue was full or PostgreSQL was away (BUSY), or the
+    /// store had stopped.
     pub sends_busy: Counter,
     /// Message pushes handed to the gateway (one per receiving connection).
     pub pushes: Counter,

@@ -11,7 +11,8 @@ pub struct StoreMetrics {
     pub commit_seconds: Histogram,
     /// Requests per committed batch.
     pub batch_requests: Histogram,
-    /// Batches that failed as a whole (rolled back).
+    /// Batches that failed as a whole (rolled back; on PostgreSQL also those failed untried
+    /// while the writer was reconnecting, which are not timed).
     pub batches_failed: Counter,
     /// Requests waiting in the queue when the last batch was taken.
     pub queued_requests: Gauge,
