@@ -36,8 +36,17 @@ pub struct StoreThread {
 }
 
 impl StoreThread {
-    pub(crate) fn new(handle: JoinHandle<Result<(), StoreError>>) -> StoreThread {
-        StoreThread { handle }
+    /// Starts an engine's writer on a thread named `store`.
+    pub(crate) fn spawn(
+        run: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<StoreThread, StoreError> {
+        let handle = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(run)
+            .map_err(|e| StoreError::ThreadSpawn {
+                detail: e.to_string().into(),
+            })?;
+        Ok(StoreThread { handle })
     }
 
     pub fn join(self) -> Result<(), StoreError> {
@@ -83,5 +92,22 @@ impl Engine {
 impl Store for Engine {
     fn submit(&mut self, request: StoreRequest) -> Result<(), SubmitError> {
         Engine::submit(self, request)
+    }
+}
+
+/// Fills `batch` with `first` and whatever else is already queued, up to `max`: the group
+/// both engines' writers commit as one transaction.
+pub(crate) fn gather_batch(
+    batch: &mut Vec<StoreRequest>,
+    first: StoreRequest,
+    requests: &crossbeam_channel::Receiver<StoreRequest>,
+    max: usize,
+) {
+    batch.push(first);
+    while batch.len() < max {
+        match requests.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
     }
 }

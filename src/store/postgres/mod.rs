@@ -137,19 +137,14 @@ impl PostgresStore {
             &config,
             up.clone(),
         );
-        let handle = std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::ThreadSpawn {
-                detail: e.to_string().into(),
-            })?;
+        let thread = StoreThread::spawn(move || writer.run())?;
         let store = PostgresStore {
             requests,
             up,
             connection: Arc::new(connection),
             timeout: config.timeout,
         };
-        Ok((store, StoreThread::new(handle)))
+        Ok((store, thread))
     }
 
     /// Every group with its members (committed state), read on a connection of its own: for

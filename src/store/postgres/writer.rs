@@ -197,13 +197,7 @@ impl PgWriter {
 
     fn run_batch(&mut self, first: StoreRequest) {
         let mut batch = std::mem::take(&mut self.batch);
-        batch.push(first);
-        while batch.len() < self.max_batch {
-            match self.requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        crate::store::gather_batch(&mut batch, first, &self.requests, self.max_batch);
         self.done.clear();
         self.metrics.queued_requests.set(self.requests.len() as u64);
         let result = match &self.link {

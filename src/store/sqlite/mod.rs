@@ -111,18 +111,13 @@ impl SqliteStore {
             done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
             metrics: config.metrics.clone(),
         };
-        let handle = std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::ThreadSpawn {
-                detail: e.to_string().into(),
-            })?;
+        let thread = StoreThread::spawn(move || writer.run())?;
         let store = SqliteStore {
             requests,
             path,
             busy_timeout: config.busy_timeout,
         };
-        Ok((store, StoreThread::new(handle)))
+        Ok((store, thread))
     }
 
     /// Every group with its members (committed state), read on a connection of its own: for

@@ -88,13 +88,7 @@ impl StoreWriter {
 
     fn run_batch(&mut self, first: StoreRequest) {
         let mut batch = std::mem::take(&mut self.batch);
-        batch.push(first);
-        while batch.len() < self.max_batch {
-            match self.requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        crate::store::gather_batch(&mut batch, first, &self.requests, self.max_batch);
         // Purges are scheduled up front, so even a batch that fails as a whole completes them.
         for request in &batch {
             if let StoreRequest::Purge {
