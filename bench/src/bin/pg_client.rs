@@ -14,6 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use switchboard::store::postgres::append_statements::{
+    BUMP, FIND_IDS, FIND_KEYS, INSERT_INBOX, INSERT_MESSAGES,
+};
 use switchboard::store::{PostgresConfig, PostgresStore};
 use tokio_postgres::types::ToSql;
 
@@ -35,21 +38,6 @@ struct Args {
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
 }
-
-const FIND_KEYS: &str = "SELECT k.f, k.c, m.id, m.time_ms, (SELECT cutoff_ms FROM retention)
-     FROM unnest($1::text[], $2::int8[]) AS k(f, c)
-     JOIN messages m ON m.from_user = k.f AND m.client_msg_id = k.c";
-const FIND_IDS: &str = "SELECT id FROM messages WHERE id = ANY($1::int8[])";
-const BUMP: &str = "INSERT INTO inboxes (user_name, last_seq)
-     SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u COLLATE \"C\"
-     ON CONFLICT (user_name) DO UPDATE SET last_seq = inboxes.last_seq + excluded.last_seq
-     RETURNING user_name, last_seq";
-const INSERT_MESSAGES: &str = "INSERT INTO messages
-     (id, time_ms, from_user, target_kind, target_user, target_group, client_msg_id, body)
-     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int2[], $5::text[],
-                          $6::int8[], $7::int8[], $8::bytea[])";
-const INSERT_INBOX: &str = "INSERT INTO inbox (user_name, seq, msg_id, time_ms)
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])";
 
 /// One batch's parameter arrays: messages from 100 senders to 100 recipients, as the store
 /// would bind them (sequences made up: the counter's answer is not waited for here either way,

@@ -23,24 +23,24 @@ use crate::store::{
     Target, Ticket,
 };
 
-const FIND_KEYS: &str = "SELECT k.f, k.c, m.id, m.time_ms, (SELECT cutoff_ms FROM retention)
+pub const FIND_KEYS: &str = "SELECT k.f, k.c, m.id, m.time_ms, (SELECT cutoff_ms FROM retention)
      FROM unnest($1::text[], $2::int8[]) AS k(f, c)
      JOIN messages m ON m.from_user = k.f AND m.client_msg_id = k.c";
 /// A key reused after its message passed retention but before its partition was dropped:
 /// the old message goes now, row by row (rare: only such reuses), so the key is free again.
 const FORGET_ENTRIES: &str = "DELETE FROM inbox WHERE msg_id = ANY($1::int8[])";
 const FORGET_MESSAGES: &str = "DELETE FROM messages WHERE id = ANY($1::int8[])";
-const FIND_IDS: &str = "SELECT id FROM messages WHERE id = ANY($1::int8[])";
+pub const FIND_IDS: &str = "SELECT id FROM messages WHERE id = ANY($1::int8[])";
 /// Inboxes in one order for every writer, so two writers' counter locks cannot deadlock.
-const BUMP: &str = "INSERT INTO inboxes (user_name, last_seq)
+pub const BUMP: &str = "INSERT INTO inboxes (user_name, last_seq)
      SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u COLLATE \"C\"
      ON CONFLICT (user_name) DO UPDATE SET last_seq = inboxes.last_seq + excluded.last_seq
      RETURNING user_name, last_seq";
-const INSERT_MESSAGES: &str = "INSERT INTO messages
+pub const INSERT_MESSAGES: &str = "INSERT INTO messages
      (id, time_ms, from_user, target_kind, target_user, target_group, client_msg_id, body)
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int2[], $5::text[],
                           $6::int8[], $7::int8[], $8::bytea[])";
-const INSERT_INBOX: &str = "INSERT INTO inbox (user_name, seq, msg_id, time_ms)
+pub const INSERT_INBOX: &str = "INSERT INTO inbox (user_name, seq, msg_id, time_ms)
      SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])";
 const INBOX_STATE: &str = "SELECT
      coalesce((SELECT last_seq FROM inboxes WHERE user_name = $1), 0),

@@ -10,6 +10,11 @@
 
 mod error;
 mod execute;
+/// The append transaction's statements, for `bench/src/bin/pg_client.rs`: the client crates
+/// are compared on exactly what the writer sends.
+pub mod append_statements {
+    pub use super::execute::{BUMP, FIND_IDS, FIND_KEYS, INSERT_INBOX, INSERT_MESSAGES};
+}
 mod schema;
 mod writer;
 
