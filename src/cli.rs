@@ -3,9 +3,12 @@
 //! Every option of `serve` and `echo` can also come from a TOML file (`--config`, see
 //! [`config_file`]); `switchboard config` prints one holding every default.
 //!
-//! SIGINT and SIGTERM start a graceful drain: the listeners close, WebSocket clients get a
-//! 1001 close frame, TCP clients a FIN after their queued bytes, and the process exits when
-//! every connection is gone or the drain timeout passes. A second signal exits at once.
+//! SIGINT and SIGTERM (or `POST /admin/drain` on `serve`) start a drain without a reconnect
+//! storm: `/readyz` turns 503 at once; after `--drain-grace` the listeners stop accepting;
+//! then the connections are closed evenly over `--drain-period` (WebSocket with 1012; on
+//! `serve`, logged-in clients first get RECONNECT_AFTER and KICKED), and the process exits
+//! when every connection is gone or `--drain-timeout` after the period. A second signal exits
+//! at once.
 
 mod config_file;
 #[cfg(test)]
@@ -22,6 +25,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info};
 
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::admin::{DrainCause, DrainTrigger};
 use crate::echo::EchoHandler;
 use crate::gateway::{
     AllowedOrigins, ControlLimit, Gateway, GatewayConfig, Keepalive, PerIpLimit, RateLimit,
@@ -144,6 +150,11 @@ struct ServeArgs {
     /// listeners].
     #[arg(long, value_name = "URL,...", value_delimiter = ',', value_parser = parse_endpoint)]
     advertise: Vec<String>,
+    /// In a drain, each logged-in client is told to wait a delay drawn evenly from zero to
+    /// this before reconnecting (RECONNECT_AFTER, docs/protocol.md §8), on top of the spread
+    /// of the closes over --drain-period.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    drain_reconnect_delay: Duration,
     /// Requests a connection may send at once; see --request-rate.
     #[arg(long, value_name = "N", default_value_t = 500)]
     request_burst: u32,
@@ -327,7 +338,17 @@ pub struct GatewayArgs {
     /// A WebSocket client must complete its upgrade request within this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     handshake_timeout: Duration,
-    /// On SIGINT/SIGTERM, wait at most this long for connections to close.
+    /// In a drain (SIGTERM, SIGINT, `POST /admin/drain`), /readyz says 503 this long before
+    /// the listeners stop accepting: at least the load balancer's health check interval, so
+    /// it sends new connections elsewhere first.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_grace: Duration,
+    /// In a drain, the open connections are closed evenly over this period after the grace,
+    /// so their clients do not all reconnect at once (0: all at once).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_period: Duration,
+    /// In a drain, after the period, wait at most this long for the last connections to
+    /// finish closing before exiting.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Disable TCP_NODELAY (Nagle's algorithm back on).
@@ -589,13 +610,14 @@ fn run_echo(args: EchoArgs) -> ExitCode {
     }
     // Echo serves any WebSocket client, so text messages are echoed rather than refused.
     config.ws_text = true;
-    let signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(signals) => signals,
+    let drain = match drain_requests() {
+        Ok(drain) => drain,
         Err(e) => {
             eprintln!("switchboard: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let plan = (args.gateway.drain_grace, args.gateway.drain_period);
     let gateway = match Gateway::start(config, |_, _| EchoHandler) {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -609,27 +631,39 @@ fn run_echo(args: EchoArgs) -> ExitCode {
     if let Some(addr) = gateway.tcp_addr() {
         println!("switchboard echo: framed TCP on {addr}");
     }
-    serve_until_signal(gateway, signals)
-}
-
-/// Waits for SIGINT/SIGTERM, drains the gateway, and exits; a second signal exits at once.
-fn serve_until_signal(gateway: Gateway, mut signals: Signals) -> ExitCode {
-    let Some(signal) = signals.forever().next() else {
-        error!("signal iterator ended unexpectedly");
+    let Ok(cause) = drain.1.recv() else {
+        error!("the drain requests ended unexpectedly");
         return ExitCode::FAILURE;
     };
-    info!(signal, "draining: no new connections, closing open ones");
-    let handle = gateway.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            eprintln!("switchboard: second signal, exiting without draining");
-            std::process::exit(130);
-        }
-    });
-    handle.shutdown();
+    let (grace, period) = plan;
+    info!(?cause, ?grace, ?period, "draining: listeners close after the grace");
+    std::thread::sleep(grace);
+    gateway.handle().drain(period);
     gateway.join();
     info!("drained; exiting");
     ExitCode::SUCCESS
+}
+
+/// Where drain requests arrive: the first SIGINT or SIGTERM (a thread waits for them), and
+/// whoever else is given the sender (`POST /admin/drain`). A second signal exits at once.
+fn drain_requests() -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>)> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let (requests, drain) = crossbeam_channel::unbounded();
+    let from_signals = requests.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
+                info!(signal, "signal: drain");
+                let _ = from_signals.send(DrainCause::Signal);
+            }
+            if signals.next().is_some() {
+                eprintln!("switchboard: second signal, exiting without draining");
+                std::process::exit(130);
+            }
+        })?;
+    Ok((requests, drain))
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
@@ -666,6 +700,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             burst: args.gateway.control_burst,
             per_second: args.gateway.control_rate,
         },
+        drain_reconnect_delay: args.drain_reconnect_delay,
         ..crate::logic::LogicConfig::default()
     };
     let store = crate::serve::StoreConfigPatch {
@@ -695,8 +730,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         max_request_body: crate::admin::request_body_limit(args.max_body),
         io_timeout: crate::admin::IO_TIMEOUT,
     });
-    let signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(signals) => signals,
+    let (drain_sender, drain) = match drain_requests() {
+        Ok(drain) => drain,
         Err(e) => {
             eprintln!("switchboard: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
@@ -727,18 +762,17 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         );
     }
     println!("switchboard serve: data in {}", args.data.display());
-    let mut signals = signals;
-    let Some(signal) = signals.forever().next() else {
+    let (grace, period) = (args.gateway.drain_grace, args.gateway.drain_period);
+    server.on_drain_request(DrainTrigger {
+        requests: drain_sender,
+        grace,
+        period,
+    });
+    let Ok(cause) = drain.recv() else {
         return ExitCode::FAILURE;
     };
-    info!(signal, "draining: no new connections, closing open ones");
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            eprintln!("switchboard: second signal, exiting without draining");
-            std::process::exit(130);
-        }
-    });
-    server.shutdown();
+    info!(?cause, ?grace, ?period, "draining: /readyz 503, listeners close after the grace");
+    server.drain(grace, period);
     info!("drained; exiting");
     ExitCode::SUCCESS
 }

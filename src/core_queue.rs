@@ -27,7 +27,7 @@ pub fn event_bytes(event: &Inbound) -> usize {
     let payload = match event {
         Inbound::Packet(_, packet) => packet.len(),
         Inbound::Backend(call) => backend_bytes(&call.request),
-        Inbound::Opened(..) | Inbound::Closed(_) | Inbound::Shutdown(_) => 0,
+        Inbound::Opened(..) | Inbound::Closed(_) | Inbound::Drain(_) | Inbound::Shutdown(_) => 0,
     };
     std::mem::size_of::<Inbound>() + payload
 }

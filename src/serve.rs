@@ -121,6 +121,12 @@ impl Handler for ChatHandler {
         }
     }
 
+    /// A drain reached the connection: the core says goodbye (RECONNECT_AFTER and KICKED
+    /// to a logged-in client) and closes it with 1012.
+    fn drain(&mut self, _out: &mut Outbox<'_>, conn: ConnId) {
+        self.add(Inbound::Drain(conn.as_u64()));
+    }
+
     fn disconnect(&mut self, _out: &mut Outbox<'_>, conn: ConnId, _reason: &Disconnect) {
         // Kept even when the core's queue is full: one per connection at most.
         self.add(Inbound::Closed(conn.as_u64()));
@@ -172,6 +178,7 @@ impl Outlet for GatewayOutlet {
             CloseWhy::Logout => CloseCode::NORMAL,
             CloseWhy::Garbage => CloseCode::PROTOCOL_ERROR,
             CloseWhy::PolicyViolation => CloseCode::POLICY_VIOLATION,
+            CloseWhy::Draining => CloseCode::SERVICE_RESTART,
             // Application codes (RFC 6455 §7.4.2: 4000-4999 are ours to define).
             CloseWhy::LoginFailed => CloseCode(4001),
             CloseWhy::LoginTimeout => CloseCode(4002),
@@ -346,6 +353,38 @@ impl ChatServer {
         &self.gateway
     }
 
+    /// Lets `POST /admin/drain` (if the admin listener runs) start a drain through `trigger`.
+    pub fn on_drain_request(&self, trigger: crate::admin::DrainTrigger) {
+        if let Some(admin) = &self.admin {
+            admin.on_drain(trigger);
+        }
+    }
+
+    /// The drain without a reconnect storm (README, "Operations"): `/readyz` turns 503 at
+    /// once; after `grace` (the balancer's health check interval, so it stops sending new
+    /// connections here) the listeners stop accepting; then the connections are closed evenly
+    /// over `period`, each logged-in client told RECONNECT_AFTER and KICKED(SERVER_SHUTDOWN),
+    /// 1012 on WebSocket. Returns once every connection is gone (or the gateway's drain timeout
+    /// after the period passed), the logic core has handled what it was given and the store
+    /// has committed it: nothing acknowledged is lost.
+    pub fn drain(self, grace: std::time::Duration, period: std::time::Duration) {
+        if let Some(readiness) = self.readiness() {
+            readiness.set_draining();
+        }
+        std::thread::sleep(grace);
+        tracing::info!(?period, "drain: listeners closed, spreading closes");
+        self.gateway.handle().drain(period);
+        let ChatServer {
+            gateway,
+            admin,
+            to_core,
+            core,
+            store,
+        } = self;
+        gateway.join();
+        finish(admin, to_core, core, store);
+    }
+
     /// Drains the gateway, then lets the logic core and the store finish what is queued.
     pub fn shutdown(self) {
         let ChatServer {
@@ -365,18 +404,30 @@ impl ChatServer {
         if to_core.send_unmetered(vec![Inbound::Shutdown(done)]) {
             let _ = kicked.recv_timeout(std::time::Duration::from_secs(1));
         }
-        drop(to_core);
         gateway.shutdown();
-        // The reactors are gone, so their handlers dropped their senders: the core's inbound
-        // channel closes, it returns and drops its store handle, and the store commits what
-        // it holds and exits.
-        let _ = core.join();
-        if let Err(e) = store.join() {
-            tracing::warn!(error = %e, "store thread ended with an error");
-        }
-        if let Some(admin) = admin {
-            admin.shutdown();
-        }
+        finish(admin, to_core, core, store);
+    }
+}
+
+/// After the reactors are gone (so their handlers dropped their senders): lets go of the
+/// core's queue, so its inbound channel closes, it returns and drops its store handle, and
+/// the store commits what it holds and exits; then stops the admin listener.
+fn finish(
+    admin: Option<AdminServer>,
+    to_core: CoreQueue,
+    core: JoinHandle<()>,
+    store: StoreThread,
+) {
+    if let Some(admin) = &admin {
+        admin.detach_core();
+    }
+    drop(to_core);
+    let _ = core.join();
+    if let Err(e) = store.join() {
+        tracing::warn!(error = %e, "store thread ended with an error");
+    }
+    if let Some(admin) = admin {
+        admin.shutdown();
     }
 }
 

@@ -126,6 +126,9 @@ pub enum PushCommand {
     Message = 0x4001,
     /// The server is about to close this connection, and says why.
     Kicked = 0x4002,
+    /// The server is about to close this connection (a drain) and suggests how long to wait
+    /// before reconnecting; KICKED follows.
+    ReconnectAfter = 0x4003,
 }
 
 impl PushCommand {
@@ -134,6 +137,7 @@ impl PushCommand {
         match code {
             0x4001 => Some(PushCommand::Message),
             0x4002 => Some(PushCommand::Kicked),
+            0x4003 => Some(PushCommand::ReconnectAfter),
             _ => None,
         }
     }
@@ -187,7 +191,11 @@ mod tests {
 
     #[test]
     fn pushes_lie_in_the_push_range() {
-        for push in [PushCommand::Message, PushCommand::Kicked] {
+        for push in [
+            PushCommand::Message,
+            PushCommand::Kicked,
+            PushCommand::ReconnectAfter,
+        ] {
             assert_eq!(PushCommand::from_code(push.code()), Some(push));
             assert!(is_push(push.code()));
             assert_eq!(Command::from_code(push.code()), None);

@@ -184,6 +184,13 @@ pub enum Push {
         /// A human-readable explanation, at most 256 bytes, possibly empty.
         text: Text,
     },
+    /// 0x4003 RECONNECT_AFTER: sent right before KICKED(SERVER_SHUTDOWN) in a drain; the
+    /// server suggests waiting this long before reconnecting (it spreads the suggestions so
+    /// the clients one batch of closes sends away do not come back together).
+    ReconnectAfter {
+        /// The suggested wait, in milliseconds.
+        delay_ms: u32,
+    },
 }
 
 impl Push {
@@ -192,6 +199,7 @@ impl Push {
         match self {
             Push::Message(_) => PushCommand::Message,
             Push::Kicked { .. } => PushCommand::Kicked,
+            Push::ReconnectAfter { .. } => PushCommand::ReconnectAfter,
         }
     }
 
@@ -203,6 +211,12 @@ impl Push {
                 w.u16(reason.code());
                 w.text(KICK_TEXT, text.as_str())
             }),
+            Push::ReconnectAfter { delay_ms } => {
+                write_packet(PushCommand::ReconnectAfter.code(), dst, |w| {
+                    w.u32(*delay_ms);
+                    Ok(())
+                })
+            }
         }
     }
 
@@ -214,6 +228,9 @@ impl Push {
             PushCommand::Kicked => Push::Kicked {
                 reason: KickReason::from_code(r.u16("kicked.reason")?),
                 text: r.text(KICK_TEXT)?,
+            },
+            PushCommand::ReconnectAfter => Push::ReconnectAfter {
+                delay_ms: r.u32("reconnect_after.delay_ms")?,
             },
         };
         r.finish()?;

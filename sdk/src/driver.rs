@@ -398,6 +398,7 @@ impl Driver {
     /// An attempt failed or the connection dropped: close it and plan the next attempt.
     fn on_failure(&mut self, error: LinkError, now: Instant) {
         let was_live = self.session.is_live();
+        let suggested = self.session.take_reconnect_after();
         self.close_socket();
         debug!(%error, was_live, "connection failed");
         self.session.connection_lost(&error);
@@ -410,7 +411,12 @@ impl Driver {
             }
             self.tried = 0;
             self.round = 0;
-            let pause = self.config.backoff.delay(0, &mut self.rng);
+            // A draining server spreads its clients' returns itself (RECONNECT_AFTER):
+            // follow it, within the backoff's ceiling.
+            let pause = match (suggested, &error) {
+                (Some(delay), LinkError::ServerShutdown(_)) => delay.min(self.config.backoff.max),
+                _ => self.config.backoff.delay(0, &mut self.rng),
+            };
             self.state = State::Waiting { until: now + pause };
             return;
         }

@@ -181,6 +181,8 @@ pub struct Session {
     unconfirmed: bool,
     /// When the catch-up sync that confirms them is due.
     ack_due: Option<Instant>,
+    /// The wait a draining server suggested (RECONNECT_AFTER) before its KICKED.
+    reconnect_after: Option<Duration>,
     rng: StdRng,
 }
 
@@ -215,6 +217,7 @@ impl Session {
                 last_sent: now,
             },
             phase: Phase::Offline,
+            reconnect_after: None,
             sync: OfflineSync::new(),
             endpoint: None,
             user: None,
@@ -291,6 +294,10 @@ impl Session {
                     Flow::Stop(StopReason::Kicked { reason, text })
                 }
             }
+            Ok(ServerPacket::Push(Push::ReconnectAfter { delay_ms })) => {
+                self.reconnect_after = Some(Duration::from_millis(u64::from(delay_ms)));
+                Flow::Continue
+            }
             Err(error) if error.is_unknown_push() => {
                 debug!(%error, "skipping a push this SDK does not know");
                 Flow::Continue
@@ -361,6 +368,12 @@ impl Session {
             self.resend_due(now);
         }
         Flow::Continue
+    }
+
+    /// The wait before reconnecting that the server suggested on this connection
+    /// (RECONNECT_AFTER, sent by a draining server before KICKED), if it did; asked once.
+    pub fn take_reconnect_after(&mut self) -> Option<Duration> {
+        self.reconnect_after.take()
     }
 
     /// The connection dropped (or an attempt failed): requests on it are lost, messages wait.

@@ -486,6 +486,28 @@ fn a_sent_request_is_lost_with_its_connection() {
 }
 
 #[test]
+fn a_draining_servers_suggested_reconnect_delay_is_kept_for_the_driver_once() {
+    let mut h = Harness::new();
+    h.log_in();
+    assert_eq!(h.session.take_reconnect_after(), None);
+    let flow = h.push(Push::ReconnectAfter { delay_ms: 750 });
+    assert!(matches!(flow, Flow::Continue));
+    let flow = h.push(Push::Kicked {
+        reason: KickReason::SERVER_SHUTDOWN,
+        text: Text::from("draining"),
+    });
+    assert!(matches!(
+        flow,
+        Flow::Reconnect(LinkError::ServerShutdown(_))
+    ));
+    assert_eq!(
+        h.session.take_reconnect_after(),
+        Some(Duration::from_millis(750))
+    );
+    assert_eq!(h.session.take_reconnect_after(), None);
+}
+
+#[test]
 fn kicks_stop_unless_the_server_is_draining() {
     let mut h = Harness::new();
     h.log_in();

@@ -107,21 +107,7 @@ pub enum Route {
 /// The checks made before the body is read: the API is on, the token matches, the call
 /// exists.
 pub fn check(context: &Context, head: &Head) -> Result<Route, ApiError> {
-    let Some(token) = &context.config.token else {
-        return Err(ApiError::new(
-            403,
-            "api_disabled",
-            "the backend API is off: start the server with --admin-token or \
-             SWITCHBOARD_ADMIN_TOKEN",
-        ));
-    };
-    if !authorized(head.authorization.as_deref(), token) {
-        return Err(ApiError::new(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-        ));
-    }
+    authenticate(context, head)?;
     let segments: Vec<&str> = match head.path.strip_prefix("/api/v1/") {
         Some(rest) => rest.split('/').collect(),
         None => Vec::new(),
@@ -140,6 +126,50 @@ pub fn check(context: &Context, head: &Head) -> Result<Route, ApiError> {
             ),
         )),
     }
+}
+
+/// The API is on and the request carries its bearer token: 403 or 401 otherwise.
+fn authenticate(context: &Context, head: &Head) -> Result<(), ApiError> {
+    let Some(token) = &context.config.token else {
+        return Err(ApiError::new(
+            403,
+            "api_disabled",
+            "the backend API is off: start the server with --admin-token or \
+             SWITCHBOARD_ADMIN_TOKEN",
+        ));
+    };
+    if !authorized(head.authorization.as_deref(), token) {
+        return Err(ApiError::new(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /admin/drain`: starts the drain a SIGTERM starts (202); `/readyz` turns 503 at
+/// once. Asking again changes nothing and answers the same.
+pub fn drain(context: &Context, head: &Head) -> Reply {
+    if let Err(error) = authenticate(context, head) {
+        return refused(context, head, error);
+    }
+    let Some(trigger) = context.drain.get() else {
+        let error = ApiError::new(503, "unavailable", "the server is still starting");
+        return refused(context, head, error);
+    };
+    context.readiness.set_draining();
+    let _ = trigger.requests.send(super::DrainCause::Api);
+    context.api_calls.count("ok");
+    warn!(peer = %head.peer, "drain requested through the admin API");
+    Reply::json(
+        202,
+        &json!({
+            "draining": true,
+            "grace_ms": trigger.grace.as_millis() as u64,
+            "period_ms": trigger.period.as_millis() as u64,
+        }),
+    )
 }
 
 /// Runs a checked call with its body; waits for the logic core (a blocking thread).

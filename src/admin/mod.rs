@@ -126,6 +126,31 @@ pub struct Context {
     max_body: usize,
     /// Connections open now.
     open: AtomicUsize,
+    /// Where `POST /admin/drain` asks the process to drain, once it runs.
+    drain: OnceLock<DrainTrigger>,
+}
+
+/// How `POST /admin/drain` starts a drain: a message to the thread that runs it (the same
+/// that a SIGTERM starts), and the plan it reports back.
+#[derive(Debug, Clone)]
+pub struct DrainTrigger {
+    /// The process's drain requests.
+    pub requests: crossbeam_channel::Sender<DrainCause>,
+    /// `--drain-grace`: `/readyz` says 503 this long before the listeners close.
+    pub grace: Duration,
+    /// `--drain-period`: the connections are closed evenly over this.
+    pub period: Duration,
+}
+
+/// What started a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// `POST /admin/drain`.
+    Api,
+    /// A new process took the listeners over (`--handover`).
+    Handover,
 }
 
 impl Context {
@@ -199,6 +224,7 @@ impl AdminServer {
             api_calls: api::ApiCounters::default(),
             max_body,
             open: AtomicUsize::new(0),
+            drain: OnceLock::new(),
         });
         let stop = Arc::new(tokio::sync::Notify::new());
         let (thread_context, thread_stop) = (context.clone(), stop.clone());
@@ -223,6 +249,11 @@ impl AdminServer {
     /// The readiness flags (`/readyz`), e.g. for a drain to set.
     pub fn readiness(&self) -> Arc<Readiness> {
         self.context.readiness.clone()
+    }
+
+    /// Lets `POST /admin/drain` start a drain through `trigger`.
+    pub fn on_drain(&self, trigger: DrainTrigger) {
+        let _ = self.context.drain.set(trigger);
     }
 
     /// Everything is up: metrics and the API have their sources, `/readyz` turns 200.
@@ -388,6 +419,8 @@ async fn answer(
         (&Method::GET, "/metrics") => page::metrics(&context),
         (&Method::GET, "/router") => router::router(&context, &head),
         (_, api) if api.starts_with("/api/") => api_call(context, head, request).await,
+        (&Method::POST, "/admin/drain") => api::drain(&context, &head),
+        (_, "/admin/drain") => Reply::text(405, "method not allowed: use POST\n"),
         (_, "/healthz" | "/readyz" | "/metrics" | "/router") => {
             Reply::text(405, "method not allowed: use GET\n")
         }

@@ -35,6 +35,10 @@ pub enum Command {
     Close(ConnId, CloseCode),
     /// Stop accepting, close every connection with 1001, exit when drained.
     Shutdown,
+    /// Stop accepting, then hand the connections open now to the handler's
+    /// [`Handler::drain`](super::handler::Handler::drain) evenly spread over this period;
+    /// exit when none is left or the drain timeout after the period has passed.
+    Drain(std::time::Duration),
 }
 
 /// What a push costs in an inbox: its payload and the command that carries it.
@@ -46,7 +50,7 @@ impl Command {
     fn inbox_bytes(&self) -> usize {
         match self {
             Command::Push(_, message) => PUSH_OVERHEAD + message.payload().len(),
-            Command::Close(..) | Command::Shutdown => 0,
+            Command::Close(..) | Command::Shutdown | Command::Drain(_) => 0,
         }
     }
 
@@ -54,7 +58,7 @@ impl Command {
     pub fn conn(&self) -> Option<ConnId> {
         match self {
             Command::Push(conn, _) | Command::Close(conn, _) => Some(*conn),
-            Command::Shutdown => None,
+            Command::Shutdown | Command::Drain(_) => None,
         }
     }
 }
@@ -172,6 +176,15 @@ impl GatewayHandle {
     pub fn shutdown(&self) {
         for index in 0..self.inboxes.inboxes.len() {
             self.send_to(index, Command::Shutdown);
+        }
+    }
+
+    /// Asks every reactor to stop accepting and close its connections spread evenly over
+    /// `period` (each through [`Handler::drain`](super::handler::Handler::drain)), then exit.
+    /// A later [`GatewayHandle::shutdown`] closes what is left at once.
+    pub fn drain(&self, period: std::time::Duration) {
+        for index in 0..self.inboxes.inboxes.len() {
+            self.send_to(index, Command::Drain(period));
         }
     }
 

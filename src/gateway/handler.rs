@@ -172,6 +172,15 @@ pub trait Handler: Send + 'static {
     /// An admitted connection ended. Pushes to it are dropped from now on.
     fn disconnect(&mut self, out: &mut Outbox<'_>, conn: ConnId, reason: &Disconnect);
 
+    /// A drain ([`GatewayHandle::drain`]) reached this connection in its spread of closes:
+    /// the handler says goodbye its own way and closes it. The chat server sends KICKED
+    /// (SERVER_SHUTDOWN) with a reconnect delay first, through its logic core; by default the
+    /// connection is closed at once, with 1012 (service restart) on WebSocket. A connection
+    /// the handler leaves open is closed when the drain's deadline passes.
+    fn drain(&mut self, out: &mut Outbox<'_>, conn: ConnId) {
+        out.close(conn, CloseCode::SERVICE_RESTART);
+    }
+
     /// The reactor finished one pass over its ready events: the place to hand a batch of
     /// events to another thread with one wake-up instead of one per message.
     fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {}

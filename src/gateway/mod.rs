@@ -10,6 +10,7 @@ pub(crate) mod byte_bound;
 mod clock;
 pub mod config;
 pub mod conn_id;
+mod drain;
 mod epoll;
 pub mod handle;
 pub mod handler;

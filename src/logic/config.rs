@@ -29,6 +29,10 @@ pub struct LogicConfig {
     pub retention: Duration,
     /// How often a connection may PING before it is kicked (PROTOCOL_VIOLATION) and closed.
     pub ping_limit: PingLimit,
+    /// In a drain, each logged-in client is told to wait a delay drawn evenly from zero to
+    /// this before reconnecting (RECONNECT_AFTER, docs/protocol.md §8), so one batch of
+    /// closes does not come back as one burst.
+    pub drain_reconnect_delay: Duration,
 }
 
 impl Default for LogicConfig {
@@ -44,6 +48,7 @@ impl Default for LogicConfig {
             dedupe_window: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             ping_limit: PingLimit::default(),
+            drain_reconnect_delay: Duration::from_secs(1),
         }
     }
 }

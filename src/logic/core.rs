@@ -52,6 +52,9 @@ pub enum Inbound {
     /// SERVER_SHUTDOWN) so it reconnects elsewhere, then answer on the channel. The gateway's
     /// drain closes the connections after these pushes.
     Shutdown(crossbeam_channel::Sender<()>),
+    /// A drain reached this connection: a logged-in client gets RECONNECT_AFTER and KICKED
+    /// (SERVER_SHUTDOWN); the connection is closed (1012 on WebSocket).
+    Drain(ConnKey),
     /// A call of the application's backend (the admin listener's API), not a connection's.
     Backend(Box<BackendCall>),
 }
@@ -116,6 +119,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             Inbound::Packet(conn, packet) => self.on_packet(conn, packet),
             Inbound::Closed(conn) => self.on_closed(conn),
             Inbound::Shutdown(done) => self.on_shutdown(done),
+            Inbound::Drain(conn) => self.on_drain(conn),
             Inbound::Backend(call) => self.on_backend(*call),
         }
     }

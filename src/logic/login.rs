@@ -42,6 +42,18 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         let _ = done.send(());
     }
 
+    /// A drain reached `conn`: RECONNECT_AFTER with a delay spread over
+    /// `drain_reconnect_delay` and KICKED(SERVER_SHUTDOWN) if it is logged in, then the close.
+    pub(super) fn on_drain(&mut self, conn: ConnKey) {
+        if let Some(ConnState::LoggedIn { .. }) = self.sessions.state(conn) {
+            let delay_ms = reconnect_delay_ms(conn, self.now_ms, self.config.drain_reconnect_delay);
+            self.replies.push_reconnect_after(conn, delay_ms);
+            self.replies
+                .push_kicked(conn, KickReason::SERVER_SHUTDOWN, "server draining");
+        }
+        self.drop_connection(conn, CloseWhy::Draining);
+    }
+
     /// Closes the connections whose login deadline has passed without a LOGIN.
     pub(super) fn expire_logins(&mut self) {
         while let Some(&(deadline, conn)) = self.login_deadlines.front() {
@@ -165,5 +177,37 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     pub(super) fn drop_connection(&mut self, conn: ConnKey, why: CloseWhy) {
         self.sessions.remove(conn);
         self.replies.close(conn, why);
+    }
+}
+
+/// A delay in `[0, max]` for `conn` at `now_ms`, spread evenly over the range: a hash
+/// (splitmix64) of both, so the core needs no random source and tests can repeat it.
+fn reconnect_delay_ms(conn: ConnKey, now_ms: u64, max: std::time::Duration) -> u32 {
+    let max = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).min(u64::from(u32::MAX));
+    let mut z = conn ^ now_ms.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % (max + 1)) as u32
+}
+
+#[cfg(test)]
+mod drain_delay_tests {
+    use super::reconnect_delay_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn reconnect_delays_stay_within_the_maximum_and_spread_over_it() {
+        let max = Duration::from_millis(1000);
+        let mut tenths = [0u32; 10];
+        for conn in 0..10_000u64 {
+            let delay = reconnect_delay_ms(conn, 1_234, max);
+            assert!(delay <= 1000);
+            tenths[(delay.min(999) / 100) as usize] += 1;
+        }
+        for (tenth, count) in tenths.iter().enumerate() {
+            assert!((800..1200).contains(count), "tenth {tenth}: {count}");
+        }
+        assert_eq!(reconnect_delay_ms(7, 9, Duration::ZERO), 0);
     }
 }

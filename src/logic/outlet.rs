@@ -28,6 +28,8 @@ pub enum CloseWhy {
     Garbage,
     /// The client sent PING faster than the documented pace.
     PolicyViolation,
+    /// The server is draining (after KICKED(SERVER_SHUTDOWN) for a logged-in client).
+    Draining,
 }
 
 /// Where the logic core's bytes go: the gateway, through its handle.
@@ -102,6 +104,16 @@ impl<O: Outlet> Replies<O> {
         };
         kicked.encode(&mut self.scratch).ok()?;
         Some(self.scratch.split().freeze())
+    }
+
+    /// RECONNECT_AFTER with `delay_ms` to one connection (KICKED follows).
+    pub(super) fn push_reconnect_after(&mut self, conn: ConnKey, delay_ms: u32) {
+        if (Push::ReconnectAfter { delay_ms })
+            .encode(&mut self.scratch)
+            .is_ok()
+        {
+            self.flush_to(conn);
+        }
     }
 
     /// KICKED with `reason` to one connection; the caller closes it.

@@ -37,6 +37,9 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012 (IANA registry): the service is restarting or draining; the client may reconnect
+    /// (to this address or another) after a short wait.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
     /// 1013 (IANA registry): the server is overloaded; the client may reconnect later.
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 

@@ -104,7 +104,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs a handler callback; `None` if it panicked. Its commands wait in `local`.
-    fn call_handler<R>(&mut self, f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R) -> Option<R> {
+    pub(super) fn call_handler<R>(&mut self, f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R) -> Option<R> {
         let mut out = Outbox {
             reactor: self.index,
             local: &mut self.local,
@@ -115,7 +115,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Applies the commands of the handler call that just returned, in the order made.
-    fn apply_local(&mut self) {
+    pub(super) fn apply_local(&mut self) {
         if self.local.is_empty() {
             return;
         }
@@ -168,6 +168,7 @@ impl<H: Handler> Reactor<H> {
                     .close(&mut self.ws, key, code, reason);
             }
             Command::Shutdown => self.begin_drain(),
+            Command::Drain(period) => self.begin_spread_drain(period),
         }
     }
 }

@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use super::clock::{ReactorClock, TICK_MS};
 use super::config::GatewayConfig;
 use super::conn_id::{next_generation, ConnId};
+use super::drain::DrainSpread;
 use super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::handler::{Disconnect, Handler, Transport};
 use super::limits::per_ip::PerIpTable;
@@ -125,6 +126,8 @@ pub(crate) struct Reactor<H: Handler> {
     queued_published: usize,
     last_trim: u64,
     draining_until: Option<u64>,
+    /// A spread drain's connections still to hand to the handler (`Command::Drain`).
+    spread: Option<DrainSpread>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -181,6 +184,7 @@ impl<H: Handler> Reactor<H> {
             queued_published: 0,
             last_trim: start,
             draining_until: None,
+            spread: None,
         })
     }
 
@@ -222,6 +226,7 @@ impl<H: Handler> Reactor<H> {
             self.revisit(waiting);
             self.inbox_ready();
             self.timers_due();
+            self.drain_due();
             self.end_of_batch();
             self.send_stage();
             self.publish_metrics(pass);
@@ -300,20 +305,16 @@ impl<H: Handler> Reactor<H> {
         self.fired.clear();
     }
 
+    /// `Command::Shutdown`: stop accepting and close every connection now (1001). After a
+    /// spread drain, closes what it has not reached yet.
     fn begin_drain(&mut self) {
-        if self.draining_until.is_some() {
+        if self.draining_until.is_some() && self.spread.is_none() {
             return;
         }
-        let drain = super::clock::ticks(self.shared.config.drain_timeout);
-        self.draining_until = Some(self.now + drain);
-        // Stop accepting first, so the kernel sends new clients to no one (or a new process).
-        for listener in [self.tcp_listener.take(), self.ws_listener.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut listener = listener;
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.spread = None;
+        let deadline = self.now + super::clock::ticks(self.shared.config.drain_timeout);
+        self.draining_until = Some(self.draining_until.map_or(deadline, |d| d.min(deadline)));
+        self.stop_accepting();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -321,6 +322,69 @@ impl<H: Handler> Reactor<H> {
                 conn.machine
                     .close(&mut self.ws, key, CloseCode::GOING_AWAY, reason);
             }
+        }
+    }
+
+    /// `Command::Drain`: stop accepting, then close the connections open now evenly over
+    /// `period` (see `drain_due`); exit when none is left, or the drain timeout after it.
+    fn begin_spread_drain(&mut self, period: Duration) {
+        if self.draining_until.is_some() {
+            return;
+        }
+        let period = if period.is_zero() {
+            0
+        } else {
+            super::clock::ticks(period)
+        };
+        let linger = super::clock::ticks(self.shared.config.drain_timeout);
+        self.draining_until = Some(self.now + period + linger);
+        self.stop_accepting();
+        let conns: Vec<ConnId> = self.conns.iter().map(|(key, _)| self.id(key)).collect();
+        debug!(reactor = self.index, conns = conns.len(), "drain: spreading closes");
+        self.spread = Some(DrainSpread::new(conns, self.now, period));
+        self.drain_due();
+    }
+
+    /// Hands the connections due by now in a spread drain to the handler's `drain` (one it
+    /// has not admitted, still in its handshake, is closed here with 1012).
+    fn drain_due(&mut self) {
+        loop {
+            let Some(spread) = self.spread.as_mut() else {
+                return;
+            };
+            let Some(id) = spread.next_due(self.now) else {
+                return;
+            };
+            let Some(key) = self.live_key(id) else {
+                continue;
+            };
+            if self.conns[key].machine.is_admitted() {
+                if self.call_handler(|h, out| h.drain(out, id)).is_none() {
+                    warn!("handler panicked in drain");
+                    let reason = Disconnect::HandlerPanic;
+                    let code = CloseCode::SERVICE_RESTART;
+                    self.conns[key].machine.close(&mut self.ws, key, code, reason);
+                }
+                self.apply_local();
+            } else {
+                let reason = Disconnect::Shutdown;
+                let code = CloseCode::SERVICE_RESTART;
+                self.conns[key].machine.close(&mut self.ws, key, code, reason);
+            }
+            self.settle();
+        }
+    }
+
+    /// Stops accepting: the listeners are deregistered and this reactor's descriptors
+    /// closed. Run first, so the kernel sends new clients to the other sockets of the port
+    /// (another process that took them over, or no one).
+    fn stop_accepting(&mut self) {
+        for listener in [self.tcp_listener.take(), self.ws_listener.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut listener = listener;
+            let _ = self.poll.registry().deregister(&mut listener);
         }
     }
 

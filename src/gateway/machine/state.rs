@@ -135,6 +135,12 @@ impl Machine {
         machine
     }
 
+    /// Whether the handler admitted the connection and has not been told of its end: a
+    /// drain hands such a connection to the handler, and closes any other itself.
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.admitted
+    }
+
     #[cfg(test)]
     pub(crate) fn phase(&self) -> Phase {
         self.phase
