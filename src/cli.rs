@@ -636,7 +636,12 @@ fn run_echo(args: EchoArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let (grace, period) = plan;
-    info!(?cause, ?grace, ?period, "draining: listeners close after the grace");
+    info!(
+        ?cause,
+        ?grace,
+        ?period,
+        "draining: listeners close after the grace"
+    );
     std::thread::sleep(grace);
     gateway.handle().drain(period);
     gateway.join();
@@ -655,7 +660,7 @@ fn drain_requests() -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>
         .spawn(move || {
             let mut signals = signals.forever();
             if let Some(signal) = signals.next() {
-                info!(signal, "signal: drain");
+                info!(signal, "draining: signal received");
                 let _ = from_signals.send(DrainCause::Signal);
             }
             if signals.next().is_some() {
@@ -771,7 +776,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     let Ok(cause) = drain.recv() else {
         return ExitCode::FAILURE;
     };
-    info!(?cause, ?grace, ?period, "draining: /readyz 503, listeners close after the grace");
+    info!(
+        ?cause,
+        ?grace,
+        ?period,
+        "draining: /readyz 503, listeners close after the grace"
+    );
     server.drain(grace, period);
     info!("drained; exiting");
     ExitCode::SUCCESS

@@ -258,7 +258,17 @@ fn router_lists_the_advertised_endpoints_or_the_listeners() {
 fn readyz_turns_503_at_sigterm_while_the_drain_runs() {
     use chat_common::process::ServeProcess;
     let data = tempfile::tempdir().expect("a data directory");
-    let server = ServeProcess::spawn(data.path(), &["--drain-timeout", "5s"]);
+    let server = ServeProcess::spawn(
+        data.path(),
+        &[
+            "--drain-timeout",
+            "5s",
+            "--drain-grace",
+            "1s",
+            "--drain-period",
+            "1s",
+        ],
+    );
     let admin = server.admin.expect("an admin listener");
     assert_eq!(get(admin, "/readyz").status, 200);
     // A client that never closes keeps the drain going for its timeout.

@@ -139,7 +139,15 @@ fn acknowledged_messages_survive_sigkill_and_restart() {
 fn sigterm_drains_and_keeps_what_was_acknowledged() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
-    let server = ServeProcess::spawn(dir.path(), &["--drain-timeout", "3s"]);
+    let drain = [
+        "--drain-timeout",
+        "3s",
+        "--drain-grace",
+        "0s",
+        "--drain-period",
+        "1s",
+    ];
+    let server = ServeProcess::spawn(dir.path(), &drain);
     let mut alice_conn = server.login(Transport::Tcp, &alice, None);
     let mut bob_ws = server.login(Transport::Ws, &bob, None);
     let acks: Vec<u64> = (0..20)

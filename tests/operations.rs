@@ -50,6 +50,7 @@ fn json_log_lines_are_json_objects() {
     let mut child = switchboard()
         .args(["echo", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
         .args(["--log-format", "json", "--drain-timeout", "2s"])
+        .args(["--drain-grace", "0s", "--drain-period", "0s"])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

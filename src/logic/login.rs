@@ -183,7 +183,9 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
 /// A delay in `[0, max]` for `conn` at `now_ms`, spread evenly over the range: a hash
 /// (splitmix64) of both, so the core needs no random source and tests can repeat it.
 fn reconnect_delay_ms(conn: ConnKey, now_ms: u64, max: std::time::Duration) -> u32 {
-    let max = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).min(u64::from(u32::MAX));
+    let max = u64::try_from(max.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(u64::from(u32::MAX));
     let mut z = conn ^ now_ms.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -104,7 +104,10 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs a handler callback; `None` if it panicked. Its commands wait in `local`.
-    pub(super) fn call_handler<R>(&mut self, f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R) -> Option<R> {
+    pub(super) fn call_handler<R>(
+        &mut self,
+        f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
+    ) -> Option<R> {
         let mut out = Outbox {
             reactor: self.index,
             local: &mut self.local,

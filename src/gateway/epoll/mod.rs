@@ -340,7 +340,11 @@ impl<H: Handler> Reactor<H> {
         self.draining_until = Some(self.now + period + linger);
         self.stop_accepting();
         let conns: Vec<ConnId> = self.conns.iter().map(|(key, _)| self.id(key)).collect();
-        debug!(reactor = self.index, conns = conns.len(), "drain: spreading closes");
+        debug!(
+            reactor = self.index,
+            conns = conns.len(),
+            "drain: spreading closes"
+        );
         self.spread = Some(DrainSpread::new(conns, self.now, period));
         self.drain_due();
     }
@@ -363,13 +367,17 @@ impl<H: Handler> Reactor<H> {
                     warn!("handler panicked in drain");
                     let reason = Disconnect::HandlerPanic;
                     let code = CloseCode::SERVICE_RESTART;
-                    self.conns[key].machine.close(&mut self.ws, key, code, reason);
+                    self.conns[key]
+                        .machine
+                        .close(&mut self.ws, key, code, reason);
                 }
                 self.apply_local();
             } else {
                 let reason = Disconnect::Shutdown;
                 let code = CloseCode::SERVICE_RESTART;
-                self.conns[key].machine.close(&mut self.ws, key, code, reason);
+                self.conns[key]
+                    .machine
+                    .close(&mut self.ws, key, code, reason);
             }
             self.settle();
         }
