@@ -5,7 +5,10 @@
 //! the logic core logs the client's address (its "connection opened" line at info level, the
 //! `ConnInfo.peer` the chat handler passed on), and its requests are answered. The same client
 //! connecting straight to the server with a header is refused, and the log names its real
-//! address. Also: `--proxy-protocol` without `--trusted-proxies` refuses to start.
+//! address. Also: `--proxy-protocol` without `--trusted-proxies` refuses to start. And with
+//! two nodes behind haproxy, its health checks on each node's `/readyz`: draining one node
+//! (`POST /admin/drain`) sends every new connection to the other before the drained node's
+//! listeners close.
 //!
 //! haproxy comes from the Debian package (`.ci/run` installs it). Without the binary the test
 //! says so and passes, unless `CI` is set: in CI it must run.
@@ -27,6 +30,7 @@ use switchboard_codec::ws::{self as ws, OpCode};
 use switchboard_codec::Decoded;
 use switchboard_protocol::command::Command as Request;
 
+use shared::http::{get, prometheus, request};
 use shared::process::{read_listeners, signal, stdout_lines, wait_exit};
 use shared::socket::{configure, read_more, read_until_closed};
 use shared::ws::WsClient;
@@ -36,6 +40,8 @@ use shared::IO_TIMEOUT;
 const BALANCER: [u8; 4] = [127, 0, 0, 3];
 /// The address the test's clients connect from.
 const CLIENT: [u8; 4] = [127, 0, 0, 2];
+/// The backend API's token on the nodes.
+const ADMIN_TOKEN: &str = "proxy-test-admin-token";
 
 /// A child process killed and reaped when the test ends, however it ends.
 struct Reaped(Child);
@@ -80,12 +86,17 @@ struct Server {
     child: Reaped,
     tcp: SocketAddr,
     ws: SocketAddr,
+    admin: SocketAddr,
     log: mpsc::Receiver<String>,
     _data: tempfile::TempDir,
 }
 
 impl Server {
     fn start(trusted: &str) -> Server {
+        Server::start_with(trusted, &["--drain-grace", "0s"])
+    }
+
+    fn start_with(trusted: &str, args: &[&str]) -> Server {
         let data = tempfile::tempdir().expect("a data directory");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
@@ -93,7 +104,9 @@ impl Server {
             .args(["--proxy-protocol", "--trusted-proxies", trusted])
             .args(["--log-format", "json", "--data"])
             .arg(data.path())
+            .args(args)
             .env("SWITCHBOARD_JWT_SECRET", "proxy-test-secret")
+            .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -110,11 +123,12 @@ impl Server {
             }
         });
         let lines = stdout_lines(&mut child);
-        let listeners = read_listeners(&lines, "serve", &[]);
+        let listeners = read_listeners(&lines, "serve", &["data in "]);
         Server {
             child: Reaped(child),
             tcp: listeners.tcp,
             ws: listeners.ws,
+            admin: listeners.admin.expect("an admin listener"),
             log,
             _data: data,
         }
@@ -291,4 +305,147 @@ fn proxy_protocol_without_trusted_proxies_refuses_to_start() {
         );
         assert!(output.stdout.is_empty(), "{subcommand} announced listeners");
     }
+}
+
+/// Connections a node admitted on framed TCP so far (its `/metrics`).
+fn accepted(server: &Server) -> f64 {
+    let page = get(server.admin, "/metrics").body;
+    prometheus(&page)
+        .get("switchboard_connections_accepted_total{transport=\"tcp\"}")
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// One connection through haproxy's framed-TCP front: a PING answered, then closed.
+fn ping_through(front: SocketAddr) {
+    let mut stream = connect_from_client(front);
+    stream.write_all(&ping_packet()).expect("send PING");
+    let mut inbound = BytesMut::new();
+    let mut decoder = PacketDecoder::new(u32::MAX);
+    let answer = loop {
+        match decoder.decode_raw(&mut inbound).expect("a valid packet") {
+            Decoded::Complete(packet) => break packet,
+            Decoded::NeedMore => read_more(&mut stream, &mut inbound),
+        }
+    };
+    assert_eq!(response_command(&answer), Request::Ping.response_code());
+}
+
+/// haproxy in TCP mode over two nodes' framed-TCP listeners (v1 header), round robin, with
+/// HTTP health checks on each node's `/readyz` (its admin port) every 200 ms.
+fn start_haproxy_over(
+    binary: &PathBuf,
+    nodes: [&Server; 2],
+    dir: &std::path::Path,
+) -> (Reaped, SocketAddr) {
+    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let balancer = std::net::Ipv4Addr::from(BALANCER);
+    let mut config = format!(
+        "global\n    maxconn 200\n\
+         defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 20s\n    timeout server 20s\n    timeout check 1s\n\
+         frontend front\n    bind {front}\n    default_backend nodes\n\
+         backend nodes\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n"
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        config.push_str(&format!(
+            "    server node{i} {} send-proxy source {balancer} check port {} inter 200ms fall 2 rise 2\n",
+            node.tcp,
+            node.admin.port()
+        ));
+    }
+    let path = dir.join("haproxy-two.cfg");
+    std::fs::write(&path, config).expect("write haproxy.cfg");
+    let child = Command::new(binary)
+        .args(["-db", "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn haproxy");
+    let haproxy = Reaped(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(front).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy does not listen on {front}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (haproxy, front)
+}
+
+#[test]
+fn haproxy_stops_routing_to_a_draining_node_before_its_listeners_close() {
+    const GRACE: Duration = Duration::from_secs(4);
+    let Some(binary) = haproxy_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a directory for haproxy.cfg");
+    let trusted = std::net::Ipv4Addr::from(BALANCER).to_string();
+    let drain = ["--drain-grace", "4s", "--drain-period", "1s"];
+    let nodes = [
+        Server::start_with(&trusted, &drain),
+        Server::start_with(&trusted, &drain),
+    ];
+    let (haproxy, front) = start_haproxy_over(&binary, [&nodes[0], &nodes[1]], dir.path());
+
+    // Both nodes take connections once haproxy's checks found them up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        ping_through(front);
+        if nodes.iter().all(|node| accepted(node) >= 2.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "haproxy never used both nodes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let drained = request(
+        nodes[0].admin,
+        "POST",
+        "/admin/drain",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    let drain_at = Instant::now();
+    assert_eq!(drained.status, 202, "{}", drained.body);
+    // haproxy sees /readyz fail twice 200 ms apart and takes the node out.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = [accepted(&nodes[0]), accepted(&nodes[1])];
+    const AFTER: usize = 20;
+    for _ in 0..AFTER {
+        ping_through(front);
+    }
+    let after = [accepted(&nodes[0]), accepted(&nodes[1])];
+    // The drained node's listener is still open now: it was not closing that kept clients away.
+    let still_listening = TcpStream::connect(nodes[0].tcp).is_ok();
+    let checked_at = drain_at.elapsed();
+    assert!(checked_at < GRACE, "the check took until {checked_at:?}");
+    assert!(
+        still_listening,
+        "the draining node closed its listener within the grace"
+    );
+    assert_eq!(
+        after[0], before[0],
+        "haproxy still sent connections to the draining node"
+    );
+    assert_eq!(after[1] - before[1], AFTER as f64, "connections lost");
+
+    // After the grace the drained node refuses connections; the other still serves.
+    std::thread::sleep(GRACE.saturating_sub(drain_at.elapsed()) + Duration::from_millis(500));
+    let refused = TcpStream::connect(nodes[0].tcp).err().map(|e| e.kind());
+    assert_eq!(refused, Some(std::io::ErrorKind::ConnectionRefused));
+    ping_through(front);
+    drop(haproxy);
+    let [mut first, second] = nodes;
+    // Empty, the drained node exits by itself once its listeners closed.
+    let status = wait_exit(&mut first.child.0, Duration::from_secs(10));
+    assert!(status.success(), "the drained node exited with {status}");
+    second.stop();
 }

@@ -268,6 +268,8 @@ pub fn on_incoming(conn: &mut Conn, ctx: &mut Ctx, event: LinkEvent) -> Result<(
             Ok(ServerPacket::Push(Push::Kicked { reason, .. })) => {
                 Err(format!("kicked_{}", reason.code()))
             }
+            // A draining server's suggestion; its KICKED follows and ends the connection.
+            Ok(ServerPacket::Push(Push::ReconnectAfter { .. })) => Ok(()),
             Err(e) if e.is_unknown_push() => Ok(()),
             Err(_) => Err("bad_packet".into()),
         },
