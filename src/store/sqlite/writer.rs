@@ -130,6 +130,8 @@ impl StoreWriter {
 
     fn execute_batch(&mut self, batch: &[StoreRequest]) -> Result<(), BatchAborted> {
         self.statement("BEGIN IMMEDIATE")?;
+        // Another process may have committed since (a handover's overlap).
+        self.sequences.begin(&self.conn).map_err(BatchAborted)?;
         for request in batch {
             if matches!(request, StoreRequest::Purge { .. }) {
                 continue;

@@ -178,7 +178,28 @@ fn the_sequence_goes_on_after_a_purge_empties_the_inbox(kind: Kind) {
     h.close();
 }
 
+/// Two processes on one database, as while a restart hands the listeners over: appends to
+/// the same inbox alternate between their writers, and every entry is kept under its own
+/// sequence number (SQLite's writer remembered inbox ends; it must notice the other's commits).
+fn two_writers_on_one_database_number_one_inbox_without_losing_entries(kind: Kind) {
+    let db = Db::fresh(kind);
+    let old = db.open();
+    let new = db.open();
+    let mut ids = Vec::new();
+    for id in 1..=20u64 {
+        let writer = if id % 3 == 0 { &old } else { &new };
+        writer.append(direct(id, "alice", "bob", id), &["bob"]);
+        ids.push(id);
+    }
+    for h in [&old, &new] {
+        assert_eq!(h.list("bob", "phone", 0, 100), (ids.clone(), false, 20));
+    }
+    old.close();
+    new.close();
+}
+
 on_both_engines!(
+    two_writers_on_one_database_number_one_inbox_without_losing_entries,
     a_lower_id_committed_after_a_higher_one_is_listed_where_the_old_rule_lost_it,
     cursors_page_in_commit_order_and_acks_never_move_back,
     a_cursor_the_inbox_never_gave_out_is_refused_and_changes_nothing,
