@@ -33,6 +33,7 @@ use crate::gateway::{
     AllowedOrigins, ControlLimit, Gateway, GatewayConfig, Keepalive, PerIpLimit, RateLimit,
     SocketOptions, TrustedProxies,
 };
+use crate::handover::{OfferSources, Offering, TakenOver};
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
 /// first run exposes nothing to the network.
@@ -84,6 +85,13 @@ struct ProcessArgs {
     /// level comes from RUST_LOG (default: warn).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Restart with no refused connection: listen on this unix socket for a newer process;
+    /// started with the same path, a new process first takes the listening sockets over from
+    /// the one running there (then that one drains, at once: no grace). Without a process
+    /// there, it starts as usual. With --handover the new process runs one reactor per
+    /// socket it took over, whatever --workers says.
+    #[arg(long, value_name = "PATH")]
+    handover: Option<PathBuf>,
 }
 
 /// How log lines are written to stderr.
@@ -618,18 +626,33 @@ fn run_echo(args: EchoArgs) -> ExitCode {
         }
     };
     let plan = (args.gateway.drain_grace, args.gateway.drain_period);
-    let gateway = match Gateway::start(config, |_, _| EchoHandler) {
+    let mut taken = match take_over(args.process.handover.as_deref()) {
+        Ok(taken) => taken,
+        Err(code) => return code,
+    };
+    let listeners = taken.as_mut().map(|t| std::mem::take(&mut t.listeners));
+    let gateway = match Gateway::start_on(config, listeners, |_, _| EchoHandler) {
         Ok(gateway) => gateway,
         Err(e) => {
             eprintln!("switchboard: cannot start the gateway: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let offering = Offering::new(OfferSources {
+        gateway: gateway.listener_copies(),
+        admin: None,
+        core: None,
+    });
     if let Some(addr) = gateway.ws_addr() {
         println!("switchboard echo: WebSocket on ws://{addr}/");
     }
     if let Some(addr) = gateway.tcp_addr() {
         println!("switchboard echo: framed TCP on {addr}");
+    }
+    if let Some(path) = &args.process.handover {
+        if let Err(code) = serve_handover(path, offering.clone(), &drain.0, taken) {
+            return code;
+        }
     }
     let Ok(cause) = drain.1.recv() else {
         error!("the drain requests ended unexpectedly");
@@ -642,11 +665,63 @@ fn run_echo(args: EchoArgs) -> ExitCode {
         ?period,
         "draining: listeners close after the grace"
     );
-    std::thread::sleep(grace);
+    offering.close();
+    if cause != DrainCause::Handover {
+        std::thread::sleep(grace);
+    }
     gateway.handle().drain(period);
     gateway.join();
     info!("drained; exiting");
     ExitCode::SUCCESS
+}
+
+/// With `--handover PATH`: the sockets of the process listening there, if one does.
+fn take_over(path: Option<&std::path::Path>) -> Result<Option<TakenOver>, ExitCode> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    match crate::handover::take_over(path) {
+        Ok(taken) => Ok(taken),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The wait for the exit of the process this one took over from.
+type WaitForPredecessor = Box<dyn FnOnce() + Send>;
+
+/// Listens on `path` for a process to hand over to (which then drains this one), and, if
+/// this one took over from another, tells it to drain; returns the wait for its exit.
+fn serve_handover(
+    path: &std::path::Path,
+    offering: Offering,
+    drain: &Sender<DrainCause>,
+    taken: Option<TakenOver>,
+) -> Result<Option<WaitForPredecessor>, ExitCode> {
+    let drain = drain.clone();
+    let listening = crate::handover::listen(
+        path,
+        move || offering.offer(),
+        move || {
+            let _ = drain.send(DrainCause::Handover);
+        },
+    );
+    if let Err(e) = listening {
+        eprintln!("switchboard: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    let Some(taken) = taken else {
+        return Ok(None);
+    };
+    match taken.ready() {
+        Ok(wait) => Ok(Some(Box::new(wait))),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Where drain requests arrive: the first SIGINT or SIGTERM (a thread waits for them), and
@@ -743,14 +818,31 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
     };
     let data = args.data.clone();
-    let server =
-        match crate::serve::ChatServer::start_with_admin(gateway, logic, data, store, admin) {
-            Ok(server) => server,
-            Err(e) => {
-                eprintln!("switchboard serve: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let mut taken = match take_over(args.process.handover.as_deref()) {
+        Ok(taken) => taken,
+        Err(code) => return code,
+    };
+    let mut logic = logic;
+    if let Some(taken) = &taken {
+        // Beside the old process until it exits: the other half of the id sequence, after
+        // its last millisecond, and no group changes (docs/architecture.md, "Handover").
+        logic.id_lane = taken.offer.kept_lane.other();
+        logic.ids_after_unix_ms = Some(taken.offer.last_id_unix_ms);
+        logic.groups_frozen = true;
+    }
+    let inherited = taken.as_mut().map(|t| crate::serve::Inherited {
+        listeners: std::mem::take(&mut t.listeners),
+        admin: t.admin.take(),
+    });
+    let server = match crate::serve::ChatServer::start_inheriting(
+        gateway, logic, data, store, admin, inherited,
+    ) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("switchboard serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(addr) = server.gateway().ws_addr() {
         println!("switchboard serve: WebSocket on ws://{addr}/");
     }
@@ -769,10 +861,18 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     println!("switchboard serve: data in {}", args.data.display());
     let (grace, period) = (args.gateway.drain_grace, args.gateway.drain_period);
     server.on_drain_request(DrainTrigger {
-        requests: drain_sender,
+        requests: drain_sender.clone(),
         grace,
         period,
     });
+    if let Some(path) = &args.process.handover {
+        match serve_handover(path, server.offering(), &drain_sender, taken) {
+            Ok(Some(wait)) => server.reload_groups_after(wait),
+            Ok(None) => {}
+            Err(code) => return code,
+        }
+    }
+    drop(drain_sender);
     let Ok(cause) = drain.recv() else {
         return ExitCode::FAILURE;
     };
@@ -782,7 +882,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         ?period,
         "draining: /readyz 503, listeners close after the grace"
     );
-    server.drain(grace, period);
+    server.drain(cause == DrainCause::Handover, grace, period);
     info!("drained; exiting");
     ExitCode::SUCCESS
 }

@@ -27,7 +27,15 @@ pub fn event_bytes(event: &Inbound) -> usize {
     let payload = match event {
         Inbound::Packet(_, packet) => packet.len(),
         Inbound::Backend(call) => backend_bytes(&call.request),
-        Inbound::Opened(..) | Inbound::Closed(_) | Inbound::Drain(_) | Inbound::Shutdown(_) => 0,
+        Inbound::ReloadGroups(groups) => groups
+            .iter()
+            .map(|g| g.name.len() + g.members.iter().map(|m| m.len() + 16).sum::<usize>())
+            .sum(),
+        Inbound::Opened(..)
+        | Inbound::Closed(_)
+        | Inbound::Drain(_)
+        | Inbound::HandOver(_)
+        | Inbound::Shutdown(_) => 0,
     };
     std::mem::size_of::<Inbound>() + payload
 }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod core_queue;
 pub mod echo;
 pub mod gateway;
+pub mod handover;
 pub mod logic;
 pub mod metrics;
 pub mod serve;

@@ -25,6 +25,7 @@ use switchboard_protocol::{encode_error, Status};
 
 use crate::admin::{AdminConfig, AdminError, AdminServer, Readiness, Sources};
 use crate::core_queue::{event_bytes, CoreQueue};
+use crate::handover::{OfferSources, Offering};
 
 use crate::gateway::{
     Admission, ConnId, ConnInfo, Disconnect, Gateway, GatewayConfig, GatewayHandle, Handler,
@@ -267,6 +268,20 @@ pub struct ChatServer {
     to_core: CoreQueue,
     core: JoinHandle<()>,
     store: StoreThread,
+    /// What a new process started with `--handover` is given.
+    offering: Offering,
+    /// After a takeover: the store and the core, to reload the groups with once the process
+    /// taken over from has exited; emptied by then or by the drain.
+    reload: Arc<std::sync::Mutex<Option<(Engine, CoreQueue)>>>,
+}
+
+/// What a process started with `--handover` took over from the one before it.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// The gateway's listening sockets.
+    pub listeners: crate::gateway::Listeners,
+    /// The admin listener's socket.
+    pub admin: Option<std::net::TcpListener>,
 }
 
 impl ChatServer {
@@ -284,16 +299,39 @@ impl ChatServer {
     /// first, so `/healthz` answers and `/readyz` says 503 while the store opens.
     pub fn start_with_admin(
         gateway: GatewayConfig,
-        mut logic: LogicConfig,
+        logic: LogicConfig,
         data: PathBuf,
         store: StoreConfigPatch,
         admin: Option<AdminConfig>,
     ) -> Result<ChatServer, StartError> {
+        ChatServer::start_inheriting(gateway, logic, data, store, admin, None)
+    }
+
+    /// [`ChatServer::start_with_admin`], on the sockets another process handed over when
+    /// `inherited` holds them (`--handover`; `logic` then carries the id lane and frozen
+    /// groups, see `LogicConfig`).
+    pub fn start_inheriting(
+        gateway: GatewayConfig,
+        mut logic: LogicConfig,
+        data: PathBuf,
+        store: StoreConfigPatch,
+        admin: Option<AdminConfig>,
+        inherited: Option<Inherited>,
+    ) -> Result<ChatServer, StartError> {
         let gateway = one_packet_limit(gateway, &mut logic).map_err(StartError::Limits)?;
+        let (listeners, admin_socket) = match inherited {
+            Some(inherited) => (Some(inherited.listeners), inherited.admin),
+            None => (None, None),
+        };
+        let max_body = logic.max_body as usize;
         let admin = admin
-            .map(|config| AdminServer::start(config, logic.max_body as usize))
+            .map(|config| match admin_socket {
+                Some(socket) => AdminServer::start_on(config, socket, max_body),
+                None => AdminServer::start(config, max_body),
+            })
             .transpose()
             .map_err(StartError::Admin)?;
+        let took_over = listeners.is_some();
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         // Both engines' writers count their commits into this one block.
         let store_metrics = Arc::new(StoreMetrics::default());
@@ -305,10 +343,11 @@ impl ChatServer {
         // on clients instead of this queue growing. The core never waits on a reactor either
         // (its pushes go to inboxes bounded in bytes that never block), so no deadlock.
         let (to_core, inbound) = CoreQueue::new(CORE_QUEUE_BYTES);
-        let gateway = Gateway::start(gateway, |reactor, _| {
+        let gateway = Gateway::start_on(gateway, listeners, |reactor, _| {
             ChatHandler::new(reactor, to_core.clone())
         })
         .map_err(StartError::Gateway)?;
+        let reload = took_over.then(|| (store.clone(), to_core.clone()));
         to_core.attach(gateway.handle());
         let outlet = GatewayOutlet {
             handle: gateway.handle(),
@@ -329,18 +368,54 @@ impl ChatServer {
             };
             admin.attach(sources, to_core.clone());
         }
+        let offering = Offering::new(OfferSources {
+            gateway: gateway.listener_copies(),
+            admin: admin.as_ref().map(AdminServer::listener_copy),
+            core: Some(to_core.clone()),
+        });
         Ok(ChatServer {
             gateway,
             admin,
             to_core,
             core,
             store: store_thread,
+            offering,
+            reload: Arc::new(std::sync::Mutex::new(reload)),
         })
     }
 
     /// The admin listener's address, if it runs.
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin.as_ref().map(AdminServer::addr)
+    }
+
+    /// What to hand a new process started with `--handover` (see `handover::listen`).
+    pub fn offering(&self) -> Offering {
+        self.offering.clone()
+    }
+
+    /// After a takeover: runs `wait_for_predecessor` (it returns when the process taken
+    /// over from has exited) on a thread, then reloads the groups from the store, which only
+    /// this process writes from then on, and lets group changes through again.
+    pub fn reload_groups_after(&self, wait_for_predecessor: impl FnOnce() + Send + 'static) {
+        let reload = self.reload.clone();
+        let spawned = std::thread::Builder::new()
+            .name("handover-wait".into())
+            .spawn(move || {
+                wait_for_predecessor();
+                let taken = reload.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let Some((store, core)) = taken else { return };
+                match store.load_groups() {
+                    Ok(groups) => {
+                        tracing::info!(groups = groups.len(), "handover: the old process exited; groups reloaded");
+                        core.send_unmetered(vec![Inbound::ReloadGroups(groups)]);
+                    }
+                    Err(e) => tracing::error!(error = %e, "handover: cannot reload the groups; group changes stay refused (BUSY)"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "handover: cannot start the thread that waits for the old process");
+        }
     }
 
     /// The readiness `/readyz` reports, if the admin listener runs (a drain sets it).
@@ -367,11 +442,28 @@ impl ChatServer {
     /// 1012 on WebSocket. Returns once every connection is gone (or the gateway's drain timeout
     /// after the period passed), the logic core has handled what it was given and the store
     /// has committed it: nothing acknowledged is lost.
-    pub fn drain(self, grace: std::time::Duration, period: std::time::Duration) {
+    ///
+    /// After a handover (`handed_over`) there is no grace: the sockets stay open in the new
+    /// process, which serves them already; the admin listener stops at once, so the
+    /// balancer's health checks reach only the new process.
+    pub fn drain(
+        mut self,
+        handed_over: bool,
+        grace: std::time::Duration,
+        period: std::time::Duration,
+    ) {
+        self.offering.close();
+        self.reload.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(readiness) = self.readiness() {
             readiness.set_draining();
         }
-        std::thread::sleep(grace);
+        if handed_over {
+            if let Some(admin) = self.admin.take() {
+                admin.shutdown();
+            }
+        } else {
+            std::thread::sleep(grace);
+        }
         tracing::info!(?period, "drain: listeners closed, spreading closes");
         self.gateway.handle().drain(period);
         let ChatServer {
@@ -380,6 +472,7 @@ impl ChatServer {
             to_core,
             core,
             store,
+            ..
         } = self;
         gateway.join();
         finish(admin, to_core, core, store);
@@ -387,12 +480,15 @@ impl ChatServer {
 
     /// Drains the gateway, then lets the logic core and the store finish what is queued.
     pub fn shutdown(self) {
+        self.offering.close();
+        self.reload.lock().unwrap_or_else(|e| e.into_inner()).take();
         let ChatServer {
             gateway,
             admin,
             to_core,
             core,
             store,
+            ..
         } = self;
         // /readyz turns 503 first, and the API lets go of the core's queue.
         if let Some(admin) = &admin {

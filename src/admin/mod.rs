@@ -180,6 +180,8 @@ pub struct AdminServer {
     thread: Option<JoinHandle<()>>,
     context: Arc<Context>,
     stop: Arc<tokio::sync::Notify>,
+    /// A copy of the listening socket for a handover, until it stops.
+    copy: Arc<Mutex<Option<std::net::TcpListener>>>,
 }
 
 /// Why the admin listener did not start.
@@ -198,12 +200,27 @@ impl AdminServer {
     /// Binds `config.addr` and starts answering: `/healthz` at once, `/readyz` 503 until
     /// [`AdminServer::attach`].
     pub fn start(config: AdminConfig, max_body: usize) -> Result<AdminServer, AdminError> {
+        let listener =
+            std::net::TcpListener::bind(config.addr).map_err(|source| AdminError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        AdminServer::start_on(config, listener, max_body)
+    }
+
+    /// [`AdminServer::start`] on a listening socket another process handed over
+    /// (`--handover`); `config.addr` is not bound.
+    pub fn start_on(
+        config: AdminConfig,
+        listener: std::net::TcpListener,
+        max_body: usize,
+    ) -> Result<AdminServer, AdminError> {
         let bind_error = |source| AdminError::Bind {
             addr: config.addr,
             source,
         };
-        let listener = std::net::TcpListener::bind(config.addr).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
+        let copy = listener.try_clone().map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -238,6 +255,7 @@ impl AdminServer {
             thread: Some(thread),
             context,
             stop,
+            copy: Arc::new(Mutex::new(Some(copy))),
         })
     }
 
@@ -279,7 +297,13 @@ impl AdminServer {
         self.stop_and_join();
     }
 
+    /// Where a copy of the listening socket can be had for a handover (`None` once stopped).
+    pub fn listener_copy(&self) -> Arc<Mutex<Option<std::net::TcpListener>>> {
+        self.copy.clone()
+    }
+
     fn stop_and_join(&mut self) {
+        self.copy.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.detach_core();
         self.stop.notify_one();
         if let Some(thread) = self.thread.take() {

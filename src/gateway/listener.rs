@@ -8,6 +8,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
@@ -26,6 +28,62 @@ pub fn bind_listener(
     socket.bind(&addr.into())?;
     socket.listen(options.backlog)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Listening sockets by transport, as a process hands them to another (`--handover`).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The framed-TCP sockets, one per reactor.
+    pub tcp: Vec<std::net::TcpListener>,
+    /// The WebSocket sockets.
+    pub ws: Vec<std::net::TcpListener>,
+}
+
+/// Copies (duplicated descriptors) of a gateway's listening sockets, kept so that a new
+/// process can be handed them while the reactors go on accepting on theirs. Released when
+/// the gateway drains: a copy left open would keep a socket's accept queue filling with
+/// connections nobody accepts.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerCopies(Arc<Mutex<Option<Listeners>>>);
+
+impl ListenerCopies {
+    pub(crate) fn of(
+        listeners: &[(Option<mio::net::TcpListener>, Option<mio::net::TcpListener>)],
+    ) -> io::Result<ListenerCopies> {
+        let copy = |listener: &mio::net::TcpListener| -> io::Result<std::net::TcpListener> {
+            Ok(listener.as_fd().try_clone_to_owned()?.into())
+        };
+        let mut copies = Listeners::default();
+        for (tcp, ws) in listeners {
+            if let Some(tcp) = tcp {
+                copies.tcp.push(copy(tcp)?);
+            }
+            if let Some(ws) = ws {
+                copies.ws.push(copy(ws)?);
+            }
+        }
+        Ok(ListenerCopies(Arc::new(Mutex::new(Some(copies)))))
+    }
+
+    /// New copies of every socket, to send to another process; `None` once released.
+    pub fn duplicate(&self) -> io::Result<Option<Listeners>> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(held) = held.as_ref() else {
+            return Ok(None);
+        };
+        let copy = |all: &[std::net::TcpListener]| -> io::Result<Vec<std::net::TcpListener>> {
+            all.iter().map(std::net::TcpListener::try_clone).collect()
+        };
+        Ok(Some(Listeners {
+            tcp: copy(&held.tcp)?,
+            ws: copy(&held.ws)?,
+        }))
+    }
+
+    /// Closes the copies: from now on the reactors' own descriptors are the only ones here.
+    pub fn release(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 fn apply_options(socket: &Socket, options: &SocketOptions) -> io::Result<()> {

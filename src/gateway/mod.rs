@@ -28,6 +28,7 @@ pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
 pub use limits::{AllowedOrigins, PerIpLimit, RateLimit};
+pub use listener::{ListenerCopies, Listeners};
 pub use metrics::{GatewayProbe, Refusal, RefusalCounts};
 pub use server::Gateway;
 pub use trusted_proxies::TrustedProxies;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use super::clock::TICK_MS;
@@ -19,7 +20,7 @@ use super::epoll::{Reactor, Shared, WAKER};
 use super::handle::GatewayHandle;
 use super::handler::Handler;
 use super::limits::per_ip::PerIpTable;
-use super::listener::bind_listener;
+use super::listener::{bind_listener, ListenerCopies, Listeners};
 use super::metrics::{GatewayProbe, RefusalCounts};
 
 /// A running gateway: its reactor threads and the handle that reaches them.
@@ -29,43 +30,48 @@ pub struct Gateway {
     tcp_addr: Option<SocketAddr>,
     ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    /// Copies of the listening sockets, kept for a handover; released when a drain begins,
+    /// so that closing the reactors' listeners closes the sockets.
+    copies: ListenerCopies,
 }
 
 impl Gateway {
     /// Binds the listeners and starts `config.workers` reactor threads, each with the handler
     /// `make_handler(reactor_index, handle)` returns.
-    pub fn start<H, F>(config: GatewayConfig, mut make_handler: F) -> io::Result<Gateway>
+    pub fn start<H, F>(config: GatewayConfig, make_handler: F) -> io::Result<Gateway>
     where
         H: Handler,
         F: FnMut(usize, GatewayHandle) -> H,
     {
-        let workers = config.workers.clamp(1, MAX_REACTORS);
-        let mut tcp_addr = config.tcp;
-        let mut ws_addr = config.ws;
+        Gateway::start_on(config, None, make_handler)
+    }
+
+    /// [`Gateway::start`], on the listening sockets another process handed over when `taken`
+    /// holds them (`--handover`): one reactor per socket of a transport, whatever
+    /// `config.workers` says, so every socket of the port's SO_REUSEPORT group is served.
+    pub fn start_on<H, F>(
+        config: GatewayConfig,
+        taken: Option<Listeners>,
+        mut make_handler: F,
+    ) -> io::Result<Gateway>
+    where
+        H: Handler,
+        F: FnMut(usize, GatewayHandle) -> H,
+    {
+        let listeners = match taken {
+            Some(taken) => adopt(taken)?,
+            None => bind_all(&config)?,
+        };
+        let workers = listeners.len();
+        let tcp_addr = first_addr(listeners.iter().map(|pair| pair.0.as_ref()))?;
+        let ws_addr = first_addr(listeners.iter().map(|pair| pair.1.as_ref()))?;
+        let copies = ListenerCopies::of(&listeners)?;
         let mut polls = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
-        let mut listeners = Vec::with_capacity(workers);
         for _ in 0..workers {
             let poll = Poll::new()?;
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
-            let tcp = match tcp_addr {
-                Some(addr) => {
-                    let listener = bind_listener(addr, &config.socket)?;
-                    tcp_addr = Some(listener.local_addr()?);
-                    Some(listener)
-                }
-                None => None,
-            };
-            let ws = match ws_addr {
-                Some(addr) => {
-                    let listener = bind_listener(addr, &config.socket)?;
-                    ws_addr = Some(listener.local_addr()?);
-                    Some(listener)
-                }
-                None => None,
-            };
-            listeners.push((tcp, ws));
         }
         let (handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
         let shared = Arc::new(Shared {
@@ -102,7 +108,14 @@ impl Gateway {
             tcp_addr,
             ws_addr,
             shared,
+            copies,
         })
+    }
+
+    /// Copies of the listening sockets, for handing them to a new process (`--handover`)
+    /// until [`ListenerCopies::release`].
+    pub fn listener_copies(&self) -> ListenerCopies {
+        self.copies.clone()
     }
 
     /// The handle for pushing to and closing connections from any thread.
@@ -159,6 +172,7 @@ impl Gateway {
     /// Stops accepting, closes every connection (WebSocket with 1001) and waits for the
     /// reactors to drain, at most the configured drain timeout (plus one close linger).
     pub fn shutdown(self) {
+        self.copies.release();
         self.handle.shutdown();
         self.join();
     }
@@ -169,4 +183,73 @@ impl Gateway {
             let _ = thread.join();
         }
     }
+}
+
+/// One reactor's framed-TCP and WebSocket listeners.
+type ListenerPair = (Option<TcpListener>, Option<TcpListener>);
+
+/// The address of the first of `listeners` there is.
+fn first_addr<'a>(
+    mut listeners: impl Iterator<Item = Option<&'a TcpListener>>,
+) -> io::Result<Option<SocketAddr>> {
+    listeners
+        .find_map(|listener| listener)
+        .map(TcpListener::local_addr)
+        .transpose()
+}
+
+/// Each reactor's (framed TCP, WebSocket) listeners, bound here. Port 0 is resolved by the
+/// first bind, and the others bind the port it got (SO_REUSEPORT).
+fn bind_all(config: &GatewayConfig) -> io::Result<Vec<ListenerPair>> {
+    let workers = config.workers.clamp(1, MAX_REACTORS);
+    let mut tcp_addr = config.tcp;
+    let mut ws_addr = config.ws;
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let tcp = match tcp_addr {
+            Some(addr) => {
+                let listener = bind_listener(addr, &config.socket)?;
+                tcp_addr = Some(listener.local_addr()?);
+                Some(listener)
+            }
+            None => None,
+        };
+        let ws = match ws_addr {
+            Some(addr) => {
+                let listener = bind_listener(addr, &config.socket)?;
+                ws_addr = Some(listener.local_addr()?);
+                Some(listener)
+            }
+            None => None,
+        };
+        listeners.push((tcp, ws));
+    }
+    Ok(listeners)
+}
+
+/// Sockets another process handed over, paired up one per reactor. Any past
+/// [`MAX_REACTORS`] per transport are refused rather than closed (closing one would reset
+/// the connections in its accept queue).
+fn adopt(taken: Listeners) -> io::Result<Vec<ListenerPair>> {
+    let workers = taken.tcp.len().max(taken.ws.len());
+    if workers == 0 || workers > MAX_REACTORS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{workers} listening sockets per transport handed over (1..={MAX_REACTORS})"),
+        ));
+    }
+    let mut tcp = taken.tcp.into_iter();
+    let mut ws = taken.ws.into_iter();
+    let mio = |listener: std::net::TcpListener| -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener::from_std(listener))
+    };
+    (0..workers)
+        .map(|_| {
+            Ok((
+                tcp.next().map(mio).transpose()?,
+                ws.next().map(mio).transpose()?,
+            ))
+        })
+        .collect()
 }

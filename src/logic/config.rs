@@ -33,6 +33,16 @@ pub struct LogicConfig {
     /// this before reconnecting (RECONNECT_AFTER, docs/protocol.md §8), so one batch of
     /// closes does not come back as one burst.
     pub drain_reconnect_delay: Duration,
+    /// The half of each millisecond's id sequence to give out: the whole, unless this process
+    /// took over from another of the same node (`--handover`), which keeps the other half.
+    pub id_lane: crate::logic::snowflake::IdLane,
+    /// Ids only after this millisecond (since the Unix epoch): the last the process this one
+    /// took over from had used.
+    pub ids_after_unix_ms: Option<u64>,
+    /// Group changes (GROUP_CREATE, GROUP_JOIN, GROUP_QUIT) answered BUSY until the groups
+    /// are reloaded (`Inbound::ReloadGroups`): while another process shares the store, each
+    /// one's membership cache would miss the other's changes.
+    pub groups_frozen: bool,
 }
 
 impl Default for LogicConfig {
@@ -49,6 +59,9 @@ impl Default for LogicConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             ping_limit: PingLimit::default(),
             drain_reconnect_delay: Duration::from_secs(1),
+            id_lane: crate::logic::snowflake::IdLane::Whole,
+            ids_after_unix_ms: None,
+            groups_frozen: false,
         }
     }
 }

@@ -55,8 +55,24 @@ pub enum Inbound {
     /// A drain reached this connection: a logged-in client gets RECONNECT_AFTER and KICKED
     /// (SERVER_SHUTDOWN); the connection is closed (1012 on WebSocket).
     Drain(ConnKey),
+    /// A new process takes the listeners over (`--handover`): keep to one half of the id
+    /// sequence, answer group changes BUSY from now on (the new process's cache would miss
+    /// them), and answer what the new process must know of the ids.
+    HandOver(crossbeam_channel::Sender<IdHandover>),
+    /// The groups as the store holds them now that no other process shares it: replaces the
+    /// membership cache and lets group changes through again.
+    ReloadGroups(Vec<GroupRecord>),
     /// A call of the application's backend (the admin listener's API), not a connection's.
     Backend(Box<BackendCall>),
+}
+
+/// What a process that takes over must know of the old one's message ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdHandover {
+    /// The half of the sequence the old process keeps.
+    pub kept: super::snowflake::IdLane,
+    /// The last millisecond (since the Unix epoch) the old process made an id in.
+    pub last_unix_ms: u64,
 }
 
 /// The logic core's state. Fields are shared with the concern files beside this one.
@@ -64,6 +80,9 @@ pub struct LogicCore<S, O> {
     pub(super) config: LogicConfig,
     pub(super) sessions: SessionTable,
     pub(super) groups: GroupCache,
+    /// Group changes are answered BUSY (another process shares the store: see
+    /// `LogicConfig::groups_frozen`).
+    pub(super) groups_frozen: bool,
     pub(super) ids: SnowflakeGenerator,
     pub(super) tokens: TokenVerifier,
     pub(super) tickets: Tickets<S>,
@@ -86,17 +105,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         groups: Vec<GroupRecord>,
         out: O,
     ) -> Result<Self, NodeIdOutOfRange> {
-        let ids = SnowflakeGenerator::new(config.node_id)?;
-        let mut cache = GroupCache::new(config.group_member_limit);
-        for record in groups {
-            let group = Group {
-                name: Arc::from(record.name),
-                owner: Arc::from(record.owner),
-                members: record.members.into_iter().map(Arc::from).collect(),
-            };
-            cache.insert(record.id, group);
+        let mut ids = SnowflakeGenerator::new(config.node_id)?;
+        ids.restrict(config.id_lane);
+        if let Some(after) = config.ids_after_unix_ms {
+            ids.start_after(after);
         }
+        let cache = group_cache(config.group_member_limit, groups);
         Ok(LogicCore {
+            groups_frozen: config.groups_frozen,
             tokens: TokenVerifier::new(&config.jwt_secret),
             replies: Replies::new(out, config.max_packet),
             dedupe: Dedupe::new(config.dedupe_window),
@@ -120,6 +136,17 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             Inbound::Closed(conn) => self.on_closed(conn),
             Inbound::Shutdown(done) => self.on_shutdown(done),
             Inbound::Drain(conn) => self.on_drain(conn),
+            Inbound::HandOver(answer) => {
+                let kept = self.ids.lane().keep();
+                self.ids.restrict(kept);
+                self.groups_frozen = true;
+                let last_unix_ms = self.ids.last_ms().unwrap_or(self.now_ms).max(self.now_ms);
+                let _ = answer.send(IdHandover { kept, last_unix_ms });
+            }
+            Inbound::ReloadGroups(groups) => {
+                self.groups = group_cache(self.config.group_member_limit, groups);
+                self.groups_frozen = false;
+            }
             Inbound::Backend(call) => self.on_backend(*call),
         }
     }
@@ -256,6 +283,11 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             Request::SyncConfirm { upto } => {
                 self.sync_ack(asker, &user, &device, InboxPoint::Seq(upto))
             }
+            Request::GroupCreate { .. } | Request::GroupJoin { .. } | Request::GroupQuit { .. }
+                if self.groups_frozen =>
+            {
+                self.refuse(asker, Status::BUSY)
+            }
             Request::GroupCreate { name, members } => {
                 self.group_create(asker, user, &name, &members)
             }
@@ -316,6 +348,20 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         self.replies
             .refuse(asker.conn, asker.command, asker.seq, status);
     }
+}
+
+/// The membership cache over `groups` as the store gave them.
+fn group_cache(member_limit: usize, groups: Vec<GroupRecord>) -> GroupCache {
+    let mut cache = GroupCache::new(member_limit);
+    for record in groups {
+        let group = Group {
+            name: Arc::from(record.name),
+            owner: Arc::from(record.owner),
+            members: record.members.into_iter().map(Arc::from).collect(),
+        };
+        cache.insert(record.id, group);
+    }
+    cache
 }
 
 /// The status for a request whose store work failed: BUSY when the store may take it a moment

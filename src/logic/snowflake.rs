@@ -18,6 +18,12 @@
 //! milliseconds last 2^41 ms ≈ 69.7 years: ids run out in September 2095. Up to 1024 nodes, each
 //! issuing up to 4096 ids per millisecond.
 //!
+//! Two processes of one node overlap while a restart hands the listeners over (README,
+//! "Operations"), with the same node id. Each then keeps to one half of every millisecond's
+//! sequence ([`IdLane`]: the old one to the half it had, or the low half if it had the whole;
+//! the new one to the other), and the new one starts after the old one's last millisecond, so
+//! no id is made twice. A lane is kept for the process's life: 2,048 ids per millisecond.
+//!
 //! When the clock steps backwards, the generator keeps its last millisecond and goes on counting
 //! the sequence. When the sequence of a millisecond is used up (4096 ids), it borrows the next
 //! millisecond: logical time runs ahead of the wall clock for a while, and the clock catches up
@@ -64,10 +70,72 @@ pub struct IdSpaceExhausted {
     pub ms: u64,
 }
 
+/// The part of each millisecond's sequence a generator gives out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdLane {
+    /// All 4,096: the only process of its node id.
+    #[default]
+    Whole,
+    /// 0..=2047.
+    Low,
+    /// 2048..=4095.
+    High,
+}
+
+impl IdLane {
+    /// The first and last sequence number of the lane.
+    const fn range(self) -> (u16, u16) {
+        const HALF: u16 = 1 << (SEQUENCE_BITS - 1);
+        match self {
+            IdLane::Whole => (0, MAX_SEQUENCE),
+            IdLane::Low => (0, HALF - 1),
+            IdLane::High => (HALF, MAX_SEQUENCE),
+        }
+    }
+
+    /// What a process keeps when a new one takes over: its half, or the low half.
+    pub const fn keep(self) -> IdLane {
+        match self {
+            IdLane::Whole | IdLane::Low => IdLane::Low,
+            IdLane::High => IdLane::High,
+        }
+    }
+
+    /// The half a new process takes beside an old one that keeps `self` (after [`keep`]).
+    ///
+    /// [`keep`]: IdLane::keep
+    pub const fn other(self) -> IdLane {
+        match self {
+            IdLane::Whole | IdLane::Low => IdLane::High,
+            IdLane::High => IdLane::Low,
+        }
+    }
+
+    /// The lane's number on the handover socket.
+    pub const fn code(self) -> u8 {
+        match self {
+            IdLane::Whole => 0,
+            IdLane::Low => 1,
+            IdLane::High => 2,
+        }
+    }
+
+    /// The lane numbered `code`, if any.
+    pub const fn from_code(code: u8) -> Option<IdLane> {
+        match code {
+            0 => Some(IdLane::Whole),
+            1 => Some(IdLane::Low),
+            2 => Some(IdLane::High),
+            _ => None,
+        }
+    }
+}
+
 /// Makes the ids of one node. Not shared between threads: the logic core owns one.
 #[derive(Debug, Clone)]
 pub struct SnowflakeGenerator {
     node: u16,
+    lane: IdLane,
     /// The (millisecond since the epoch, sequence) of the last id issued, if any.
     last: Option<(u64, u16)>,
 }
@@ -78,7 +146,35 @@ impl SnowflakeGenerator {
         if node > MAX_NODE_ID {
             return Err(NodeIdOutOfRange { node });
         }
-        Ok(Self { node, last: None })
+        Ok(Self {
+            node,
+            lane: IdLane::Whole,
+            last: None,
+        })
+    }
+
+    /// From now on, gives out only sequence numbers of `lane` (ids still increase).
+    pub fn restrict(&mut self, lane: IdLane) {
+        self.lane = lane;
+    }
+
+    /// The lane given out now.
+    pub fn lane(&self) -> IdLane {
+        self.lane
+    }
+
+    /// Makes every later id's millisecond (since the Unix epoch) later than `unix_ms`: a new
+    /// process starts after the last millisecond the old one used.
+    pub fn start_after(&mut self, unix_ms: u64) {
+        let ms = unix_ms.saturating_sub(EPOCH_UNIX_MS);
+        if self.last.is_none_or(|(last_ms, _)| last_ms < ms) {
+            self.last = Some((ms, MAX_SEQUENCE));
+        }
+    }
+
+    /// The (logical) millisecond of the last id made, since the Unix epoch.
+    pub fn last_ms(&self) -> Option<u64> {
+        self.last.map(|(ms, _)| ms + EPOCH_UNIX_MS)
     }
 
     /// This generator's node id.
@@ -93,16 +189,20 @@ impl SnowflakeGenerator {
     /// and leaves the generator as it was, so a single wild reading does not poison it.
     pub fn next_id(&mut self, now_unix_ms: u64) -> Result<u64, IdSpaceExhausted> {
         let now = now_unix_ms.saturating_sub(EPOCH_UNIX_MS);
+        let (first, last) = self.lane.range();
         let (ms, sequence) = match self.last {
             Some((last_ms, last_sequence)) if now <= last_ms => {
-                if last_sequence < MAX_SEQUENCE {
+                if last_sequence < first {
+                    // Restricted to the high half within a millisecond begun lower.
+                    (last_ms, first)
+                } else if last_sequence < last {
                     (last_ms, last_sequence + 1)
                 } else {
                     // The millisecond is full: borrow the next one rather than wait for it.
-                    (last_ms + 1, 0)
+                    (last_ms + 1, first)
                 }
             }
-            _ => (now, 0),
+            _ => (now, first),
         };
         if ms > MAX_TIME_MS {
             return Err(IdSpaceExhausted { ms });
@@ -153,6 +253,42 @@ mod tests {
     use proptest::prelude::*;
 
     const T0: u64 = EPOCH_UNIX_MS + 1_000_000;
+
+    #[test]
+    fn an_old_and_a_new_process_of_one_node_never_make_the_same_id() {
+        let mut old = SnowflakeGenerator::new(5).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        let mut last_old = 0;
+        for _ in 0..3000 {
+            last_old = old.next_id(T0).unwrap();
+            assert!(ids.insert(last_old));
+        }
+        // The handover: the old keeps the low half, the new takes the high one and starts
+        // after the old's last millisecond.
+        old.restrict(old.lane().keep());
+        let mut new = SnowflakeGenerator::new(5).unwrap();
+        new.restrict(old.lane().other());
+        new.start_after(old.last_ms().unwrap());
+        assert_eq!((old.lane(), new.lane()), (IdLane::Low, IdLane::High));
+        let mut last_new = 0;
+        for round in 0..10_000u64 {
+            let now = T0 + round / 3000;
+            let id = old.next_id(now).unwrap();
+            assert!(id > last_old && ids.insert(id), "old made {id} again");
+            assert!(id_sequence(id) < 2048);
+            last_old = id;
+            let id = new.next_id(now).unwrap();
+            assert!(id > last_new && ids.insert(id), "new made {id} again");
+            assert!(id_sequence(id) >= 2048);
+            last_new = id;
+        }
+        // The next handover: the new (high) keeps its half, the one after it takes the low.
+        assert_eq!(new.lane().keep(), IdLane::High);
+        assert_eq!(new.lane().keep().other(), IdLane::Low);
+        for lane in [IdLane::Whole, IdLane::Low, IdLane::High] {
+            assert_eq!(IdLane::from_code(lane.code()), Some(lane));
+        }
+    }
 
     #[test]
     fn epoch_is_2026_01_01_utc() {
