@@ -241,3 +241,46 @@ fn a_failed_quit_is_internal_and_leaves_the_member_and_a_busy_create_is_busy() {
     assert_eq!(h.core.requests_in_flight(), 0);
     h.expect_nothing();
 }
+
+/// While another process shares the store (a handover), group changes are answered BUSY
+/// and reach no store; once the groups are reloaded, the cache is the store's and changes
+/// go through again.
+#[test]
+fn group_changes_wait_for_a_handover_to_end_and_the_reload_replaces_the_cache() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let (answer, ids) = crossbeam_channel::bounded(1);
+    let now = h.now_ms;
+    h.core
+        .handle_inbound(crate::logic::Inbound::HandOver(answer), now);
+    let handed = ids.try_recv().expect("the core answers at once");
+    assert_eq!(handed.kept, crate::logic::snowflake::IdLane::Low);
+    let changes = [
+        (
+            Command::GroupCreate,
+            Request::GroupCreate {
+                name: Text::from("team"),
+                members: vec![Text::from("bob")],
+            },
+        ),
+        (Command::GroupJoin, Request::GroupJoin { group_id: 7 }),
+        (Command::GroupQuit, Request::GroupQuit { group_id: 7 }),
+    ];
+    for (command, request) in &changes {
+        let seq = h.request(alice, request);
+        h.refused(alice, *command, seq, Status::BUSY);
+    }
+    assert_eq!(h.queued(), 0, "a refused change reached the store");
+    // The other process added group 7 meanwhile; the reload brings it in.
+    let now = h.now_ms;
+    h.core.handle_inbound(
+        crate::logic::Inbound::ReloadGroups(vec![group(7, &["carol", "dan"])]),
+        now,
+    );
+    assert_eq!(members(&mut h, alice, 7), vec!["carol", "dan"]);
+    let seq = h.request(alice, &Request::GroupJoin { group_id: 7 });
+    let join = h.take();
+    assert!(matches!(join, StoreRequest::GroupJoin { .. }), "{join:?}");
+    h.commit(&join);
+    assert_eq!(h.ok(alice, seq), ResponseBody::GroupJoin);
+}

@@ -304,3 +304,24 @@ fn a_message_that_is_not_exactly_one_packet_closes_the_connection() {
     h.closed(other, CloseWhy::Garbage);
     h.expect_nothing();
 }
+
+/// A drain reaching a logged-in connection: RECONNECT_AFTER within the configured delay,
+/// KICKED(SERVER_SHUTDOWN), then the close; one not logged in is only closed.
+#[test]
+fn a_drain_tells_a_logged_in_client_when_to_come_back_then_kicks_and_closes_it() {
+    let mut h = Harness::new();
+    let waiting = h.open();
+    let alice = h.login("alice", "phone");
+    let now = h.now_ms;
+    h.core
+        .handle_inbound(crate::logic::Inbound::Drain(alice), now);
+    match h.push(alice) {
+        Push::ReconnectAfter { delay_ms } => assert!(delay_ms <= 1000, "{delay_ms}"),
+        other => panic!("expected RECONNECT_AFTER, got {other:?}"),
+    }
+    h.kicked(alice, KickReason::SERVER_SHUTDOWN, CloseWhy::Draining);
+    h.core
+        .handle_inbound(crate::logic::Inbound::Drain(waiting), now);
+    h.closed(waiting, CloseWhy::Draining);
+    h.expect_nothing();
+}
