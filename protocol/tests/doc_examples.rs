@@ -202,6 +202,17 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
                 text: Text::from("logged in on another phone"),
             }),
         ),
+        (
+            "reconnect-after-push",
+            push(Push::ReconnectAfter { delay_ms: 1234 }),
+        ),
+        (
+            "kicked-draining-push",
+            push(Push::Kicked {
+                reason: KickReason::SERVER_SHUTDOWN,
+                text: Text::from("server draining"),
+            }),
+        ),
     ])
 }
 
