@@ -191,3 +191,33 @@ fn a_second_signal_exits_at_once() {
     let status = process.wait_exit(Duration::from_secs(2));
     assert_eq!(status.code(), Some(130), "exit status {status}");
 }
+
+/// `switchboard echo` hands its sockets over the same way: the old process's client is
+/// closed with 1012 in its drain, a newcomer on the same address is served by the new one,
+/// and the old one exits.
+#[test]
+fn echo_hands_its_sockets_over_and_drains_with_1012() {
+    // The whole exchange with the chat server is in tests/handover.rs.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let socket = dir.path().join("handover.sock");
+    let socket = socket.to_str().expect("a UTF-8 path");
+    let args = [
+        "--workers",
+        "2",
+        "--handover",
+        socket,
+        "--drain-period",
+        "1s",
+    ];
+    let mut old = EchoProcess::spawn(&args);
+    let mut held = WsClient::connect(old.ws);
+    held.echo_binary(b"on the old process");
+    let new = EchoProcess::spawn(&args);
+    assert_eq!((new.ws, new.tcp), (old.ws, old.tcp), "the same sockets");
+    assert_eq!(held.read_close(), Some(CloseCode::SERVICE_RESTART));
+    held.send_close(CloseCode::NORMAL);
+    let status = old.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "the old process exited with {status:?}");
+    let mut newcomer = WsClient::connect(new.ws);
+    newcomer.echo_binary(b"on the new process");
+}

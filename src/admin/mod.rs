@@ -74,7 +74,7 @@ pub fn request_body_limit(max_body: u32) -> usize {
 }
 
 /// Whether the process is ready for new connections. `ready` is set once everything is up;
-/// `draining` by a drain (SIGTERM now; `POST /admin/drain` later), and never cleared.
+/// `draining` by a drain (SIGTERM, SIGINT, `POST /admin/drain`), and never cleared.
 #[derive(Debug, Default)]
 pub struct Readiness {
     ready: AtomicBool,
