@@ -701,9 +701,11 @@ fn serve_handover(
     taken: Option<TakenOver>,
 ) -> Result<Option<WaitForPredecessor>, ExitCode> {
     let drain = drain.clone();
+    let withdrawing = offering.clone();
     let listening = crate::handover::listen(
         path,
         move || offering.offer(),
+        move || withdrawing.withdraw(),
         move || {
             let _ = drain.send(DrainCause::Handover);
         },

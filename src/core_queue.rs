@@ -35,6 +35,7 @@ pub fn event_bytes(event: &Inbound) -> usize {
         | Inbound::Closed(_)
         | Inbound::Drain(_)
         | Inbound::HandOver(_)
+        | Inbound::HandOverWithdrawn
         | Inbound::Shutdown(_) => 0,
     };
     std::mem::size_of::<Inbound>() + payload

@@ -21,8 +21,9 @@
 //! old          drains; the connection ends when it exits
 //! ```
 //!
-//! An old process that gets no READY (the new one failed to start) goes on serving: it has
-//! only kept to half of the id sequence and stopped group changes, and says so in its log.
+//! An old process that gets no READY (the new one failed to start) goes on serving, and
+//! withdraws the offer: group changes go through again (it only keeps to its half of the id
+//! sequence), and it says so in its log.
 //! The only `unsafe` is taking ownership of the descriptors the kernel installed for a
 //! received SCM_RIGHTS message ([`receive_offer`]).
 
@@ -236,11 +237,13 @@ impl TakenOver {
 
 /// Listens on `path` (replacing a stale socket file, or the one a process this one took
 /// over from listens on: that one's listener lives on unnamed) for a new process, and on
-/// each asks `offer` for what to send and `ready` once the new one serves; `ready` should
-/// start the drain. Runs on a thread of its own for the process's life.
+/// each asks `offer` for what to send; then `ready` once the new one serves (it should start
+/// the drain), or `withdrawn` if the new one went away after the offer without READY. Runs
+/// on a thread of its own for the process's life.
 pub fn listen(
     path: &Path,
     offer: impl Fn() -> io::Result<(Offer, Vec<OwnedFd>)> + Send + 'static,
+    withdrawn: impl Fn() + Send + 'static,
     ready: impl Fn() + Send + 'static,
 ) -> Result<(), HandoverError> {
     let io_error = |source| HandoverError::Io {
@@ -267,14 +270,18 @@ pub fn listen(
                         continue;
                     }
                 };
-                match hand_over(stream, &offer) {
+                let mut offered = false;
+                match hand_over(stream, &offer, &mut offered) {
                     Ok(stream) => {
                         info!(path = shown, "handover: the new process serves; draining");
                         successor = Some(stream);
                         ready();
                     }
                     Err(e) => {
-                        warn!(path = shown, error = %e, "handover: not handed over; serving on")
+                        warn!(path = shown, error = %e, "handover: not handed over; serving on");
+                        if offered {
+                            withdrawn();
+                        }
                     }
                 }
                 if successor.is_some() {
@@ -297,6 +304,7 @@ pub fn listen(
 fn hand_over(
     mut stream: UnixStream,
     offer: &impl Fn() -> io::Result<(Offer, Vec<OwnedFd>)>,
+    offered: &mut bool,
 ) -> io::Result<UnixStream> {
     stream.set_read_timeout(Some(STEP_TIMEOUT))?;
     stream.set_write_timeout(Some(STEP_TIMEOUT))?;
@@ -309,6 +317,7 @@ fn hand_over(
         ));
     }
     let (offer, fds) = offer()?;
+    *offered = true;
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let payload = offer.encode();
     let rights = [ControlMessage::ScmRights(&raw)];
@@ -398,6 +407,15 @@ impl Offering {
         Ok((offer, fds))
     }
 
+    /// The new process went away without READY: this one goes on alone, and lets group
+    /// changes through again (its cache missed nothing: nobody else wrote).
+    pub fn withdraw(&self) {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(core) = held.as_ref().and_then(|sources| sources.core.as_ref()) {
+            core.send_unmetered(vec![Inbound::HandOverWithdrawn]);
+        }
+    }
+
     /// The process drains: nothing is handed over any more, and the copies and the way to
     /// the core are let go (the sockets close with the reactors' descriptors, the core can
     /// end).
@@ -483,6 +501,7 @@ mod tests {
         let mut waiting = std::net::TcpStream::connect(addr).unwrap();
         let copy = tcp.try_clone().unwrap();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (withdrawn_tx, withdrawn_rx) = std::sync::mpsc::channel();
         listen(
             &path,
             move || {
@@ -495,9 +514,16 @@ mod tests {
                 };
                 Ok((offer, vec![OwnedFd::from(copy.try_clone()?)]))
             },
+            move || withdrawn_tx.send(()).unwrap(),
             move || ready_tx.send(()).unwrap(),
         )
         .unwrap();
+        // A new process that takes the offer and dies before READY: the offer is withdrawn,
+        // and the old one still answers the next.
+        let failed = take_over(&path).unwrap().expect("someone listens");
+        drop(failed);
+        withdrawn_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(ready_rx.try_recv().is_err());
         let taken = take_over(&path).unwrap().expect("someone listens");
         assert_eq!(taken.offer.last_id_unix_ms, 42);
         let mut listeners = taken.listeners.tcp;

@@ -59,6 +59,9 @@ pub enum Inbound {
     /// sequence, answer group changes BUSY from now on (the new process's cache would miss
     /// them), and answer what the new process must know of the ids.
     HandOver(crossbeam_channel::Sender<IdHandover>),
+    /// The new process went away before it served (no READY): group changes go through
+    /// again; the id lane stays (harmless).
+    HandOverWithdrawn,
     /// The groups as the store holds them now that no other process shares it: replaces the
     /// membership cache and lets group changes through again.
     ReloadGroups(Vec<GroupRecord>),
@@ -143,6 +146,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 let last_unix_ms = self.ids.last_ms().unwrap_or(self.now_ms).max(self.now_ms);
                 let _ = answer.send(IdHandover { kept, last_unix_ms });
             }
+            Inbound::HandOverWithdrawn => self.groups_frozen = false,
             Inbound::ReloadGroups(groups) => {
                 self.groups = group_cache(self.config.group_member_limit, groups);
                 self.groups_frozen = false;

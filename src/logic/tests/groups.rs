@@ -284,3 +284,22 @@ fn group_changes_wait_for_a_handover_to_end_and_the_reload_replaces_the_cache() 
     h.commit(&join);
     assert_eq!(h.ok(alice, seq), ResponseBody::GroupJoin);
 }
+
+/// A handover the new process never finished (no READY): group changes go through again.
+#[test]
+fn a_withdrawn_handover_lets_group_changes_through_again() {
+    let mut h = Harness::with(config(), vec![group(7, &["carol"])]);
+    let alice = h.login("alice", "phone");
+    let (answer, _ids) = crossbeam_channel::bounded(1);
+    let now = h.now_ms;
+    h.core
+        .handle_inbound(crate::logic::Inbound::HandOver(answer), now);
+    let seq = h.request(alice, &Request::GroupJoin { group_id: 7 });
+    h.refused(alice, Command::GroupJoin, seq, Status::BUSY);
+    h.core
+        .handle_inbound(crate::logic::Inbound::HandOverWithdrawn, now);
+    let seq = h.request(alice, &Request::GroupJoin { group_id: 7 });
+    let join = h.take();
+    h.commit(&join);
+    assert_eq!(h.ok(alice, seq), ResponseBody::GroupJoin);
+}
