@@ -11,8 +11,11 @@
 //! at once.
 
 mod config_file;
+mod echo;
+mod lifecycle;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -21,19 +24,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-use tracing::{error, info};
-
-use crossbeam_channel::{Receiver, Sender};
+use tracing::info;
 
 use crate::admin::{DrainCause, DrainTrigger};
-use crate::echo::EchoHandler;
 use crate::gateway::{
-    AllowedOrigins, ControlLimit, Gateway, GatewayConfig, Keepalive, PerIpLimit, RateLimit,
-    SocketOptions, TrustedProxies,
+    AllowedOrigins, ControlLimit, GatewayConfig, Keepalive, PerIpLimit, RateLimit, SocketOptions,
+    TrustedProxies,
 };
-use crate::handover::{OfferSources, Offering, TakenOver};
+
+use echo::run_echo;
+use lifecycle::{drain_requests, serve_handover, take_over};
+use token::run_token;
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
 /// first run exposes nothing to the network.
@@ -602,152 +603,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn run_echo(args: EchoArgs) -> ExitCode {
-    let mut config = match args.gateway.to_config() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("switchboard echo: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    config.max_message = args.max_message;
-    config.message_limit = args.message_limit();
-    if config.tcp.is_none() && config.ws.is_none() {
-        config.ws = Some(DEFAULT_WS);
-        config.tcp = Some(DEFAULT_TCP);
-    }
-    // Echo serves any WebSocket client, so text messages are echoed rather than refused.
-    config.ws_text = true;
-    let drain = match drain_requests() {
-        Ok(drain) => drain,
-        Err(e) => {
-            eprintln!("switchboard: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let plan = (args.gateway.drain_grace, args.gateway.drain_period);
-    let mut taken = match take_over(args.process.handover.as_deref()) {
-        Ok(taken) => taken,
-        Err(code) => return code,
-    };
-    let listeners = taken.as_mut().map(|t| std::mem::take(&mut t.listeners));
-    let gateway = match Gateway::start_on(config, listeners, |_, _| EchoHandler) {
-        Ok(gateway) => gateway,
-        Err(e) => {
-            eprintln!("switchboard: cannot start the gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let offering = Offering::new(OfferSources {
-        gateway: gateway.listener_copies(),
-        admin: None,
-        core: None,
-    });
-    if let Some(addr) = gateway.ws_addr() {
-        println!("switchboard echo: WebSocket on ws://{addr}/");
-    }
-    if let Some(addr) = gateway.tcp_addr() {
-        println!("switchboard echo: framed TCP on {addr}");
-    }
-    if let Some(path) = &args.process.handover {
-        if let Err(code) = serve_handover(path, offering.clone(), &drain.0, taken) {
-            return code;
-        }
-    }
-    let Ok(cause) = drain.1.recv() else {
-        error!("the drain requests ended unexpectedly");
-        return ExitCode::FAILURE;
-    };
-    let (grace, period) = plan;
-    info!(
-        ?cause,
-        ?grace,
-        ?period,
-        "draining: listeners close after the grace"
-    );
-    offering.close();
-    if cause != DrainCause::Handover {
-        std::thread::sleep(grace);
-    }
-    gateway.handle().drain(period);
-    gateway.join();
-    info!("drained; exiting");
-    ExitCode::SUCCESS
-}
-
-/// With `--handover PATH`: the sockets of the process listening there, if one does.
-fn take_over(path: Option<&std::path::Path>) -> Result<Option<TakenOver>, ExitCode> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
-    match crate::handover::take_over(path) {
-        Ok(taken) => Ok(taken),
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// The wait for the exit of the process this one took over from.
-type WaitForPredecessor = Box<dyn FnOnce() + Send>;
-
-/// Listens on `path` for a process to hand over to (which then drains this one), and, if
-/// this one took over from another, tells it to drain; returns the wait for its exit.
-fn serve_handover(
-    path: &std::path::Path,
-    offering: Offering,
-    drain: &Sender<DrainCause>,
-    taken: Option<TakenOver>,
-) -> Result<Option<WaitForPredecessor>, ExitCode> {
-    let drain = drain.clone();
-    let withdrawing = offering.clone();
-    let listening = crate::handover::listen(
-        path,
-        move || offering.offer(),
-        move || withdrawing.withdraw(),
-        move || {
-            let _ = drain.send(DrainCause::Handover);
-        },
-    );
-    if let Err(e) = listening {
-        eprintln!("switchboard: {e}");
-        return Err(ExitCode::FAILURE);
-    }
-    let Some(taken) = taken else {
-        return Ok(None);
-    };
-    match taken.ready() {
-        Ok(wait) => Ok(Some(Box::new(wait))),
-        Err(e) => {
-            eprintln!("switchboard: {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Where drain requests arrive: the first SIGINT or SIGTERM (a thread waits for them), and
-/// whoever else is given the sender (`POST /admin/drain`). A second signal exits at once.
-fn drain_requests() -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>)> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    let (requests, drain) = crossbeam_channel::unbounded();
-    let from_signals = requests.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                info!(signal, "draining: signal received");
-                let _ = from_signals.send(DrainCause::Signal);
-            }
-            if signals.next().is_some() {
-                eprintln!("switchboard: second signal, exiting without draining");
-                std::process::exit(130);
-            }
-        })?;
-    Ok((requests, drain))
-}
-
 fn run_serve(args: ServeArgs) -> ExitCode {
     let mut gateway = match args.gateway.to_config() {
         Ok(config) => config,
@@ -887,47 +742,4 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     server.drain(cause == DrainCause::Handover, grace, period);
     info!("drained; exiting");
     ExitCode::SUCCESS
-}
-
-/// Prints one token on stdout and nothing else, so `$(switchboard token ...)` captures it.
-fn run_token(args: TokenArgs) -> ExitCode {
-    let from_data = || {
-        let dir = args.data.as_ref()?;
-        let text = std::fs::read_to_string(dir.join(crate::serve::SECRET_FILE)).ok()?;
-        Some(text.trim().to_owned())
-    };
-    let Some(secret) = args
-        .jwt_secret
-        .clone()
-        .filter(|secret| !secret.is_empty())
-        .or_else(from_data)
-        .filter(|secret| !secret.is_empty())
-    else {
-        eprintln!(
-            "switchboard token: no JWT secret: pass --jwt-secret, set SWITCHBOARD_JWT_SECRET, \
-             or --data DIR of a server that generated one"
-        );
-        return ExitCode::from(2);
-    };
-    if args.ttl.as_secs() == 0 {
-        eprintln!("switchboard token: --ttl must be at least 1s");
-        return ExitCode::from(2);
-    }
-    let now = crate::logic::token::unix_now_secs();
-    match crate::logic::token::mint(
-        secret.as_bytes(),
-        &args.user,
-        args.device.as_deref(),
-        args.ttl,
-        now,
-    ) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("switchboard token: {e}");
-            ExitCode::from(2)
-        }
-    }
 }

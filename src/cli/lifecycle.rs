@@ -1,0 +1,85 @@
+//! The process's life around the gateway: where drain requests come from (signals, the
+//! admin API, a successor) and the handover to and from another process (`--handover`).
+
+use std::process::ExitCode;
+
+use crossbeam_channel::{Receiver, Sender};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::info;
+
+use crate::admin::DrainCause;
+use crate::handover::{Offering, TakenOver};
+
+/// With `--handover PATH`: the sockets of the process listening there, if one does.
+pub(super) fn take_over(path: Option<&std::path::Path>) -> Result<Option<TakenOver>, ExitCode> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    match crate::handover::take_over(path) {
+        Ok(taken) => Ok(taken),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The wait for the exit of the process this one took over from.
+pub(super) type WaitForPredecessor = Box<dyn FnOnce() + Send>;
+
+/// Listens on `path` for a process to hand over to (which then drains this one), and, if
+/// this one took over from another, tells it to drain; returns the wait for its exit.
+pub(super) fn serve_handover(
+    path: &std::path::Path,
+    offering: Offering,
+    drain: &Sender<DrainCause>,
+    taken: Option<TakenOver>,
+) -> Result<Option<WaitForPredecessor>, ExitCode> {
+    let drain = drain.clone();
+    let withdrawing = offering.clone();
+    let listening = crate::handover::listen(
+        path,
+        move || offering.offer(),
+        move || withdrawing.withdraw(),
+        move || {
+            let _ = drain.send(DrainCause::Handover);
+        },
+    );
+    if let Err(e) = listening {
+        eprintln!("switchboard: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    let Some(taken) = taken else {
+        return Ok(None);
+    };
+    match taken.ready() {
+        Ok(wait) => Ok(Some(Box::new(wait))),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Where drain requests arrive: the first SIGINT or SIGTERM (a thread waits for them), and
+/// whoever else is given the sender (`POST /admin/drain`). A second signal exits at once.
+pub(super) fn drain_requests() -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>)> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let (requests, drain) = crossbeam_channel::unbounded();
+    let from_signals = requests.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
+                info!(signal, "draining: signal received");
+                let _ = from_signals.send(DrainCause::Signal);
+            }
+            if signals.next().is_some() {
+                eprintln!("switchboard: second signal, exiting without draining");
+                std::process::exit(130);
+            }
+        })?;
+    Ok((requests, drain))
+}
