@@ -82,6 +82,11 @@ pub enum HandoverError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "handover: the process on {} handed nothing over (it is draining, or failed to \
+         prepare; see its log)", path.display()
+    )]
+    Refused { path: PathBuf },
     #[error("handover: the old process sent a malformed offer ({0})")]
     Malformed(&'static str),
     #[error("handover: the old process sent {got} descriptors for {expected} sockets")]
@@ -182,6 +187,11 @@ pub fn take_over(path: &Path) -> Result<Option<TakenOver>, HandoverError> {
         .map_err(io_error)?;
     stream.write_all(TAKE).map_err(io_error)?;
     let (bytes, fds) = receive_offer(&stream).map_err(io_error)?;
+    if bytes.is_empty() {
+        return Err(HandoverError::Refused {
+            path: path.to_path_buf(),
+        });
+    }
     let offer = Offer::decode(&bytes)?;
     if fds.len() != offer.descriptors() {
         return Err(HandoverError::Descriptors {
@@ -546,5 +556,23 @@ mod tests {
         drop(wait_for_old);
         // Nobody listens on a path without a socket.
         assert!(take_over(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_draining_process_hands_nothing_over_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handover.sock");
+        listen(
+            &path,
+            || Err(io::Error::other("draining")),
+            || panic!("nothing was offered"),
+            || panic!("nothing was handed over"),
+        )
+        .unwrap();
+        let refused = take_over(&path).unwrap_err();
+        assert!(
+            matches!(refused, HandoverError::Refused { .. }),
+            "{refused}"
+        );
     }
 }

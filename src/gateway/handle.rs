@@ -127,6 +127,9 @@ struct Inboxes {
 #[derive(Clone)]
 pub struct GatewayHandle {
     inboxes: Arc<Inboxes>,
+    /// The gateway's copies of its listening sockets (for a handover), released by a drain
+    /// or shutdown so that the sockets close with the reactors' listeners.
+    copies: super::listener::ListenerCopies,
 }
 
 impl GatewayHandle {
@@ -159,7 +162,8 @@ impl GatewayHandle {
                 index,
             })
             .collect();
-        (GatewayHandle { inboxes }, receivers)
+        let copies = super::listener::ListenerCopies::default();
+        (GatewayHandle { inboxes, copies }, receivers)
     }
 
     /// Writes a binary message to a connection. Silently dropped if it has closed.
@@ -172,8 +176,14 @@ impl GatewayHandle {
         self.send(Command::Close(conn, code));
     }
 
+    /// Keeps the gateway's socket copies, to release when it drains.
+    pub(crate) fn keep_copies(&mut self, copies: super::listener::ListenerCopies) {
+        self.copies = copies;
+    }
+
     /// Asks every reactor to drain and exit.
     pub fn shutdown(&self) {
+        self.copies.release();
         for index in 0..self.inboxes.inboxes.len() {
             self.send_to(index, Command::Shutdown);
         }
@@ -183,6 +193,7 @@ impl GatewayHandle {
     /// `period` (each through [`Handler::drain`](super::handler::Handler::drain)), then exit.
     /// A later [`GatewayHandle::shutdown`] closes what is left at once.
     pub fn drain(&self, period: std::time::Duration) {
+        self.copies.release();
         for index in 0..self.inboxes.inboxes.len() {
             self.send_to(index, Command::Drain(period));
         }

@@ -73,7 +73,8 @@ impl Gateway {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let (handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
+        let (mut handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
+        handle.keep_copies(copies.clone());
         let shared = Arc::new(Shared {
             open_conns: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
@@ -172,7 +173,6 @@ impl Gateway {
     /// Stops accepting, closes every connection (WebSocket with 1001) and waits for the
     /// reactors to drain, at most the configured drain timeout (plus one close linger).
     pub fn shutdown(self) {
-        self.copies.release();
         self.handle.shutdown();
         self.join();
     }
