@@ -24,7 +24,8 @@
 #
 # Settings (environment): REPEAT, ONLY, WORKERS (server reactors; 1 leaves a core to the
 # client), DURATION (s per traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, SYNCHRONOUS (the
-# chat store: full or normal), OUT (where the JSON goes).
+# chat store: full or normal), OUT (where the JSON goes), SERVER_BIN (the switchboard binary:
+# another build's, to compare two builds run after run).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -48,7 +49,7 @@ SYNCHRONOUS=${SYNCHRONOUS:-full}
 OUT=${OUT:-$repo/target/baseline/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=baseline-secret
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-server_bin=$target_dir/release/switchboard
+server_bin=${SERVER_BIN:-$target_dir/release/switchboard}
 loadtest_bin=$target_dir/release/loadtest
 
 log() { echo "baseline: $*" >&2; }

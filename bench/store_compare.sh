@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
 # CPU per message of `switchboard serve` on SQLite and on PostgreSQL, side by side, at paced
-# chat rates (issue #13): for each store and rate, a fresh server (`--workers 1`, a fresh data
-# directory or a fresh database), `loadtest chat` with CONNS framed-TCP connections in pairs,
-# one SEND in flight each, paced at RATE messages/s. Server CPU per message is the switchboard
-# process's (loadtest --server-pid, over the measuring window); PostgreSQL's is its postmaster
-# and every child's, from /proc, over the whole loadtest run (logins touch no store, so it idles
-# through the setup). PostgreSQL runs from Debian's binaries on a temporary directory and a
-# free loopback port, default settings (synchronous_commit = on, fsync on). Loopback only.
+# chat rates (issue #13): for each rate, store and server variant, a fresh server
+# (`--workers 1`, a fresh data directory or a fresh database), IDLE logged-in framed-TCP
+# connections that only hold (a second `loadtest idle`, as a node's mostly idle population),
+# and `loadtest chat` with CONNS framed-TCP connections in pairs, one SEND in flight each,
+# paced at RATE messages/s. Runs are interleaved (rate, then store, then variant) so the
+# variants of a row share the machine's moment.
 #
-#   bench/store_compare.sh                         # 1,000, 3,000 and 10,000 messages/s
+# Per run it prints the messages per second got, the push latency (send to the recipient's
+# MESSAGE, which does not wait for the commit) and the ack latency (send to the SEND's
+# response, which does), and the server's CPU per message received in the measuring window:
+# the whole process and by thread (store / reactor / logic core, from /proc/PID/task/*/stat
+# via loadtest --server-pid). PostgreSQL's own CPU is its postmaster and every child's over the
+# chat run. SQLite runs at `synchronous = full` (the default), PostgreSQL from Debian's
+# binaries on a temporary directory and a free loopback port, default settings
+# (`synchronous_commit = on`, fsync on). Loopback only; everything stops by itself.
+# OUT/progress-*.log keeps loadtest's line per second (that second's push and ack p99 and
+# maximum): where a long run stalls.
+#
+#   bench/store_compare.sh                                    # 1,000, 3,000, 10,000 msgs/s
 #   RATES="3000" DURATION=60 bench/store_compare.sh
+#   COMMIT_DELAYS="0 1ms 2ms" STORES=sqlite bench/store_compare.sh   # the commit cadence
+#   BASE_BIN=/tmp/base/switchboard bench/store_compare.sh     # the build before, run beside
+#   RATES=3000 DURATION=1800 STORES=sqlite bench/store_compare.sh     # a long run
 #
-# Settings (environment): RATES, DURATION (s per run), CONNS, STORES ("sqlite postgres"),
-# OUT (where the JSON goes), TCP_PORT and WS_PORT (the server's listeners). Needs the release binaries:
-#   cargo build --release --bin switchboard -p switchboard-loadtest --bin loadtest
+# Settings (environment): RATES, DURATION (s per chat run), CONNS (sending), IDLE (idle
+# connections beside them, 0 for none), STORES ("sqlite postgres"), COMMIT_DELAYS (values of
+# --commit-delay to run the current build with; empty: its default), BASE_BIN (another build's
+# binary, run with its own defaults as variant `base`), OUT (where the JSON goes), TCP_PORT
+# and WS_PORT (the server's listeners). Needs the release binaries:
+#   cargo build --release -p switchboard -p switchboard-loadtest
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -21,7 +37,10 @@ cd "$repo"
 RATES=${RATES:-"1000 3000 10000"}
 DURATION=${DURATION:-20}
 CONNS=${CONNS:-1000}
+IDLE=${IDLE:-6000}
 STORES=${STORES:-"sqlite postgres"}
+COMMIT_DELAYS=${COMMIT_DELAYS:-}
+BASE_BIN=${BASE_BIN:-}
 OUT=${OUT:-$repo/target/store_compare/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=store-compare-secret
 TCP_PORT=${TCP_PORT:-19400}
@@ -33,31 +52,62 @@ mkdir -p "$OUT"
 
 log() { echo "store_compare: $*" >&2; }
 
-pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-if [[ -z $pg_bin || ! -x $pg_bin/initdb ]]; then
-    log "PostgreSQL is not installed: apt-get install -y postgresql"
-    exit 1
+# Variants: "label binary extra-args...", one per line.
+variants=()
+[[ -n $BASE_BIN ]] && variants+=("base $BASE_BIN")
+if [[ -z $COMMIT_DELAYS ]]; then
+    variants+=("current $server_bin")
+else
+    for delay in $COMMIT_DELAYS; do
+        variants+=("delay-$delay $server_bin --commit-delay $delay")
+    done
 fi
-pg_dir=$(mktemp -d /tmp/store-compare-pg.XXXXXX)
+
+# The server's listeners share ports (SO_REUSEPORT): another process on them would take part of
+# the connections silently.
+for port in $TCP_PORT $WS_PORT; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+        log "something already listens on 127.0.0.1:$port; choose TCP_PORT and WS_PORT"
+        exit 1
+    fi
+done
+
+pg_dir=""
+if [[ " $STORES " == *" postgres "* ]]; then
+    pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+    if [[ -z $pg_bin || ! -x $pg_bin/initdb ]]; then
+        log "PostgreSQL is not installed: apt-get install -y postgresql"
+        exit 1
+    fi
+    pg_dir=$(mktemp -d /tmp/store-compare-pg.XXXXXX)
+fi
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[[ $(id -u) == 0 ]] && chown postgres:postgres "$pg_dir"
-pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 server_pid=""
+idle_pid=""
 
 cleanup() {
+    [[ -n $idle_pid ]] && kill "$idle_pid" 2>/dev/null && wait "$idle_pid" 2>/dev/null
     [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pg_dir"
+    if [[ -n $pg_dir ]]; then
+        as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
 }
 trap cleanup EXIT
 
-as_pg "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
-    -o "-k $pg_dir -p $pg_port -h 127.0.0.1" start >/dev/null
-log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
+if [[ -n $pg_dir ]]; then
+    [[ $(id -u) == 0 ]] && chown postgres:postgres "$pg_dir"
+    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_pg "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+        -o "-k $pg_dir -p $pg_port -h 127.0.0.1" start >/dev/null
+    log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port," \
+        "synchronous_commit = $("$pg_bin/psql" -X -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -c 'SHOW synchronous_commit')"
+fi
 
 # User + system ticks of the postmaster and its children.
 pg_ticks() {
+    [[ -z $pg_dir ]] && { echo 0; return; }
     python3 - "$(head -n 1 "$pg_dir/data/postmaster.pid")" <<'PY'
 import os, sys
 pm = int(sys.argv[1]); total = 0
@@ -73,57 +123,94 @@ PY
 }
 
 run=0
-for store in $STORES; do
-    for rate in $RATES; do
-        run=$((run + 1))
-        data=$(mktemp -d /tmp/store-compare-data.XXXXXX)
-        args=(--data "$data")
-        if [[ $store == postgres ]]; then
-            "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE run$run"
-            args+=(--store "postgres://postgres@127.0.0.1:$pg_port/run$run")
-        fi
-        SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers 1 \
-            --tcp 127.0.0.1:$TCP_PORT --ws 127.0.0.1:$WS_PORT "${args[@]}" >"$OUT/server-$store-$rate.log" 2>&1 &
-        server_pid=$!
-        for _ in $(seq 100); do
-            if (exec 3<>/dev/tcp/127.0.0.1/$TCP_PORT) 2>/dev/null; then break; fi
-            sleep 0.05
-        done
-        load=$(cut -d ' ' -f 1 /proc/loadavg)
-        before=$(pg_ticks)
-        log "$store at $rate/s ($CONNS connections, ${DURATION}s, load $load)"
-        "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
-            --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
-            --server-pid "$server_pid" --quiet --json "$OUT/$store-$rate.json" >/dev/null
-        after=$(pg_ticks)
-        kill "$server_pid"
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-        rm -rf "$data"
-        python3 - "$OUT/$store-$rate.json" "$store" "$rate" "$load" "$((after - before))" \
-            "$(getconf CLK_TCK)" <<'PY'
-import json, sys
-path, store, rate, load, ticks, hz = sys.argv[1:]
+for rate in $RATES; do
+    for store in $STORES; do
+        for variant in "${variants[@]}"; do
+            read -r label bin extra <<<"$variant"
+            run=$((run + 1))
+            name=$store-$rate-$label
+            data=$(mktemp -d /tmp/store-compare-data.XXXXXX)
+            args=(--data "$data")
+            if [[ $store == postgres ]]; then
+                "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE run$run"
+                args+=(--store "postgres://postgres@127.0.0.1:$pg_port/run$run")
+            fi
+            # shellcheck disable=SC2086 # $extra is the variant's own arguments, split on purpose
+            SWITCHBOARD_JWT_SECRET=$SECRET "$bin" serve --workers 1 --admin off \
+                --tcp 127.0.0.1:$TCP_PORT --ws 127.0.0.1:$WS_PORT "${args[@]}" $extra \
+                >"$OUT/server-$name.log" 2>&1 &
+            server_pid=$!
+            for _ in $(seq 100); do
+                if (exec 3<>/dev/tcp/127.0.0.1/$TCP_PORT) 2>/dev/null; then break; fi
+                sleep 0.05
+            done
+            if ((IDLE > 0)); then
+                # Held for the whole chat run, set up before it (at 5,000/s by default).
+                # Held through the chat run and a little past it, set up before it (5,000/s).
+                setup=$((IDLE / 5000 + 3))
+                "$loadtest_bin" idle --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
+                    --conns "$IDLE" --user-prefix idle --duration "$((setup + DURATION + 3))s" \
+                    --setup-timeout 30s --quiet --json "$OUT/idle-$name.json" >/dev/null 2>&1 &
+                idle_pid=$!
+                sleep "$setup"
+            fi
+            load=$(cut -d ' ' -f 1 /proc/loadavg)
+            before=$(pg_ticks)
+            log "$store at $rate/s, $label ($CONNS sending + $IDLE idle connections, ${DURATION}s, load $load)"
+            "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
+                --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
+                --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
+            after=$(pg_ticks)
+            load_end=$(cut -d ' ' -f 1 /proc/loadavg)
+            db_bytes=$(du -sb "$data" | cut -f 1)
+            if [[ -n $idle_pid ]]; then
+                wait "$idle_pid" || log "the idle connections' loadtest failed"
+                idle_pid=""
+            fi
+            kill "$server_pid"
+            wait "$server_pid" 2>/dev/null || true
+            server_pid=""
+            rm -rf "$data"
+            python3 - "$OUT/$name.json" "$store" "$rate" "$label" "$load" "$load_end" \
+                "$((after - before))" "$(getconf CLK_TCK)" "$db_bytes" "$run" <<'PY'
+import json, os, sys
+path, store, rate, label, load, load_end, ticks, hz, db_bytes, run = sys.argv[1:]
 d = json.load(open(path))
+try:
+    idle_path = os.path.join(os.path.dirname(path), "idle-" + os.path.basename(path))
+    d["idle_connected"] = json.load(open(idle_path))["connected"]
+except OSError:
+    d["idle_connected"] = 0
 pg_us = int(ticks) / int(hz) * 1e6 / max(d["received"], 1) if store == "postgres" else 0.0
-d.update(store=store, target_rate=int(rate), load_1m=float(load), postgres_cpu_us_per_msg=pg_us)
+d.update(run=int(run), store=store, target_rate=int(rate), variant=label, load_1m=float(load),
+         load_1m_end=float(load_end), postgres_cpu_us_per_msg=pg_us,
+         sqlite_dir_bytes=int(db_bytes) if store == "sqlite" else None)
 json.dump(d, open(path, "w"))
 PY
+        done
     done
 done
 
 python3 - "$OUT" <<'PY'
-import glob, json, sys
-rows = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))]
-rows.sort(key=lambda d: (d["target_rate"], d["store"]))
-print(f"{'store':<9} {'asked/s':>8} {'got/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'p999 µs':>8} "
-      f"{'switchboard µs/msg':>19} {'postgres µs/msg':>16} {'total µs/msg':>13} {'load':>5}")
+import glob, json, os, sys
+rows = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))
+        if not os.path.basename(p).startswith("idle-")]
+rows.sort(key=lambda d: d["run"])
+print(f"{'store':<8} {'variant':<12} {'asked/s':>7} {'got/s':>7} {'lost':>5} "
+      f"{'push p50/p99/p999 µs':>22} {'ack p50/p99/p999 µs':>22} "
+      f"{'idle':>5} {'server µs/msg':>13} {'store/reactor/logic':>21} {'pg µs/msg':>9} {'total':>7} {'load':>11}")
 for d in rows:
+    n = max(d["msgs_per_sec"] * d["window_s"], 1)  # the window's messages
     sw = d["server_cpu_s_per_million_msgs"] or 0.0
+    threads = d.get("server_threads_cpu_s") or {}
+    def per(prefix):
+        return sum(v for k, v in threads.items() if k.startswith(prefix)) * 1e6 / n
+    split = f"{per('store'):.1f}/{per('reactor'):.1f}/{per('logic'):.1f}"
     pg = d["postgres_cpu_us_per_msg"]
-    lat = d["latency_us"]
-    print(f"{d['store']:<9} {d['target_rate']:>8} {d['msgs_per_sec']:>8.0f} {lat['p50']:>8} "
-          f"{lat['p99']:>8} {lat['p999']:>8} {sw:>19.1f} {pg:>16.1f} {sw + pg:>13.1f} "
-          f"{d['load_1m']:>5.2f}")
+    lat, ack = d["latency_us"], d.get("ack_latency_us") or {}
+    fmt = lambda l: f"{l.get('p50')}/{l.get('p99')}/{l.get('p999')}"
+    print(f"{d['store']:<8} {d['variant']:<12} {d['target_rate']:>7} {d['msgs_per_sec']:>7.0f} "
+          f"{d['lost']:>5} {fmt(lat):>22} {fmt(ack):>22} {d['idle_connected']:>5} {sw:>13.1f} {split:>21} {pg:>9.1f} "
+          f"{sw + pg:>7.1f} {d['load_1m']:>5.2f}-{d['load_1m_end']:<5.2f}")
 PY
 log "JSON in $OUT"

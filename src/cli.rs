@@ -141,6 +141,11 @@ struct ServeArgs {
     /// process crash (WAL).
     #[arg(long, value_name = "MODE", default_value = "full", value_parser = ["full", "normal"])]
     synchronous: String,
+    /// How long the store lets a small batch of requests gather before committing it (one
+    /// fsync on SQLite, one transaction on PostgreSQL, for all of them), at most 10ms: every
+    /// SEND's ack may wait this long, pushes to recipients do not. 0 commits at once.
+    #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = parse_commit_delay)]
+    commit_delay: Duration,
     /// The admin HTTP listener (/healthz, /readyz, /metrics, /router and the backend API), or
     /// `off`. Keep it on the operator's network: only the API needs a token.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9090")]
@@ -186,6 +191,20 @@ struct ServeArgs {
     )]
     store: StoreLocation,
 }
+
+/// `--commit-delay`: a duration of at most [`MAX_COMMIT_DELAY`] (every ack may wait it).
+fn parse_commit_delay(text: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if delay > MAX_COMMIT_DELAY {
+        return Err(format!(
+            "at most {} (every acknowledgement may wait this long)",
+            humantime::format_duration(MAX_COMMIT_DELAY)
+        ));
+    }
+    Ok(delay)
+}
+
+const MAX_COMMIT_DELAY: Duration = Duration::from_millis(10);
 
 /// `--store`: the embedded SQLite database, or a PostgreSQL location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -647,6 +666,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         } else {
             crate::store::Synchronous::Full
         }),
+        commit_delay: Some(args.commit_delay),
         postgres: match &args.store {
             StoreLocation::Sqlite => None,
             StoreLocation::Postgres(url) => Some(url.clone()),

@@ -164,14 +164,37 @@ fn rate_limited_answer(packet: &[u8]) -> Option<Bytes> {
     Some(answer.freeze())
 }
 
-/// The logic core's side of the bridge: pushes and closes through the gateway's handle.
+/// The logic core's side of the bridge: pushes and closes through the gateway's handle. A
+/// push wakes its reactor only at the end of the core's turn, once for all of the turn's
+/// pushes to it (a commit's acks arrive together).
 pub struct GatewayOutlet {
     handle: GatewayHandle,
+    /// By reactor: pushed to since the last flush, to be woken then.
+    to_wake: Vec<bool>,
+}
+
+impl GatewayOutlet {
+    fn new(handle: GatewayHandle) -> GatewayOutlet {
+        let to_wake = vec![false; handle.reactors()];
+        GatewayOutlet { handle, to_wake }
+    }
 }
 
 impl Outlet for GatewayOutlet {
     fn push(&mut self, conn: u64, packet: Bytes) {
-        self.handle.push(ConnId::from_u64(conn), packet);
+        if let Some(reactor) = self.handle.push_unwoken(ConnId::from_u64(conn), packet) {
+            if let Some(wake) = self.to_wake.get_mut(reactor) {
+                *wake = true;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for (reactor, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.handle.wake(reactor);
+            }
+        }
     }
 
     fn close(&mut self, conn: u64, why: CloseWhy) {
@@ -349,9 +372,7 @@ impl ChatServer {
         .map_err(StartError::Gateway)?;
         let reload = took_over.then(|| (store.clone(), to_core.clone()));
         to_core.attach(gateway.handle());
-        let outlet = GatewayOutlet {
-            handle: gateway.handle(),
-        };
+        let outlet = GatewayOutlet::new(gateway.handle());
         let core = LogicCore::new(logic, store, groups, outlet).map_err(StartError::Logic)?;
         let logic_metrics = core.metrics();
         let core = std::thread::Builder::new()
@@ -600,6 +621,9 @@ pub struct StoreConfigPatch {
     pub retention: Option<std::time::Duration>,
     /// SQLite's `synchronous=FULL` (default) or `NORMAL`.
     pub synchronous: Option<crate::store::Synchronous>,
+    /// How long a small batch waits for more before its commit, on either engine
+    /// [default: `store::DEFAULT_COMMIT_DELAY`].
+    pub commit_delay: Option<std::time::Duration>,
     /// `--store postgres://...`: PostgreSQL at this location instead of SQLite in the data
     /// directory.
     pub postgres: Option<String>,
@@ -619,6 +643,9 @@ impl StoreConfigPatch {
             if let Some(retention) = self.retention {
                 config.retention = retention;
             }
+            if let Some(delay) = self.commit_delay {
+                config.commit_delay = delay;
+            }
             let (store, thread) =
                 PostgresStore::open(config, completions).map_err(StartError::OpenStore)?;
             return Ok((Engine::Postgres(store), thread));
@@ -630,6 +657,9 @@ impl StoreConfigPatch {
         }
         if let Some(synchronous) = self.synchronous {
             config.synchronous = synchronous;
+        }
+        if let Some(delay) = self.commit_delay {
+            config.commit_delay = delay;
         }
         let (store, thread) =
             SqliteStore::open(config, completions).map_err(StartError::OpenStore)?;
@@ -660,6 +690,42 @@ mod tests {
             .into_iter()
             .filter(|e| matches!(e, Inbound::Packet(..)))
             .count()
+    }
+
+    #[test]
+    fn the_outlet_wakes_each_reactor_it_pushed_to_once_at_the_end_of_the_turn() {
+        let mut polls: Vec<mio::Poll> = (0..2).map(|_| mio::Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|poll| mio::Waker::new(poll.registry(), mio::Token(0)).unwrap())
+            .collect();
+        let (handle, receivers) = GatewayHandle::new(wakers, 1 << 20);
+        let mut outlet = GatewayOutlet::new(handle);
+        for key in 1..=3 {
+            outlet.push(ConnId::new(1, key, 0).as_u64(), Bytes::from_static(b"ack"));
+        }
+        let mut events = mio::Events::with_capacity(4);
+        let mut woken = |poll: &mut mio::Poll| {
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(50)))
+                .unwrap();
+            events.iter().count()
+        };
+        assert_eq!(woken(&mut polls[1]), 0, "no wake-up before the flush");
+        outlet.flush();
+        assert_eq!(woken(&mut polls[1]), 1);
+        assert_eq!(woken(&mut polls[0]), 0, "nothing was pushed to reactor 0");
+        let mut taken = 0;
+        while receivers[1].take().is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 3);
+        outlet.flush();
+        receivers[1].rearm();
+        assert_eq!(
+            woken(&mut polls[1]),
+            0,
+            "a flush with nothing pushed wakes nobody"
+        );
     }
 
     #[test]

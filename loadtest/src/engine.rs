@@ -73,8 +73,12 @@ pub(crate) struct Counters {
     pub(crate) expected: u64,
     pub(crate) window_received: u64,
     pub(crate) latency: Histogram<u64>,
+    /// Send-to-response latency of chat sends (the ack, which waits for the commit).
+    pub(crate) ack_latency: Histogram<u64>,
     /// Latencies of the current second, for the progress line.
     pub(crate) recent: Histogram<u64>,
+    /// Ack latencies of the current second, for the progress line.
+    pub(crate) recent_ack: Histogram<u64>,
     pub(crate) in_window: bool,
 }
 
@@ -86,6 +90,11 @@ impl Counters {
         }
         self.latency.saturating_record(latency_us.max(1));
         self.recent.saturating_record(latency_us.max(1));
+    }
+
+    pub(crate) fn record_ack(&mut self, latency_us: u64) {
+        self.ack_latency.saturating_record(latency_us.max(1));
+        self.recent_ack.saturating_record(latency_us.max(1));
     }
 }
 
@@ -160,7 +169,9 @@ impl Engine {
                     expected: 0,
                     window_received: 0,
                     latency: new_histogram(),
+                    ack_latency: new_histogram(),
                     recent: new_histogram(),
+                    recent_ack: new_histogram(),
                     in_window: false,
                 },
                 out: BytesMut::with_capacity(READ_CHUNK),
@@ -252,23 +263,29 @@ impl Engine {
                 let c = &mut self.ctx.counters;
                 if let Some(label) = &config.progress {
                     let failed: u64 = c.failed.values().sum();
-                    let p99 = if c.recent.is_empty() {
-                        0
-                    } else {
-                        c.recent.value_at_quantile(0.99)
+                    let p99 = |h: &Histogram<u64>| {
+                        if h.is_empty() {
+                            0
+                        } else {
+                            h.value_at_quantile(0.99)
+                        }
                     };
                     eprintln!(
-                        "{label}{:>5.1}s connected {} open {} failed {} msgs/s {} p99 {}us",
+                        "{label}{:>5.1}s connected {} open {} failed {} msgs/s {} p99 {}us max {}us ack p99 {}us max {}us",
                         now.as_secs_f64(),
                         c.connected,
                         c.open,
                         failed,
                         c.received - last_progress_received,
-                        p99
+                        p99(&c.recent),
+                        c.recent.max(),
+                        p99(&c.recent_ack),
+                        c.recent_ack.max(),
                     );
                 }
                 last_progress_received = c.received;
                 c.recent.reset();
+                c.recent_ack.reset();
             }
             // Traffic runs end once every answer is in; idle holds to the end.
             if config.scenario != Scenario::Idle
@@ -293,6 +310,7 @@ impl Engine {
         summary.lost = c.expected.saturating_sub(c.received);
         summary.window_received = c.window_received;
         summary.latency = c.latency.clone();
+        summary.ack_latency = c.ack_latency.clone();
         summary.duration_s = finished.as_secs_f64();
         summary.client_rss_bytes = own.map(|s| s.rss_bytes);
         if let Some((opened_at, _)) = window {

@@ -1,7 +1,7 @@
 //! `Summary`: the figures of one run (or of several worker processes merged) and their JSON
 //! form, whose keys are the contract with scripts (tuning/experiment.sh, bench/compare.sh):
 //! `scenario`, `connected`, `failed`, `sent`, `received`, `lost`, `msgs_per_sec`,
-//! `latency_us`, `server_rss_bytes`, `rss_per_conn_bytes`, `server_cpu_s_per_million_msgs`,
+//! `latency_us`, `ack_latency_us`, `server_rss_bytes`, `rss_per_conn_bytes`, `server_cpu_s_per_million_msgs`,
 //! `duration_s`. Server figures are `null` when no `--server-pid` was given.
 
 use std::collections::BTreeMap;
@@ -39,6 +39,9 @@ pub struct Summary {
     pub window_s: f64,
     /// Send-to-receipt latency, µs.
     pub latency: Histogram<u64>,
+    /// Send-to-response latency of chat sends, µs: the ack, which the server sends only once
+    /// the message is durable (the push to the recipient does not wait for the commit).
+    pub ack_latency: Histogram<u64>,
     /// The server's RSS at the end, before the connections close.
     pub server_rss_bytes: Option<u64>,
     /// (RSS at the end − RSS before the first connection) / connected.
@@ -76,6 +79,7 @@ impl Summary {
             window_received: 0,
             window_s: 0.0,
             latency: new_histogram(),
+            ack_latency: new_histogram(),
             server_rss_bytes: None,
             rss_per_conn_bytes: None,
             server_cpu_s: None,
@@ -116,14 +120,12 @@ impl Summary {
 
     /// Latency percentiles in µs (`None` when nothing was measured).
     pub fn latency_json(&self) -> Value {
-        if self.latency.is_empty() {
-            return json!({"p50": null, "p90": null, "p99": null, "p999": null, "max": null});
-        }
-        let q = |q: f64| self.latency.value_at_quantile(q);
-        json!({
-            "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
-            "max": self.latency.max(),
-        })
+        percentiles_json(&self.latency)
+    }
+
+    /// The ack's latency percentiles in µs (`None` when no chat send was answered).
+    pub fn ack_latency_json(&self) -> Value {
+        percentiles_json(&self.ack_latency)
     }
 
     /// The summary as the JSON object `--json` writes.
@@ -139,6 +141,7 @@ impl Summary {
             "lost": self.lost,
             "msgs_per_sec": round1(self.msgs_per_sec()),
             "latency_us": self.latency_json(),
+            "ack_latency_us": self.ack_latency_json(),
             "server_rss_bytes": self.server_rss_bytes,
             "rss_per_conn_bytes": self.rss_per_conn_bytes.map(round1),
             "server_cpu_s_per_million_msgs": self.server_cpu_s_per_million_msgs().map(round1),
@@ -160,12 +163,9 @@ impl Summary {
     /// The summary with its histogram's recorded values, for a worker to hand to its parent.
     pub fn to_worker_json(&self) -> Value {
         let mut value = self.to_json();
-        let recorded: Vec<[u64; 2]> = self
-            .latency
-            .iter_recorded()
-            .map(|v| [v.value_iterated_to(), v.count_at_value()])
-            .collect();
+        let recorded = recorded_values(&self.latency);
         value["histogram"] = json!(recorded);
+        value["ack_histogram"] = json!(recorded_values(&self.ack_latency));
         value["window_received"] = json!(self.window_received);
         value["ready_at_setup"] = json!(self.ready_at_setup);
         value["window_start_unix_ms"] = json!(self.window_start_unix_ms);
@@ -198,6 +198,13 @@ impl Summary {
             let (v, n) = (pair.get(0)?.as_u64()?, pair.get(1)?.as_u64()?);
             summary.latency.saturating_record_n(v, n);
         }
+        // Absent from workers of an older build.
+        if let Some(pairs) = value.get("ack_histogram").and_then(Value::as_array) {
+            for pair in pairs {
+                let (v, n) = (pair.get(0)?.as_u64()?, pair.get(1)?.as_u64()?);
+                summary.ack_latency.saturating_record_n(v, n);
+            }
+        }
         Some(summary)
     }
 
@@ -227,6 +234,7 @@ impl Summary {
             self.window_received = (rate * self.window_s).round() as u64;
         }
         let _ = self.latency.add(&other.latency);
+        let _ = self.ack_latency.add(&other.ack_latency);
         self.duration_s = self.duration_s.max(other.duration_s);
         self.client_rss_bytes = match (self.client_rss_bytes, other.client_rss_bytes) {
             (Some(a), Some(b)) => Some(a + b),
@@ -244,6 +252,13 @@ impl Summary {
             self.sent, self.received, self.lost, self.msgs_per_sec(), self.window_s,
             lat["p50"], lat["p90"], lat["p99"], lat["p999"], lat["max"],
         );
+        if !self.ack_latency.is_empty() {
+            let ack = self.ack_latency_json();
+            out += &format!(
+                "  ack latency µs: p50 {} p90 {} p99 {} p99.9 {} max {}\n",
+                ack["p50"], ack["p90"], ack["p99"], ack["p999"], ack["max"],
+            );
+        }
         if let Some(rss) = self.server_rss_bytes {
             out += &format!(
                 "  server: RSS {:.1} MiB, {:.0} B per connection, {} CPU s per million msgs\n",
@@ -275,6 +290,24 @@ impl Summary {
             self.duration_s
         )
     }
+}
+
+fn percentiles_json(histogram: &Histogram<u64>) -> Value {
+    if histogram.is_empty() {
+        return json!({"p50": null, "p90": null, "p99": null, "p999": null, "max": null});
+    }
+    let q = |q: f64| histogram.value_at_quantile(q);
+    json!({
+        "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+        "max": histogram.max(),
+    })
+}
+
+fn recorded_values(histogram: &Histogram<u64>) -> Vec<[u64; 2]> {
+    histogram
+        .iter_recorded()
+        .map(|v| [v.value_iterated_to(), v.count_at_value()])
+        .collect()
 }
 
 fn round1(v: f64) -> f64 {

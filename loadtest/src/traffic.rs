@@ -2,7 +2,7 @@
 //! Every timed message carries `[send time µs u64][sender index u32]` at the front of its
 //! body (or echo payload), so latency needs no per-message state: an echo is timed on its
 //! return, a chat or group message at each recipient. The heartbeat PING carries its send
-//! time in its `seq`.
+//! time in its `seq`, and so does a SEND or GROUP_SEND, whose response (the ack) is timed by it.
 
 use std::time::Duration;
 
@@ -204,7 +204,9 @@ pub fn send_one(conn: &mut Conn, ctx: &mut Ctx) -> Result<bool, Kind> {
                 client_msg_id: next_client_msg_id(ctx),
                 body: Bytes::copy_from_slice(&ctx.traffic.body),
             };
-            encode_request(conn, ctx, 1, &request)?;
+            // The seq carries the send time: the response (the ack) is timed by it.
+            let seq = ctx.now_us() as u32;
+            encode_request(conn, ctx, seq, &request)?;
             1
         }
         Scenario::Group => {
@@ -221,7 +223,8 @@ pub fn send_one(conn: &mut Conn, ctx: &mut Ctx) -> Result<bool, Kind> {
                 client_msg_id: next_client_msg_id(ctx),
                 body: Bytes::copy_from_slice(&ctx.traffic.body),
             };
-            encode_request(conn, ctx, 1, &request)?;
+            let seq = ctx.now_us() as u32;
+            encode_request(conn, ctx, seq, &request)?;
             u64::from(count - 1)
         }
     };
@@ -312,6 +315,10 @@ fn on_response(
         (Err(status), _) if response.command == 0x0040 => Err(format!("group_create_{status}")),
         (result, _) if response.command == 0x0020 || response.command == 0x0021 => {
             conn.inflight = conn.inflight.saturating_sub(1);
+            if result.is_ok() {
+                let latency = (ctx.now_us() as u32).wrapping_sub(response.seq);
+                ctx.counters.record_ack(u64::from(latency));
+            }
             if let Err(status) = result {
                 // Refused (BUSY, TOO_LARGE...): nothing will be delivered for it.
                 let recipients = if response.command == 0x0021 {

@@ -229,8 +229,25 @@ impl GatewayHandle {
     }
 
     fn send_to(&self, index: usize, command: Command) {
+        if self.enqueue(index, command) {
+            self.inboxes.inboxes[index].wake();
+        }
+    }
+
+    /// Like [`push`](Self::push), but leaves the reactor unwoken and returns its index, for
+    /// the caller to [`wake`](Self::wake) once it has pushed all it has: one wake-up for many
+    /// pushes. `None` when there is nothing to wake for (an id naming no live reactor).
+    pub fn push_unwoken(&self, conn: ConnId, payload: bytes::Bytes) -> Option<usize> {
+        let index = conn.reactor();
+        self.enqueue(index, Command::Push(conn, Message::Binary(payload)))
+            .then_some(index)
+    }
+
+    /// Puts `command` in reactor `index`'s inbox, or notes its connection as overflowed when
+    /// the inbox is full; true when the reactor has something new to look at.
+    fn enqueue(&self, index: usize, command: Command) -> bool {
         let Some(inbox) = self.inboxes.inboxes.get(index) else {
-            return; // an id from another process or a corrupted id: nothing to deliver to
+            return false; // an id from another process or a corrupted id: nothing to deliver to
         };
         let bytes = command.inbox_bytes();
         if bytes > 0 && !try_reserve(&inbox.queued, bytes, self.inboxes.capacity) {
@@ -238,16 +255,15 @@ impl GatewayHandle {
                 lock(&inbox.overflowed).insert(conn);
                 inbox.any_overflowed.store(true, Ordering::Release);
             }
-            inbox.wake();
-            return;
+            return true;
         }
         if inbox.sender.send(command).is_err() {
             if bytes > 0 {
                 inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
             }
-            return; // that reactor has exited
+            return false; // that reactor has exited
         }
-        inbox.wake();
+        true
     }
 }
 
@@ -302,6 +318,36 @@ mod tests {
         // Room again: pushes are queued again.
         handle.push(conn(2), payload);
         assert_eq!(receiver.queued(), cost);
+    }
+
+    #[test]
+    fn unwoken_pushes_are_queued_and_wake_the_reactor_once_when_asked() {
+        let (handle, receiver, mut poll) = inbox(1 << 20);
+        let mut events = mio::Events::with_capacity(4);
+        for key in 1..=3 {
+            assert_eq!(
+                handle.push_unwoken(conn(key), Bytes::from_static(b"hi")),
+                Some(0)
+            );
+        }
+        poll.poll(&mut events, Some(std::time::Duration::ZERO))
+            .unwrap();
+        assert!(events.is_empty(), "no wake-up before the caller asks");
+        handle.wake(0);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(events.iter().count(), 1);
+        let mut taken = 0;
+        while receiver.take().is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 3);
+        // An id naming no reactor: nothing to wake.
+        let stranger = ConnId::new(5, 1, 0);
+        assert_eq!(
+            handle.push_unwoken(stranger, Bytes::from_static(b"hi")),
+            None
+        );
     }
 
     #[test]

@@ -169,6 +169,11 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             .set(self.tickets.in_flight() as u64);
     }
 
+    /// Ends a turn: what was pushed during it goes out (see [`Outlet::flush`]).
+    pub fn flush(&mut self) {
+        self.replies.flush();
+    }
+
     /// Handles one store completion that arrived at `now_ms`.
     pub fn handle_completion(&mut self, completion: Completion, now_ms: u64) {
         self.now_ms = now_ms;

@@ -38,6 +38,10 @@ pub trait Outlet {
     fn push(&mut self, conn: ConnKey, packet: Bytes);
     /// Closes a connection after what was pushed to it.
     fn close(&mut self, conn: ConnKey, why: CloseWhy);
+    /// The end of a turn of the core: whatever was pushed since the last flush must go out
+    /// now. An outlet may hold its wake-ups until here (one per reactor per turn, not one per
+    /// push); one that sends at once has nothing to do.
+    fn flush(&mut self) {}
 }
 
 /// The core's answers: encoded into one reused buffer, handed to the outlet.
@@ -125,6 +129,10 @@ impl<O: Outlet> Replies<O> {
 
     pub(super) fn close(&mut self, conn: ConnKey, why: CloseWhy) {
         self.out.close(conn, why);
+    }
+
+    pub(super) fn flush(&mut self) {
+        self.out.flush();
     }
 
     fn flush_to(&mut self, conn: ConnKey) {

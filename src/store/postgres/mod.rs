@@ -42,6 +42,8 @@ pub struct PostgresConfig {
     pub queue: usize,
     /// Requests committed in one transaction, at most.
     pub max_batch: usize,
+    /// How long a small batch waits for more before its transaction (see `store::gather_batch`).
+    pub commit_delay: Duration,
     /// Messages older than this are never synced, and their day's partitions are dropped.
     pub retention: Duration,
     /// A connection attempt or a batch that takes longer fails as [`StoreError::Unavailable`]
@@ -58,6 +60,7 @@ impl PostgresConfig {
             url: url.into(),
             queue: 65_536,
             max_batch: 1024,
+            commit_delay: super::DEFAULT_COMMIT_DELAY,
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             timeout: Duration::from_secs(10),
             metrics: Arc::default(),

@@ -2,7 +2,8 @@
 //! its own, committing requests in groups the way the SQLite thread does.
 //!
 //! It blocks (on the crossbeam queue, outside the runtime) for a first request, drains what
-//! else is queued (up to `max_batch`), runs them all in one transaction, and only then sends
+//! else is queued (up to `max_batch`; when that is little, what else comes within the commit
+//! delay: `store::gather_batch`), runs them all in one transaction, and only then sends
 //! their completions: an `Appended` is the durability promise. The connection's life is a
 //! small state machine, `Link`: up, or down with a time for the next attempt (backoff doubling
 //! to a ceiling). While down, the shared `up` flag makes `submit` answer BUSY at once and
@@ -54,6 +55,7 @@ pub(crate) struct PgWriter {
     pub(crate) requests: Receiver<StoreRequest>,
     pub(crate) completions: Sender<Completion>,
     pub(crate) max_batch: usize,
+    pub(crate) commit_delay: Duration,
     pub(crate) retention: Duration,
     pub(crate) batch_timeout: Duration,
     pub(crate) up: Arc<AtomicBool>,
@@ -106,6 +108,7 @@ impl PgWriter {
             requests,
             completions,
             max_batch: max_batch.max(1),
+            commit_delay: settings.commit_delay,
             retention: settings.retention,
             batch_timeout: settings.timeout,
             up,
@@ -197,7 +200,13 @@ impl PgWriter {
 
     fn run_batch(&mut self, first: StoreRequest) {
         let mut batch = std::mem::take(&mut self.batch);
-        crate::store::gather_batch(&mut batch, first, &self.requests, self.max_batch);
+        crate::store::gather_batch(
+            &mut batch,
+            first,
+            &self.requests,
+            self.max_batch,
+            self.commit_delay,
+        );
         self.done.clear();
         self.metrics.queued_requests.set(self.requests.len() as u64);
         let result = match &self.link {

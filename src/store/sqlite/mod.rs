@@ -43,6 +43,8 @@ pub struct SqliteConfig {
     pub queue: usize,
     /// Requests committed in one transaction, at most.
     pub max_batch: usize,
+    /// How long a small batch waits for more before its commit (see `store::gather_batch`).
+    pub commit_delay: Duration,
     /// Messages older than this are purged and never synced.
     pub retention: Duration,
     pub synchronous: Synchronous,
@@ -60,6 +62,7 @@ impl SqliteConfig {
             dir: dir.into(),
             queue: 65_536,
             max_batch: 1024,
+            commit_delay: super::DEFAULT_COMMIT_DELAY,
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
@@ -104,6 +107,7 @@ impl SqliteStore {
             requests: receiver,
             completions,
             max_batch: config.max_batch.max(1),
+            commit_delay: config.commit_delay,
             retention: config.retention,
             purge: purge::PendingPurge::default(),
             batch: Vec::with_capacity(config.max_batch.clamp(1, 4096)),

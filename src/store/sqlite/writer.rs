@@ -1,6 +1,7 @@
 //! The store thread: the one owner of the SQLite connection, committing requests in groups.
 //!
-//! It blocks for a first request, drains what else is queued (up to `max_batch`), runs them all
+//! It blocks for a first request, drains what else is queued (up to `max_batch`; when that is
+//! little, what else comes within the commit delay: `store::gather_batch`), runs them all
 //! in one `BEGIN IMMEDIATE … COMMIT`, and only then sends their completions: an `Appended` is
 //! the durability promise. A request that fails before writing anything fails alone; one that
 //! fails after writing rolls back the whole batch, which then fails request by request (see
@@ -25,6 +26,7 @@ pub(crate) struct StoreWriter {
     pub(crate) requests: Receiver<StoreRequest>,
     pub(crate) completions: Sender<Completion>,
     pub(crate) max_batch: usize,
+    pub(crate) commit_delay: Duration,
     pub(crate) retention: Duration,
     pub(crate) purge: PendingPurge,
     /// Reused between batches so a steady load allocates no batch vectors.
@@ -88,7 +90,13 @@ impl StoreWriter {
 
     fn run_batch(&mut self, first: StoreRequest) {
         let mut batch = std::mem::take(&mut self.batch);
-        crate::store::gather_batch(&mut batch, first, &self.requests, self.max_batch);
+        crate::store::gather_batch(
+            &mut batch,
+            first,
+            &self.requests,
+            self.max_batch,
+            self.commit_delay,
+        );
         // Purges are scheduled up front, so even a batch that fails as a whole completes them.
         for request in &batch {
             if let StoreRequest::Purge {
