@@ -11,7 +11,8 @@
 # MESSAGE, which does not wait for the commit) and the ack latency (send to the SEND's
 # response, which does), and the server's CPU per message received in the measuring window:
 # the whole process and by thread (store / reactor / logic core, from /proc/PID/task/*/stat
-# via loadtest --server-pid). PostgreSQL's own CPU is its postmaster and every child's over the
+# via loadtest --server-pid), its threads' wake-ups per message sent (voluntary context switches
+# over the chat run) and the requests per store transaction (/metrics). PostgreSQL's own CPU is its postmaster and every child's over the
 # chat run. SQLite runs at `synchronous = full` (the default), PostgreSQL from Debian's
 # binaries on a temporary directory and a free loopback port, default settings
 # (`synchronous_commit = on`, fsync on). Loopback only; everything stops by itself.
@@ -24,17 +25,18 @@
 #   BASE_BIN=/tmp/base/switchboard bench/store_compare.sh     # the build before, run beside
 #   RATES=3000 DURATION=1800 STORES=sqlite bench/store_compare.sh     # a long run
 #
-# Settings (environment): RATES, DURATION (s per chat run), CONNS (sending), IDLE (idle
+# Settings (environment): RATES, REPEAT (the whole set, interleaved), DURATION (s per chat run), CONNS (sending), IDLE (idle
 # connections beside them, 0 for none), STORES ("sqlite postgres"), COMMIT_DELAYS (values of
 # --commit-delay to run the current build with; empty: its default), BASE_BIN (another build's
 # binary, run with its own defaults as variant `base`), OUT (where the JSON goes), TCP_PORT
-# and WS_PORT (the server's listeners). Needs the release binaries:
+# WS_PORT and ADMIN_PORT (the server's listeners). Needs the release binaries:
 #   cargo build --release -p switchboard -p switchboard-loadtest
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 RATES=${RATES:-"1000 3000 10000"}
+REPEAT=${REPEAT:-1}
 DURATION=${DURATION:-20}
 CONNS=${CONNS:-1000}
 IDLE=${IDLE:-6000}
@@ -45,6 +47,7 @@ OUT=${OUT:-$repo/target/store_compare/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=store-compare-secret
 TCP_PORT=${TCP_PORT:-19400}
 WS_PORT=${WS_PORT:-19401}
+ADMIN_PORT=${ADMIN_PORT:-19402}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 server_bin=$target_dir/release/switchboard
 loadtest_bin=$target_dir/release/loadtest
@@ -65,9 +68,9 @@ fi
 
 # The server's listeners share ports (SO_REUSEPORT): another process on them would take part of
 # the connections silently.
-for port in $TCP_PORT $WS_PORT; do
+for port in $TCP_PORT $WS_PORT $ADMIN_PORT; do
     if ss -Hltn "sport = :$port" | grep -q .; then
-        log "something already listens on 127.0.0.1:$port; choose TCP_PORT and WS_PORT"
+        log "something already listens on 127.0.0.1:$port; choose TCP_PORT, WS_PORT, ADMIN_PORT"
         exit 1
     fi
 done
@@ -105,6 +108,18 @@ if [[ -n $pg_dir ]]; then
         "synchronous_commit = $("$pg_bin/psql" -X -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -c 'SHOW synchronous_commit')"
 fi
 
+# Per thread of process $1: name, voluntary context switches (each a sleep and a wake-up), and
+# write system calls, as "name:switches:writes" words.
+thread_switches() {
+    local task name switches writes
+    for task in /proc/"$1"/task/*; do
+        name=$(tr ' ' '_' <"$task/comm")
+        switches=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$task/status")
+        writes=$(awk '/^syscw/ { print $2 }' "$task/io")
+        echo -n "$name:$switches:$writes "
+    done
+}
+
 # User + system ticks of the postmaster and its children.
 pg_ticks() {
     [[ -z $pg_dir ]] && { echo 0; return; }
@@ -123,12 +138,13 @@ PY
 }
 
 run=0
+for rep in $(seq "$REPEAT"); do
 for rate in $RATES; do
     for store in $STORES; do
         for variant in "${variants[@]}"; do
             read -r label bin extra <<<"$variant"
             run=$((run + 1))
-            name=$store-$rate-$label
+            name=$store-$rate-$label-$rep
             data=$(mktemp -d /tmp/store-compare-data.XXXXXX)
             args=(--data "$data")
             if [[ $store == postgres ]]; then
@@ -136,7 +152,7 @@ for rate in $RATES; do
                 args+=(--store "postgres://postgres@127.0.0.1:$pg_port/run$run")
             fi
             # shellcheck disable=SC2086 # $extra is the variant's own arguments, split on purpose
-            SWITCHBOARD_JWT_SECRET=$SECRET "$bin" serve --workers 1 --admin off \
+            SWITCHBOARD_JWT_SECRET=$SECRET "$bin" serve --workers 1 --admin 127.0.0.1:$ADMIN_PORT \
                 --tcp 127.0.0.1:$TCP_PORT --ws 127.0.0.1:$WS_PORT "${args[@]}" $extra \
                 >"$OUT/server-$name.log" 2>&1 &
             server_pid=$!
@@ -155,12 +171,15 @@ for rate in $RATES; do
                 sleep "$setup"
             fi
             load=$(cut -d ' ' -f 1 /proc/loadavg)
+            threads_before=$(thread_switches "$server_pid")
             before=$(pg_ticks)
             log "$store at $rate/s, $label ($CONNS sending + $IDLE idle connections, ${DURATION}s, load $load)"
             "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
                 --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
                 --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
             after=$(pg_ticks)
+            threads_after=$(thread_switches "$server_pid")
+            curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/metrics-$name.txt" || true
             load_end=$(cut -d ' ' -f 1 /proc/loadavg)
             db_bytes=$(du -sb "$data" | cut -f 1)
             if [[ -n $idle_pid ]]; then
@@ -172,10 +191,30 @@ for rate in $RATES; do
             server_pid=""
             rm -rf "$data"
             python3 - "$OUT/$name.json" "$store" "$rate" "$label" "$load" "$load_end" \
-                "$((after - before))" "$(getconf CLK_TCK)" "$db_bytes" "$run" <<'PY'
-import json, os, sys
-path, store, rate, label, load, load_end, ticks, hz, db_bytes, run = sys.argv[1:]
+                "$((after - before))" "$(getconf CLK_TCK)" "$db_bytes" "$run" \
+                "$threads_before" "$threads_after" "$OUT/metrics-$name.txt" <<'PY'
+import json, os, re, sys
+(path, store, rate, label, load, load_end, ticks, hz, db_bytes, run, before, after,
+ metrics) = sys.argv[1:]
 d = json.load(open(path))
+# Per thread name, over the chat run: wake-ups (voluntary switches) and write system calls.
+def counts(words):
+    out = {}
+    for word in words.split():
+        name, switches, writes = word.rsplit(":", 2)
+        s, w = out.get(name, (0, 0))
+        out[name] = (s + int(switches), w + int(writes))
+    return out
+b, a = counts(before), counts(after)
+d["thread_switches"] = {k: a[k][0] - b.get(k, (0, 0))[0] for k in a}
+d["thread_writes"] = {k: a[k][1] - b.get(k, (0, 0))[1] for k in a}
+# The store's transactions over the server's life (the idle and chat logins store nothing).
+try:
+    text = open(metrics).read()
+    d["store_commits"] = float(re.search(r"^switchboard_store_batch_requests_count (\S+)", text, re.M)[1])
+    d["store_requests"] = float(re.search(r"^switchboard_store_batch_requests_sum (\S+)", text, re.M)[1])
+except (OSError, TypeError):
+    d["store_commits"] = d["store_requests"] = None
 try:
     idle_path = os.path.join(os.path.dirname(path), "idle-" + os.path.basename(path))
     d["idle_connected"] = json.load(open(idle_path))["connected"]
@@ -190,13 +229,14 @@ PY
         done
     done
 done
+done
 
 python3 - "$OUT" <<'PY'
 import glob, json, os, sys
 rows = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] + "/*.json"))
         if not os.path.basename(p).startswith("idle-")]
-rows.sort(key=lambda d: d["run"])
-print(f"{'store':<8} {'variant':<12} {'asked/s':>7} {'got/s':>7} {'lost':>5} "
+rows.sort(key=lambda d: (d["target_rate"], d["store"], d["variant"], d["run"]))
+print(f"{'store':<8} {'variant':<12} {'asked/s':>7} {'got/s':>7} {'lost':>5} {'req/commit':>10} "
       f"{'push p50/p99/p999 µs':>22} {'ack p50/p99/p999 µs':>22} "
       f"{'idle':>5} {'server µs/msg':>13} {'store/reactor/logic':>21} {'pg µs/msg':>9} {'total':>7} {'load':>11}")
 for d in rows:
@@ -206,11 +246,38 @@ for d in rows:
     def per(prefix):
         return sum(v for k, v in threads.items() if k.startswith(prefix)) * 1e6 / n
     split = f"{per('store'):.1f}/{per('reactor'):.1f}/{per('logic'):.1f}"
+    sent = max(d["sent"], 1)
+    switches = d.get("thread_switches") or {}
+    def wakes(prefix):
+        return sum(v for k, v in switches.items() if k.startswith(prefix)) / sent
+    wake = f"{wakes('store'):.2f}/{wakes('reactor'):.2f}/{wakes('logic'):.2f}"
+    per_commit = (f"{d['store_requests'] / d['store_commits']:.1f}"
+                  if d.get("store_commits") else "-")
     pg = d["postgres_cpu_us_per_msg"]
     lat, ack = d["latency_us"], d.get("ack_latency_us") or {}
     fmt = lambda l: f"{l.get('p50')}/{l.get('p99')}/{l.get('p999')}"
     print(f"{d['store']:<8} {d['variant']:<12} {d['target_rate']:>7} {d['msgs_per_sec']:>7.0f} "
-          f"{d['lost']:>5} {fmt(lat):>22} {fmt(ack):>22} {d['idle_connected']:>5} {sw:>13.1f} {split:>21} {pg:>9.1f} "
-          f"{sw + pg:>7.1f} {d['load_1m']:>5.2f}-{d['load_1m_end']:<5.2f}")
+          f"{d['lost']:>5} {per_commit:>10} {fmt(lat):>22} {fmt(ack):>22} {d['idle_connected']:>5} {sw:>13.1f} {split:>21} {pg:>9.1f} "
+          f"{sw + pg:>7.1f} {wake:>18} {d['load_1m']:>5.2f}-{d['load_1m_end']:<5.2f}")
+groups = {}
+for d in rows:
+    groups.setdefault((d["target_rate"], d["store"], d["variant"]), []).append(d)
+if any(len(g) > 1 for g in groups.values()):
+    import statistics
+    print("\nmedians over the repetitions: server µs/msg (store/reactor/logic), ack p99 µs, "
+          "PostgreSQL µs/msg, wake-ups per message sent (all threads)")
+    for (rate, store, variant), g in sorted(groups.items()):
+        med = lambda f: statistics.median(f(d) for d in g)
+        def per(d, prefix):
+            n = max(d["msgs_per_sec"] * d["window_s"], 1)
+            return sum(v for k, v in (d.get("server_threads_cpu_s") or {}).items()
+                       if k.startswith(prefix)) * 1e6 / n
+        print(f"{store:<8} {variant:<12} {rate:>6}  "
+              f"{med(lambda d: d['server_cpu_s_per_million_msgs'] or 0):7.1f} "
+              f"({med(lambda d: per(d, 'store')):.1f}/{med(lambda d: per(d, 'reactor')):.1f}/"
+              f"{med(lambda d: per(d, 'logic')):.1f})  ack p99 {med(lambda d: d['ack_latency_us']['p99'] or 0):8.0f}  "
+              f"pg {med(lambda d: d['postgres_cpu_us_per_msg']):6.1f}  "
+              f"wake-ups {med(lambda d: sum((d.get('thread_switches') or {}).values()) / max(d['sent'], 1)):.2f}  "
+              f"n={len(g)}")
 PY
 log "JSON in $OUT"
