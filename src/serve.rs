@@ -166,17 +166,27 @@ fn rate_limited_answer(packet: &[u8]) -> Option<Bytes> {
 
 /// The logic core's side of the bridge: pushes and closes through the gateway's handle. A
 /// push wakes its reactor only at the end of the core's turn, once for all of the turn's
-/// pushes to it (a commit's acks arrive together).
+/// pushes to it (a commit's acks arrive together), or once [`WAKE_AFTER_PUSHES`] are waiting,
+/// so that a large fan-out is written while the core is still pushing.
 pub struct GatewayOutlet {
     handle: GatewayHandle,
     /// By reactor: pushed to since the last flush, to be woken then.
     to_wake: Vec<bool>,
+    unwoken: usize,
 }
+
+/// Pushes held back from the reactors at most: enough to cover a turn of ordinary traffic,
+/// few enough that a group message's fan-out starts going out at once.
+const WAKE_AFTER_PUSHES: usize = 64;
 
 impl GatewayOutlet {
     fn new(handle: GatewayHandle) -> GatewayOutlet {
         let to_wake = vec![false; handle.reactors()];
-        GatewayOutlet { handle, to_wake }
+        GatewayOutlet {
+            handle,
+            to_wake,
+            unwoken: 0,
+        }
     }
 }
 
@@ -185,11 +195,16 @@ impl Outlet for GatewayOutlet {
         if let Some(reactor) = self.handle.push_unwoken(ConnId::from_u64(conn), packet) {
             if let Some(wake) = self.to_wake.get_mut(reactor) {
                 *wake = true;
+                self.unwoken += 1;
             }
+        }
+        if self.unwoken >= WAKE_AFTER_PUSHES {
+            self.flush();
         }
     }
 
     fn flush(&mut self) {
+        self.unwoken = 0;
         for (reactor, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
                 self.handle.wake(reactor);
@@ -726,6 +741,11 @@ mod tests {
             0,
             "a flush with nothing pushed wakes nobody"
         );
+        // A fan-out does not wait for the end of the turn.
+        for key in 0..WAKE_AFTER_PUSHES as u32 {
+            outlet.push(ConnId::new(1, key, 0).as_u64(), Bytes::from_static(b"msg"));
+        }
+        assert_eq!(woken(&mut polls[1]), 1);
     }
 
     #[test]
