@@ -100,15 +100,17 @@ impl Store for Engine {
 /// waits for more requests before it is committed. docs/performance.md, "The commit cadence".
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
 
-/// A batch this large commits without waiting: the per-commit cost (an fsync, a WAL frame
-/// header, BEGIN/COMMIT, a round of wake-ups) is about ten times a message's own on either
-/// engine, so past 32 requests it is under a third of the message's own cost, and waiting
-/// would add latency for little. Under load the queue holds this many already and nothing waits.
-pub const FULL_ENOUGH_BATCH: usize = 32;
+/// A batch writing this many rows commits without waiting: 32 one-to-one messages (a message
+/// row and two inbox entries each), or one message to a group of 95 or more. The per-commit
+/// cost (an fsync, a WAL frame header, BEGIN/COMMIT, a round of wake-ups) is over ten times a
+/// message's own on either engine, so past 32 messages it is under a third of the message's
+/// own cost and waiting would add latency for little; and a store busy with a group's fan-out
+/// must not sit idle waiting for more. Under load the queue holds this much already.
+pub const FULL_ENOUGH_ROWS: usize = 96;
 
 /// Fills `batch` with `first` and whatever else is already queued, up to `max`: the group
-/// both engines' writers commit as one transaction. When that is fewer than
-/// [`FULL_ENOUGH_BATCH`] requests (a moderate load), it waits until `commit_delay` after
+/// both engines' writers commit as one transaction. When that writes fewer than
+/// [`FULL_ENOUGH_ROWS`] rows (a moderate load), it waits until `commit_delay` after
 /// `first` arrived and takes what came meanwhile: the ack of a request is delayed by at most
 /// `commit_delay`, and one commit carries several requests instead of one each.
 pub(crate) fn gather_batch(
@@ -121,7 +123,8 @@ pub(crate) fn gather_batch(
     let arrived = Instant::now();
     batch.push(first);
     take_queued(batch, requests, max);
-    if commit_delay.is_zero() || batch.len() >= max.min(FULL_ENOUGH_BATCH) {
+    let rows: usize = batch.iter().map(StoreRequest::rows).sum();
+    if commit_delay.is_zero() || batch.len() >= max || rows >= FULL_ENOUGH_ROWS {
         return;
     }
     // A sleep, not a wait on the queue: a waiting thread is woken by every request that comes
@@ -189,15 +192,30 @@ mod gather_tests {
         assert_eq!(receiver.try_recv().map(|r| r.ticket()), Ok(5));
     }
 
+    fn append(ticket: Ticket, recipients: usize) -> StoreRequest {
+        StoreRequest::Append {
+            ticket,
+            message: StoredMessage {
+                id: ticket,
+                time_ms: 0,
+                from: "a".into(),
+                target: Target::Group(1),
+                client_msg_id: ticket,
+                body: Default::default(),
+            },
+            inboxes: (0..recipients).map(|i| i.to_string().into()).collect(),
+        }
+    }
+
     #[test]
     fn a_batch_full_enough_or_at_its_maximum_does_not_wait() {
         let (sender, receiver) = crossbeam_channel::unbounded();
-        for ticket in 1..FULL_ENOUGH_BATCH as Ticket {
+        for ticket in 1..FULL_ENOUGH_ROWS as Ticket {
             sender.send(purge(ticket)).unwrap();
         }
         let mut batch = Vec::new();
         let started = Instant::now();
-        // A minute's delay, which neither call may wait.
+        // A minute's delay, which no call here may wait.
         gather_batch(
             &mut batch,
             purge(0),
@@ -205,7 +223,17 @@ mod gather_tests {
             1024,
             Duration::from_secs(60),
         );
-        assert_eq!(batch.len(), FULL_ENOUGH_BATCH);
+        assert_eq!(batch.len(), FULL_ENOUGH_ROWS);
+        // One message to a large group is full enough alone.
+        batch.clear();
+        gather_batch(
+            &mut batch,
+            append(7, 100),
+            &receiver,
+            1024,
+            Duration::from_secs(60),
+        );
+        assert_eq!(tickets(&batch), [7]);
         sender.send(purge(100)).unwrap();
         batch.clear();
         gather_batch(&mut batch, purge(99), &receiver, 2, Duration::from_secs(60));

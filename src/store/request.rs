@@ -131,6 +131,15 @@ pub enum StoreRequest {
 }
 
 impl StoreRequest {
+    /// Rows it writes, roughly: an append's message and inbox entries, one for the rest. What
+    /// makes a batch worth committing without waiting (`store::gather_batch`).
+    pub fn rows(&self) -> usize {
+        match self {
+            StoreRequest::Append { inboxes, .. } => 1 + inboxes.len(),
+            _ => 1,
+        }
+    }
+
     pub fn ticket(&self) -> Ticket {
         match self {
             StoreRequest::Append { ticket, .. }
