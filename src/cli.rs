@@ -29,7 +29,7 @@ use tracing::info;
 use crate::admin::{DrainCause, DrainTrigger};
 use crate::gateway::{
     AllowedOrigins, ControlLimit, GatewayConfig, Keepalive, PerIpLimit, RateLimit, SocketOptions,
-    TrustedProxies,
+    TlsAcceptor, TrustedProxies,
 };
 
 use echo::run_echo;
@@ -433,6 +433,14 @@ pub struct GatewayArgs {
     /// through. Unset: every origin.
     #[arg(long, value_name = "ORIGIN,...")]
     allowed_origins: Option<AllowedOrigins>,
+    /// Both listeners speak TLS (wss:// and TLS-framed TCP) with this certificate chain (PEM,
+    /// leaf first); needs --tls-key. SIGHUP reads both files again: new handshakes use the new
+    /// certificate, open connections stay, and a bad file keeps the old one (logged).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Gateway options that make no sense together.
@@ -444,6 +452,9 @@ pub enum GatewayArgsError {
          send a PROXY header (every connection would be refused without it)"
     )]
     NoTrustedProxies,
+    /// The certificate or key of `--tls-cert`/`--tls-key` cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl GatewayArgs {
@@ -464,8 +475,16 @@ impl GatewayArgs {
             Some(timeout) => Some(timeout),
             None => keepalive.map(|k| k.idle + k.interval * k.probes),
         };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                TlsAcceptor::from_pem_files(cert, key)
+                    .map_err(|e| GatewayArgsError::Tls(e.to_string()))?,
+            ),
+            _ => None,
+        };
         let defaults = GatewayConfig::default();
         Ok(GatewayConfig {
+            tls,
             tcp: self.tcp,
             ws: self.ws,
             workers: self.workers.unwrap_or(defaults.workers),
@@ -687,7 +706,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         max_request_body: crate::admin::request_body_limit(args.max_body),
         io_timeout: crate::admin::IO_TIMEOUT,
     });
-    let (drain_sender, drain) = match drain_requests() {
+    let tls = gateway.tls.clone();
+    let (drain_sender, drain) = match drain_requests(tls.clone()) {
         Ok(drain) => drain,
         Err(e) => {
             eprintln!("switchboard: cannot install signal handlers: {e}");
@@ -720,11 +740,16 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (ws, tcp) = if tls.is_some() {
+        ("wss", " (TLS)")
+    } else {
+        ("ws", "")
+    };
     if let Some(addr) = server.gateway().ws_addr() {
-        println!("switchboard serve: WebSocket on ws://{addr}/");
+        println!("switchboard serve: WebSocket on {ws}://{addr}/");
     }
     if let Some(addr) = server.gateway().tcp_addr() {
-        println!("switchboard serve: framed TCP on {addr}");
+        println!("switchboard serve: framed TCP on {addr}{tcp}");
     }
     if let Some(addr) = server.admin_addr() {
         println!("switchboard serve: admin on http://{addr}/");

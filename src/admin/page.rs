@@ -3,7 +3,7 @@
 //! docs/api.md lists the families.
 
 use super::{Context, Reply};
-use crate::gateway::metrics::{Refusal, CLOSE_REASONS};
+use crate::gateway::metrics::{Refusal, CLOSE_REASONS, TLS_RESULTS};
 use crate::metrics::{Kind, PrometheusText};
 
 /// The page, or only the process's own lines before the server is up.
@@ -87,6 +87,34 @@ fn gateway_families(sources: &super::Sources, text: &mut PrometheusText) {
         &labelled(
             "transport",
             [("tcp", totals.accepted[0]), ("ws", totals.accepted[1])],
+        ),
+    );
+    let open = gateway.open_connections() as u64;
+    let tls = gateway.tls();
+    family(
+        text,
+        "switchboard_connections_open_by_tls",
+        "Client connections open now, by whether they speak TLS (both listeners do, or neither).",
+        Kind::Gauge,
+        &labelled(
+            "tls",
+            [
+                ("true", if tls { open } else { 0 }),
+                ("false", if tls { 0 } else { open }),
+            ],
+        ),
+    );
+    family(
+        text,
+        "switchboard_tls_handshakes_total",
+        "TLS handshakes by result (failed: a TLS error or the handshake timeout).",
+        Kind::Counter,
+        &labelled(
+            "result",
+            [
+                (TLS_RESULTS[0], totals.tls_handshakes[0]),
+                (TLS_RESULTS[1], totals.tls_handshakes[1]),
+            ],
         ),
     );
     text.counter(

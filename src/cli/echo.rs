@@ -27,7 +27,8 @@ pub(super) fn run_echo(args: EchoArgs) -> ExitCode {
     }
     // Echo serves any WebSocket client, so text messages are echoed rather than refused.
     config.ws_text = true;
-    let drain = match drain_requests() {
+    let tls = config.tls.clone();
+    let drain = match drain_requests(tls.clone()) {
         Ok(drain) => drain,
         Err(e) => {
             eprintln!("switchboard: cannot install signal handlers: {e}");
@@ -52,11 +53,16 @@ pub(super) fn run_echo(args: EchoArgs) -> ExitCode {
         admin: None,
         core: None,
     });
+    let (ws, tcp) = if tls.is_some() {
+        ("wss", " (TLS)")
+    } else {
+        ("ws", "")
+    };
     if let Some(addr) = gateway.ws_addr() {
-        println!("switchboard echo: WebSocket on ws://{addr}/");
+        println!("switchboard echo: WebSocket on {ws}://{addr}/");
     }
     if let Some(addr) = gateway.tcp_addr() {
-        println!("switchboard echo: framed TCP on {addr}");
+        println!("switchboard echo: framed TCP on {addr}{tcp}");
     }
     if let Some(path) = &args.process.handover {
         if let Err(code) = serve_handover(path, offering.clone(), &drain.0, taken) {

@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 
 use crossbeam_channel::{Receiver, Sender};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::admin::DrainCause;
+use crate::gateway::TlsAcceptor;
 use crate::handover::{Offering, TakenOver};
 
 /// With `--handover PATH`: the sockets of the process listening there, if one does.
@@ -64,22 +65,42 @@ pub(super) fn serve_handover(
 
 /// Where drain requests arrive: the first SIGINT or SIGTERM (a thread waits for them), and
 /// whoever else is given the sender (`POST /admin/drain`). A second signal exits at once.
-pub(super) fn drain_requests() -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>)> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+/// SIGHUP, at any time, reads the TLS certificate and key of `tls` again.
+pub(super) fn drain_requests(
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<(Sender<DrainCause>, Receiver<DrainCause>)> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let (requests, drain) = crossbeam_channel::unbounded();
     let from_signals = requests.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
+            let mut stops = signals.forever().filter(|&signal| {
+                if signal == SIGHUP {
+                    reload(tls.as_ref());
+                }
+                signal != SIGHUP
+            });
+            if let Some(signal) = stops.next() {
                 info!(signal, "draining: signal received");
                 let _ = from_signals.send(DrainCause::Signal);
             }
-            if signals.next().is_some() {
+            if stops.next().is_some() {
                 eprintln!("switchboard: second signal, exiting without draining");
                 std::process::exit(130);
             }
         })?;
     Ok((requests, drain))
+}
+
+/// SIGHUP: new handshakes use the certificate the files hold now; a file that cannot be used
+/// keeps the one in use (logged with the reason). Open connections are not touched.
+fn reload(tls: Option<&TlsAcceptor>) {
+    match tls {
+        None => info!("SIGHUP: no TLS certificate to reload"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => warn!("SIGHUP: TLS certificate reloaded; new handshakes use it"),
+            Err(e) => error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays"),
+        },
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::limits::{AllowedOrigins, PerIpLimit, RateLimit};
 pub use super::machine::ControlLimit;
+use super::tls::TlsAcceptor;
 use super::trusted_proxies::TrustedProxies;
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).
@@ -118,6 +119,9 @@ pub struct GatewayConfig {
     /// (v1 or v2) and come from one of these networks; the client address the header carries
     /// replaces the peer's. A connection from elsewhere, or without a valid header, is closed.
     pub proxy_protocol: Option<TrustedProxies>,
+    /// When set, both listeners speak TLS (wss:// and TLS-framed TCP) with this certificate,
+    /// reloadable in place ([`TlsAcceptor::reload`]).
+    pub tls: Option<TlsAcceptor>,
     /// A WebSocket client must finish its upgrade request (and, with `proxy_protocol`, any
     /// client its PROXY header) within this time.
     pub handshake_timeout: Duration,
@@ -152,6 +156,7 @@ impl Default for GatewayConfig {
             per_ip: PerIpLimit::default(),
             allowed_origins: None,
             proxy_protocol: None,
+            tls: None,
             handshake_timeout: Duration::from_secs(10),
             read_wait: Duration::from_secs(180),
             close_linger: Duration::from_secs(2),

@@ -122,6 +122,9 @@ pub fn transport_index(transport: Transport) -> usize {
     }
 }
 
+/// The labels of TLS handshake results, by index of [`ReactorMetrics::tls_handshakes`].
+pub const TLS_RESULTS: [&str; 2] = ["ok", "failed"];
+
 /// One reactor's counters. Aligned so that two reactors' blocks never share a cache line.
 #[derive(Debug)]
 #[repr(align(128))]
@@ -130,6 +133,8 @@ pub struct ReactorMetrics {
     pub accepted: [Counter; 2],
     /// WebSocket upgrades completed.
     pub handshakes: Counter,
+    /// TLS handshakes finished and failed (timed out included), by `TLS_RESULTS` index.
+    pub tls_handshakes: [Counter; 2],
     /// Whole messages (packets, WebSocket messages) read from clients.
     pub messages_in: Counter,
     /// Bytes read from sockets.
@@ -153,6 +158,7 @@ impl Default for ReactorMetrics {
         ReactorMetrics {
             accepted: Default::default(),
             handshakes: Counter::default(),
+            tls_handshakes: Default::default(),
             messages_in: Counter::default(),
             bytes_in: Counter::default(),
             messages_out: Counter::default(),
@@ -203,6 +209,8 @@ pub struct GatewayTotals {
     pub accepted: [u64; 2],
     /// WebSocket upgrades completed.
     pub handshakes: u64,
+    /// TLS handshakes by result, in [`TLS_RESULTS`] order.
+    pub tls_handshakes: [u64; 2],
     /// Messages in.
     pub messages_in: u64,
     /// Bytes in.
@@ -225,6 +233,11 @@ impl GatewayProbe {
     /// Connections open right now.
     pub fn open_connections(&self) -> usize {
         self.shared.open_conns.load(Ordering::Acquire)
+    }
+
+    /// Whether the listeners speak TLS (every connection does, then).
+    pub fn tls(&self) -> bool {
+        self.shared.config.tls.is_some()
     }
 
     /// Bytes queued for writing, as of each reactor's last pass.
@@ -257,6 +270,7 @@ impl GatewayProbe {
         GatewayTotals {
             accepted: [0, 1].map(|i| sum(&|b| &b.accepted[i])),
             handshakes: sum(&|b| &b.handshakes),
+            tls_handshakes: [0, 1].map(|i| sum(&|b| &b.tls_handshakes[i])),
             messages_in: sum(&|b| &b.messages_in),
             bytes_in: sum(&|b| &b.bytes_in),
             messages_out: sum(&|b| &b.messages_out),

@@ -20,6 +20,7 @@ mod machine;
 pub mod metrics;
 mod server;
 pub mod timer_wheel;
+pub mod tls;
 pub mod trusted_proxies;
 pub mod uring;
 
@@ -31,4 +32,5 @@ pub use limits::{AllowedOrigins, PerIpLimit, RateLimit};
 pub use listener::{ListenerCopies, Listeners};
 pub use metrics::{GatewayProbe, Refusal, RefusalCounts};
 pub use server::Gateway;
+pub use tls::{TlsAcceptor, TlsError};
 pub use trusted_proxies::TrustedProxies;

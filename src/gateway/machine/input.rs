@@ -21,6 +21,7 @@ use super::super::handler::{Disconnect, Message};
 use super::super::limits::Verdict;
 use super::super::metrics::Refusal;
 use super::state::{Phase, Protocol};
+use super::tls::TlsStep;
 use super::{Event, Machine, Workspace};
 
 /// Capacity given to a connection's partial-frame buffer when the frame's length is unknown.
@@ -36,11 +37,33 @@ impl Machine {
     /// connection holds the start of a frame whose length is known, only the rest of that
     /// frame joins its buffer (sized for exactly that frame, so the message split off it holds
     /// no spare capacity) and what follows goes through the shared scratch buffer.
+    ///
+    /// On a TLS connection (past any PROXY header) `bytes` are records: they are decrypted
+    /// here and what they carry is stored the same way; what the TLS layer has to say (records
+    /// to send, the end of its handshake, an error) is acted on by the next `poll_input`.
     pub(crate) fn on_bytes(&mut self, ws: &mut Workspace, bytes: &[u8]) {
         self.last_read = stamp(ws.now);
         ws.churn += bytes.len();
         if !self.reads_frames() {
             return; // lingering or flushing: input is discarded
+        }
+        if self.phase != Phase::ProxyHeader {
+            if let Some(tls) = self.tls.as_mut() {
+                let mut plain = std::mem::take(&mut ws.tls_plain);
+                // A close_notify needs nothing of its own: the peer's FIN follows it.
+                tls.read(bytes, &mut ws.tls_records, &mut plain);
+                self.store_plaintext(ws, &plain);
+                plain.clear();
+                ws.tls_plain = plain;
+                return;
+            }
+        }
+        self.store_plaintext(ws, bytes);
+    }
+
+    fn store_plaintext(&mut self, ws: &mut Workspace, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
         }
         let mut start = 0;
         if let Some(own) = self.inbound.as_mut() {
@@ -68,6 +91,13 @@ impl Machine {
             ws.events.is_empty(),
             "events not delivered before the next frame"
         );
+        if self.tls.is_some() {
+            match self.tls_step(ws, key) {
+                TlsStep::Continue => {}
+                TlsStep::Progressed => return true,
+                TlsStep::Stop => return false,
+            }
+        }
         if !self.reads_frames() || ws.frames_left == 0 || self.over_cap(ws) {
             return false;
         }
@@ -131,6 +161,7 @@ impl Machine {
                 self.start_flushing(ws, key);
             }
             Phase::ProxyHeader
+            | Phase::TlsHandshake
             | Phase::Handshake
             | Phase::AwaitingCloseReply
             | Phase::Lingering => self.finish(ws, key, None),
@@ -151,6 +182,7 @@ impl Machine {
     fn decode_one(&mut self, ws: &mut Workspace, key: usize, src: &mut BytesMut) -> bool {
         match self.protocol {
             Protocol::ProxyHeader => self.decode_proxy_header(ws, key, src),
+            Protocol::TlsHandshake => false,
             Protocol::Tcp => self.decode_packet(ws, key, src),
             Protocol::WsHandshake(_) => self.decode_handshake(ws, key, src),
             Protocol::Ws(_) => self.decode_ws(ws, key, src),
@@ -165,6 +197,16 @@ impl Machine {
             Ok(Decoded::Complete((header, consumed))) => {
                 src.advance(consumed);
                 self.proxy_header_read(ws, key, header);
+                if let Some(tls) = self.tls.as_mut() {
+                    // What followed the header is the start of the TLS handshake. No
+                    // plaintext can come out of a first flight; should any, it is kept.
+                    let records = src.split();
+                    let mut plain = std::mem::take(&mut ws.tls_plain);
+                    tls.read(&records, &mut ws.tls_records, &mut plain);
+                    src.extend_from_slice(&plain);
+                    plain.clear();
+                    ws.tls_plain = plain;
+                }
                 true
             }
             Ok(Decoded::NeedMore) => false,
@@ -372,6 +414,6 @@ fn partial_frame_len(protocol: &Protocol, src: &[u8], max_packet: usize) -> Opti
                 _ => None,
             }
         }
-        Protocol::ProxyHeader | Protocol::WsHandshake(_) => None,
+        Protocol::ProxyHeader | Protocol::TlsHandshake | Protocol::WsHandshake(_) => None,
     }
 }

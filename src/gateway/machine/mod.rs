@@ -24,6 +24,7 @@ mod input;
 mod outgoing;
 mod output;
 mod state;
+mod tls;
 mod workspace;
 
 #[cfg(test)]

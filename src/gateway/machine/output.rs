@@ -77,7 +77,21 @@ impl Machine {
         }
     }
 
+    /// Queues bytes of the transport (encrypted first on a TLS connection).
     pub(super) fn queue(&mut self, ws: &mut Workspace, key: usize, bytes: Bytes) {
+        let bytes = match self.tls.as_mut() {
+            Some(tls) => match tls.seal(&bytes) {
+                Some(records) => records,
+                // A session that cannot send (it failed) sends nothing more in the clear.
+                None => return,
+            },
+            None => bytes,
+        };
+        self.queue_raw(ws, key, bytes);
+    }
+
+    /// Queues bytes as they go on the wire.
+    pub(super) fn queue_raw(&mut self, ws: &mut Workspace, key: usize, bytes: Bytes) {
         let before = self.outgoing.backlog_bytes();
         self.outgoing.push(&mut ws.arena, bytes);
         ws.account(key, before, self.outgoing.backlog_bytes());
@@ -104,9 +118,13 @@ impl Machine {
         let inbound = self.inbound.as_ref().map_or(0, |b| b.capacity());
         let reassembly = match &self.protocol {
             Protocol::Ws(reader) => reader.held_bytes(),
-            Protocol::ProxyHeader | Protocol::Tcp | Protocol::WsHandshake(_) => 0,
+            Protocol::ProxyHeader
+            | Protocol::TlsHandshake
+            | Protocol::Tcp
+            | Protocol::WsHandshake(_) => 0,
         };
-        self.outgoing.backlog_bytes() + inbound + reassembly
+        let tls = self.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+        self.outgoing.backlog_bytes() + inbound + reassembly + tls
     }
 
     /// Whether the connection holds more than the slow-consumer cap allows (it is then not

@@ -20,6 +20,8 @@ use super::super::limits::rate::RateCell;
 use super::super::limits::IpRefusal;
 use super::super::metrics::Refusal;
 use super::outgoing::Outgoing;
+use super::tls::TlsSession;
+use super::workspace::TLS_FAILED;
 use super::{Event, Workspace};
 
 /// Where a connection is in its life. Each phase gives the connection's one timer its
@@ -29,6 +31,9 @@ pub(crate) enum Phase {
     /// `--proxy-protocol`: waiting for the PROXY header that must open the connection, under
     /// the handshake deadline. Nothing else is read and the handler has not been asked yet.
     ProxyHeader,
+    /// TLS listeners: the TLS handshake, under the handshake deadline (after any PROXY
+    /// header, which is plaintext before the ClientHello).
+    TlsHandshake,
     /// WebSocket: waiting for the complete upgrade request (and then the handler's answer).
     Handshake,
     /// Serving messages.
@@ -49,6 +54,8 @@ pub(super) enum Protocol {
     /// Before the PROXY header: the codec's parser keeps no state between reads (the bytes so
     /// far wait in `inbound`), so this needs none either.
     ProxyHeader,
+    /// During the TLS handshake no plaintext arrives, so there is nothing to parse.
+    TlsHandshake,
     /// Framed packets; the workspace's `PacketDecoder` needs no per-connection state.
     Tcp,
     /// WebSocket before the 101: the incremental request parser (boxed: short-lived).
@@ -100,6 +107,8 @@ pub(crate) struct Machine {
     pub(super) outgoing: Outgoing,
     pub(super) protocol: Protocol,
     pub(super) peer: SocketAddr,
+    /// The TLS session when the listeners speak TLS (boxed: 8 bytes here for plain ones).
+    pub(super) tls: Option<Box<TlsSession>>,
 }
 
 impl Machine {
@@ -124,13 +133,16 @@ impl Machine {
             outgoing: Outgoing::default(),
             protocol: Protocol::ProxyHeader,
             peer,
+            tls: None,
         };
-        if proxy_header || transport == Transport::WebSocket {
-            // The PROXY header and the upgrade request share the one handshake deadline.
+        let tls = ws.limits.tls.is_some();
+        if proxy_header || tls || transport == Transport::WebSocket {
+            // The PROXY header, the TLS handshake and the upgrade request share the one
+            // handshake deadline.
             ws.push(key, Event::Deadline(ws.now + ws.limits.handshake_ticks));
         }
         if !proxy_header {
-            machine.begin_transport(ws, key);
+            machine.begin_tls_or_transport(ws, key);
         }
         machine
     }
@@ -169,13 +181,36 @@ impl Machine {
     pub(crate) fn reads_frames(&self) -> bool {
         matches!(
             self.phase,
-            Phase::ProxyHeader | Phase::Handshake | Phase::Open | Phase::AwaitingCloseReply
+            Phase::ProxyHeader
+                | Phase::TlsHandshake
+                | Phase::Handshake
+                | Phase::Open
+                | Phase::AwaitingCloseReply
         )
+    }
+
+    /// After any PROXY header: the TLS handshake on TLS listeners, else the transport.
+    pub(super) fn begin_tls_or_transport(&mut self, ws: &mut Workspace, key: usize) {
+        let Some(config) = ws.limits.tls.clone() else {
+            self.begin_transport(ws, key);
+            return;
+        };
+        match TlsSession::new(config) {
+            Ok(session) => {
+                self.tls = Some(Box::new(session));
+                self.phase = Phase::TlsHandshake;
+                self.protocol = Protocol::TlsHandshake;
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "cannot start a TLS session");
+                self.finish(ws, key, None);
+            }
+        }
     }
 
     /// Starts the transport's own first phase, once any PROXY header is read: framed TCP is
     /// open at once (the handler is asked to admit it), WebSocket waits for its upgrade.
-    fn begin_transport(&mut self, ws: &mut Workspace, key: usize) {
+    pub(super) fn begin_transport(&mut self, ws: &mut Workspace, key: usize) {
         match self.transport {
             Transport::Tcp => {
                 self.phase = Phase::Open;
@@ -219,7 +254,7 @@ impl Machine {
                 }
             }
         }
-        self.begin_transport(ws, key);
+        self.begin_tls_or_transport(ws, key);
     }
 
     // ---- the handler's answers and commands -----------------------------------------------
@@ -338,7 +373,9 @@ impl Machine {
                     Transport::Tcp => self.start_flushing(ws, key),
                 }
             }
-            Phase::ProxyHeader | Phase::Handshake => self.finish(ws, key, None),
+            Phase::ProxyHeader | Phase::TlsHandshake | Phase::Handshake => {
+                self.finish(ws, key, None)
+            }
             Phase::AwaitingCloseReply | Phase::Flushing | Phase::Lingering | Phase::Closed => {}
         }
     }
@@ -357,6 +394,12 @@ impl Machine {
             Phase::ProxyHeader => {
                 info!(peer = %self.peer, "closing connection: no PROXY header within the handshake timeout");
                 ws.refuse(Refusal::HandshakeTimeout);
+                self.finish(ws, key, None);
+            }
+            Phase::TlsHandshake => {
+                info!(peer = %self.peer, "closing connection: TLS handshake not finished within the handshake timeout");
+                ws.refuse(Refusal::HandshakeTimeout);
+                ws.tls_handshakes[TLS_FAILED] += 1;
                 self.finish(ws, key, None);
             }
             Phase::Handshake => {
@@ -399,6 +442,12 @@ impl Machine {
             Phase::Flushing | Phase::Lingering | Phase::Closed
         ) {
             return;
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            // close_notify: the peer can tell our end from a truncation.
+            if let Some(alert) = tls.close_notify() {
+                self.queue_raw(ws, key, alert);
+            }
         }
         self.phase = Phase::Flushing;
         self.inbound = None;

@@ -46,6 +46,8 @@ pub(crate) struct Limits {
     pub(crate) handshake_ticks: u64,
     pub(crate) read_wait_ticks: u64,
     pub(crate) linger_ticks: u64,
+    /// Both listeners speak TLS, with sessions made from this (`--tls-cert`, `--tls-key`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Limits {
@@ -62,6 +64,7 @@ impl Limits {
             handshake_ticks: ticks(config.handshake_timeout),
             read_wait_ticks: ticks(config.read_wait),
             linger_ticks: ticks(config.close_linger),
+            tls: config.tls.as_ref().map(|tls| tls.server_config()),
         }
     }
 }
@@ -103,7 +106,19 @@ pub(crate) struct Workspace {
     /// The gateway's per-IP table when its limits are on: the machine counts its client
     /// after the PROXY header names it (without PROXY, the driver does at accept).
     pub(super) per_ip: Option<Arc<PerIpTable>>,
+    /// Where TLS records are decrypted (empty between reads).
+    pub(super) tls_records: Vec<u8>,
+    /// The plaintext of one read of a TLS connection (empty between reads).
+    pub(super) tls_plain: Vec<u8>,
+    /// TLS handshakes finished and failed since the driver last took these counts (indexed
+    /// by [`TLS_OK`] and [`TLS_FAILED`]).
+    pub(super) tls_handshakes: [u64; 2],
 }
+
+/// Index of finished handshakes in [`Workspace::take_tls_handshakes`].
+pub(crate) const TLS_OK: usize = 0;
+/// Index of failed (or timed-out) handshakes in [`Workspace::take_tls_handshakes`].
+pub(crate) const TLS_FAILED: usize = 1;
 
 impl Workspace {
     pub(crate) fn new(limits: Limits, now: u64) -> Self {
@@ -124,6 +139,9 @@ impl Workspace {
             churn: 0,
             refused: [0; Refusal::ALL.len()],
             per_ip: None,
+            tls_records: Vec::new(),
+            tls_plain: Vec::new(),
+            tls_handshakes: [0; 2],
         }
     }
 
@@ -191,6 +209,11 @@ impl Workspace {
     /// The refusals counted since the last call, which start again from zero.
     pub(crate) fn take_refused(&mut self) -> [u64; Refusal::ALL.len()] {
         std::mem::take(&mut self.refused)
+    }
+
+    /// TLS handshakes finished and failed since the last call ([`TLS_OK`], [`TLS_FAILED`]).
+    pub(crate) fn take_tls_handshakes(&mut self) -> [u64; 2] {
+        std::mem::take(&mut self.tls_handshakes)
     }
 
     pub(super) fn push(&mut self, key: usize, event: Event) {
