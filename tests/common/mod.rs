@@ -113,6 +113,11 @@ impl TestGateway {
             .expect("WebSocket listener configured")
     }
 
+    /// The gateway's counters.
+    pub fn probe(&self) -> switchboard::gateway::GatewayProbe {
+        self.inner().probe()
+    }
+
     /// Connections the gateway holds right now.
     pub fn open_connections(&self) -> usize {
         self.inner().open_connections()
