@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::process::EchoProcess;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -309,4 +311,87 @@ fn a_reload_serves_the_new_certificate_to_new_handshakes_only() {
     );
     // The connection from before the reload is untouched.
     echo_packet(&mut open, b"open across the reload");
+}
+
+/// The binary itself: `--tls-cert`/`--tls-key`, SIGHUP with a bad file (kept serving the old
+/// certificate), SIGHUP with a new one (new handshakes get it, the open connection stays).
+#[test]
+fn sighup_reloads_the_certificate_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = make_cert(dir.path(), "live");
+    let (cert, key) = (
+        old.cert_path.to_str().unwrap(),
+        old.key_path.to_str().unwrap(),
+    );
+    let process = EchoProcess::spawn(&["--tls-cert", cert, "--tls-key", key]);
+    let trusts_old = client_config(&old, &[&rustls::version::TLS13]);
+    let mut open = connect_tls(process.tcp, &trusts_old);
+    echo_packet(&mut open, b"before");
+
+    std::fs::write(&old.cert_path, "garbage").unwrap();
+    process.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    let fresh_old = client_config(&old, &[&rustls::version::TLS13]);
+    echo_packet(
+        &mut connect_tls(process.tcp, &fresh_old),
+        b"old certificate kept",
+    );
+
+    let new = make_cert(dir.path(), "live");
+    process.signal(libc::SIGHUP);
+    let trusts_new = client_config(&new, &[&rustls::version::TLS13]);
+    let reloaded = wait_until(Duration::from_secs(5), || {
+        let stream = TcpStream::connect(process.tcp).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = StreamOwned::new(
+            ClientConnection::new(trusts_new.clone(), name).unwrap(),
+            stream,
+        );
+        (0..10).all(|_| !tls.conn.is_handshaking() || tls.conn.complete_io(&mut tls.sock).is_ok())
+            && !tls.conn.is_handshaking()
+    });
+    assert!(
+        reloaded,
+        "new handshakes present the new certificate after SIGHUP"
+    );
+    echo_packet(&mut open, b"open across the reload");
+}
+
+/// An outside client: Python's `ssl` module, trusting the test's certificate, over framed TCP.
+#[test]
+fn python_ssl_client_echoes_a_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert(dir.path(), "a");
+    let gateway = TestGateway::echo(tls_config(&cert));
+    let script = r#"
+import socket, ssl, struct, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        packet = bytes.fromhex(sys.argv[3])
+        tls.sendall(packet)
+        got = b""
+        while len(got) < len(packet):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        print(tls.version(), got.hex())
+"#;
+    let sent = packet(3, b"from python");
+    let hex: String = sent.iter().map(|b| format!("{b:02x}")).collect();
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &gateway.tcp_addr().port().to_string()])
+        .arg(&cert.cert_path)
+        .arg(&hex)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("TLSv1.3 {hex}"));
 }

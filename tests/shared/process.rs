@@ -56,7 +56,11 @@ pub fn read_listeners(
         let Some(said) = line.strip_prefix(&prefix) else {
             continue;
         };
-        if let Some(rest) = said.strip_prefix("WebSocket on ws://") {
+        let said = said.trim_end_matches(" (TLS)");
+        let ws_address = said
+            .strip_prefix("WebSocket on ws://")
+            .or_else(|| said.strip_prefix("WebSocket on wss://"));
+        if let Some(rest) = ws_address {
             ws = Some(
                 rest.trim_end_matches('/')
                     .parse()
