@@ -22,6 +22,9 @@ use switchboard_codec::ws::handshake::{ClientHandshake, ClientRequest};
 use switchboard_codec::ws::{Client, FrameEncoder, Message, MessageReader, OpCode, ReaderConfig};
 use switchboard_codec::Decoded;
 
+#[path = "idle_memory_tls.rs"]
+mod tls;
+
 type BoxError = Box<dyn Error + Send + Sync>;
 
 /// The echo payload: small, like an idle client's heartbeat.
@@ -74,6 +77,11 @@ struct Args {
     /// --server-bin and --workers are ignored; use --tcp 0 if it has no framed-TCP listener.
     #[arg(long, value_name = "CMD")]
     server_cmd: Option<String>,
+    /// Both listeners speak TLS (a certificate generated for the run): every connection makes
+    /// a full TLS handshake, then the same one echo, and stays idle. Connections are opened
+    /// one after the other, not in lock step.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() {
@@ -152,9 +160,14 @@ fn measure_once(
     server_bin: &PathBuf,
     sources: &[Ipv4Addr],
 ) -> Result<RunResult, BoxError> {
+    let tls = if args.tls {
+        Some(tls::TlsSetup::new()?)
+    } else {
+        None
+    };
     let mut server = match &args.server_cmd {
         Some(template) => ServerProcess::start_command(template)?,
-        None => ServerProcess::start(server_bin, args.workers)?,
+        None => ServerProcess::start(server_bin, args.workers, tls.as_ref())?,
     };
     std::thread::sleep(Duration::from_millis(args.settle_ms));
     let baseline = server.reading()?;
@@ -171,7 +184,24 @@ fn measure_once(
             continue;
         }
         let started = Instant::now();
-        for start in (0..conns).step_by(args.batch.max(1)) {
+        if let Some(tls) = &tls {
+            let target = if name == "ws" {
+                server.ws_addr
+            } else {
+                server.tcp_addr
+            };
+            for _ in 0..conns {
+                let stream = connect_from(source.next().expect("cycle"), target)?;
+                held.push(match name {
+                    "ws" => tls.open_ws(stream, target)?,
+                    _ => tls.open_tcp(stream)?,
+                });
+            }
+        }
+        for start in (0..conns)
+            .step_by(args.batch.max(1))
+            .filter(|_| tls.is_none())
+        {
             let count = args.batch.max(1).min(conns - start);
             let batch = match name {
                 "ws" => open_ws_batch(server.ws_addr, &mut source, count)?,
@@ -362,7 +392,11 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts `switchboard echo` on two free loopback ports and waits for both listening lines.
     /// The child inherits this process's raised RLIMIT_NOFILE.
-    fn start(bin: &PathBuf, workers: Option<usize>) -> Result<ServerProcess, BoxError> {
+    fn start(
+        bin: &PathBuf,
+        workers: Option<usize>,
+        tls: Option<&tls::TlsSetup>,
+    ) -> Result<ServerProcess, BoxError> {
         let ws_addr = free_loopback_port()?;
         let tcp_addr = free_loopback_port()?;
         let mut command = Command::new(bin);
@@ -377,6 +411,13 @@ impl ServerProcess {
             .stderr(Stdio::inherit());
         if let Some(workers) = workers {
             command.arg("--workers").arg(workers.to_string());
+        }
+        if let Some(tls) = tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
         }
         let mut child = command
             .spawn()
@@ -667,6 +708,7 @@ impl RunResult {
             format!("\"workers\":{}", json_workers(args)),
             format!("\"ws\":{}", args.ws),
             format!("\"tcp\":{}", args.tcp),
+            format!("\"tls\":{}", args.tls),
             format!("\"baseline_rss_kib\":{}", self.baseline.server.rss_kib),
             format!("\"final_rss_kib\":{}", self.last().server.rss_kib),
             format!("\"threads\":{}", self.last().server.threads),
