@@ -395,3 +395,61 @@ with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
     );
     assert_eq!(stdout.trim(), format!("TLSv1.3 {hex}"));
 }
+
+/// A TLS 1.2 renegotiation (openssl s_client's `R` command) is refused with rustls's
+/// `no_renegotiation` warning; OpenSSL gives up at it, and the server serves the next client.
+#[test]
+fn renegotiation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert(dir.path(), "a");
+    let gateway = TestGateway::echo(tls_config(&cert));
+    let mut client = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-msg",
+            "-servername",
+            "localhost",
+            "-connect",
+        ])
+        .arg(gateway.tcp_addr().to_string())
+        .arg("-CAfile")
+        .arg(&cert.cert_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let mut stdin = client.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // "R" at the start of a line asks s_client to renegotiate.
+    let _ = stdin.write_all(b"R\n");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let finished = wait_until(Duration::from_secs(10), || {
+        client
+            .try_wait()
+            .map(|status| status.is_some())
+            .unwrap_or(true)
+    });
+    if !finished {
+        let _ = client.kill();
+    }
+    let output = client.wait_with_output().unwrap();
+    // s_client says RENEGOTIATING on stderr, the messages on stdout.
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("RENEGOTIATING"), "{said}");
+    assert!(said.contains("warning no_renegotiation"), "{said}");
+    // The handshake was never redone: one ServerHello only.
+    assert_eq!(
+        said.matches("ServerHello\n").count() + said.matches("ServerHello\r").count(),
+        1,
+        "{said}"
+    );
+    let config = client_config(&cert, &[&rustls::version::TLS12]);
+    echo_packet(
+        &mut connect_tls(gateway.tcp_addr(), &config),
+        b"next client",
+    );
+}

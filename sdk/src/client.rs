@@ -132,6 +132,7 @@ impl Client {
                 endpoint: crate::Endpoint::Tcp {
                     host: String::new(),
                     port: 0,
+                    tls: false,
                 },
             },
             request_timeout,

@@ -8,6 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use switchboard_codec::packet::DEFAULT_MAX_PAYLOAD;
 
 use crate::backoff::Backoff;
@@ -76,6 +78,10 @@ pub struct ClientConfig {
     /// `--max-packet`). Over WebSocket a message of this plus the 10-byte packet header is
     /// accepted (docs/protocol.md §1: one limit, on the payload, on both transports).
     pub max_packet: u32,
+    /// The TLS client settings for `tls://` and `wss://` endpoints: whom to trust. `None`
+    /// (the default) trusts the system's root certificates; [`ClientConfig::trust_pem`] trusts
+    /// given CAs (a private CA, a test's self-signed certificate) instead.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -100,7 +106,23 @@ impl ClientConfig {
             client_version: concat!("sdk-rust/", env!("CARGO_PKG_VERSION")).to_owned(),
             dedupe_window: 4096,
             max_packet: DEFAULT_MAX_PAYLOAD,
+            tls: None,
         })
+    }
+
+    /// Trusts only the CA certificates (or self-signed server certificates) in `pem` for
+    /// `tls://` and `wss://` endpoints.
+    pub fn trust_pem(mut self, pem: &[u8]) -> Result<Self, TlsTrustError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| TlsTrustError(e.to_string()))?;
+            roots.add(cert).map_err(|e| TlsTrustError(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(TlsTrustError("no CERTIFICATE in the PEM".into()));
+        }
+        self.tls = Some(tls_config(roots)?);
+        Ok(self)
     }
 
     /// Replaces the token with a provider called before every login.
@@ -111,6 +133,41 @@ impl ClientConfig {
         self.token = TokenSource::Provider(Arc::new(provider));
         self
     }
+}
+
+/// Why TLS trust could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS trust: {0}")]
+pub struct TlsTrustError(pub String);
+
+/// A TLS client configuration (ring, TLS 1.3 and 1.2) trusting `roots`.
+pub(crate) fn tls_config(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, TlsTrustError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsTrustError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The system's root certificates (what `tls: None` trusts), read once per process.
+pub(crate) fn system_tls() -> Result<Arc<rustls::ClientConfig>, TlsTrustError> {
+    static SYSTEM: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, TlsTrustError>> =
+        std::sync::OnceLock::new();
+    SYSTEM
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(TlsTrustError("no system root certificates found".into()));
+            }
+            tls_config(roots)
+        })
+        .clone()
 }
 
 #[cfg(test)]

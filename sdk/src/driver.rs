@@ -6,7 +6,7 @@
 //! the protocol; the session does. Every wait has a deadline, so the thread never hangs.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::config::ClientConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{ConnectError, LinkError, StopReason};
 use crate::session::{Command, Flow, Session};
+use crate::wire::Wire;
 
 /// The socket's token.
 const SOCKET: Token = Token(0);
@@ -52,7 +53,8 @@ enum State {
 }
 
 struct Link {
-    stream: TcpStream,
+    /// The socket, through TLS for `tls://` and `wss://`.
+    wire: Wire,
     /// The codec's client half: the upgrade, frames, pongs and the close echo.
     framing: ClientLink,
     input: BytesMut,
@@ -293,6 +295,10 @@ impl Driver {
             return Flow::Continue;
         };
         let _ = stream.set_nodelay(true);
+        let wire = match self.wire(&endpoint, stream) {
+            Ok(wire) => wire,
+            Err(error) => return Flow::Reconnect(error),
+        };
         let token = match self.config.token.token() {
             Ok(token) => token,
             Err(message) if self.session.logged_in_once() => {
@@ -322,12 +328,26 @@ impl Driver {
         };
         info!(%endpoint, "connected");
         self.state = State::Open(Link {
-            stream,
+            wire,
             framing,
             input: BytesMut::new(),
             output,
         });
         self.session.connection_opened(endpoint, &token, now)
+    }
+
+    /// The connected socket as the endpoint speaks it: in the clear, or through TLS checked
+    /// against the endpoint's host name.
+    fn wire(&self, endpoint: &Endpoint, stream: TcpStream) -> Result<Wire, LinkError> {
+        if !endpoint.is_tls() {
+            return Ok(Wire::plain(stream));
+        }
+        let config = match &self.config.tls {
+            Some(config) => config.clone(),
+            None => crate::config::system_tls()
+                .map_err(|e| LinkError::from(io::Error::new(io::ErrorKind::InvalidInput, e)))?,
+        };
+        Ok(Wire::tls(stream, config, endpoint.host())?)
     }
 
     /// Reads everything available, then hands the whole packets to the session.
@@ -340,7 +360,7 @@ impl Driver {
         loop {
             let len = link.input.len();
             link.input.resize(len + READ_CHUNK, 0);
-            let result = link.stream.read(&mut link.input[len..]);
+            let result = link.wire.read(&mut link.input[len..]);
             let n = *result.as_ref().unwrap_or(&0);
             link.input.truncate(len + n);
             match result {
@@ -383,8 +403,11 @@ impl Driver {
         for packet in self.session.take_packets() {
             link.framing.send(&packet, self.rng.gen(), &mut link.output);
         }
+        if let Err(error) = link.wire.flush_tls() {
+            return Flow::Reconnect(error.into());
+        }
         while !link.output.is_empty() {
-            match link.stream.write(&link.output) {
+            match link.wire.write(&link.output) {
                 Ok(0) => return Flow::Reconnect(LinkError::Closed),
                 Ok(n) => link.output.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -440,7 +463,11 @@ impl Driver {
             },
         );
         match state {
-            State::Open(Link { mut stream, .. }) | State::Connecting { mut stream, .. } => {
+            State::Open(Link {
+                wire: Wire { mut stream, .. },
+                ..
+            })
+            | State::Connecting { mut stream, .. } => {
                 let _ = self.poll.registry().deregister(&mut stream);
                 let _ = stream.shutdown(Shutdown::Both);
             }
@@ -457,7 +484,8 @@ impl Driver {
             let key = self.rng.gen();
             link.framing
                 .send_close(CloseCode::NORMAL, "", key, &mut link.output);
-            let _ = link.stream.write(&link.output);
+            let _ = link.wire.write(&link.output);
+            let _ = link.wire.flush_tls();
         }
         self.close_socket();
         self.state = State::Stopped;

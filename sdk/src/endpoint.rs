@@ -1,6 +1,7 @@
-//! `Endpoint`: one gateway address, `tcp://host:port` or `ws://host[:port][/path]`.
+//! `Endpoint`: one gateway address, `tcp://host:port` or `ws://host[:port][/path]`, and their
+//! TLS forms `tls://host:port` and `wss://host[:port][/path]`.
 //!
-//! Parsing is strict and never panics: a scheme other than `tcp` or `ws`, a missing host, a
+//! Parsing is strict and never panics: a scheme other than `tcp`, `tls`, `ws` or `wss`, a missing host, a
 //! missing TCP port, a port outside 1..=65535, or anything after the authority of a TCP
 //! address is refused with the variant naming it. `Display` writes the string back.
 
@@ -16,6 +17,8 @@ pub enum Endpoint {
         host: String,
         /// The port.
         port: u16,
+        /// `tls://`: the packets go through TLS.
+        tls: bool,
     },
     /// WebSocket: each packet is one binary message.
     Ws {
@@ -25,6 +28,8 @@ pub enum Endpoint {
         port: u16,
         /// The request path with its query, starting with `/` (`/` when the address names none).
         path: String,
+        /// `wss://`: the WebSocket runs over TLS.
+        tls: bool,
     },
 }
 
@@ -34,8 +39,8 @@ pub enum EndpointError {
     /// No `scheme://` prefix.
     #[error("missing scheme: expected tcp://host:port or ws://host:port/path")]
     MissingScheme,
-    /// A scheme other than `tcp` and `ws` (`wss` included: TLS is not built in).
-    #[error("unsupported scheme {0:?}: expected tcp or ws")]
+    /// A scheme other than `tcp`, `tls`, `ws` and `wss`.
+    #[error("unsupported scheme {0:?}: expected tcp, tls, ws or wss")]
     UnsupportedScheme(String),
     /// Nothing between `://` and the port or path.
     #[error("missing host")]
@@ -58,6 +63,7 @@ pub enum EndpointError {
 }
 
 const DEFAULT_WS_PORT: u16 = 80;
+const DEFAULT_WSS_PORT: u16 = 443;
 
 impl Endpoint {
     /// The host to resolve.
@@ -71,6 +77,13 @@ impl Endpoint {
     pub fn port(&self) -> u16 {
         match self {
             Endpoint::Tcp { port, .. } | Endpoint::Ws { port, .. } => *port,
+        }
+    }
+
+    /// Whether the connection runs over TLS (`tls://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Endpoint::Tcp { tls, .. } | Endpoint::Ws { tls, .. } => *tls,
         }
     }
 
@@ -90,9 +103,11 @@ impl FromStr for Endpoint {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (scheme, rest) = s.split_once("://").ok_or(EndpointError::MissingScheme)?;
-        let is_ws = match scheme.to_ascii_lowercase().as_str() {
-            "tcp" => false,
-            "ws" => true,
+        let (is_ws, tls) = match scheme.to_ascii_lowercase().as_str() {
+            "tcp" => (false, false),
+            "tls" => (false, true),
+            "ws" => (true, false),
+            "wss" => (true, true),
             _ => return Err(EndpointError::UnsupportedScheme(scheme.to_owned())),
         };
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -111,15 +126,20 @@ impl FromStr for Endpoint {
             }
             Ok(Endpoint::Ws {
                 host,
-                port: port.unwrap_or(DEFAULT_WS_PORT),
+                port: port.unwrap_or(if tls {
+                    DEFAULT_WSS_PORT
+                } else {
+                    DEFAULT_WS_PORT
+                }),
                 path,
+                tls,
             })
         } else {
             if !tail.is_empty() && tail != "/" {
                 return Err(EndpointError::TrailingPath(tail.to_owned()));
             }
             let port = port.ok_or(EndpointError::MissingPort)?;
-            Ok(Endpoint::Tcp { host, port })
+            Ok(Endpoint::Tcp { host, port, tls })
         }
     }
 }
@@ -167,8 +187,12 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), EndpointErr
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp { .. } => write!(f, "tcp://{}", self.authority()),
-            Endpoint::Ws { path, .. } => write!(f, "ws://{}{path}", self.authority()),
+            Endpoint::Tcp { tls: false, .. } => write!(f, "tcp://{}", self.authority()),
+            Endpoint::Tcp { tls: true, .. } => write!(f, "tls://{}", self.authority()),
+            Endpoint::Ws { path, tls, .. } => {
+                let scheme = if *tls { "wss" } else { "ws" };
+                write!(f, "{scheme}://{}{path}", self.authority())
+            }
         }
     }
 }
@@ -181,6 +205,7 @@ mod tests {
         Endpoint::Tcp {
             host: host.into(),
             port,
+            tls: false,
         }
     }
 
@@ -189,6 +214,7 @@ mod tests {
             host: host.into(),
             port,
             path: path.into(),
+            tls: false,
         }
     }
 
@@ -205,6 +231,19 @@ mod tests {
     }
 
     #[test]
+    fn parses_tls_and_wss_addresses() {
+        let tls: Endpoint = "tls://gw.example:9443".parse().unwrap();
+        assert!(tls.is_tls() && matches!(tls, Endpoint::Tcp { port: 9443, .. }));
+        let wss: Endpoint = "wss://gw.example/chat".parse().unwrap();
+        assert!(wss.is_tls() && matches!(wss, Endpoint::Ws { port: 443, .. }));
+        assert!(!"ws://gw.example".parse::<Endpoint>().unwrap().is_tls());
+        assert_eq!(
+            "tls://gw.example".parse::<Endpoint>(),
+            Err(EndpointError::MissingPort)
+        );
+    }
+
+    #[test]
     fn parses_bracketed_ipv6() {
         assert_eq!("tcp://[::1]:9000".parse(), Ok(tcp("::1", 9000)));
         assert_eq!("ws://[fe80::1]/".parse(), Ok(ws("fe80::1", 80, "/")));
@@ -216,8 +255,8 @@ mod tests {
         let err = |s: &str| s.parse::<Endpoint>().unwrap_err();
         assert_eq!(err("127.0.0.1:9000"), EndpointError::MissingScheme);
         assert_eq!(
-            err("wss://h:1"),
-            EndpointError::UnsupportedScheme("wss".into())
+            err("http://h:1"),
+            EndpointError::UnsupportedScheme("http".into())
         );
         assert_eq!(err("tcp://:9000"), EndpointError::MissingHost);
         assert_eq!(err("tcp://host"), EndpointError::MissingPort);
@@ -252,6 +291,8 @@ mod tests {
             "ws://localhost:9001/",
             "ws://[::1]:80/p?q=1",
             "tcp://[::1]:7",
+            "tls://gw.example:9443",
+            "wss://gw.example:443/chat",
         ] {
             let endpoint: Endpoint = s.parse().unwrap();
             assert_eq!(endpoint.to_string(), s);

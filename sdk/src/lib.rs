@@ -36,10 +36,11 @@ pub mod msg_id;
 mod outbox;
 mod session;
 mod sync;
+mod wire;
 
 pub use backoff::Backoff;
 pub use client::{Client, GroupDetail, SendHandle};
-pub use config::{ClientConfig, TokenProvider, TokenSource};
+pub use config::{ClientConfig, TlsTrustError, TokenProvider, TokenSource};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{Ack, ConnectError, LinkError, RequestError, SendError, StopReason};
 pub use event::{Event, LoginInfo};

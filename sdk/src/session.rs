@@ -552,6 +552,7 @@ impl Session {
             endpoint: self.endpoint.clone().unwrap_or_else(|| Endpoint::Tcp {
                 host: String::new(),
                 port: 0,
+                tls: false,
             }),
         }
     }

@@ -32,6 +32,7 @@ fn endpoint() -> Endpoint {
     Endpoint::Tcp {
         host: "127.0.0.1".into(),
         port: 9,
+        tls: false,
     }
 }
 

@@ -8,13 +8,16 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bash tests/autobahn/run.sh [--cases PATTERN...] [--self-test] [--no-build]
+usage: bash tests/autobahn/run.sh [--cases PATTERN...] [--self-test] [--no-build] [--tls]
 
   --cases PATTERN...  run only these cases ('1.*', '9.1.*', '7.5.1'; quote the stars);
                       default: every case outside sections 12 and 13
   --self-test         test against Autobahn's own echo server instead of switchboard
                       (checks this script and the suite, not our code)
   --no-build          use the existing target/release/switchboard (or $CARGO_TARGET_DIR/release)
+  --tls               over wss://: the server gets a self-signed certificate made for the run
+                      (openssl); Autobahn's client (Twisted's default client context) does not
+                      verify certificates, so it needs no trust set up
 
 environment:
   AUTOBAHN_SERVER_CMD  shell command that starts the server under test, with {port} for the
@@ -36,6 +39,7 @@ max_message=16777216 # the suite's largest message (9.1.6, 9.2.6) is 16 MiB
 cases=()
 self_test=0
 build=1
+tls=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --cases)
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
             ;;
         --self-test) self_test=1; shift ;;
         --no-build) build=0; shift ;;
+        --tls) tls=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "autobahn: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -76,6 +81,15 @@ else
         (cd "$repo" && cargo build --release --bin switchboard)
     fi
     server_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/switchboard' echo --ws 127.0.0.1:{port} --tcp 127.0.0.1:{tcp_port} --max-message $max_message"
+fi
+scheme=ws
+if [[ $tls == 1 ]]; then
+    scheme=wss
+    agent="$agent-tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+    server_cmd="$server_cmd --tls-cert '$work/tls.crt' --tls-key '$work/tls.key'"
 fi
 
 read -r port tcp_port < <(python3 -c '
@@ -145,10 +159,10 @@ until python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int
     sleep 0.1
     waited=$((waited + 1))
 done
-log "server pid $server_pid accepts on ws://127.0.0.1:$port"
+log "server pid $server_pid accepts on $scheme://127.0.0.1:$port"
 
 spec="$work/fuzzingclient.json"
-python3 - "$here/fuzzingclient.json" "$spec" "ws://127.0.0.1:$port" "$agent" "$reports" "${cases[@]}" <<'PY'
+python3 - "$here/fuzzingclient.json" "$spec" "$scheme://127.0.0.1:$port" "$agent" "$reports" "${cases[@]}" <<'PY'
 import json, sys
 template, out, url, agent, outdir, *cases = sys.argv[1:]
 with open(template) as f:
