@@ -22,7 +22,7 @@ use switchboard_codec::ws::handshake::{ClientHandshake, ClientRequest};
 use switchboard_codec::ws::{Client, FrameEncoder, Message, MessageReader, OpCode, ReaderConfig};
 use switchboard_codec::Decoded;
 
-#[path = "idle_memory_tls.rs"]
+#[path = "idle_memory/tls.rs"]
 mod tls;
 
 type BoxError = Box<dyn Error + Send + Sync>;
