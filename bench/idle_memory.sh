@@ -6,6 +6,7 @@
 #   bench/idle_memory.sh                 # 9,000 WS + 9,000 TCP, --workers 2 then 1, 3 runs each
 #   REPEAT=5 WORKERS="2" bench/idle_memory.sh --tcp-first
 #   BASE_BIN=/tmp/base/switchboard bench/idle_memory.sh   # runs alternate: that build, then this
+#   bench/idle_memory.sh --tls           # both listeners on TLS: a full handshake per connection
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT="${REPEAT:-3}"

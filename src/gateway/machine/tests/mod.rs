@@ -17,6 +17,7 @@ mod limits;
 mod sending;
 mod splits;
 mod tcp;
+mod tls;
 mod websocket;
 
 const KEY: usize = 7;
@@ -241,10 +242,10 @@ fn binary(payload: &'static [u8]) -> Message {
 
 #[test]
 fn a_machine_stays_small() {
-    // The epoll driver adds a socket and a generation: `Conn` is 160 bytes in a debug build
-    // (mio keeps a selector id there), 144 in release.
+    // The epoll driver adds a socket and a generation: `Conn` is 168 bytes in a debug build
+    // (mio keeps a selector id there), 152 in release. 136 until the TLS session's pointer.
     let size = std::mem::size_of::<Machine>();
-    assert!(size <= 136, "Machine grew to {size} bytes");
+    assert!(size <= 144, "Machine grew to {size} bytes");
 }
 
 #[test]

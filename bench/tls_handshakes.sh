@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# TLS handshakes per second: `switchboard echo` beside bench/peers' `rustls_echo` (tokio +
+# tokio-rustls, the same rustls configuration), same certificate (ECDSA P-256, made for the run),
+# same client (bench's tls_handshakes: THREADS client threads, a full TLS 1.3 handshake and one
+# packet echo per connection), REPEAT runs interleaved, a fresh server process per run. Prints per
+# server the median handshakes/s and server CPU µs per handshake, and each one's ratio to
+# Switchboard's. On 2 cores the client's half of each handshake takes CPU from the server, so
+# CPU µs per handshake is the figure that compares the servers. Loopback only; stops by itself.
+#
+#   bench/tls_handshakes.sh                       # 3 runs of 10 s each per server
+#   REPEAT=5 DURATION=5 SERVER_THREADS=1 bench/tls_handshakes.sh
+#   RESUME=1 bench/tls_handshakes.sh              # resumed (ticket) handshakes instead
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+REPEAT=${REPEAT:-3}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+SERVER_THREADS=${SERVER_THREADS:-2}
+RESUME=${RESUME:-0}
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+out=$(mktemp -d)
+trap 'stop_server; rm -rf "$out"' EXIT
+
+cargo build --release --quiet --bin switchboard
+cargo build --release --quiet -p switchboard-bench --bin tls_handshakes
+(cd bench/peers && cargo build --release --quiet --bin rustls_echo)
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+
+server_pid=""
+stop_server() {
+    [[ -n "$server_pid" ]] || return 0
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+free_ports() {
+    python3 -c '
+import socket
+held = [socket.socket() for _ in range(2)]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))'
+}
+
+run_one() {
+    local server=$1 run=$2 port ws_port
+    read -r port ws_port < <(free_ports)
+    case $server in
+        switchboard)
+            "$target_dir/release/switchboard" echo --tcp "127.0.0.1:$port" --ws "127.0.0.1:$ws_port" \
+                --workers "$SERVER_THREADS" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+                >/dev/null 2>"$out/$server.$run.log" &
+            ;;
+        tokio-rustls)
+            PEER_TLS_CERT="$out/cert.pem" PEER_TLS_KEY="$out/key.pem" \
+                bench/peers/target/release/rustls_echo --addr "127.0.0.1:$port" \
+                --threads "$SERVER_THREADS" >/dev/null 2>"$out/$server.$run.log" &
+            ;;
+    esac
+    server_pid=$!
+    for _ in $(seq 100); do
+        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' \
+            "$port" 2>/dev/null && break
+        sleep 0.1
+    done
+    local resume=()
+    [[ $RESUME == 1 ]] && resume=(--resume)
+    "$target_dir/release/tls_handshakes" --server "$server" --addr "127.0.0.1:$port" \
+        --pid "$server_pid" --ca "$out/cert.pem" --threads "$THREADS" --duration "$DURATION" \
+        "${resume[@]}" | tee -a "$out/results.jsonl"
+    stop_server
+}
+
+echo "machine: $(nproc) cpus, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $(seq "$REPEAT"); do
+    for server in switchboard tokio-rustls; do
+        run_one "$server" "$run"
+    done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$out/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+by = {}
+for row in rows:
+    by.setdefault(row["server"], []).append(row)
+base = None
+print(f"{'server':<14} {'handshakes/s':>13} {'ratio':>7} {'server CPU us/hs':>17} {'ratio':>7} {'failed':>7}")
+for server in ["switchboard", "tokio-rustls"]:
+    runs = by.get(server, [])
+    if not runs:
+        continue
+    rate = statistics.median(r["per_s"] for r in runs)
+    cpu = statistics.median(r["server_cpu_us_per_handshake"] for r in runs)
+    failed = sum(r["failed"] for r in runs)
+    if base is None:
+        base = (rate, cpu)
+    print(f"{server:<14} {rate:>13.0f} {rate / base[0]:>7.2f} {cpu:>17.0f} {cpu / base[1]:>7.2f} {failed:>7}")
+PY
