@@ -27,7 +27,7 @@ cargo build --release --quiet -p switchboard-bench --bin tls_handshakes
 (cd bench/peers && cargo build --release --quiet --bin rustls_echo)
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
     -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
 
 server_pid=""
@@ -70,6 +70,12 @@ run_one() {
             "$port" 2>/dev/null && break
         sleep 0.1
     done
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "run $run of $server: the server did not start (skipped):" >&2
+        cat "$out/$server.$run.log" >&2
+        server_pid=""
+        return 0
+    fi
     local resume=()
     [[ $RESUME == 1 ]] && resume=(--resume)
     "$target_dir/release/tls_handshakes" --server "$server" --addr "127.0.0.1:$port" \

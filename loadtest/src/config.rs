@@ -70,6 +70,8 @@ pub struct RunConfig {
     pub user_prefix: String,
     /// Print a progress line to stderr once a second, starting with this label.
     pub progress: Option<String>,
+    /// Whom a `tls://` or `wss://` target's certificate must verify with (`--tls-ca`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl RunConfig {
@@ -94,6 +96,7 @@ impl RunConfig {
             setup_timeout: Duration::from_secs(10),
             user_prefix: "lt".into(),
             progress: None,
+            tls: None,
         }
     }
 

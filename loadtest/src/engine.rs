@@ -40,6 +40,8 @@ pub(crate) enum State {
 /// One connection.
 pub(crate) struct Conn {
     stream: TcpStream,
+    /// The TLS session of a `tls://` or `wss://` target (boxed: most runs have none).
+    tls: Option<Box<rustls::ClientConnection>>,
     pub(crate) link: ClientLink,
     pub(crate) state: State,
     /// A partial message left over from the last read; empty (unallocated) otherwise.
@@ -375,6 +377,7 @@ impl Engine {
         let entry = self.conns.vacant_entry();
         let mut conn = Conn {
             stream,
+            tls: None,
             link: link::tcp(),
             state: State::Connecting,
             rx: BytesMut::new(),
@@ -410,7 +413,8 @@ impl Engine {
                 Err(e) => return Err(io_kind(&e)),
             }
         }
-        if writable && !conn.tx.is_empty() {
+        let tls_waiting = conn.tls.as_ref().is_some_and(|tls| tls.wants_write());
+        if writable && (!conn.tx.is_empty() || tls_waiting) {
             write_pending(conn)?;
         }
         if readable {
@@ -543,6 +547,11 @@ impl Engine {
 
 /// The TCP connection is up: start the upgrade, the login, or the scenario.
 fn connected(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
+    if let (Some(config), true) = (&ctx.config.tls, ctx.config.target.tls) {
+        let mut session = crate::tls::session(config, ctx.config.target.host())?;
+        crate::tls::flush(&mut conn.stream, &mut session).map_err(|e| io_kind(&e))?;
+        conn.tls = Some(session);
+    }
     if let crate::target::Transport::Ws { path } = ctx.config.target.transport.clone() {
         let nonce = ctx.random();
         conn.link = link::ws(
@@ -589,7 +598,7 @@ fn read(
     scratch: &mut BytesMut,
 ) -> Result<(), Kind> {
     loop {
-        let n = match conn.stream.read(chunk) {
+        let n = match conn_read(conn, chunk) {
             Ok(0) => return Err("eof".into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -654,7 +663,7 @@ pub(crate) fn flush(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
     let mut written = 0;
     if conn.tx.is_empty() {
         while written < ctx.out.len() {
-            match conn.stream.write(&ctx.out[written..]) {
+            match conn_write(conn, &ctx.out[written..]) {
                 Ok(0) => return Err("write_zero".into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -672,8 +681,14 @@ pub(crate) fn flush(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), Kind> {
 }
 
 fn write_pending(conn: &mut Conn) -> Result<(), Kind> {
+    if let Some(tls) = conn.tls.as_mut() {
+        crate::tls::flush(&mut conn.stream, tls).map_err(|e| io_kind(&e))?;
+    }
     while !conn.tx.is_empty() {
-        match conn.stream.write(&conn.tx) {
+        let tx = std::mem::take(&mut conn.tx);
+        let result = conn_write(conn, &tx);
+        conn.tx = tx;
+        match result {
             Ok(0) => return Err("write_zero".into()),
             Ok(n) => {
                 let _ = conn.tx.split_to(n);
@@ -686,6 +701,20 @@ fn write_pending(conn: &mut Conn) -> Result<(), Kind> {
     // Give the allocation back: an idle connection keeps no buffer.
     conn.tx = BytesMut::new();
     Ok(())
+}
+
+fn conn_read(conn: &mut Conn, buf: &mut [u8]) -> io::Result<usize> {
+    match conn.tls.as_mut() {
+        Some(tls) => crate::tls::read(&mut conn.stream, tls, buf),
+        None => conn.stream.read(buf),
+    }
+}
+
+fn conn_write(conn: &mut Conn, buf: &[u8]) -> io::Result<usize> {
+    match conn.tls.as_mut() {
+        Some(tls) => crate::tls::write(&mut conn.stream, tls, buf),
+        None => conn.stream.write(buf),
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch (to line worker windows up with the parent's

@@ -1,5 +1,5 @@
 //! Switchboard's load generator: one mio loop per process drives thousands of WebSocket or
-//! framed-TCP client connections built on the codec's client side, against `switchboard echo`,
+//! framed-TCP client connections (over TLS too: `wss://`, `tls://`) built on the codec's client side, against `switchboard echo`,
 //! `switchboard serve`, or any WebSocket / framed-TCP echo server.
 //!
 //! It aims only at the one address it is given, binds only the source addresses it is given,
@@ -15,6 +15,7 @@ pub mod pacer;
 pub mod server_stats;
 pub mod summary;
 pub mod target;
+pub mod tls;
 mod traffic;
 
 pub use config::{RunConfig, Scenario};

@@ -25,9 +25,13 @@ struct Args {
     /// idle: connect, log in, heartbeat, hold. echo: timed echoes. chat: 1:1 pairs. group: fan-out.
     #[arg(value_enum)]
     scenario: ScenarioArg,
-    /// ws://HOST:PORT/PATH or tcp://HOST:PORT; the only address connections go to.
+    /// ws://HOST:PORT/PATH or tcp://HOST:PORT (wss:// and tls:// with --tls-ca); the only
+    /// address connections go to.
     #[arg(long)]
     target: String,
+    /// The CA certificate (PEM) a wss:// or tls:// target's certificate must verify with.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     /// Connections in total (over all processes).
     #[arg(long, default_value_t = 100)]
     conns: usize,
@@ -152,6 +156,11 @@ fn build_config(args: &Args) -> Result<RunConfig, Box<dyn std::error::Error>> {
     if args.drain >= args.duration {
         return Err("--drain must be shorter than --duration".into());
     }
+    config.tls = match (&args.tls_ca, config.target.tls) {
+        (Some(ca), true) => Some(switchboard_loadtest::tls::trust(ca)?),
+        (None, true) => return Err("a wss:// or tls:// target needs --tls-ca".into()),
+        (_, false) => None,
+    };
     config.conns = args.conns;
     config.ramp_per_s = parse_ramp(&args.ramp)?;
     config.duration = args.duration;

@@ -26,6 +26,8 @@ pub struct Target {
     pub authority: String,
     /// How packets travel.
     pub transport: Transport,
+    /// `tls://` and `wss://`: through TLS, with the host of `authority` as the server name.
+    pub tls: bool,
 }
 
 /// Why a `--target` or `--source-ips` was refused.
@@ -51,12 +53,12 @@ impl Target {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/"),
         };
+        let tls = matches!(scheme, "wss" | "tls");
         let transport = match scheme {
-            "ws" => Transport::Ws { path: path.into() },
-            "tcp" if path == "/" => Transport::Tcp,
-            "tcp" => return Err(bad("a tcp target has no path")),
-            "wss" => return Err(bad("TLS is not supported")),
-            _ => return Err(bad("the scheme must be ws or tcp")),
+            "ws" | "wss" => Transport::Ws { path: path.into() },
+            "tcp" | "tls" if path == "/" => Transport::Tcp,
+            "tcp" | "tls" => return Err(bad("a tcp target has no path")),
+            _ => return Err(bad("the scheme must be ws, wss, tcp or tls")),
         };
         let (_, port) = authority
             .rsplit_once(':')
@@ -72,7 +74,17 @@ impl Target {
             addr,
             authority: authority.into(),
             transport,
+            tls,
         })
+    }
+
+    /// The host of the authority (no port, no brackets): the TLS server name.
+    pub fn host(&self) -> &str {
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(&*self.authority, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// Whether this is a WebSocket target.

@@ -276,3 +276,38 @@ fn a_close_is_echoed_on_its_own_connection_and_on_no_other() {
         "(connection, whether the client sent it a close)"
     );
 }
+
+/// `wss://` and `tls://` targets: the echo scenario over TLS against the gateway with a
+/// certificate made for the test (for 127.0.0.1), trusted through `RunConfig::tls`.
+#[test]
+fn echo_over_wss_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    let gateway = Gateway::start(
+        GatewayConfig {
+            tls: Some(switchboard::gateway::TlsAcceptor::from_pem_files(&cert, &key).unwrap()),
+            ..gateway_config()
+        },
+        |_, _| EchoHandler,
+    )
+    .expect("the TLS echo gateway starts");
+    for target in [
+        format!("wss://{}/", gateway.ws_addr().unwrap()),
+        format!("tls://{}", gateway.tcp_addr().unwrap()),
+    ] {
+        let mut c = config(Scenario::Echo, &target, 20);
+        c.tls = Some(switchboard_loadtest::tls::trust(&ca).unwrap());
+        let summary = run(c).unwrap();
+        assert_clean(&summary, 20);
+    }
+    assert_eq!(gateway.probe().totals().tls_handshakes[0], 40);
+    gateway.shutdown();
+}

@@ -87,7 +87,7 @@ if [[ $tls == 1 ]]; then
     scheme=wss
     agent="$agent-tls"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -addext basicConstraints=critical,CA:FALSE \
         -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
     server_cmd="$server_cmd --tls-cert '$work/tls.crt' --tls-key '$work/tls.key'"
 fi

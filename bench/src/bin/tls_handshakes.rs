@@ -92,7 +92,12 @@ fn main() {
                 while !stop.load(Ordering::Relaxed) {
                     match one_handshake(addr, &config) {
                         Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("tls_handshakes: first failure: {e}");
+                            }
+                            0
+                        }
                     };
                 }
             })

@@ -127,8 +127,12 @@ impl TlsSession {
     }
 
     fn process(&mut self, buf: &mut Vec<u8>, plain: &mut Vec<u8>) {
+        // What rustls asked to discard, taken off the front once at the end: the next call
+        // sees the same bytes from the rest of the buffer, without a move per record.
+        let mut consumed = 0;
         loop {
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(buf);
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut buf[consumed..]);
             let more = match state {
                 Err(e) => {
                     self.failed = Some(e);
@@ -166,11 +170,12 @@ impl TlsSession {
                 | Ok(ConnectionState::Closed) => false,
                 Ok(_) => false,
             };
-            buf.drain(..discard);
+            consumed += discard;
             if !more {
                 break;
             }
         }
+        buf.drain(..consumed);
         if self.failed.is_some() {
             // The alert rustls queued for the error, if any.
             self.drain_handshake_out();
