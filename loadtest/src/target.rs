@@ -142,11 +142,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_targets_parse() {
+        let t = Target::parse("wss://127.0.0.1:9443/chat").unwrap();
+        assert!(t.tls && t.is_ws());
+        assert_eq!(t.host(), "127.0.0.1");
+        let t = Target::parse("tls://[::1]:9443").unwrap();
+        assert!(t.tls && !t.is_ws());
+        assert_eq!(t.host(), "::1");
+    }
+
+    #[test]
     fn bad_targets_are_refused() {
         for url in [
             "127.0.0.1:9000",
             "http://127.0.0.1:1",
-            "wss://127.0.0.1:1/",
+            "https://127.0.0.1:1/",
+            "tls://127.0.0.1:1/x",
             "ws://127.0.0.1/",
             "ws://127.0.0.1:notaport/",
             "tcp://127.0.0.1:70000",
