@@ -241,18 +241,7 @@ fn haproxy_clients_are_seen_with_their_own_address() {
     let (haproxy, tcp_front, ws_front) = start_haproxy(&binary, &server, dir.path());
 
     // Framed TCP through haproxy's v1 header.
-    let mut stream = connect_from_client(tcp_front);
-    let client = stream.local_addr().expect("local address");
-    stream.write_all(&ping_packet()).expect("send PING");
-    let mut inbound = BytesMut::new();
-    let mut decoder = PacketDecoder::new(u32::MAX);
-    let answer = loop {
-        match decoder.decode_raw(&mut inbound).expect("a valid packet") {
-            Decoded::Complete(packet) => break packet,
-            Decoded::NeedMore => read_more(&mut stream, &mut inbound),
-        }
-    };
-    assert_eq!(response_command(&answer), Request::Ping.response_code());
+    let client = ping_through(tcp_front);
     server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
 
     // WebSocket through haproxy's v2 header.
@@ -316,9 +305,11 @@ fn accepted(server: &Server) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One connection through haproxy's framed-TCP front: a PING answered, then closed.
-fn ping_through(front: SocketAddr) {
+/// One connection through haproxy's framed-TCP front: a PING answered, then closed. Returns
+/// the client's own address (what the server should log as the peer).
+fn ping_through(front: SocketAddr) -> SocketAddr {
     let mut stream = connect_from_client(front);
+    let client = stream.local_addr().expect("local address");
     stream.write_all(&ping_packet()).expect("send PING");
     let mut inbound = BytesMut::new();
     let mut decoder = PacketDecoder::new(u32::MAX);
@@ -329,6 +320,7 @@ fn ping_through(front: SocketAddr) {
         }
     };
     assert_eq!(response_command(&answer), Request::Ping.response_code());
+    client
 }
 
 /// haproxy in TCP mode over two nodes' framed-TCP listeners (v1 header), round robin, with
