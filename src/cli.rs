@@ -337,6 +337,15 @@ pub struct GatewayArgs {
     /// Reactor threads [default: the number of cores].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// How the reactors drive sockets: `epoll`, or `uring` (io_uring; where the kernel
+    /// refuses it, the gateway runs on epoll and logs why).
+    #[arg(
+        long,
+        value_name = "epoll|uring",
+        default_value = "epoll",
+        env = "SWITCHBOARD_BACKEND"
+    )]
+    backend: crate::gateway::Backend,
     /// Connections held at most; further ones are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     max_conns: usize,
@@ -488,6 +497,7 @@ impl GatewayArgs {
             tcp: self.tcp,
             ws: self.ws,
             workers: self.workers.unwrap_or(defaults.workers),
+            backend: self.backend,
             socket: SocketOptions {
                 nodelay: !self.no_nodelay,
                 keepalive,

@@ -68,6 +68,39 @@ impl Default for SocketOptions {
     }
 }
 
+/// How the reactors drive their sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Readiness through mio (epoll): a `read` and a `writev` per message.
+    #[default]
+    Epoll,
+    /// Completions through one io_uring per reactor (multishot accept and receive from a
+    /// shared buffer ring, sends submitted together). Where the kernel refuses io_uring the
+    /// gateway runs on epoll and logs why, once.
+    Uring,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "epoll" => Ok(Backend::Epoll),
+            "uring" | "io_uring" => Ok(Backend::Uring),
+            _ => Err(format!("expected `epoll` or `uring`, got {text:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+        })
+    }
+}
+
 /// Everything the reactors need to run.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -77,6 +110,8 @@ pub struct GatewayConfig {
     pub ws: Option<SocketAddr>,
     /// Reactor threads, each with its own SO_REUSEPORT listeners.
     pub workers: usize,
+    /// epoll or io_uring.
+    pub backend: Backend,
     /// Kernel socket options.
     pub socket: SocketOptions,
     /// Connections the whole process holds at most; further ones are accepted and closed.
@@ -135,6 +170,12 @@ pub struct GatewayConfig {
     /// the point where a 32-bit count would wrap (497 days of uptime) to show nothing does.
     #[doc(hidden)]
     pub clock_start_ticks: u64,
+    /// io_uring only: receive buffers per reactor (a power of two) and their size, when not
+    /// the driver's defaults. Tests shrink them to run the buffer ring dry.
+    #[doc(hidden)]
+    pub uring_recv_buffers: Option<u16>,
+    #[doc(hidden)]
+    pub uring_recv_buffer_len: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -143,6 +184,7 @@ impl Default for GatewayConfig {
             tcp: None,
             ws: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            backend: Backend::Epoll,
             socket: SocketOptions::default(),
             max_conns: 1_000_000,
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
@@ -162,6 +204,8 @@ impl Default for GatewayConfig {
             close_linger: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             clock_start_ticks: 0,
+            uring_recv_buffers: None,
+            uring_recv_buffer_len: None,
         }
     }
 }

@@ -63,9 +63,32 @@ impl Command {
     }
 }
 
+/// How a sender wakes a reactor: epoll's reactors poll a `mio::Waker`; io_uring's read an
+/// eventfd through their ring.
+pub(crate) enum Waker {
+    Mio(mio::Waker),
+    EventFd(Arc<std::fs::File>),
+}
+
+impl Waker {
+    fn wake(&self) -> std::io::Result<()> {
+        match self {
+            Waker::Mio(waker) => waker.wake(),
+            Waker::EventFd(fd) => {
+                use std::io::Write;
+                match (&**fd).write(&1u64.to_ne_bytes()) {
+                    // A full counter (never in practice) is still a pending wake-up.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                    other => other.map(drop),
+                }
+            }
+        }
+    }
+}
+
 struct Inbox {
     sender: Sender<Command>,
-    waker: mio::Waker,
+    waker: Waker,
     wake_pending: AtomicBool,
     /// Bytes of the pushes sent and not yet taken by the reactor.
     queued: AtomicUsize,
@@ -135,7 +158,7 @@ pub struct GatewayHandle {
 impl GatewayHandle {
     /// Builds the inboxes, one per waker, and returns the handle and the receivers.
     pub(crate) fn new(
-        wakers: Vec<mio::Waker>,
+        wakers: Vec<Waker>,
         capacity: usize,
     ) -> (GatewayHandle, Vec<InboxReceiver>) {
         let mut receivers = Vec::with_capacity(wakers.len());
@@ -284,7 +307,7 @@ mod tests {
     fn inbox(capacity: usize) -> (GatewayHandle, InboxReceiver, mio::Poll) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let (handle, mut receivers) = GatewayHandle::new(vec![waker], capacity);
+        let (handle, mut receivers) = GatewayHandle::new(vec![Waker::Mio(waker)], capacity);
         (handle, receivers.pop().unwrap(), poll)
     }
 

@@ -1,7 +1,8 @@
 //! The gateway tier: reactors that own sockets and move frames. Knows nothing of chat.
 //!
 //! `machine/` is what a connection means (bytes and time in, events and bytes out, no
-//! sockets); `epoll/` is the driver that moves its bytes through mio.
+//! sockets); `epoll/` is the driver that moves its bytes through mio, `uring/` the one that
+//! moves them through io_uring (`GatewayConfig::backend`).
 //!
 //! Start a [`Gateway`] with a [`GatewayConfig`] and a factory for one [`Handler`] per reactor;
 //! reach connections from any thread through its [`GatewayHandle`].
@@ -24,7 +25,7 @@ pub mod tls;
 pub mod trusted_proxies;
 pub mod uring;
 
-pub use config::{ControlLimit, GatewayConfig, Keepalive, SocketOptions};
+pub use config::{Backend, ControlLimit, GatewayConfig, Keepalive, SocketOptions};
 pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use mio::net::TcpListener;
-use mio::{Poll, Waker};
+use mio::Poll;
+use tracing::warn;
 
 use super::clock::TICK_MS;
-use super::config::GatewayConfig;
+use super::config::{Backend, GatewayConfig};
 use super::conn_id::MAX_REACTORS;
 use super::epoll::{Reactor, Shared, WAKER};
-use super::handle::GatewayHandle;
+use super::handle::{GatewayHandle, InboxReceiver, Waker};
 use super::handler::Handler;
 use super::limits::per_ip::PerIpTable;
 use super::listener::{bind_listener, ListenerCopies, Listeners};
@@ -33,6 +34,104 @@ pub struct Gateway {
     /// Copies of the listening sockets, kept for a handover; released when a drain begins,
     /// so that closing the reactors' listeners closes the sockets.
     copies: ListenerCopies,
+    backend: Backend,
+}
+
+fn start_epoll<H: Handler>(
+    polls: Vec<Poll>,
+    listeners: Vec<ListenerPair>,
+    inboxes: Vec<InboxReceiver>,
+    make_handler: &mut impl FnMut(usize, GatewayHandle) -> H,
+    handle: &GatewayHandle,
+    shared: &Arc<Shared>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(polls.len());
+    for (index, ((poll, (tcp, ws)), inbox)) in
+        polls.into_iter().zip(listeners).zip(inboxes).enumerate()
+    {
+        let handler = make_handler(index, handle.clone());
+        let reactor = Reactor::new(
+            index,
+            poll,
+            tcp,
+            ws,
+            inbox,
+            handler,
+            handle.clone(),
+            shared.clone(),
+        )?;
+        let thread = std::thread::Builder::new()
+            .name(format!("reactor-{index}"))
+            .spawn(move || reactor.run())?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
+/// Starts the io_uring reactors; each opens its ring on its own thread (a ring has a single
+/// issuer) and says whether it could before this returns.
+fn start_uring<H: Handler>(
+    eventfds: Vec<Arc<std::fs::File>>,
+    listeners: Vec<ListenerPair>,
+    inboxes: Vec<InboxReceiver>,
+    make_handler: &mut impl FnMut(usize, GatewayHandle) -> H,
+    handle: &GatewayHandle,
+    shared: &Arc<Shared>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(eventfds.len());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+    for (index, ((eventfd, (tcp, ws)), inbox)) in
+        eventfds.into_iter().zip(listeners).zip(inboxes).enumerate()
+    {
+        let handler = make_handler(index, handle.clone());
+        let handle = handle.clone();
+        let shared = shared.clone();
+        let ready = ready_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("reactor-{index}"))
+            .spawn(move || {
+                let ring = super::uring::open(super::uring::driver::RING_ENTRIES)
+                    .map_err(|why| io::Error::other(why.to_string()));
+                let reactor = ring.and_then(|ring| {
+                    super::uring::driver::Reactor::new(
+                        index,
+                        ring,
+                        tcp.map(Into::into),
+                        ws.map(Into::into),
+                        eventfd,
+                        inbox,
+                        handler,
+                        handle,
+                        shared,
+                    )
+                });
+                match reactor {
+                    Ok(reactor) => {
+                        let _ = ready.send(Ok(()));
+                        reactor.run();
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    let mut failed = None;
+    for result in ready_rx.iter().take(threads.len()) {
+        if let Err(e) = result {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        handle.shutdown();
+        for thread in threads {
+            let _ = thread.join();
+        }
+        return Err(e);
+    }
+    Ok(threads)
 }
 
 impl Gateway {
@@ -58,6 +157,16 @@ impl Gateway {
         H: Handler,
         F: FnMut(usize, GatewayHandle) -> H,
     {
+        let backend = match config.backend {
+            Backend::Uring => match super::uring::open(8) {
+                Ok(_) => Backend::Uring,
+                Err(why) => {
+                    warn!("io_uring is unavailable, running on epoll: {why}");
+                    Backend::Epoll
+                }
+            },
+            Backend::Epoll => Backend::Epoll,
+        };
         let listeners = match taken {
             Some(taken) => adopt(taken)?,
             None => bind_all(&config)?,
@@ -67,11 +176,21 @@ impl Gateway {
         let ws_addr = first_addr(listeners.iter().map(|pair| pair.1.as_ref()))?;
         let copies = ListenerCopies::of(&listeners)?;
         let mut polls = Vec::with_capacity(workers);
+        let mut eventfds = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), WAKER)?);
-            polls.push(poll);
+            match backend {
+                Backend::Epoll => {
+                    let poll = Poll::new()?;
+                    wakers.push(Waker::Mio(mio::Waker::new(poll.registry(), WAKER)?));
+                    polls.push(poll);
+                }
+                Backend::Uring => {
+                    let eventfd = Arc::new(super::uring::eventfd()?);
+                    wakers.push(Waker::EventFd(eventfd.clone()));
+                    eventfds.push(eventfd);
+                }
+            }
         }
         let (mut handle, inboxes) = GatewayHandle::new(wakers, config.inbox_bytes);
         handle.keep_copies(copies.clone());
@@ -83,29 +202,18 @@ impl Gateway {
             per_ip: Arc::new(PerIpTable::new(config.per_ip, TICK_MS)),
             config,
         });
-        let mut threads = Vec::with_capacity(workers);
-        for (index, ((poll, (tcp, ws)), inbox)) in
-            polls.into_iter().zip(listeners).zip(inboxes).enumerate()
-        {
-            let handler = make_handler(index, handle.clone());
-            let reactor = Reactor::new(
-                index,
-                poll,
-                tcp,
-                ws,
-                inbox,
-                handler,
-                handle.clone(),
-                shared.clone(),
-            )?;
-            let thread = std::thread::Builder::new()
-                .name(format!("reactor-{index}"))
-                .spawn(move || reactor.run())?;
-            threads.push(thread);
-        }
+        let threads = match backend {
+            Backend::Epoll => {
+                start_epoll(polls, listeners, inboxes, &mut make_handler, &handle, &shared)?
+            }
+            Backend::Uring => {
+                start_uring(eventfds, listeners, inboxes, &mut make_handler, &handle, &shared)?
+            }
+        };
         Ok(Gateway {
             handle,
             threads,
+            backend,
             tcp_addr,
             ws_addr,
             shared,
@@ -117,6 +225,12 @@ impl Gateway {
     /// until [`ListenerCopies::release`].
     pub fn listener_copies(&self) -> ListenerCopies {
         self.copies.clone()
+    }
+
+    /// The backend the reactors run on: the one configured, or epoll where the kernel
+    /// refused io_uring.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The handle for pushing to and closing connections from any thread.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use switchboard::gateway::{GatewayConfig, SocketOptions};
+use switchboard::gateway::{Backend, GatewayConfig, SocketOptions};
 use switchboard_codec::packet::PacketHeader;
 
 /// How long one expected packet, message or blocking read or write may take before the test
@@ -25,9 +25,11 @@ pub fn loopback() -> SocketAddr {
 
 /// A gateway configuration for tests with `workers` reactors: both transports on free
 /// loopback ports, short linger and drain so a test's teardown takes milliseconds, and no
-/// kernel keepalive (tests are much shorter than its timers).
+/// kernel keepalive (tests are much shorter than its timers). The backend is epoll unless
+/// `SWITCHBOARD_BACKEND` names another (as it does for the child processes the tests start).
 pub fn gateway_config(workers: usize) -> GatewayConfig {
     GatewayConfig {
+        backend: backend(),
         tcp: Some(loopback()),
         ws: Some(loopback()),
         workers,
@@ -39,6 +41,14 @@ pub fn gateway_config(workers: usize) -> GatewayConfig {
             ..SocketOptions::default()
         },
         ..GatewayConfig::default()
+    }
+}
+
+/// The backend `SWITCHBOARD_BACKEND` names (epoll when unset).
+pub fn backend() -> Backend {
+    match std::env::var("SWITCHBOARD_BACKEND") {
+        Ok(name) => name.parse().expect("SWITCHBOARD_BACKEND is epoll or uring"),
+        Err(_) => Backend::Epoll,
     }
 }
 

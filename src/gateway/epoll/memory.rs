@@ -9,7 +9,7 @@
 //! Other C libraries: nothing to do here (musl returns large frees itself).
 
 /// Returns free heap memory to the kernel, where the C library can.
-pub(super) fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim takes no pointers and only walks the allocator's own free

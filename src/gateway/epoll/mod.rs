@@ -41,6 +41,9 @@ use super::timer_wheel::TimerWheel;
 mod accept;
 mod events;
 mod memory;
+
+pub(crate) use accept::{admission_checks, is_resource_exhaustion};
+pub(crate) use memory::release_free_memory;
 mod read;
 mod write;
 

@@ -205,7 +205,6 @@ impl Outgoing {
 
     /// The same bytes as [`Outgoing::gather`], as owned `Bytes` (shared, not copied): what a
     /// completion-based driver holds until the kernel reports the send done.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn gather_owned(&self, arena: &PushArena, max: usize, out: &mut Vec<Bytes>) {
         self.for_each_pending(arena, max, |bytes| out.push(bytes.clone()));
     }

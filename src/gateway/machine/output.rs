@@ -154,12 +154,9 @@ impl Machine {
     }
 
     // ---- a completion driver ---------------------------------------------------------------
-    // Used by the io_uring driver to come (issue #11, section 3); the tests beside the machine
-    // drive it today.
 
     /// The bytes to send now, as owned `Bytes` appended to `out` (at most `max` slices), to
     /// be held until the send completes. Send nothing else for this connection until then.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn transmit(
         &mut self,
         ws: &mut Workspace,
@@ -180,7 +177,6 @@ impl Machine {
 
     /// The send of what [`Machine::transmit`] gave out completed: `result` is the bytes the
     /// kernel took, or its error.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn on_sent(&mut self, ws: &mut Workspace, key: usize, result: io::Result<usize>) {
         if self.phase == Phase::Closed {
             return;
@@ -195,6 +191,15 @@ impl Machine {
         });
         ws.account(key, before, self.outgoing.backlog_bytes());
         self.sent(ws, key, sent);
+    }
+
+    /// The driver cannot send now (its last send is still in flight): the pong owed this pass
+    /// joins the queue behind it (the pass's pong slots are cleared at its end), and the send
+    /// request stays set; the driver sends once the completion comes.
+    pub(crate) fn defer_send(&mut self, ws: &mut Workspace, key: usize) {
+        if self.phase != Phase::Closed {
+            self.send_owed_pong(ws, key);
+        }
     }
 
     /// Clears the send request and adds the pong owed this pass. False: nothing to do.

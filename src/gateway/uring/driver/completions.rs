@@ -1,0 +1,249 @@
+//! Completions into machines: accepted sockets, received bytes (decoded one frame at a time,
+//! each frame's events carried out before the next, within the same per-turn decode budget as
+//! on epoll), finished sends, cancels, and the wake-up read.
+//!
+//! A receive that ends (ENOBUFS: the buffer ring ran dry; a full completion queue; a cancel)
+//! is re-armed after the batch, once the buffers of the batch went back into the ring: an
+//! empty ring slows reading, and the bytes wait in the socket.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use io_uring::cqueue;
+use tracing::debug;
+
+use super::super::super::handler::{Handler, Transport};
+use super::super::buf_ring::Returned;
+use super::{decode_user_data, user_data, Op, Reactor, Recv};
+
+impl<H: Handler> Reactor<H> {
+    /// Reaps and carries out every completion waiting, then re-arms the receives that ended.
+    pub(super) fn complete_all(&mut self) {
+        loop {
+            let mut cqes = std::mem::take(&mut self.cqes);
+            self.ring.completions(&mut cqes);
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                break;
+            }
+            for cqe in cqes.drain(..) {
+                self.complete(cqe);
+            }
+            self.cqes = cqes;
+        }
+        let rearm = std::mem::take(&mut self.rearm);
+        for &key in &rearm {
+            self.ensure_recv(key);
+        }
+        self.rearm = rearm;
+        self.rearm.clear();
+        if self.accept_paused_at.is_none() {
+            self.arm_accepts();
+        } else {
+            self.accept_retry();
+        }
+    }
+
+    fn complete(&mut self, cqe: cqueue::Entry) {
+        let (op, key) = decode_user_data(cqe.user_data());
+        match op {
+            Op::AcceptTcp => self.accepted(Transport::Tcp, &cqe),
+            Op::AcceptWs => self.accepted(Transport::WebSocket, &cqe),
+            Op::Recv => self.received(key, &cqe),
+            Op::Send => self.sent(key, cqe.result()),
+            Op::Cancel => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.cancels -= 1;
+                }
+                self.free_if_done(key);
+            }
+            Op::Wake => {
+                // The inbox is drained every pass; this only ended the wait.
+                self.ring.wake_read();
+                if self.draining_until.is_none() || !self.drained() {
+                    self.ring
+                        .read_wake(self.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
+                }
+            }
+            Op::Other => {}
+        }
+    }
+
+    fn received(&mut self, key: usize, cqe: &cqueue::Entry) {
+        let flags = cqe.flags();
+        let result = cqe.result();
+        let more = cqueue::more(flags);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !more {
+            conn.recv = Recv::Off;
+        }
+        if result > 0 {
+            let bid = cqueue::buffer_select(flags).expect("a receive selects a buffer");
+            let returned = match cqueue::buffer_more(flags) {
+                true => Returned::More,
+                false => Returned::Whole,
+            };
+            let bufs = self.bufs.as_mut().expect("buffers live while receives do");
+            let filled = bufs.filled(bid, result as usize, returned);
+            if conn.retired {
+                drop(filled); // the buffer goes back; the bytes are for no one
+                self.free_if_done(key);
+                return;
+            }
+            self.shared.metrics[self.index]
+                .bytes_in
+                .add(result as u64);
+            // Input held from an earlier turn stays first: these bytes join it.
+            self.ws.start_turn();
+            conn.machine.on_bytes(&mut self.ws, &filled);
+            drop(filled);
+            self.take_input(key);
+        } else if conn.retired {
+            self.free_if_done(key);
+            return;
+        } else {
+            match result {
+                0 if self.again.contains(&key) || self.unread.contains(&key) => {
+                    conn.recv = Recv::Eof; // told once what came before it is decoded
+                }
+                0 => {
+                    conn.recv = Recv::Ended;
+                    conn.machine.on_eof(&mut self.ws, key);
+                    self.settle();
+                }
+                e if e == -libc::ENOBUFS => {} // backpressure: re-armed after the batch
+                e if e == -libc::ECANCELED => {}
+                e => {
+                    let error = io::Error::from_raw_os_error(-e);
+                    debug!(peer = %conn.machine.peer(), error = %error, "receive failed");
+                    conn.machine.on_read_error(&mut self.ws, key, error.kind());
+                    self.settle();
+                }
+            }
+        }
+        if !more && self.is_live(key) {
+            self.rearm.push(key);
+        }
+        if !more {
+            self.free_if_done(key);
+        }
+    }
+
+    /// Decodes what the machine now holds, or keeps it there while input is paused. A
+    /// connection left holding input (budget spent) or over the cap stops receiving.
+    fn take_input(&mut self, key: usize) {
+        if !self.input_allowed() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.machine.end_input(&mut self.ws);
+            }
+            self.ws.end_turn();
+            self.unread.insert(key);
+            self.stop_recv(key);
+            return;
+        }
+        self.decode(key);
+        self.after_turn(key);
+    }
+
+    /// Decodes what the machine holds, one frame at a time, carrying out each frame's events.
+    pub(super) fn decode(&mut self, key: usize) {
+        while let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+            if !conn.machine.poll_input(&mut self.ws, key) {
+                break;
+            }
+            self.settle();
+        }
+        if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+            conn.machine.end_input(&mut self.ws);
+        }
+        self.ws.end_turn();
+        self.settle();
+    }
+
+    /// After a turn: input left over waits for the next pass (receiving stopped meanwhile);
+    /// a connection over the cap stops receiving until a send brings it under.
+    fn after_turn(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) else {
+            return;
+        };
+        if conn.machine.over_cap(&self.ws) {
+            self.read_paused.insert(key);
+            conn.machine.mark_dirty(&mut self.ws, key);
+            self.stop_recv(key);
+            self.settle();
+        } else if self.ws.budget_spent() && conn.machine.has_input() {
+            self.again.push(key);
+            self.stop_recv(key);
+        }
+    }
+
+    /// A second turn for the connections that used their share last pass.
+    pub(super) fn revisit(&mut self, mut waiting: Vec<usize>) {
+        waiting.sort_unstable();
+        waiting.dedup();
+        for key in waiting {
+            if !self.is_live(key) {
+                continue;
+            }
+            if self.input_paused {
+                self.unread.insert(key);
+                continue;
+            }
+            self.ws.start_turn();
+            self.decode(key);
+            self.after_turn(key);
+            self.ensure_recv(key);
+            self.eof_after_input(key);
+        }
+    }
+
+    /// Tells the machine the end of stream that arrived behind held input, once that input
+    /// is decoded.
+    fn eof_after_input(&mut self, key: usize) {
+        if self.again.contains(&key) {
+            return;
+        }
+        if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+            if conn.recv == Recv::Eof {
+                conn.recv = Recv::Ended;
+                conn.machine.on_eof(&mut self.ws, key);
+                self.settle();
+            }
+        }
+    }
+
+    fn sent(&mut self, key: usize, result: i32) {
+        let offered = self.ring.sent(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.retired {
+            self.free_if_done(key);
+            return;
+        }
+        let result = match result {
+            n if n > 0 => {
+                self.shared.metrics[self.index].bytes_out.add(n as u64);
+                Ok(n as usize)
+            }
+            0 if offered > 0 => Err(io::ErrorKind::WriteZero.into()),
+            0 => Ok(0),
+            e if e == -libc::EAGAIN || e == -libc::EINTR => Ok(0),
+            e => Err(io::Error::from_raw_os_error(-e)),
+        };
+        conn.machine.on_sent(&mut self.ws, key, result);
+        // Bytes queued meanwhile (or left by a short send) go out in this pass's send stage.
+        if conn.machine.backlog_bytes() > 0 {
+            self.dirty.push(key);
+        }
+        if !self.read_paused.is_empty()
+            && !conn.machine.over_cap(&self.ws)
+            && self.read_paused.remove(&key)
+        {
+            self.again.push(key);
+        }
+        self.settle();
+    }
+}

@@ -1,0 +1,278 @@
+//! A reactor's ring as the driver uses it: the only place outside `buf_ring.rs` that hands the
+//! kernel pointers into our memory.
+//!
+//! Invariants (what makes the safe methods below safe):
+//! - Every buffer a submitted operation points at is owned by this `Ring` until the operation's
+//!   last completion is reaped: the bytes and `iovec`s of a send live in `sends[key]` from
+//!   [`Ring::send`] until [`Ring::sent`] hands them back, and the eventfd read lands in a box
+//!   the ring owns. Nothing else the kernel is told about is a pointer.
+//! - At most one send per connection key is in flight (`sends[key]` is `Some` meanwhile).
+//! - On drop, everything still in flight is cancelled and waited for (a bounded time); what
+//!   does not complete by then is leaked, never freed under the kernel.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+/// A send the kernel is working on: the owned bytes and the vector that points at them.
+struct Send {
+    bytes: Vec<Bytes>,
+    iovecs: Vec<libc::iovec>,
+}
+
+/// One reactor's ring and the memory its operations point into.
+pub(crate) struct Ring {
+    ring: IoUring,
+    /// The send in flight for each connection key, if any.
+    sends: Vec<Option<Box<Send>>>,
+    in_flight_sends: usize,
+    /// Where the eventfd read lands (its value is not used: the read is the wake-up).
+    wake_buf: Box<u64>,
+    wake_in_flight: bool,
+    /// Vectors of finished sends, kept for the next (one allocation per send saved).
+    spare: Vec<Box<Send>>,
+}
+
+impl Ring {
+    pub(crate) fn new(ring: IoUring) -> Ring {
+        Ring {
+            ring,
+            sends: Vec::new(),
+            in_flight_sends: 0,
+            wake_buf: Box::new(0),
+            wake_in_flight: false,
+            spare: Vec::new(),
+        }
+    }
+
+    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.ring.submitter()
+    }
+
+    /// Queues `entry`, submitting what is queued first if the submission queue is full.
+    fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this module points only at memory this `Ring` owns
+            // until the operation's completion (see the module's invariants) or at nothing.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            // Full: hand what is queued to the kernel. EBUSY (completions overflowed) means
+            // the kernel holds them for us; the loop retries once they are reaped.
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::warn!(error = %e, "io_uring submit failed");
+                }
+                self.reap_overflow();
+            }
+        }
+    }
+
+    /// Lets the kernel flush completions it holds back (only used when the submission queue
+    /// is full and the kernel refuses more: the completions are left in the queue).
+    fn reap_overflow(&mut self) {
+        let _ = self.ring.submitter().submit_and_wait(0);
+    }
+
+    /// A multishot accept on `listener`.
+    pub(crate) fn accept(&mut self, listener: RawFd, user_data: u64) {
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        self.push(&entry);
+    }
+
+    /// A multishot receive on `fd` from the provided buffers of `group`.
+    pub(crate) fn recv(&mut self, fd: RawFd, group: u16, user_data: u64) {
+        let entry = opcode::RecvMulti::new(types::Fd(fd), group)
+            .build()
+            .user_data(user_data);
+        self.push(&entry);
+    }
+
+    /// Cancels the operation submitted with `target`.
+    pub(crate) fn cancel(&mut self, target: u64, user_data: u64) {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
+        self.push(&entry);
+    }
+
+    /// Cancels every operation on `fd`.
+    pub(crate) fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
+        let builder = types::CancelBuilder::fd(types::Fd(fd)).all();
+        let entry = opcode::AsyncCancel2::new(builder)
+            .build()
+            .user_data(user_data);
+        self.push(&entry);
+    }
+
+    /// Reads the eventfd other threads write to wake this reactor.
+    pub(crate) fn read_wake(&mut self, eventfd: RawFd, user_data: u64) {
+        if self.wake_in_flight {
+            return;
+        }
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let entry = opcode::Read::new(types::Fd(eventfd), buf.cast::<u8>(), 8)
+            .build()
+            .user_data(user_data);
+        self.push(&entry);
+        self.wake_in_flight = true;
+    }
+
+    /// The eventfd read completed.
+    pub(crate) fn wake_read(&mut self) {
+        self.wake_in_flight = false;
+    }
+
+    /// Whether connection `key` has a send in flight.
+    pub(crate) fn sending(&self, key: usize) -> bool {
+        self.sends.get(key).is_some_and(Option::is_some)
+    }
+
+    /// Sends `bytes` (taken, the vector left empty) on `fd` for connection `key`; they are
+    /// held until [`Ring::sent`]. The connection must have no send in flight.
+    pub(crate) fn send(&mut self, key: usize, fd: RawFd, bytes: &mut Vec<Bytes>, user_data: u64) {
+        assert!(!self.sending(key), "one send per connection at a time");
+        let mut send = self.spare.pop().unwrap_or_else(|| {
+            Box::new(Send {
+                bytes: Vec::new(),
+                iovecs: Vec::new(),
+            })
+        });
+        std::mem::swap(&mut send.bytes, bytes);
+        send.iovecs.clear();
+        send.iovecs.extend(send.bytes.iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+        let entry = if send.bytes.len() == 1 {
+            opcode::Send::new(types::Fd(fd), send.bytes[0].as_ptr(), send.bytes[0].len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            opcode::Writev::new(
+                types::Fd(fd),
+                send.iovecs.as_ptr(),
+                send.iovecs.len() as u32,
+            )
+            .build()
+        }
+        .user_data(user_data);
+        if self.sends.len() <= key {
+            self.sends.resize_with(key + 1, || None);
+        }
+        // Stored before the push: the box's heap memory does not move with it.
+        self.sends[key] = Some(send);
+        self.in_flight_sends += 1;
+        self.push(&entry);
+    }
+
+    /// The send of connection `key` completed: its bytes are released. Returns how many
+    /// bytes were offered.
+    pub(crate) fn sent(&mut self, key: usize) -> usize {
+        let Some(mut send) = self.sends.get_mut(key).and_then(Option::take) else {
+            return 0;
+        };
+        self.in_flight_sends -= 1;
+        let offered = send.iovecs.iter().map(|v| v.iov_len).sum();
+        send.bytes.clear();
+        send.iovecs.clear();
+        if self.spare.len() < 64 {
+            self.spare.push(send);
+        }
+        offered
+    }
+
+    /// Submits what is queued and waits for at least one completion, at most `timeout`
+    /// (`None`: until one comes; zero: not at all). One `io_uring_enter` per call.
+    pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let submitted = match timeout {
+            Some(Duration::ZERO) => self.ring.submit(),
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match submitted {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every completion waiting in the queue into `out`.
+    pub(crate) fn completions(&mut self, out: &mut Vec<cqueue::Entry>) {
+        out.extend(self.ring.completion());
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.in_flight_sends == 0 && !self.wake_in_flight {
+            return;
+        }
+        // Cancel everything and wait for the completions, so no buffer is freed while the
+        // kernel may still read or write it.
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(u64::MAX);
+        self.push(&entry);
+        let give_up = Instant::now() + Duration::from_secs(2);
+        let mut cqes = Vec::new();
+        while (self.in_flight_sends > 0 || self.wake_in_flight) && Instant::now() < give_up {
+            let _ = self.submit_and_wait(Some(Duration::from_millis(50)));
+            cqes.clear();
+            self.completions(&mut cqes);
+            for cqe in &cqes {
+                let (kind, key) = super::driver::decode_user_data(cqe.user_data());
+                match kind {
+                    super::driver::Op::Send if !cqueue::more(cqe.flags()) => {
+                        self.sent(key);
+                    }
+                    super::driver::Op::Wake => self.wake_in_flight = false,
+                    _ => {}
+                }
+            }
+        }
+        if self.in_flight_sends > 0 || self.wake_in_flight {
+            // Better a leak than memory the kernel may still write into.
+            std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+    }
+}
+
+/// The socket a successful accept completion created (`result`, not negative).
+pub(crate) fn accepted_socket(result: i32) -> OwnedFd {
+    assert!(result >= 0, "an accept error is not a socket");
+    // SAFETY: a successful accept's result is a new descriptor that nothing else owns; it is
+    // owned from here on and closed when dropped.
+    unsafe { OwnedFd::from_raw_fd(result) }
+}
+
+/// A new non-blocking eventfd: how other threads wake a reactor that waits in its ring.
+pub(crate) fn eventfd() -> io::Result<std::fs::File> {
+    // SAFETY: eventfd takes no pointers; its result is checked before it is used.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
