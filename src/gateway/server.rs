@@ -37,6 +37,17 @@ pub struct Gateway {
     backend: Backend,
 }
 
+/// Whether a reactor thread could open its ring. Asked on a thread of its own (which inherits
+/// the caller's seccomp filter, as the reactors will): a ring torn down on the caller's thread
+/// leaves it a task-work notification that fails its next blocking system call with EINTR.
+fn probe_uring() -> io::Result<Result<(), super::uring::Unavailable>> {
+    std::thread::Builder::new()
+        .name("uring-probe".into())
+        .spawn(|| super::uring::open(8).map(drop))?
+        .join()
+        .map_err(|_| io::Error::other("the io_uring probe panicked"))
+}
+
 fn start_epoll<H: Handler>(
     polls: Vec<Poll>,
     listeners: Vec<ListenerPair>,
@@ -158,8 +169,8 @@ impl Gateway {
         F: FnMut(usize, GatewayHandle) -> H,
     {
         let backend = match config.backend {
-            Backend::Uring => match super::uring::open(8) {
-                Ok(_) => Backend::Uring,
+            Backend::Uring => match probe_uring()? {
+                Ok(()) => Backend::Uring,
                 Err(why) => {
                     warn!("io_uring is unavailable, running on epoll: {why}");
                     Backend::Epoll

@@ -193,12 +193,18 @@ impl Machine {
         self.sent(ws, key, sent);
     }
 
-    /// The driver cannot send now (its last send is still in flight): the pong owed this pass
-    /// joins the queue behind it (the pass's pong slots are cleared at its end), and the send
-    /// request stays set; the driver sends once the completion comes.
+    /// The driver cannot send now (its last send is still in flight, waiting for room in the
+    /// kernel): the pong owed this pass joins the queue behind it (the pass's pong slots are
+    /// cleared at its end), and what waits is judged against the slow-consumer cap as a short
+    /// write would be on a readiness driver. The send request is cleared, so the next push
+    /// asks again (and is judged again); the driver sends the rest once the completion comes.
     pub(crate) fn defer_send(&mut self, ws: &mut Workspace, key: usize) {
-        if self.phase != Phase::Closed {
-            self.send_owed_pong(ws, key);
+        if !self.begin_send(ws, key) {
+            return;
+        }
+        let queued = self.outgoing.backlog_bytes();
+        if queued > 0 {
+            self.sent(ws, key, Ok(Flushed::Backlogged(queued)));
         }
     }
 

@@ -73,6 +73,7 @@ impl<H: Handler> Reactor<H> {
         let flags = cqe.flags();
         let result = cqe.result();
         let more = cqueue::more(flags);
+        tracing::trace!(key, result, more, "recv completion");
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -168,9 +169,22 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) else {
             return;
         };
+        tracing::trace!(
+            key,
+            over_cap = conn.machine.over_cap(&self.ws),
+            spent = self.ws.budget_spent(),
+            input = conn.machine.has_input(),
+            held = conn.machine.held_bytes(),
+            "after turn"
+        );
         if conn.machine.over_cap(&self.ws) {
             self.read_paused.insert(key);
-            conn.machine.mark_dirty(&mut self.ws, key);
+            if self.ring.sending(key) {
+                // Judged now: the send in flight may wait for the peer forever.
+                conn.machine.defer_send(&mut self.ws, key);
+            } else {
+                conn.machine.mark_dirty(&mut self.ws, key);
+            }
             self.stop_recv(key);
             self.settle();
         } else if self.ws.budget_spent() && conn.machine.has_input() {
@@ -216,6 +230,7 @@ impl<H: Handler> Reactor<H> {
 
     fn sent(&mut self, key: usize, result: i32) {
         let offered = self.ring.sent(key);
+        tracing::trace!(key, result, offered, "send completion");
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
