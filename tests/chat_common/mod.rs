@@ -57,7 +57,7 @@ macro_rules! on_postgres_too {
         mod on_postgres {
             $(#[test]
             fn $name() {
-                $crate::chat_common::with_postgres(super::$name)
+                super::chat_common::with_postgres(super::$name)
             })*
         }
     };

@@ -91,7 +91,10 @@ impl TestGateway {
         H: Handler,
         F: FnMut(usize, GatewayHandle) -> H,
     {
+        let wanted = config.backend;
         let gateway = Gateway::start(config, make_handler).expect("gateway starts");
+        // These machines have io_uring: a fallback here would test epoll twice, unseen.
+        assert_eq!(gateway.backend(), wanted, "the gateway fell back to another backend");
         TestGateway {
             gateway: Some(gateway),
         }

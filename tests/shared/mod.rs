@@ -44,11 +44,21 @@ pub fn gateway_config(workers: usize) -> GatewayConfig {
     }
 }
 
-/// The backend `SWITCHBOARD_BACKEND` names (epoll when unset).
+/// The backend the gateway under test runs on: `SWITCHBOARD_BACKEND` if set, else io_uring
+/// in the test binaries whose name ends in `_uring` (Cargo.toml builds the end-to-end suites a
+/// second time under such names, so `cargo test` runs them on both backends), else epoll.
 pub fn backend() -> Backend {
-    match std::env::var("SWITCHBOARD_BACKEND") {
-        Ok(name) => name.parse().expect("SWITCHBOARD_BACKEND is epoll or uring"),
-        Err(_) => Backend::Epoll,
+    if let Ok(name) = std::env::var("SWITCHBOARD_BACKEND") {
+        return name.parse().expect("SWITCHBOARD_BACKEND is epoll or uring");
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Cargo names a test binary NAME-HASH.
+    let target = name.rsplit_once('-').map_or(name, |(target, _)| target);
+    if target.ends_with("_uring") {
+        Backend::Uring
+    } else {
+        Backend::Epoll
     }
 }
 

@@ -29,6 +29,7 @@ pub fn spawn_announced(
     let mut child = command
         // Errors still show; the warnings the tests provoke on purpose do not.
         .env("RUST_LOG", "error")
+        .env("SWITCHBOARD_BACKEND", super::backend().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -18,7 +18,7 @@ use tracing::warn;
 use super::super::super::handle::Command;
 use super::super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox};
 use super::super::super::machine::Event;
-use super::Reactor;
+use super::{Reactor, Recv};
 
 impl<H: Handler> Reactor<H> {
     /// Carries out every queued event, including those the carrying out queues.
@@ -51,8 +51,14 @@ impl<H: Handler> Reactor<H> {
             }
             Event::Transmit => self.dirty.push(key),
             Event::Fin => {
-                let socket = socket2::SockRef::from(&self.conns[key].fd);
-                let _ = socket.shutdown(std::net::Shutdown::Write);
+                let conn = &mut self.conns[key];
+                let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Write);
+                if conn.recv == Recv::Ended {
+                    // The peer's FIN came before ours: the linger it would wait for is over
+                    // (on epoll, the shutdown makes the socket readable again and the end of
+                    // stream is read a second time; a finished receive is not).
+                    conn.machine.on_eof(&mut self.ws, key);
+                }
             }
             Event::Close => self.retire(key),
         }

@@ -59,7 +59,10 @@ impl<H: Handler> Reactor<H> {
         }
         let mut out = std::mem::take(&mut self.send_scratch);
         conn.machine.transmit(&mut self.ws, key, MAX_IOV, &mut out);
-        if !out.is_empty() {
+        if out.is_empty() {
+            // Nothing to send is everything sent: a closing connection moves on to its FIN.
+            conn.machine.on_sent(&mut self.ws, key, Ok(0));
+        } else {
             self.ring.send(key, fd, &mut out, user_data(Op::Send, key));
         }
         self.send_scratch = out;
