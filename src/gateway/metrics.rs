@@ -147,6 +147,9 @@ pub struct ReactorMetrics {
     pub closes: [Counter; CLOSE_REASONS.len()],
     /// Connections closed because their pushes overflowed this reactor's inbox.
     pub inbox_overflow_closes: Counter,
+    /// io_uring only: receives that found the reactor's buffer ring empty (ENOBUFS) and
+    /// waited for buffers to come back.
+    pub recv_buffers_empty: Counter,
     /// Refusals by reason (`Refusal`, in the order of `Refusal::ALL`).
     pub refusals: [Counter; Refusal::ALL.len()],
     /// The time of one pass of the event loop, polling excluded.
@@ -165,6 +168,7 @@ impl Default for ReactorMetrics {
             bytes_out: Counter::default(),
             closes: Default::default(),
             inbox_overflow_closes: Counter::default(),
+            recv_buffers_empty: Counter::default(),
             refusals: Default::default(),
             loop_seconds: Histogram::new(SECONDS_BOUNDS),
         }
@@ -223,6 +227,8 @@ pub struct GatewayTotals {
     pub closes: [u64; CLOSE_REASONS.len()],
     /// Closes for an overflowing inbox.
     pub inbox_overflow_closes: u64,
+    /// Receives that found the buffer ring empty (io_uring).
+    pub recv_buffers_empty: u64,
     /// Refusals, in `Refusal::ALL` order.
     pub refusals: [u64; Refusal::ALL.len()],
     /// Loop time of every reactor together.
@@ -277,6 +283,7 @@ impl GatewayProbe {
             bytes_out: sum(&|b| &b.bytes_out),
             closes: std::array::from_fn(|i| sum(&|b| &b.closes[i])),
             inbox_overflow_closes: sum(&|b| &b.inbox_overflow_closes),
+            recv_buffers_empty: sum(&|b| &b.recv_buffers_empty),
             refusals: std::array::from_fn(|i| sum(&|b| &b.refusals[i])),
             loop_seconds,
         }

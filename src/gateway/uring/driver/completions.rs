@@ -114,7 +114,11 @@ impl<H: Handler> Reactor<H> {
                     conn.machine.on_eof(&mut self.ws, key);
                     self.settle();
                 }
-                e if e == -libc::ENOBUFS => {} // backpressure: re-armed after the batch
+                e if e == -libc::ENOBUFS => {
+                    // Backpressure: the bytes wait in the socket; re-armed after the batch,
+                    // once its buffers went back into the ring.
+                    self.shared.metrics[self.index].recv_buffers_empty.inc();
+                }
                 e if e == -libc::ECANCELED => {}
                 e => {
                     let error = io::Error::from_raw_os_error(-e);
