@@ -15,6 +15,7 @@
 #   SERVERS="switchboard fastwebsockets" IDLE_CONNS=0 bench/compare.sh   # echo only
 #   bench/compare.sh --table target/compare/20261126T111700Z          # an earlier run's table
 #   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard-base switchboard" bench/compare.sh
+#   SERVERS="switchboard switchboard-uring" bench/compare.sh   # the epoll and io_uring backends
 #                             # a change against the build before it (BASE_BIN: that build's binary)
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
@@ -152,6 +153,7 @@ done >"$OUT/settings.env"
 server_cmd() {
     case $1 in
         switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
+        switchboard-uring) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring" ;;
         switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
         tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
@@ -160,7 +162,7 @@ server_cmd() {
 }
 ready_line() {
     case $1 in
-        switchboard | switchboard-base) echo "switchboard echo: WebSocket on" ;;
+        switchboard | switchboard-base | switchboard-uring) echo "switchboard echo: WebSocket on" ;;
         *) echo "listening on" ;;
     esac
 }
@@ -258,10 +260,12 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
     for server in $SERVERS; do
         result="$OUT/idle-$server.txt"
         case $server in
-            switchboard | switchboard-base)
+            switchboard | switchboard-base | switchboard-uring)
                 bin="$target_dir/release/switchboard"
                 [[ $server == switchboard-base ]] && bin=$BASE_BIN
-                "$target_dir/release/idle_memory" --server-bin "$bin" \
+                backend=epoll
+                [[ $server == switchboard-uring ]] && backend=uring
+                SWITCHBOARD_BACKEND=$backend "$target_dir/release/idle_memory" --server-bin "$bin" \
                     --workers "$THREADS" --ws "$IDLE_CONNS" --tcp 0 --repeat "$REPEAT" >"$result" ;;
             *)
                 "$target_dir/release/idle_memory" --server-cmd "$(server_cmd "$server" '{ws_port}')" \

@@ -9,6 +9,8 @@
 #   bench/syscalls.sh
 #   SERVERS="switchboard fastwebsockets" bench/syscalls.sh
 #   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard-base switchboard" bench/syscalls.sh
+#   SERVERS="switchboard switchboard-uring" bench/syscalls.sh   # both backends (io_uring's
+#                             # echoes counted from the bytes its sockets sent, not its writes)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -29,11 +31,18 @@ fi
 server_cmd() {
     case $1 in
     switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$port --workers 1" ;;
+    switchboard-uring) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$port --workers 1 --backend uring" ;;
     switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$port --workers 1" ;;
     tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$port --threads 1" ;;
     fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$port --threads 1" ;;
     *) echo "unknown server $1" >&2; exit 1 ;;
     esac
+}
+
+# Bytes sent so far by the server's established sockets on $port (ss's bytes_sent).
+bytes_sent() {
+    ss -tinH state established "( sport = :$port )" |
+        grep -o 'bytes_sent:[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }'
 }
 
 printf '| server | writes (= messages echoed) under strace | syscalls per message | the four most frequent, per message |\n|---|---|---|---|\n'
@@ -51,19 +60,24 @@ for server in $SERVERS; do
     sleep 3
     # With one message in flight per connection every write carries exactly one echo, so the
     # writes strace counts are the messages echoed while it was attached.
+    # io_uring makes no write per message: the echoes are counted from the bytes the server's
+    # sockets sent while strace was attached (each echo is a 22-byte frame: 2 + 20).
+    sent_before=$(bytes_sent)
     timeout -s INT 4 strace -c -f -p "$pid" -o "$out/$server.strace" >/dev/null 2>&1 || true
+    sent_after=$(bytes_sent)
     wait "$load" || true
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    python3 - "$out/$server.strace" "$server" <<'EOF'
+    python3 - "$out/$server.strace" "$server" "$((sent_after - sent_before))" <<'EOF'
 import sys
-path, server = sys.argv[1:]
+path, server, sent = sys.argv[1:]
 calls = {}
 for line in open(path):
     parts = line.split()
     if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
         calls[parts[-1]] = int(parts[3])
-messages = max(sum(calls.get(n, 0) for n in ("write", "writev", "sendto", "sendmsg")), 1)
+writes = sum(calls.get(n, 0) for n in ("write", "writev", "sendto", "sendmsg"))
+messages = max(writes if writes > 0 else int(sent) // 22, 1)
 total = sum(calls.values())
 top = ", ".join(f"{n} {c / messages:.2f}" for n, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
 print(f"| {server} | {messages:,} | {total / messages:.2f} | {top} |")

@@ -189,10 +189,12 @@ impl Ring {
     }
 
     /// Submits what is queued and waits for at least one completion, at most `timeout`
-    /// (`None`: until one comes; zero: not at all). One `io_uring_enter` per call.
+    /// (`None`: until one comes; zero: not at all, but completions ready are posted). One
+    /// `io_uring_enter` per call.
     pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let submitted = match timeout {
-            Some(Duration::ZERO) => self.ring.submit(),
+            // A zero wait still asks for completions: with DEFER_TASKRUN, completions are
+            // posted only when the ring's owner enters the kernel to get events.
             Some(t) => {
                 let ts = types::Timespec::new()
                     .sec(t.as_secs())

@@ -534,6 +534,13 @@ impl<H: Handler> Drop for Reactor<H> {
 mod tests {
     use super::*;
 
+    /// A million of these live in one process: no bigger than the epoll driver's.
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 160, "Conn grew to {size} bytes");
+    }
+
     #[test]
     fn user_data_round_trips() {
         for op in [Op::AcceptTcp, Op::AcceptWs, Op::Recv, Op::Send, Op::Cancel, Op::Wake] {
