@@ -286,7 +286,10 @@ mod tests {
         let token = mio::Token(7);
         let waker = mio::Waker::new(poll.registry(), token).unwrap();
         let config = crate::gateway::GatewayConfig::default();
-        let (handle, _receivers) = GatewayHandle::new(vec![waker], config.inbox_bytes);
+        let (handle, _receivers) = GatewayHandle::new(
+            vec![crate::gateway::handle::Waker::Mio(waker)],
+            config.inbox_bytes,
+        );
         let (queue, receiver) = CoreQueue::new(100);
         queue.attach(handle);
         assert!(queue.try_send(0, vec![packet(200)], 300).is_ok());

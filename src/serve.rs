@@ -690,7 +690,8 @@ mod tests {
     fn with_outbox(f: impl FnOnce(&mut Outbox<'_>)) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let (handle, _receivers) = GatewayHandle::new(vec![waker], 1 << 20);
+        let (handle, _receivers) =
+            GatewayHandle::new(vec![crate::gateway::handle::Waker::Mio(waker)], 1 << 20);
         let mut local = Vec::new();
         let mut out = Outbox {
             reactor: 0,

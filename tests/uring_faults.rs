@@ -110,7 +110,11 @@ fn a_kernel_that_refuses_io_uring_gets_epoll_and_one_line_saying_why() {
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     let why: Vec<&str> = text.lines().filter(|l| l.contains("io_uring")).collect();
     assert_eq!(why.len(), 1, "one line, not one per reactor: {text}");
-    assert!(why[0].contains("running on epoll") && why[0].contains("seccomp"), "{}", why[0]);
+    assert!(
+        why[0].contains("running on epoll") && why[0].contains("seccomp"),
+        "{}",
+        why[0]
+    );
 }
 
 #[test]

@@ -157,10 +157,7 @@ pub struct GatewayHandle {
 
 impl GatewayHandle {
     /// Builds the inboxes, one per waker, and returns the handle and the receivers.
-    pub(crate) fn new(
-        wakers: Vec<Waker>,
-        capacity: usize,
-    ) -> (GatewayHandle, Vec<InboxReceiver>) {
+    pub(crate) fn new(wakers: Vec<Waker>, capacity: usize) -> (GatewayHandle, Vec<InboxReceiver>) {
         let mut receivers = Vec::with_capacity(wakers.len());
         let mut inboxes = Vec::with_capacity(wakers.len());
         for waker in wakers {

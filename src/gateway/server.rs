@@ -214,12 +214,22 @@ impl Gateway {
             config,
         });
         let threads = match backend {
-            Backend::Epoll => {
-                start_epoll(polls, listeners, inboxes, &mut make_handler, &handle, &shared)?
-            }
-            Backend::Uring => {
-                start_uring(eventfds, listeners, inboxes, &mut make_handler, &handle, &shared)?
-            }
+            Backend::Epoll => start_epoll(
+                polls,
+                listeners,
+                inboxes,
+                &mut make_handler,
+                &handle,
+                &shared,
+            )?,
+            Backend::Uring => start_uring(
+                eventfds,
+                listeners,
+                inboxes,
+                &mut make_handler,
+                &handle,
+                &shared,
+            )?,
         };
         Ok(Gateway {
             handle,

@@ -94,7 +94,11 @@ impl TestGateway {
         let wanted = config.backend;
         let gateway = Gateway::start(config, make_handler).expect("gateway starts");
         // These machines have io_uring: a fallback here would test epoll twice, unseen.
-        assert_eq!(gateway.backend(), wanted, "the gateway fell back to another backend");
+        assert_eq!(
+            gateway.backend(),
+            wanted,
+            "the gateway fell back to another backend"
+        );
         TestGateway {
             gateway: Some(gateway),
         }

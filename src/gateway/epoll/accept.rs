@@ -126,37 +126,35 @@ pub(crate) fn admission_checks(
     draining: bool,
     now: u64,
 ) -> Option<bool> {
-        if let Some(trusted) = &shared.config.proxy_protocol {
-            if !trusted.contains(peer.ip()) {
-                info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
-                shared.metrics[reactor].refused(Refusal::UntrustedProxy);
-                return None;
-            }
-        }
-        if draining
-            || shared.open_conns.fetch_add(1, Ordering::AcqRel) >= shared.config.max_conns
-        {
-            if !draining {
-                shared.open_conns.fetch_sub(1, Ordering::AcqRel);
-            }
-            debug!(%peer, "connection refused: at --max-conns");
-            shared.metrics[reactor].refused(Refusal::MaxConns);
+    if let Some(trusted) = &shared.config.proxy_protocol {
+        if !trusted.contains(peer.ip()) {
+            info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
+            shared.metrics[reactor].refused(Refusal::UntrustedProxy);
             return None;
         }
-        // With PROXY, the client's address is known only once its header is read: the
-        // machine asks the per-IP table then.
-        let ip_counted = shared.config.proxy_protocol.is_none() && shared.per_ip.is_on();
-        if ip_counted {
-            if let Err(refusal) = shared.per_ip.admit(peer.ip(), now) {
-                shared.open_conns.fetch_sub(1, Ordering::AcqRel);
-                info!(%peer, "connection refused: {refusal}");
-                shared.metrics[reactor].refused(match refusal {
-                    IpRefusal::TooManyConnections => Refusal::IpConnections,
-                    IpRefusal::ConnectRate => Refusal::IpConnectRate,
-                });
-                return None;
-            }
+    }
+    if draining || shared.open_conns.fetch_add(1, Ordering::AcqRel) >= shared.config.max_conns {
+        if !draining {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
         }
+        debug!(%peer, "connection refused: at --max-conns");
+        shared.metrics[reactor].refused(Refusal::MaxConns);
+        return None;
+    }
+    // With PROXY, the client's address is known only once its header is read: the
+    // machine asks the per-IP table then.
+    let ip_counted = shared.config.proxy_protocol.is_none() && shared.per_ip.is_on();
+    if ip_counted {
+        if let Err(refusal) = shared.per_ip.admit(peer.ip(), now) {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            info!(%peer, "connection refused: {refusal}");
+            shared.metrics[reactor].refused(match refusal {
+                IpRefusal::TooManyConnections => Refusal::IpConnections,
+                IpRefusal::ConnectRate => Refusal::IpConnectRate,
+            });
+            return None;
+        }
+    }
     Some(ip_counted)
 }
 

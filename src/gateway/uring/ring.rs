@@ -32,7 +32,9 @@ pub(crate) struct Ring {
     /// Where the eventfd read lands (its value is not used: the read is the wake-up).
     wake_buf: Box<u64>,
     wake_in_flight: bool,
-    /// Vectors of finished sends, kept for the next (one allocation per send saved).
+    /// Vectors of finished sends, kept for the next (one allocation per send saved). Boxed:
+    /// a box moves between here and `sends` (8 bytes a connection slot) without reallocating.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<Send>>,
 }
 
@@ -151,9 +153,13 @@ impl Ring {
             iov_len: b.len(),
         }));
         let entry = if send.bytes.len() == 1 {
-            opcode::Send::new(types::Fd(fd), send.bytes[0].as_ptr(), send.bytes[0].len() as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
+            opcode::Send::new(
+                types::Fd(fd),
+                send.bytes[0].as_ptr(),
+                send.bytes[0].len() as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
         } else {
             opcode::Writev::new(
                 types::Fd(fd),

@@ -93,9 +93,7 @@ impl<H: Handler> Reactor<H> {
                 self.free_if_done(key);
                 return;
             }
-            self.shared.metrics[self.index]
-                .bytes_in
-                .add(result as u64);
+            self.shared.metrics[self.index].bytes_in.add(result as u64);
             // Input held from an earlier turn stays first: these bytes join it.
             self.ws.start_turn();
             conn.machine.on_bytes(&mut self.ws, &filled);

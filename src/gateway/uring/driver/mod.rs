@@ -182,7 +182,10 @@ impl<H: Handler> Reactor<H> {
             &ring.submitter(),
             BUFFER_GROUP,
             shared.config.uring_recv_buffers.unwrap_or(RECV_BUFFERS),
-            shared.config.uring_recv_buffer_len.unwrap_or(RECV_BUFFER_LEN),
+            shared
+                .config
+                .uring_recv_buffer_len
+                .unwrap_or(RECV_BUFFER_LEN),
             // Incremental consumption (one buffer serving many receives) corrupted the byte
             // stream under tests/backpressure.rs on Linux 6.18 (a packet's bytes out of place
             // after a cut connection's receive was cancelled); whole buffers until that is
@@ -235,7 +238,8 @@ impl<H: Handler> Reactor<H> {
     /// Runs until a shutdown has drained every connection (or its deadline passed).
     pub(crate) fn run(mut self) {
         self.arm_accepts();
-        self.ring.read_wake(self.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
+        self.ring
+            .read_wake(self.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
         loop {
             let timeout = self.wait_timeout();
             if timeout != Some(Duration::ZERO) {
@@ -457,8 +461,7 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        if conn.retired && !conn.recv.in_flight() && conn.cancels == 0 && !self.ring.sending(key)
-        {
+        if conn.retired && !conn.recv.in_flight() && conn.cancels == 0 && !self.ring.sending(key) {
             // Dropping the socket closes it.
             self.conns.remove(key);
         }
@@ -543,7 +546,14 @@ mod tests {
 
     #[test]
     fn user_data_round_trips() {
-        for op in [Op::AcceptTcp, Op::AcceptWs, Op::Recv, Op::Send, Op::Cancel, Op::Wake] {
+        for op in [
+            Op::AcceptTcp,
+            Op::AcceptWs,
+            Op::Recv,
+            Op::Send,
+            Op::Cancel,
+            Op::Wake,
+        ] {
             for key in [0usize, 1, 12345, u32::MAX as usize] {
                 assert_eq!(decode_user_data(user_data(op, key)), (op, key));
             }
