@@ -98,7 +98,16 @@ impl<H: Handler> Reactor<H> {
             self.ws.start_turn();
             conn.machine.on_bytes(&mut self.ws, &filled);
             drop(filled);
-            self.take_input(key);
+            if self.read_paused.contains(&key) {
+                // Over the cap with its receive cancelled, and more had landed: judged now,
+                // so what a multishot receive delivers past the cancel cannot pile up.
+                conn.machine.end_input(&mut self.ws);
+                self.ws.end_turn();
+                conn.machine.defer_send(&mut self.ws, key);
+                self.settle();
+            } else {
+                self.take_input(key);
+            }
         } else if conn.retired {
             self.free_if_done(key);
             return;

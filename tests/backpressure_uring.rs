@@ -1,5 +1,0 @@
-//! `tests/backpressure.rs` again, with the gateway on io_uring: a test binary whose name ends in
-//! `_uring` starts it there (`backend()` in tests/shared/mod.rs).
-
-#[path = "backpressure.rs"]
-mod suite;
