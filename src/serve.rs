@@ -714,6 +714,7 @@ mod tests {
         let wakers = polls
             .iter()
             .map(|poll| mio::Waker::new(poll.registry(), mio::Token(0)).unwrap())
+            .map(crate::gateway::handle::Waker::Mio)
             .collect();
         let (handle, receivers) = GatewayHandle::new(wakers, 1 << 20);
         let mut outlet = GatewayOutlet::new(handle);

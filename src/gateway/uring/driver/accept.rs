@@ -8,10 +8,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use io_uring::cqueue;
+use switchboard_codec::ws::CloseCode;
 use tracing::{debug, warn};
 
 use super::super::super::epoll::{admission_checks, is_resource_exhaustion};
-use super::super::super::handler::{Handler, Transport};
+use super::super::super::handler::{Disconnect, Handler, Transport};
 use super::super::super::machine::Machine;
 use super::super::ring::accepted_socket;
 use super::{user_data, Conn, Op, Reactor, Recv, ACCEPT_RETRY_TICKS};
@@ -83,7 +84,9 @@ impl<H: Handler> Reactor<H> {
         let fd = accepted_socket(result);
         self.accept_paused_warned = false;
         if self.draining_until.is_some() {
-            return; // dropping it closes it
+            // Its completion was on its way when the drain cancelled the accept.
+            self.close_late(fd, transport);
+            return;
         }
         if !self.input_allowed() {
             // A new connection is input too: it waits until the handler has room.
@@ -95,6 +98,18 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn admit_socket(&mut self, fd: OwnedFd, transport: Transport) {
+        self.open_socket(fd, transport, None);
+    }
+
+    /// Gives an accepted socket a slot, a machine and a receive, unless the admission checks
+    /// refuse it; when `closing`, the machine is closed with that code at once (a socket
+    /// accepted during a drain, see `drain.rs`), which a drain does not refuse.
+    pub(super) fn open_socket(
+        &mut self,
+        fd: OwnedFd,
+        transport: Transport,
+        closing: Option<CloseCode>,
+    ) {
         let peer: SocketAddr = match socket2::SockRef::from(&fd)
             .peer_addr()
             .ok()
@@ -104,7 +119,7 @@ impl<H: Handler> Reactor<H> {
             None => return, // gone already (reset before we looked): closing it is all
         };
         let shared = &self.shared;
-        let draining = self.draining_until.is_some();
+        let draining = self.draining_until.is_some() && closing.is_none();
         let Some(ip_counted) = admission_checks(shared, self.index, peer, draining, self.now)
         else {
             return;
@@ -135,6 +150,13 @@ impl<H: Handler> Reactor<H> {
             retired: false,
         });
         self.settle();
+        if let Some(code) = closing {
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+                conn.machine
+                    .close(&mut self.ws, key, code, Disconnect::Shutdown);
+                self.settle();
+            }
+        }
         self.ensure_recv(key);
     }
 }

@@ -111,7 +111,10 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs a handler callback; `None` if it panicked. Its commands wait in `local`.
-    fn call_handler<R>(&mut self, f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R) -> Option<R> {
+    pub(super) fn call_handler<R>(
+        &mut self,
+        f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
+    ) -> Option<R> {
         let mut out = Outbox {
             reactor: self.index,
             local: &mut self.local,
@@ -122,7 +125,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Applies the commands of the handler call that just returned, in the order made.
-    fn apply_local(&mut self) {
+    pub(super) fn apply_local(&mut self) {
         if self.local.is_empty() {
             return;
         }
@@ -175,8 +178,7 @@ impl<H: Handler> Reactor<H> {
                     .close(&mut self.ws, key, code, reason);
             }
             Command::Shutdown => self.begin_drain(),
-            // Spread over the period later in this series; for now at once.
-            Command::Drain(_) => self.begin_drain(),
+            Command::Drain(period) => self.begin_spread_drain(period),
         }
     }
 }

@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::cqueue;
 use slab::Slab;
-use switchboard_codec::ws::CloseCode;
 use tracing::{debug, warn};
 
 use super::super::clock::{ReactorClock, TICK_MS};
 use super::super::conn_id::{next_generation, ConnId};
+use super::super::drain::DrainSpread;
 use super::super::epoll::Shared;
 use super::super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::super::handler::{Disconnect, Handler, Transport};
@@ -42,6 +42,7 @@ use super::ring::Ring;
 
 mod accept;
 mod completions;
+mod drain;
 mod events;
 mod send;
 
@@ -160,6 +161,8 @@ pub(crate) struct Reactor<H: Handler> {
     queued_published: usize,
     last_trim: u64,
     draining_until: Option<u64>,
+    /// A spread drain's connections still to hand to the handler (`Command::Drain`).
+    spread: Option<DrainSpread>,
     cqes: Vec<cqueue::Entry>,
     send_scratch: Vec<Bytes>,
 }
@@ -230,6 +233,7 @@ impl<H: Handler> Reactor<H> {
             queued_published: 0,
             last_trim: start,
             draining_until: None,
+            spread: None,
             cqes: Vec::with_capacity(1024),
             send_scratch: Vec::new(),
         })
@@ -258,6 +262,7 @@ impl<H: Handler> Reactor<H> {
             self.revisit(waiting);
             self.inbox_ready();
             self.timers_due();
+            self.drain_due();
             self.end_of_batch();
             self.send_stage();
             self.complete_all(); // what the pass's own work completed inline
@@ -370,36 +375,6 @@ impl<H: Handler> Reactor<H> {
         }
         self.fired = fired;
         self.fired.clear();
-    }
-
-    fn begin_drain(&mut self) {
-        if self.draining_until.is_some() {
-            return;
-        }
-        let drain = super::super::clock::ticks(self.shared.config.drain_timeout);
-        self.draining_until = Some(self.now + drain);
-        // Stop accepting first: the accepts are cancelled and the listeners closed (the
-        // ring's own reference goes with the cancelled accept).
-        for listener in [self.tcp_listener.take(), self.ws_listener.take()]
-            .into_iter()
-            .flatten()
-        {
-            if listener.armed {
-                let fd = listener.socket.as_raw_fd();
-                self.ring.cancel_fd(fd, user_data(Op::Other, 0));
-                // Submitted before the listener closes: the cancel finds the file by its fd.
-                let _ = self.ring.submit_and_wait(Some(Duration::ZERO));
-            }
-        }
-        self.accept_held.clear();
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
-                let reason = Disconnect::Shutdown;
-                conn.machine
-                    .close(&mut self.ws, key, CloseCode::GOING_AWAY, reason);
-            }
-        }
     }
 
     fn publish_metrics(&mut self, pass: Instant) {
