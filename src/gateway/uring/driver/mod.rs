@@ -384,6 +384,15 @@ impl<H: Handler> Reactor<H> {
                 counter.add(refused);
             }
         }
+        for (counter, count) in metrics
+            .tls_handshakes
+            .iter()
+            .zip(self.ws.take_tls_handshakes())
+        {
+            if count > 0 {
+                counter.add(count);
+            }
+        }
         metrics.loop_seconds.observe_duration(pass.elapsed());
     }
 
