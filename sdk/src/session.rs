@@ -91,13 +91,6 @@ enum InFlight {
 }
 
 #[derive(Debug)]
-struct AppRequest {
-    command: ProtoCommand,
-    reply: Sender<Result<ResponseBody, RequestError>>,
-    deadline: Instant,
-}
-
-#[derive(Debug)]
 enum Phase {
     Offline,
     LoggingIn { deadline: Instant },
@@ -671,87 +664,6 @@ impl Session {
         self.outbox
             .send_due(now, |message| wire.send(&message.request(), now).ok());
     }
-
-    fn on_app_request(
-        &mut self,
-        request: Request,
-        reply: Sender<Result<ResponseBody, RequestError>>,
-        deadline: Instant,
-        now: Instant,
-    ) -> Flow {
-        match self.phase {
-            Phase::Live => {
-                self.send_app(request, reply, deadline, now);
-                Flow::Continue
-            }
-            // Logged out already, in effect: nothing to tell the server.
-            _ if request == Request::Logout => {
-                let _ = reply.send(Ok(ResponseBody::Logout));
-                Flow::Stop(StopReason::Closed)
-            }
-            _ => {
-                if let Err(error) = request.encode(0, &mut BytesMut::new()) {
-                    let _ = reply.send(Err(RequestError::Invalid(error)));
-                } else {
-                    self.queued.push_back(QueuedRequest {
-                        request,
-                        reply,
-                        deadline,
-                    });
-                }
-                Flow::Continue
-            }
-        }
-    }
-
-    fn send_app(
-        &mut self,
-        request: Request,
-        reply: Sender<Result<ResponseBody, RequestError>>,
-        deadline: Instant,
-        now: Instant,
-    ) {
-        match self.wire.send(&request, now) {
-            Ok(seq) => {
-                let app = AppRequest {
-                    command: request.command(),
-                    reply,
-                    deadline,
-                };
-                self.in_flight.insert(seq, InFlight::App(app));
-            }
-            Err(error) => {
-                let _ = reply.send(Err(RequestError::Invalid(error)));
-            }
-        }
-    }
-
-    fn app_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        let queued = self.queued.iter().map(|app| app.deadline);
-        let sent = self.in_flight.values().filter_map(|f| match f {
-            InFlight::App(app) => Some(app.deadline),
-            _ => None,
-        });
-        queued.chain(sent)
-    }
-
-    fn expire_app_requests(&mut self, now: Instant) {
-        let timeout = RequestError::Timeout(self.config.request_timeout);
-        self.queued.retain(|app| {
-            let keep = app.deadline > now;
-            if !keep {
-                let _ = app.reply.send(Err(timeout.clone()));
-            }
-            keep
-        });
-        self.in_flight.retain(|_, in_flight| match in_flight {
-            InFlight::App(app) if app.deadline <= now => {
-                let _ = app.reply.send(Err(timeout.clone()));
-                false
-            }
-            _ => true,
-        });
-    }
 }
 
 /// The way from the wire to the app for received messages.
@@ -799,6 +711,9 @@ fn body_matches(command: ProtoCommand, body: &ResponseBody) -> bool {
             | (ProtoCommand::Ping, ResponseBody::Pong(_))
     )
 }
+
+mod app_requests;
+use app_requests::AppRequest;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]
