@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchboard::gateway::uring::probe::deny_io_uring_on_this_thread;
 use switchboard::gateway::{Backend, Gateway, GatewayConfig};
 
 use common::{packet, pattern, test_config, vm_rss, TcpClient, TestGateway};
@@ -19,53 +20,6 @@ fn uring_config() -> GatewayConfig {
     GatewayConfig {
         backend: Backend::Uring,
         ..test_config()
-    }
-}
-
-/// Makes `io_uring_setup` fail with EPERM on the calling thread and the threads it starts.
-fn deny_io_uring_on_this_thread() {
-    let filter = [
-        // A = the system call number
-        libc::sock_filter {
-            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_io_uring_setup as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: plain system calls; the program outlives the call that copies it, and without
-    // SECCOMP_FILTER_FLAG_TSYNC it binds this thread (and threads it starts later) alone.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        let installed = libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &program as *const libc::sock_fprog,
-        );
-        assert_eq!(installed, 0, "seccomp: {}", io::Error::last_os_error());
     }
 }
 
@@ -89,7 +43,7 @@ fn a_kernel_that_refuses_io_uring_gets_epoll_and_one_line_saying_why() {
     let lines = Lines::default();
     let writer = lines.clone();
     let backend = std::thread::spawn(move || {
-        deny_io_uring_on_this_thread();
+        deny_io_uring_on_this_thread().expect("a seccomp filter");
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)

@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::epoll::Shared;
+use super::driver_core::Shared;
 use super::handle::GatewayHandle;
 use super::handler::{Disconnect, Transport};
 use crate::metrics::{Counter, Histogram, HistogramSnapshot, SECONDS_BOUNDS};

@@ -2,7 +2,8 @@
 //!
 //! `machine/` is what a connection means (bytes and time in, events and bytes out, no
 //! sockets); `epoll/` is the driver that moves its bytes through mio, `uring/` the one that
-//! moves them through io_uring (`GatewayConfig::backend`).
+//! moves them through io_uring (`GatewayConfig::backend`); `driver_core/` is what the two
+//! drivers share (the reactor's state apart from its I/O, `settle`, draining, admission).
 //!
 //! Start a [`Gateway`] with a [`GatewayConfig`] and a factory for one [`Handler`] per reactor;
 //! reach connections from any thread through its [`GatewayHandle`].
@@ -12,6 +13,7 @@ mod clock;
 pub mod config;
 pub mod conn_id;
 mod drain;
+mod driver_core;
 mod epoll;
 pub mod handle;
 pub mod handler;

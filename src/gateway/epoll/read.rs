@@ -61,7 +61,7 @@ impl<H: Handler> Reactor<H> {
                 return;
             }
             let read = loop {
-                match conn.stream.read(&mut self.read_window) {
+                match conn.stream.read(&mut self.io.read_window) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     other => break other,
                 }
@@ -75,7 +75,8 @@ impl<H: Handler> Reactor<H> {
                 Ok(n) => {
                     self.shared.metrics[self.index].bytes_in.add(n as u64);
                     bytes += n;
-                    conn.machine.on_bytes(&mut self.ws, &self.read_window[..n]);
+                    conn.machine
+                        .on_bytes(&mut self.ws, &self.io.read_window[..n]);
                     self.decode(key);
                     if self.ws.budget_spent() || bytes >= READ_BYTES_BUDGET {
                         break;

@@ -121,6 +121,61 @@ fn read_sysctl() -> Option<u8> {
         .ok()
 }
 
+/// Makes `io_uring_setup` fail with EPERM on the calling thread and the threads it starts
+/// later, as a container's seccomp profile does for a whole process. For tests (this crate's
+/// and `tests/uring_faults.rs`): the filter cannot be lifted again.
+#[doc(hidden)]
+pub fn deny_io_uring_on_this_thread() -> io::Result<()> {
+    let filter = [
+        // A = the system call number
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: plain system calls; the filter program outlives the call that copies it, and
+    // without SECCOMP_FILTER_FLAG_TSYNC it binds this thread (and threads it starts later) alone.
+    let installed = unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    match installed {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,58 +217,10 @@ mod tests {
         }
     }
 
-    /// Makes `io_uring_setup` fail with EPERM on the calling thread only, as a container's
-    /// seccomp profile does for a whole process.
-    fn deny_io_uring_on_this_thread() {
-        let filter = [
-            // A = the system call number
-            libc::sock_filter {
-                code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            },
-            libc::sock_filter {
-                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 1,
-                k: libc::SYS_io_uring_setup as u32,
-            },
-            libc::sock_filter {
-                code: (libc::BPF_RET | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 0,
-                k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-            },
-            libc::sock_filter {
-                code: (libc::BPF_RET | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 0,
-                k: libc::SECCOMP_RET_ALLOW,
-            },
-        ];
-        let program = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr().cast_mut(),
-        };
-        // SAFETY: plain system calls; the filter program outlives the call that copies it,
-        // and without SECCOMP_FILTER_FLAG_TSYNC it binds this test thread alone.
-        unsafe {
-            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-            let installed = libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &program as *const libc::sock_fprog,
-            );
-            assert_eq!(installed, 0, "seccomp: {}", io::Error::last_os_error());
-        }
-    }
-
     #[test]
     fn a_seccomp_refusal_is_reported_as_one() {
         let why = std::thread::spawn(|| {
-            deny_io_uring_on_this_thread();
+            deny_io_uring_on_this_thread().expect("a seccomp filter");
             open(64).err()
         })
         .join()

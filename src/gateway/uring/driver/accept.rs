@@ -1,21 +1,17 @@
-//! New connections from the listeners' multishot accepts: the same checks as on epoll
-//! (`epoll::admission_checks`), a slot, a machine, and a receive. While the handler can take no
+//! New connections from the listeners' multishot accepts: the same checks and slot as on
+//! epoll (`Reactor::open_slot`), and a receive. While the handler can take no
 //! input, accepted sockets wait in `accept_held` and the accepts are cancelled; on EMFILE or
 //! ENFILE the accept is re-armed on a timer instead of spinning.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 
 use io_uring::cqueue;
 use switchboard_codec::ws::CloseCode;
-use tracing::{debug, warn};
 
-use super::super::super::epoll::{admission_checks, is_resource_exhaustion};
 use super::super::super::handler::{Disconnect, Handler, Transport};
-use super::super::super::machine::Machine;
 use super::super::ring::accepted_socket;
-use super::{user_data, Conn, Op, Reactor, Recv, ACCEPT_RETRY_TICKS};
+use super::{user_data, Op, Reactor};
 
 impl<H: Handler> Reactor<H> {
     /// Arms the multishot accept of each listener that has none, unless input is paused or
@@ -24,12 +20,13 @@ impl<H: Handler> Reactor<H> {
         if self.input_paused || self.accept_paused_at.is_some() {
             return;
         }
-        let ring = &mut self.ring;
-        if let Some(listener) = self.tcp_listener.as_mut().filter(|l| !l.armed) {
+        let io = &mut self.io;
+        let ring = &mut io.ring;
+        if let Some(listener) = io.tcp_listener.as_mut().filter(|l| !l.armed) {
             ring.accept(listener.socket.as_raw_fd(), user_data(Op::AcceptTcp, 0));
             listener.armed = true;
         }
-        if let Some(listener) = self.ws_listener.as_mut().filter(|l| !l.armed) {
+        if let Some(listener) = io.ws_listener.as_mut().filter(|l| !l.armed) {
             ring.accept(listener.socket.as_raw_fd(), user_data(Op::AcceptWs, 0));
             listener.armed = true;
         }
@@ -37,30 +34,28 @@ impl<H: Handler> Reactor<H> {
 
     /// After EMFILE/ENFILE: accept again once the retry time passed.
     pub(super) fn accept_retry(&mut self) {
-        if let Some(paused_at) = self.accept_paused_at {
-            if self.now.saturating_sub(paused_at) >= ACCEPT_RETRY_TICKS {
-                self.accept_paused_at = None;
-                self.arm_accepts();
-            }
+        if self.accept_retry_due() {
+            self.arm_accepts();
         }
     }
 
     fn cancel_accepts(&mut self) {
-        for listener in [self.tcp_listener.as_mut(), self.ws_listener.as_mut()]
+        let io = &mut self.io;
+        for listener in [io.tcp_listener.as_mut(), io.ws_listener.as_mut()]
             .into_iter()
             .flatten()
         {
             if listener.armed {
                 let fd = listener.socket.as_raw_fd();
-                self.ring.cancel_fd(fd, user_data(Op::Other, 0));
+                io.ring.cancel_fd(fd, user_data(Op::Other, 0));
             }
         }
     }
 
     pub(super) fn accepted(&mut self, transport: Transport, cqe: &cqueue::Entry) {
         let listener = match transport {
-            Transport::Tcp => self.tcp_listener.as_mut(),
-            Transport::WebSocket => self.ws_listener.as_mut(),
+            Transport::Tcp => self.io.tcp_listener.as_mut(),
+            Transport::WebSocket => self.io.ws_listener.as_mut(),
         };
         if !cqueue::more(cqe.flags()) {
             if let Some(listener) = listener {
@@ -69,15 +64,8 @@ impl<H: Handler> Reactor<H> {
         }
         let result = cqe.result();
         if result < 0 {
-            let error = std::io::Error::from_raw_os_error(-result);
-            if is_resource_exhaustion(&error) {
-                if !self.accept_paused_warned {
-                    self.accept_paused_warned = true;
-                    warn!(reactor = self.index, error = %error, "accept paused: out of descriptors or memory");
-                }
-                self.accept_paused_at = Some(self.now);
-            } else if result != -libc::ECANCELED {
-                debug!(reactor = self.index, error = %error, "accept failed");
+            if result != -libc::ECANCELED {
+                self.accept_failed(&std::io::Error::from_raw_os_error(-result));
             }
             return;
         }
@@ -90,7 +78,7 @@ impl<H: Handler> Reactor<H> {
         }
         if !self.input_allowed() {
             // A new connection is input too: it waits until the handler has room.
-            self.accept_held.push((fd, transport));
+            self.io.accept_held.push((fd, transport));
             self.cancel_accepts();
             return;
         }
@@ -118,38 +106,10 @@ impl<H: Handler> Reactor<H> {
             Some(peer) => peer,
             None => return, // gone already (reset before we looked): closing it is all
         };
-        let shared = &self.shared;
         let draining = self.draining_until.is_some() && closing.is_none();
-        let Some(ip_counted) = admission_checks(shared, self.index, peer, draining, self.now)
-        else {
+        let Some(key) = self.open_slot(fd, peer, transport, draining) else {
             return;
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if key >= u32::MAX as usize {
-            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
-            if ip_counted {
-                shared.per_ip.release(peer.ip(), self.now);
-            }
-            return;
-        }
-        if self.generations.len() <= key {
-            self.generations.resize(key + 1, 0);
-        }
-        let generation = self.generations[key];
-        let mut machine = Machine::new(&mut self.ws, key, peer, transport);
-        if ip_counted {
-            machine.set_ip_counted();
-        }
-        entry.insert(Conn {
-            fd,
-            generation,
-            machine,
-            recv: Recv::Off,
-            cancels: 0,
-            retired: false,
-        });
-        self.settle();
         if let Some(code) = closing {
             if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
                 conn.machine

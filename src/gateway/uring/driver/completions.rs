@@ -20,23 +20,23 @@ impl<H: Handler> Reactor<H> {
     /// Reaps and carries out every completion waiting, then re-arms the receives that ended.
     pub(super) fn complete_all(&mut self) {
         loop {
-            let mut cqes = std::mem::take(&mut self.cqes);
-            self.ring.completions(&mut cqes);
+            let mut cqes = std::mem::take(&mut self.io.cqes);
+            self.io.ring.completions(&mut cqes);
             if cqes.is_empty() {
-                self.cqes = cqes;
+                self.io.cqes = cqes;
                 break;
             }
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
             }
-            self.cqes = cqes;
+            self.io.cqes = cqes;
         }
-        let rearm = std::mem::take(&mut self.rearm);
+        let rearm = std::mem::take(&mut self.io.rearm);
         for &key in &rearm {
             self.ensure_recv(key);
         }
-        self.rearm = rearm;
-        self.rearm.clear();
+        self.io.rearm = rearm;
+        self.io.rearm.clear();
         if self.accept_paused_at.is_none() {
             self.arm_accepts();
         } else {
@@ -59,10 +59,11 @@ impl<H: Handler> Reactor<H> {
             }
             Op::Wake => {
                 // The inbox is drained every pass; this only ended the wait.
-                self.ring.wake_read();
+                self.io.ring.wake_read();
                 if self.draining_until.is_none() || !self.drained() {
-                    self.ring
-                        .read_wake(self.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
+                    self.io
+                        .ring
+                        .read_wake(self.io.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
                 }
             }
             Op::Other => {}
@@ -86,7 +87,11 @@ impl<H: Handler> Reactor<H> {
                 true => Returned::More,
                 false => Returned::Whole,
             };
-            let bufs = self.bufs.as_mut().expect("buffers live while receives do");
+            let bufs = self
+                .io
+                .bufs
+                .as_mut()
+                .expect("buffers live while receives do");
             let filled = bufs.filled(bid, result as usize, returned);
             if conn.retired {
                 drop(filled); // the buffer goes back; the bytes are for no one
@@ -136,7 +141,7 @@ impl<H: Handler> Reactor<H> {
             }
         }
         if !more && self.is_live(key) {
-            self.rearm.push(key);
+            self.io.rearm.push(key);
         }
         if !more {
             self.free_if_done(key);
@@ -190,7 +195,7 @@ impl<H: Handler> Reactor<H> {
         );
         if conn.machine.over_cap(&self.ws) {
             self.read_paused.insert(key);
-            if self.ring.sending(key) {
+            if self.io.ring.sending(key) {
                 // Judged now: the send in flight may wait for the peer forever.
                 conn.machine.defer_send(&mut self.ws, key);
             } else {
@@ -240,7 +245,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn sent(&mut self, key: usize, result: i32) {
-        let offered = self.ring.sent(key);
+        let offered = self.io.ring.sent(key);
         tracing::trace!(key, result, offered, "send completion");
         let Some(conn) = self.conns.get_mut(key) else {
             return;

@@ -1,6 +1,6 @@
-//! The io_uring driver: one reactor thread with its own ring, the same connection machines,
-//! timer wheel, handler and inbox as the epoll driver (`epoll/`), and completions instead of
-//! readiness. The loop below is the table of contents: one `io_uring_enter` per pass submits
+//! The io_uring driver: one reactor thread with its own ring around the state and steps both
+//! drivers share (`driver_core/`: the connection machines, timer wheel, handler and inbox,
+//! `settle`, draining), and completions instead of readiness. The loop below is the table of contents: one `io_uring_enter` per pass submits
 //! what the last pass queued (receives, sends, cancels) and waits for completions up to the
 //! next deadline; `complete` (completions.rs) feeds them to the machines; then the inbox, the
 //! timers, the handler's end of batch, and the send stage (send.rs), as on epoll.
@@ -16,34 +16,25 @@
 //!   the handler was told), but its slot, socket and buffers are freed only once the last of
 //!   its operations completed: no completion ever finds a reused slot.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use io_uring::cqueue;
-use slab::Slab;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use super::super::clock::{ReactorClock, TICK_MS};
-use super::super::conn_id::{next_generation, ConnId};
-use super::super::drain::DrainSpread;
-use super::super::epoll::Shared;
-use super::super::handle::{Command, GatewayHandle, InboxReceiver};
-use super::super::handler::{Disconnect, Handler, Transport};
-use super::super::machine::{Limits, Machine, Workspace};
-use super::super::timer_wheel::TimerWheel;
+use super::super::driver_core::{self, Driver, DriverConn, Shared};
+use super::super::handle::{GatewayHandle, InboxReceiver};
+use super::super::handler::{Handler, Transport};
+use super::super::machine::Machine;
 use super::buf_ring::BufRing;
 use super::ring::Ring;
 
 mod accept;
 mod completions;
 mod drain;
-mod events;
 mod send;
 
 /// Submission slots per ring (completions: twice as many, and the kernel keeps overflow).
@@ -53,10 +44,6 @@ const RECV_BUFFERS: u16 = 256;
 /// ...of this size (a receive takes a whole one, and gives it back once decoded).
 const RECV_BUFFER_LEN: u32 = 16 << 10;
 const BUFFER_GROUP: u16 = 0;
-/// After EMFILE/ENFILE, retry accepting this often.
-const ACCEPT_RETRY_TICKS: u64 = 10;
-const TRIM_AFTER_CHURN: usize = 8 << 20;
-const TRIM_EVERY_TICKS: u64 = 50;
 
 /// What a completion is for: the top byte of its user data (the rest is a connection key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,45 +114,37 @@ struct Listener {
     armed: bool,
 }
 
-pub(crate) struct Reactor<H: Handler> {
-    index: usize,
+impl DriverConn for Conn {
+    fn machine(&self) -> &Machine {
+        &self.machine
+    }
+    fn machine_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+    fn is_live(&self) -> bool {
+        !self.retired
+    }
+}
+
+/// What only the io_uring driver has.
+pub(crate) struct Uring {
     ring: Ring,
     bufs: Option<BufRing>,
     tcp_listener: Option<Listener>,
     ws_listener: Option<Listener>,
     wake_fd: Arc<std::fs::File>,
-    conns: Slab<Conn>,
-    generations: Vec<u32>,
-    wheel: TimerWheel,
-    fired: Vec<usize>,
-    ws: Workspace,
-    inbox: InboxReceiver,
-    local: Vec<Command>,
-    dirty: Vec<usize>,
-    /// Connections with input held back (a used decode budget): decoded next pass.
-    again: Vec<usize>,
     /// Connections whose receive ended: re-armed after this batch of completions.
     rearm: Vec<usize>,
-    accept_paused_at: Option<u64>,
-    accept_paused_warned: bool,
     /// Accepted while input was paused: admitted when the handler has room.
     accept_held: Vec<(OwnedFd, Transport)>,
-    handler: H,
-    handle: GatewayHandle,
-    shared: Arc<Shared>,
-    clock: ReactorClock,
-    now: u64,
-    read_paused: HashSet<usize>,
-    input_paused: bool,
-    unread: HashSet<usize>,
-    queued_published: usize,
-    last_trim: u64,
-    draining_until: Option<u64>,
-    /// A spread drain's connections still to hand to the handler (`Command::Drain`).
-    spread: Option<DrainSpread>,
     cqes: Vec<cqueue::Entry>,
     send_scratch: Vec<Bytes>,
 }
+
+pub(crate) type Reactor<H> = driver_core::Reactor<H, Uring>;
 
 impl<H: Handler> Reactor<H> {
     #[allow(clippy::too_many_arguments)]
@@ -195,75 +174,45 @@ impl<H: Handler> Reactor<H> {
             // understood.
             false,
         )?;
-        let start = shared.config.clock_start_ticks;
-        let mut ws = Workspace::new(Limits::new(&shared.config), start);
-        ws.share_per_ip(shared.per_ip.clone());
         let listener = |socket| Listener {
             socket,
             armed: false,
         };
-        Ok(Reactor {
-            index,
+        let io = Uring {
             ring,
             bufs: Some(bufs),
             tcp_listener: tcp_listener.map(listener),
             ws_listener: ws_listener.map(listener),
             wake_fd,
-            conns: Slab::new(),
-            generations: Vec::new(),
-            wheel: TimerWheel::new(),
-            fired: Vec::new(),
-            ws,
-            inbox,
-            local: Vec::new(),
-            dirty: Vec::new(),
-            again: Vec::new(),
             rearm: Vec::new(),
-            accept_paused_at: None,
-            accept_paused_warned: false,
             accept_held: Vec::new(),
-            handler,
-            handle,
-            shared,
-            clock: ReactorClock::new(start),
-            now: start,
-            read_paused: HashSet::new(),
-            input_paused: false,
-            unread: HashSet::new(),
-            queued_published: 0,
-            last_trim: start,
-            draining_until: None,
-            spread: None,
             cqes: Vec::with_capacity(1024),
             send_scratch: Vec::new(),
-        })
+        };
+        Ok(Self::with_driver(index, io, inbox, handler, handle, shared))
     }
 
     /// Runs until a shutdown has drained every connection (or its deadline passed).
     pub(crate) fn run(mut self) {
         self.arm_accepts();
-        self.ring
-            .read_wake(self.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
+        let wake = self.io.wake_fd.as_raw_fd();
+        self.io.ring.read_wake(wake, user_data(Op::Wake, 0));
         loop {
-            let timeout = self.wait_timeout();
+            let timeout = self.wait_timeout(!self.again.is_empty() || !self.io.rearm.is_empty());
             if timeout != Some(Duration::ZERO) {
                 self.trim_after_churn();
             }
-            if let Err(e) = self.ring.submit_and_wait(timeout) {
+            if let Err(e) = self.io.ring.submit_and_wait(timeout) {
                 warn!(reactor = self.index, error = %e, "io_uring_enter failed; reactor exits");
                 return;
             }
             let pass = Instant::now();
-            self.now = self.clock.now();
-            self.ws.set_now(self.now);
+            self.begin_pass();
             self.resume_input();
             let waiting = std::mem::take(&mut self.again);
             self.complete_all();
             self.revisit(waiting);
-            self.inbox_ready();
-            self.timers_due();
-            self.drain_due();
-            self.end_of_batch();
+            self.after_events();
             self.send_stage();
             self.complete_all(); // what the pass's own work completed inline
             self.publish_metrics(pass);
@@ -273,51 +222,13 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn wait_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || !self.rearm.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let now = self.clock.now();
-        let mut timeout = self.wheel.next_deadline().map(|deadline| {
-            Duration::from_millis(deadline.saturating_sub(now).saturating_mul(TICK_MS))
-        });
-        if self.draining_until.is_some()
-            || self.accept_paused_at.is_some()
-            || self.ws.churn() >= TRIM_AFTER_CHURN
-        {
-            let cap = Duration::from_millis(ACCEPT_RETRY_TICKS * TICK_MS);
-            timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
-        }
-        timeout
-    }
-
-    // ---- pausing input ---------------------------------------------------------------------
-
-    fn input_allowed(&mut self) -> bool {
-        if self.input_paused {
-            return false;
-        }
-        let handler = &mut self.handler;
-        let wants = catch_unwind(AssertUnwindSafe(|| handler.wants_input())).unwrap_or(true);
-        if !wants {
-            debug!(reactor = self.index, "input paused: the handler is full");
-            self.input_paused = true;
-        }
-        wants
-    }
-
+    /// Once the handler has room again: the sockets accepted meanwhile are admitted, and the
+    /// accepts armed again.
     fn resume_input(&mut self) {
-        if !self.input_paused {
+        if !self.input_resumes() {
             return;
         }
-        let handler = &mut self.handler;
-        if !catch_unwind(AssertUnwindSafe(|| handler.wants_input())).unwrap_or(true) {
-            return;
-        }
-        debug!(reactor = self.index, "input resumed");
-        self.input_paused = false;
-        self.again.extend(self.unread.drain());
-        for (fd, transport) in std::mem::take(&mut self.accept_held) {
+        for (fd, transport) in std::mem::take(&mut self.io.accept_held) {
             self.admit_socket(fd, transport);
         }
         self.arm_accepts();
@@ -338,8 +249,9 @@ impl<H: Handler> Reactor<H> {
         {
             return;
         }
-        let group = self.bufs.as_ref().map_or(BUFFER_GROUP, BufRing::group);
-        self.ring
+        let group = self.io.bufs.as_ref().map_or(BUFFER_GROUP, BufRing::group);
+        self.io
+            .ring
             .recv(conn.fd.as_raw_fd(), group, user_data(Op::Recv, key));
         conn.recv = Recv::Armed;
     }
@@ -350,102 +262,22 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         if conn.recv == Recv::Armed {
-            self.ring
-                .cancel(user_data(Op::Recv, key), user_data(Op::Cancel, key));
+            let ring = &mut self.io.ring;
+            ring.cancel(user_data(Op::Recv, key), user_data(Op::Cancel, key));
             conn.recv = Recv::Cancelling;
             conn.cancels += 1;
         }
     }
 
-    fn is_live(&self, key: usize) -> bool {
-        self.conns.get(key).is_some_and(|c| !c.retired)
-    }
-
-    // ---- timers, draining, removing --------------------------------------------------------
-
-    fn timers_due(&mut self) {
-        self.wheel.advance(self.now, &mut self.fired);
-        let fired = std::mem::take(&mut self.fired);
-        for &key in &fired {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
-                let waiting = self.unread.contains(&key);
-                conn.machine.on_timer(&mut self.ws, key, waiting);
-                self.settle();
-            }
-        }
-        self.fired = fired;
-        self.fired.clear();
-    }
-
-    fn publish_metrics(&mut self, pass: Instant) {
-        let metrics = &self.shared.metrics[self.index];
-        for (counter, refused) in metrics.refusals.iter().zip(self.ws.take_refused()) {
-            if refused > 0 {
-                counter.add(refused);
-            }
-        }
-        for (counter, count) in metrics
-            .tls_handshakes
-            .iter()
-            .zip(self.ws.take_tls_handshakes())
-        {
-            if count > 0 {
-                counter.add(count);
-            }
-        }
-        metrics.loop_seconds.observe_duration(pass.elapsed());
-    }
-
-    fn drained(&self) -> bool {
-        match self.draining_until {
-            Some(deadline) => self.conns.iter().all(|(_, c)| c.retired) || self.now >= deadline,
-            None => false,
-        }
-    }
-
-    fn id(&self, key: usize) -> ConnId {
-        ConnId::new(self.index, key as u32, self.conns[key].generation)
-    }
-
-    fn live_key(&self, id: ConnId) -> Option<usize> {
-        let conn = self.conns.get(id.key())?;
-        (conn.generation == id.generation() && !conn.retired).then_some(id.key())
-    }
-
-    /// Forgets a connection whose machine finished; its socket and slot go once its last
-    /// operation completed.
-    fn retire(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) else {
-            return;
-        };
-        conn.retired = true;
-        if conn.machine.ip_counted() {
-            self.shared
-                .per_ip
-                .release(conn.machine.peer().ip(), self.now);
-        }
-        self.read_paused.remove(&key);
-        self.unread.remove(&key);
-        self.wheel.cancel(key);
-        self.generations[key] = next_generation(conn.generation);
-        self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
-        if conn.recv == Recv::Armed || self.ring.sending(key) {
-            let fd = conn.fd.as_raw_fd();
-            self.ring.cancel_fd(fd, user_data(Op::Cancel, key));
-            conn.cancels += 1;
-            if conn.recv == Recv::Armed {
-                conn.recv = Recv::Cancelling;
-            }
-        }
-        self.free_if_done(key);
-    }
+    // ---- freeing -----------------------------------------------------------------------------
 
     /// Closes the socket of a retired connection and frees its slot once nothing is in flight.
     fn free_if_done(&mut self, key: usize) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        if conn.retired && !conn.recv.in_flight() && conn.cancels == 0 && !self.ring.sending(key) {
+        let idle = !conn.recv.in_flight() && conn.cancels == 0 && !self.io.ring.sending(key);
+        if conn.retired && idle {
             // Dropping the socket closes it.
             self.conns.remove(key);
         }
@@ -458,59 +290,95 @@ impl<H: Handler> Reactor<H> {
             .filter(|c| !c.retired)
             .map(|c| c.fd.as_raw_fd())
     }
-
-    fn trim_after_churn(&mut self) {
-        let now = self.clock.now();
-        if self.ws.churn() >= TRIM_AFTER_CHURN
-            && now.saturating_sub(self.last_trim) >= TRIM_EVERY_TICKS
-        {
-            self.ws.take_churn();
-            super::super::epoll::release_free_memory();
-            self.last_trim = now;
-        }
-    }
 }
 
-impl<H: Handler> Drop for Reactor<H> {
-    fn drop(&mut self) {
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
-                conn.machine.abort(&mut self.ws, key, Disconnect::Shutdown);
-            }
-            self.settle();
+impl Driver for Uring {
+    type Conn = Conn;
+    type Socket = OwnedFd;
+
+    fn new_conn(fd: OwnedFd, generation: u32, machine: Machine) -> Conn {
+        Conn {
+            fd,
+            generation,
+            machine,
+            recv: Recv::Off,
+            cancels: 0,
+            retired: false,
         }
-        // Every receive cancelled and waited for before the buffers go.
+    }
+
+    /// Sends are submitted in the send stage at the end of the pass (`send.rs`).
+    fn transmit<H: Handler>(reactor: &mut Reactor<H>, key: usize) {
+        reactor.dirty.push(key);
+    }
+
+    fn fin<H: Handler>(reactor: &mut Reactor<H>, key: usize) {
+        let conn = &mut reactor.conns[key];
+        let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Write);
+        if conn.recv == Recv::Ended {
+            // The peer's FIN came before ours: the linger it would wait for is over (on epoll,
+            // the shutdown makes the socket readable again and the end of stream is read a
+            // second time; a finished receive is not).
+            conn.machine.on_eof(&mut reactor.ws, key);
+        }
+    }
+
+    /// Retires the connection: forgotten at once, its operations cancelled, and its socket
+    /// and slot freed once the last of them completed.
+    fn close<H: Handler>(reactor: &mut Reactor<H>, key: usize) {
+        if !reactor.forget(key) {
+            return;
+        }
+        let conn = &mut reactor.conns[key];
+        conn.retired = true;
+        let ring = &mut reactor.io.ring;
+        if conn.recv == Recv::Armed || ring.sending(key) {
+            ring.cancel_fd(conn.fd.as_raw_fd(), user_data(Op::Cancel, key));
+            conn.cancels += 1;
+            if conn.recv == Recv::Armed {
+                conn.recv = Recv::Cancelling;
+            }
+        }
+        reactor.free_if_done(key);
+    }
+
+    fn stop_accepting<H: Handler>(reactor: &mut Reactor<H>) {
+        reactor.stop_accepting();
+    }
+
+    /// Every receive cancelled and waited for before the buffers go.
+    fn release<H: Handler>(reactor: &mut Reactor<H>) {
+        let io = &mut reactor.io;
+        let conns = &mut reactor.conns;
         let entry_key = user_data(Op::Other, 0);
-        for (_, conn) in self.conns.iter() {
+        for (_, conn) in conns.iter() {
             if conn.recv.in_flight() {
-                self.ring.cancel_fd(conn.fd.as_raw_fd(), entry_key);
+                io.ring.cancel_fd(conn.fd.as_raw_fd(), entry_key);
             }
         }
         let give_up = Instant::now() + Duration::from_secs(2);
-        while self.conns.iter().any(|(_, c)| c.recv.in_flight()) && Instant::now() < give_up {
-            let _ = self.ring.submit_and_wait(Some(Duration::from_millis(20)));
-            let mut cqes = std::mem::take(&mut self.cqes);
-            cqes.clear();
-            self.ring.completions(&mut cqes);
-            for cqe in &cqes {
+        while conns.iter().any(|(_, c)| c.recv.in_flight()) && Instant::now() < give_up {
+            let _ = io.ring.submit_and_wait(Some(Duration::from_millis(20)));
+            io.cqes.clear();
+            io.ring.completions(&mut io.cqes);
+            for cqe in &io.cqes {
                 let (op, key) = decode_user_data(cqe.user_data());
                 match op {
                     Op::Recv if !cqueue::more(cqe.flags()) => {
-                        if let Some(conn) = self.conns.get_mut(key) {
+                        if let Some(conn) = conns.get_mut(key) {
                             conn.recv = Recv::Off;
                         }
                     }
                     Op::Send => {
-                        self.ring.sent(key);
+                        io.ring.sent(key);
                     }
                     _ => {}
                 }
             }
         }
-        if let Some(bufs) = self.bufs.take() {
-            if self.conns.iter().all(|(_, c)| !c.recv.in_flight()) {
-                let _ = bufs.unregister(&self.ring.submitter());
+        if let Some(bufs) = io.bufs.take() {
+            if conns.iter().all(|(_, c)| !c.recv.in_flight()) {
+                let _ = bufs.unregister(&io.ring.submitter());
             }
             // Otherwise dropping it leaks the buffers rather than free them under the kernel.
         }

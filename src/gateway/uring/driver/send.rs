@@ -1,13 +1,9 @@
 //! The send stage that ends every pass: each connection with bytes to send and no send in
 //! flight gets one send submission (submitted with the next wait, so a pass's sends cost one
 //! `io_uring_enter` together); one with a send in flight is sent again when it completes.
-//! Then the process-wide budget of queued bytes (`--max-queued-bytes`), as on epoll.
+//! Then the process-wide budget of queued bytes (`--max-queued-bytes`, `driver_core/budget.rs`).
 
-use std::sync::atomic::Ordering;
-
-use tracing::warn;
-
-use super::super::super::handler::{Disconnect, Handler};
+use super::super::super::handler::Handler;
 use super::{user_data, Op, Reactor};
 
 /// Slices per send: as on epoll (`machine::outgoing::MAX_IOV`).
@@ -53,67 +49,21 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         let conn = &mut self.conns[key];
-        if self.ring.sending(key) {
+        if self.io.ring.sending(key) {
             conn.machine.defer_send(&mut self.ws, key);
             return;
         }
-        let mut out = std::mem::take(&mut self.send_scratch);
+        let mut out = std::mem::take(&mut self.io.send_scratch);
         conn.machine.transmit(&mut self.ws, key, MAX_IOV, &mut out);
         if out.is_empty() {
             // Nothing to send is everything sent: a closing connection moves on to its FIN.
             conn.machine.on_sent(&mut self.ws, key, Ok(0));
         } else {
-            self.ring.send(key, fd, &mut out, user_data(Op::Send, key));
+            self.io
+                .ring
+                .send(key, fd, &mut out, user_data(Op::Send, key));
         }
-        self.send_scratch = out;
-        self.send_scratch.clear();
-    }
-
-    fn publish_queued(&mut self) {
-        let queued = &self.shared.queued_bytes;
-        let here = self.ws.queued();
-        if here > self.queued_published {
-            queued.fetch_add(here - self.queued_published, Ordering::AcqRel);
-        } else if here < self.queued_published {
-            queued.fetch_sub(self.queued_published - here, Ordering::AcqRel);
-        }
-        self.queued_published = here;
-    }
-
-    fn over_budget(&self) -> bool {
-        self.ws.queued() > 0
-            && self.shared.queued_bytes.load(Ordering::Acquire)
-                > self.shared.config.max_queued_bytes
-    }
-
-    /// Closes this reactor's connections with the largest backlogs until the process is
-    /// under `--max-queued-bytes` (see `epoll/write.rs`).
-    fn shed_largest_queues(&mut self) {
-        let mut largest: Vec<(usize, usize)> = self
-            .ws
-            .backlogged()
-            .filter(|&key| self.is_live(key))
-            .map(|key| (self.conns[key].machine.backlog_bytes(), key))
-            .collect();
-        largest.sort_unstable_by(|a, b| b.cmp(a));
-        let budget = self.shared.config.max_queued_bytes;
-        let mut total = self.shared.queued_bytes.load(Ordering::Acquire);
-        for (queued, key) in largest {
-            if total <= budget {
-                break;
-            }
-            let closes = self.shared.budget_closes.fetch_add(1, Ordering::Relaxed) + 1;
-            let machine = &mut self.conns[key].machine;
-            warn!(
-                peer = %machine.peer(),
-                queued,
-                total,
-                budget,
-                closes,
-                "closing the largest write queue: the process is over --max-queued-bytes"
-            );
-            machine.abort(&mut self.ws, key, Disconnect::SlowConsumer { queued });
-            total = total.saturating_sub(queued);
-        }
+        self.io.send_scratch = out;
+        self.io.send_scratch.clear();
     }
 }

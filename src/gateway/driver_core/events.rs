@@ -1,6 +1,6 @@
-//! The one loop that carries out what the machines ask for, and the handler calls it makes:
-//! the same as the epoll driver's (`epoll/events.rs`), but a send is a submission and a
-//! finished machine is retired (its slot freed on its last completion).
+//! The one loop that carries out what the machines ask for, and the handler calls it makes,
+//! for both drivers: a send, a FIN and a finished machine are the driver's to carry out
+//! (`Driver::transmit`, `fin`, `close`).
 //!
 //! `settle` drains the workspace's queue in order. A handler call runs with an `Outbox`; the
 //! commands it makes for this reactor's connections are applied as soon as it returns, before
@@ -15,14 +15,14 @@ use switchboard_codec::ws::handshake::UpgradeRequest;
 use switchboard_codec::ws::CloseCode;
 use tracing::warn;
 
-use super::super::super::handle::Command;
-use super::super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox};
-use super::super::super::machine::Event;
-use super::{Reactor, Recv};
+use super::super::handle::Command;
+use super::super::handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox};
+use super::super::machine::Event;
+use super::{Driver, DriverConn, Reactor};
 
-impl<H: Handler> Reactor<H> {
+impl<H: Handler, D: Driver> Reactor<H, D> {
     /// Carries out every queued event, including those the carrying out queues.
-    pub(super) fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         while let Some((key, event)) = self.ws.next_event() {
             if self.is_live(key) {
                 self.perform(key, event);
@@ -49,18 +49,9 @@ impl<H: Handler> Reactor<H> {
             Event::Deadline(deadline) => {
                 self.wheel.insert(key, deadline);
             }
-            Event::Transmit => self.dirty.push(key),
-            Event::Fin => {
-                let conn = &mut self.conns[key];
-                let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Write);
-                if conn.recv == Recv::Ended {
-                    // The peer's FIN came before ours: the linger it would wait for is over
-                    // (on epoll, the shutdown makes the socket readable again and the end of
-                    // stream is read a second time; a finished receive is not).
-                    conn.machine.on_eof(&mut self.ws, key);
-                }
-            }
-            Event::Close => self.retire(key),
+            Event::Transmit => D::transmit(self, key),
+            Event::Fin => D::fin(self, key),
+            Event::Close => D::close(self, key),
         }
     }
 
@@ -68,7 +59,7 @@ impl<H: Handler> Reactor<H> {
     /// (for WebSocket, the 101).
     fn open(&mut self, key: usize, upgrade: Option<Box<UpgradeRequest>>) {
         let id = self.id(key);
-        let machine = &self.conns[key].machine;
+        let machine = self.conns[key].machine();
         let info = ConnInfo {
             transport: machine.transport(),
             peer: machine.peer(),
@@ -78,8 +69,8 @@ impl<H: Handler> Reactor<H> {
         if let Some(Admission::Accept { .. }) = answer {
             self.shared.metrics[self.index].admitted(info.transport);
         }
-        let conn = &mut self.conns[key];
-        conn.machine
+        self.conns[key]
+            .machine_mut()
             .on_admission(&mut self.ws, key, upgrade.as_deref(), answer);
         self.apply_local();
     }
@@ -96,13 +87,13 @@ impl<H: Handler> Reactor<H> {
         };
         if handled.is_none() {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.machine.on_handler_panic(&mut self.ws, key);
+                conn.machine_mut().on_handler_panic(&mut self.ws, key);
             }
         }
         self.apply_local();
     }
 
-    pub(super) fn end_of_batch(&mut self) {
+    pub(crate) fn end_of_batch(&mut self) {
         if self.call_handler(|h, out| h.end_of_batch(out)).is_none() {
             warn!("handler panicked in end_of_batch");
         }
@@ -111,7 +102,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs a handler callback; `None` if it panicked. Its commands wait in `local`.
-    pub(super) fn call_handler<R>(
+    pub(crate) fn call_handler<R>(
         &mut self,
         f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
     ) -> Option<R> {
@@ -125,7 +116,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Applies the commands of the handler call that just returned, in the order made.
-    pub(super) fn apply_local(&mut self) {
+    pub(crate) fn apply_local(&mut self) {
         if self.local.is_empty() {
             return;
         }
@@ -140,7 +131,7 @@ impl<H: Handler> Reactor<H> {
         self.local = commands; // keep the allocation
     }
 
-    pub(super) fn inbox_ready(&mut self) {
+    pub(crate) fn inbox_ready(&mut self) {
         self.inbox.rearm();
         // Connections whose pushes did not fit go first, so nothing queued after the gap
         // reaches them (see `handle`).
@@ -148,13 +139,12 @@ impl<H: Handler> Reactor<H> {
             let Some(key) = self.live_key(id) else {
                 continue;
             };
-            let conn = &mut self.conns[key];
-            warn!(peer = %conn.machine.peer(), "closing connection: its pushes overflowed the reactor's inbox");
+            let machine = self.conns[key].machine_mut();
+            warn!(peer = %machine.peer(), "closing connection: its pushes overflowed the reactor's inbox");
             self.shared.metrics[self.index].inbox_overflow_closes.inc();
-            let queued = conn.machine.backlog_bytes();
+            let queued = machine.backlog_bytes();
             let reason = Disconnect::SlowConsumer { queued };
-            conn.machine
-                .close(&mut self.ws, key, CloseCode::TRY_AGAIN_LATER, reason);
+            machine.close(&mut self.ws, key, CloseCode::TRY_AGAIN_LATER, reason);
             self.settle();
         }
         while let Some(command) = self.inbox.take() {
@@ -168,13 +158,15 @@ impl<H: Handler> Reactor<H> {
             Command::Push(id, message) => {
                 let Some(key) = self.live_key(id) else { return };
                 self.shared.metrics[self.index].messages_out.inc();
-                self.conns[key].machine.send(&mut self.ws, key, message);
+                self.conns[key]
+                    .machine_mut()
+                    .send(&mut self.ws, key, message);
             }
             Command::Close(id, code) => {
                 let Some(key) = self.live_key(id) else { return };
                 let reason = Disconnect::ClosedByServer(code);
                 self.conns[key]
-                    .machine
+                    .machine_mut()
                     .close(&mut self.ws, key, code, reason);
             }
             Command::Shutdown => self.begin_drain(),
