@@ -12,6 +12,7 @@ use chat_common::{
     loopback, unique_user, wait_until, AdminOptions, ServerOptions, TestServer, Transport,
 };
 use switchboard::admin::{AdminConfig, AdminServer};
+use switchboard::gateway::Backend;
 
 fn with_admin(token: Option<&str>) -> TestServer {
     TestServer::with_options(ServerOptions {
@@ -174,6 +175,34 @@ fn metrics_follow_logins_messages_and_commits() {
         grew(&before, &after, "switchboard_logins_refused_total"),
         1.0
     );
+}
+
+/// io_uring's empty buffer ring (ENOBUFS, reading slowed) is on the page: with two 64-byte
+/// receive buffers, one 4 KiB message runs the ring dry, and still arrives whole.
+#[test]
+fn an_empty_receive_buffer_ring_is_counted_on_the_page() {
+    let server = TestServer::with_options(ServerOptions {
+        backend: Some(Backend::Uring),
+        uring_recv_buffers: Some((2, 64)),
+        workers: 1,
+        admin: Some(AdminOptions::default()),
+        ..ServerOptions::default()
+    });
+    assert_eq!(
+        server.server().gateway().backend(),
+        Backend::Uring,
+        "io_uring is available on the machines the tests run on"
+    );
+    let family = "switchboard_recv_buffers_empty_total";
+    assert_eq!(value(&scrape(&server), family), 0.0);
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut sender = server.login(Transport::Tcp, &alice, None);
+    let mut receiver = server.login(Transport::Tcp, &bob, None);
+    let body = vec![b'x'; 4096];
+    sender.send_direct(&bob, 1, &body).expect("stored");
+    assert_eq!(receiver.expect_message().body.as_ref(), &body[..]);
+    let empty = value(&scrape(&server), family);
+    assert!(empty > 0.0, "{family} = {empty}");
 }
 
 /// The limits' refusals are on the same page, under the same family, as the gateway's others.

@@ -163,6 +163,12 @@ fn gateway_families(sources: &super::Sources, text: &mut PrometheusText) {
         &labelled("cause", slow),
     );
     text.counter(
+        "switchboard_recv_buffers_empty_total",
+        "io_uring: receives that found their reactor's buffer ring empty (ENOBUFS); the bytes \
+         waited in the socket until buffers came back. Always 0 on epoll.",
+        totals.recv_buffers_empty,
+    );
+    text.counter(
         "switchboard_queued_bytes_budget_closes_total",
         "Of the write_queue slow-consumer closes, those made for --max-queued-bytes.",
         gateway.budget_closes(),

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard::admin::AdminConfig;
-use switchboard::gateway::{GatewayConfig, RateLimit};
+use switchboard::gateway::{Backend, GatewayConfig, RateLimit};
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
 use switchboard_protocol::limits;
@@ -92,6 +92,10 @@ pub struct ServerOptions {
     pub admin: Option<AdminOptions>,
     /// The per-connection request rate (`--request-rate`); off unless a test sets it.
     pub message_limit: RateLimit,
+    /// The gateway's backend; `None`: the test binary's (`shared::backend`).
+    pub backend: Option<Backend>,
+    /// io_uring's receive buffers per reactor and their size; `None`: the defaults.
+    pub uring_recv_buffers: Option<(u16, u32)>,
 }
 
 /// The admin listener of a test server.
@@ -118,6 +122,8 @@ impl Default for ServerOptions {
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
             admin: None,
             message_limit: RateLimit::OFF,
+            backend: None,
+            uring_recv_buffers: None,
         }
     }
 }
@@ -150,11 +156,15 @@ impl TestServer {
 
     /// A server on `data` (kept by the caller, e.g. across a restart).
     pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
+        let defaults = shared::gateway_config(options.workers);
         let gateway = GatewayConfig {
             read_wait: options.read_wait,
             max_packet: options.max_packet,
             message_limit: options.message_limit,
-            ..shared::gateway_config(options.workers)
+            backend: options.backend.unwrap_or(defaults.backend),
+            uring_recv_buffers: options.uring_recv_buffers.map(|(count, _)| count),
+            uring_recv_buffer_len: options.uring_recv_buffers.map(|(_, len)| len),
+            ..defaults
         };
         let logic = LogicConfig {
             jwt_secret: SECRET.to_vec(),
