@@ -6,6 +6,9 @@
 #   bench/baseline.sh                      # everything once, about 5 minutes
 #   REPEAT=3 bench/baseline.sh             # medians of 3
 #   ONLY="chat group" bench/baseline.sh    # some parts: idle handshakes echo chat group
+#   BACKENDS="epoll uring" bench/baseline.sh   # both backends, in turn within each repetition
+#   bench/baseline.sh --uring-goals        # issue #11's chat figures on both backends, REPEAT=2:
+#                                          # 4 in flight (maximum, then half of it), G = 1,000
 #   bench/baseline.sh --table DIR          # reprint an earlier run's table from its JSON
 #
 # What runs (client and server share this machine's cores; read
@@ -22,16 +25,29 @@
 #               at half of each maximum measured in the same repetition (the latency goal).
 #   group       G = 100 and G = 1,000 over CONNS_CHAT connections, unpaced: deliveries/s.
 #
-# Settings (environment): REPEAT, ONLY, WORKERS (server reactors; 1 leaves a core to the
-# client), DURATION (s per traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, SYNCHRONOUS (the
-# chat store: full or normal), OUT (where the JSON goes), SERVER_BIN (the switchboard binary:
-# another build's, to compare two builds run after run).
+# Settings (environment): REPEAT, ONLY, BACKENDS (the server's `--backend`: epoll, uring or
+# both; with both, every part runs on each in turn within a repetition, so the two share the
+# machine's state), WORKERS (server reactors; 1 leaves a core to the client), DURATION (s per
+# traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, CHAT_INFLIGHT (SENDs in flight of the chat
+# runs: "1 4"), GROUP_SIZES ("100 1000"), SYNCHRONOUS (the chat store: full or normal), OUT
+# (where the JSON goes), SERVER_BIN (the switchboard binary: another build's, to compare two
+# builds run after run).
+#
+# Each server listens on loopback ports that were free when it started (never fixed ones:
+# another benchmark may be running); one that cannot bind them, or that runs on epoll when
+# io_uring was asked for, stops the script with its log.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 table_only=""
-if [[ ${1:-} == --table ]]; then
+if [[ ${1:-} == --uring-goals ]]; then
+    BACKENDS=${BACKENDS:-"epoll uring"}
+    ONLY=${ONLY:-"chat group"}
+    CHAT_INFLIGHT=${CHAT_INFLIGHT:-4}
+    GROUP_SIZES=${GROUP_SIZES:-1000}
+    REPEAT=${REPEAT:-2}
+elif [[ ${1:-} == --table ]]; then
     table_only=${2:?usage: bench/baseline.sh --table DIR}
     # shellcheck disable=SC1091
     source "$table_only/settings.env"
@@ -40,6 +56,9 @@ fi
 
 REPEAT=${REPEAT:-1}
 ONLY=${ONLY:-"idle handshakes echo chat group"}
+BACKENDS=${BACKENDS:-epoll}
+CHAT_INFLIGHT=${CHAT_INFLIGHT:-"1 4"}
+GROUP_SIZES=${GROUP_SIZES:-"100 1000"}
 WORKERS=${WORKERS:-1}
 DURATION=${DURATION:-10}
 CONNS_IDLE=${CONNS_IDLE:-19000}
@@ -61,9 +80,14 @@ out = sys.argv[1]
 settings = {k: v.strip('"') for k, v in
             (line.strip().split("=", 1) for line in open(f"{out}/settings.env") if "=" in line)}
 
+# With two backends every file name carries the one it ran on (NAME-BACKEND-rN), and each
+# figure gets a row per backend, one under the other.
+backends = settings.get("BACKENDS", "epoll").split()
+suffix = ""
+
 def runs(name):
     found = []
-    for path in sorted(glob.glob(f"{out}/{name}-r*.json")):
+    for path in sorted(glob.glob(f"{out}/{name}{suffix}-r*.json")):
         with open(path) as f:
             found.append(json.load(f))
     return found
@@ -82,7 +106,7 @@ def cpu_us(run):
 
 def slab_per_socket(name):
     values = []
-    for path in sorted(glob.glob(f"{out}/{name}-r*.slab")):
+    for path in sorted(glob.glob(f"{out}/{name}{suffix}-r*.slab")):
         before, during, sockets = (float(x) for x in open(path).read().split())
         values.append((during - before) * 1024 / sockets)
     return med(values)
@@ -106,48 +130,64 @@ def by_thread(rs):
              for n in names]
     return "by thread µs/msg: " + ", ".join(parts) + "; " if parts else ""
 
+rows = []
+
 def row(figure, run, value, rs, notes=""):
     lat = lambda k: med([r["latency_us"][k] for r in rs if r.get("latency_us")])
     cpu = med([cpu_us(r) for r in rs])
-    print(f"| {figure} | {run} | {value} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | "
-          f"{fmt(cpu, '.1f')} | {notes or failed(rs)} |")
+    if len(backends) > 1:
+        run = f"{run}, --backend {suffix[1:]}"
+    rows.append(f"| {figure} | {run} | {value} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | "
+                f"{fmt(cpu, '.1f')} | {notes or failed(rs)} |")
 
-for name, figure, run, extra in [
-        ("idle-ws", "idle RSS per connection", "WS on `switchboard echo`", ""),
-        ("idle-login", "idle RSS per logged-in connection",
-         "TCP logged in on `switchboard serve`", "session included; ")]:
-    rs = runs(name)
+def body():
+    for name, figure, run, extra in [
+            ("idle-ws", "idle RSS per connection", "WS on `switchboard echo`", ""),
+            ("idle-login", "idle RSS per logged-in connection",
+             "TCP logged in on `switchboard serve`", "session included; ")]:
+        rs = runs(name)
+        if rs:
+            row(figure, f"{rs[0]['connected']:,} {run}",
+                f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
+                f"{extra}kernel slab {fmt(slab_per_socket(name))} B per socket end; "
+                f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
+    rs = runs("handshakes")
     if rs:
-        row(figure, f"{rs[0]['connected']:,} {run}",
-            f"{fmt(med([r['rss_per_conn_bytes'] for r in rs]))} B", rs,
-            f"{extra}kernel slab {fmt(slab_per_socket(name))} B per socket end; "
-            f"loadtest RSS {fmt(med([r['client_rss_bytes'] / 2**20 for r in rs]), '.1f')} MiB; {failed(rs)}")
-rs = runs("handshakes")
-if rs:
-    row("handshakes per second", f"{rs[0]['connected']:,} WS, connect + upgrade",
-        f"{fmt(med([r['handshakes_per_sec'] for r in rs]))}/s", rs)
-for name, label in [("echo-ws-64", "WS 64 B"), ("echo-ws-1024", "WS 1 KiB"),
-                    ("echo-tcp-64", "TCP 64 B"), ("echo-tcp-1024", "TCP 1 KiB")]:
-    rs = runs(name)
-    if rs:
-        row("echo msgs/s", f"{label}, {settings['CONNS_ECHO']} conns, 1 in flight",
-            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
-for k in ("1", "4"):
-    rs = runs(f"chat-max-k{k}")
-    if rs:
-        row("chat maximum", f"{settings['CONNS_CHAT']} TCP conns, unpaced, {k} in flight",
-            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs, by_thread(rs) + failed(rs))
-    rs = runs(f"chat-half-k{k}")
-    if rs:
-        rates = [r.get("target_rate") for r in rs]
-        row("chat at half the maximum", f"paced at half of the {k}-in-flight maximum "
-            f"({fmt(med(rates))}/s asked)", f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs,
-            f"goal p99 ≤ 2,000 µs; {by_thread(rs)}{failed(rs)}")
-for g in ("100", "1000"):
-    rs = runs(f"group-g{g}")
-    if rs:
-        row("group fan-out deliveries/s", f"G = {int(g):,}, {settings['CONNS_CHAT']} conns, unpaced",
-            f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+        row("handshakes per second", f"{rs[0]['connected']:,} WS, connect + upgrade",
+            f"{fmt(med([r['handshakes_per_sec'] for r in rs]))}/s", rs)
+    for name, label in [("echo-ws-64", "WS 64 B"), ("echo-ws-1024", "WS 1 KiB"),
+                        ("echo-tcp-64", "TCP 64 B"), ("echo-tcp-1024", "TCP 1 KiB")]:
+        rs = runs(name)
+        if rs:
+            row("echo msgs/s", f"{label}, {settings['CONNS_ECHO']} conns, 1 in flight",
+                f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs)
+    for k in settings.get("CHAT_INFLIGHT", "1 4").split():
+        rs = runs(f"chat-max-k{k}")
+        if rs:
+            row("chat maximum", f"{settings['CONNS_CHAT']} TCP conns, unpaced, {k} in flight",
+                f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs, by_thread(rs) + failed(rs))
+        rs = runs(f"chat-half-k{k}")
+        if rs:
+            rates = [r.get("target_rate") for r in rs]
+            row("chat at half the maximum", f"paced at half of the {k}-in-flight maximum "
+                f"({fmt(med(rates))}/s asked)", f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs,
+                f"goal p99 ≤ 2,000 µs; {by_thread(rs)}{failed(rs)}")
+    for g in settings.get("GROUP_SIZES", "100 1000").split():
+        rs = runs(f"group-g{g}")
+        if rs:
+            row("group fan-out deliveries/s", f"G = {int(g):,}, {settings['CONNS_CHAT']} conns, unpaced",
+                f"{fmt(med([r['msgs_per_sec'] for r in rs]))}/s", rs, by_thread(rs) + failed(rs))
+
+by_backend = []
+for backend in backends:
+    suffix = f"-{backend}" if len(backends) > 1 else ""
+    rows = []
+    body()
+    by_backend.append(rows)
+for at in range(max(len(r) for r in by_backend)):
+    for backend_rows in by_backend:
+        if at < len(backend_rows):
+            print(backend_rows[at])
 EOF
 }
 if [[ -n $table_only ]]; then
@@ -168,7 +208,13 @@ CONNS_IDLE="$CONNS_IDLE"
 CONNS_ECHO="$CONNS_ECHO"
 CONNS_CHAT="$CONNS_CHAT"
 SYNCHRONOUS="$SYNCHRONOUS"
+BACKENDS="$BACKENDS"
+CHAT_INFLIGHT="$CHAT_INFLIGHT"
+GROUP_SIZES="$GROUP_SIZES"
 EOF
+for backend in $BACKENDS; do
+    [[ $backend == epoll || $backend == uring ]] || { log "BACKENDS: epoll or uring, not $backend"; exit 1; }
+done
 
 server_pid=""
 data_dir=$OUT/data
@@ -181,27 +227,53 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server MODE: a fresh process, listening once its port answers. `serve` runs without its
-# per-connection request rate (--request-rate 0): the load generator's clients send far faster
-# than any chat client, which is what these runs measure.
+# A loopback port free now (the kernel's pick, released at once for the server to bind).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_server MODE BACKEND: a fresh process on free ports ($tcp and $ws say which), listening
+# once its TCP port answers while it runs. `serve` runs without its per-connection request rate
+# (--request-rate 0): the load generator's clients send far faster than any chat client, which
+# is what these runs measure; and without the admin listener (a port of its own to collide).
 start_server() {
-    local mode=$1
+    local mode=$1 backend=$2
     stop_server
+    local tcp_port ws_port
+    tcp_port=$(free_port)
+    ws_port=$(free_port)
+    while [[ $ws_port == "$tcp_port" ]]; do ws_port=$(free_port); done
+    tcp=tcp://127.0.0.1:$tcp_port
+    ws=ws://127.0.0.1:$ws_port/
+    local listen=(--tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port" --backend "$backend")
     case $mode in
-    echo) "$server_bin" echo --workers "$WORKERS" >"$OUT/server.log" 2>&1 & ;;
+    echo) "$server_bin" echo --workers "$WORKERS" "${listen[@]}" >"$OUT/server.log" 2>&1 & ;;
     serve)
         rm -rf "$data_dir"
-        SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers "$WORKERS" \
-            --data "$data_dir" --synchronous "$SYNCHRONOUS" --request-rate 0 \
+        SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers "$WORKERS" "${listen[@]}" \
+            --admin off --data "$data_dir" --synchronous "$SYNCHRONOUS" --request-rate 0 \
             >"$OUT/server.log" 2>&1 &
         ;;
     esac
     server_pid=$!
     for _ in $(seq 100); do
-        if (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; then return 0; fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            server_pid=""
+            log "the $backend server exited at start (a port taken since it was picked?); its log:"
+            cat "$OUT/server.log" >&2
+            exit 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$tcp_port") 2>/dev/null; then
+            if grep -q "io_uring is unavailable" "$OUT/server.log"; then
+                log "io_uring was asked for, the server runs on epoll; its log:"
+                cat "$OUT/server.log" >&2
+                exit 1
+            fi
+            return 0
+        fi
         sleep 0.05
     done
-    log "the server did not start; its log:"
+    log "the server did not answer on 127.0.0.1:$tcp_port; its log:"
     cat "$OUT/server.log" >&2
     exit 1
 }
@@ -240,63 +312,66 @@ d = json.load(open(path)); d['target_rate'] = rate; json.dump(d, open(path, 'w')
 
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
 
-# chat_run NAME SCENARIO ARGS...: a fresh chat server, then one SCENARIO run against it.
+# chat_run NAME SCENARIO ARGS...: a fresh chat server on $backend, then one SCENARIO run.
 chat_run() {
     local name=$1 scenario=$2
     shift 2
-    start_server serve
+    start_server serve "$backend"
     load "$name" "$scenario" --target "$tcp" --jwt-secret "$SECRET" --conns "$CONNS_CHAT" \
         --duration "${DURATION}s" "$@"
 }
-ws=ws://127.0.0.1:9001/
-tcp=tcp://127.0.0.1:9000
 sources=127.0.0.1-127.0.0.20
 
+# With one backend the files are named as before (NAME-rN.json); with two, NAME-BACKEND-rN.
 for rep in $(seq "$REPEAT"); do
-    if wants idle; then
-        log "r$rep idle: $CONNS_IDLE WebSocket connections on a fresh echo server"
-        start_server echo
-        idle_run "idle-ws-r$rep" 25 idle --target "$ws" --conns "$CONNS_IDLE" \
-            --source-ips "$sources" --ramp 10000/s --heartbeat 10s
-        log "r$rep idle: $CONNS_IDLE framed-TCP connections logged in on a fresh chat server"
-        start_server serve
-        idle_run "idle-login-r$rep" 25 idle --target "$tcp" --conns "$CONNS_IDLE" \
-            --source-ips "$sources" --ramp 10000/s --heartbeat 10s --jwt-secret "$SECRET"
-    fi
-    if wants handshakes; then
-        log "r$rep handshakes: $CONNS_IDLE WebSocket connections, as fast as they go"
-        start_server echo
-        load "handshakes-r$rep" idle --target "$ws" --conns "$CONNS_IDLE" \
-            --source-ips "$sources" --ramp 1000000/s --duration 10s
-    fi
-    if wants echo; then
-        for size in 64 1024; do
-            for proto in ws tcp; do
-                log "r$rep echo: $proto $size B"
-                start_server echo
-                target=$ws
-                [[ $proto == tcp ]] && target=$tcp
-                load "echo-$proto-$size-r$rep" echo --target "$target" --conns "$CONNS_ECHO" \
-                    --size "$size" --inflight 1 --duration "${DURATION}s"
+    for backend in $BACKENDS; do
+        b=""
+        [[ $BACKENDS == "$backend" ]] || b="-$backend"
+        if wants idle; then
+            log "r$rep $backend idle: $CONNS_IDLE WebSocket connections on a fresh echo server"
+            start_server echo "$backend"
+            idle_run "idle-ws$b-r$rep" 25 idle --target "$ws" --conns "$CONNS_IDLE" \
+                --source-ips "$sources" --ramp 10000/s --heartbeat 10s
+            log "r$rep $backend idle: $CONNS_IDLE framed-TCP connections logged in on a fresh chat server"
+            start_server serve "$backend"
+            idle_run "idle-login$b-r$rep" 25 idle --target "$tcp" --conns "$CONNS_IDLE" \
+                --source-ips "$sources" --ramp 10000/s --heartbeat 10s --jwt-secret "$SECRET"
+        fi
+        if wants handshakes; then
+            log "r$rep $backend handshakes: $CONNS_IDLE WebSocket connections, as fast as they go"
+            start_server echo "$backend"
+            load "handshakes$b-r$rep" idle --target "$ws" --conns "$CONNS_IDLE" \
+                --source-ips "$sources" --ramp 1000000/s --duration 10s
+        fi
+        if wants echo; then
+            for size in 64 1024; do
+                for proto in ws tcp; do
+                    log "r$rep $backend echo: $proto $size B"
+                    start_server echo "$backend"
+                    target=$ws
+                    [[ $proto == tcp ]] && target=$tcp
+                    load "echo-$proto-$size$b-r$rep" echo --target "$target" --conns "$CONNS_ECHO" \
+                        --size "$size" --inflight 1 --duration "${DURATION}s"
+                done
             done
-        done
-    fi
-    if wants chat; then
-        for k in 1 4; do
-            log "r$rep chat: maximum with $k in flight"
-            chat_run "chat-max-k$k-r$rep" chat --inflight "$k"
-            half=$(($(msgs_per_sec "$OUT/chat-max-k$k-r$rep.json") / 2))
-            log "r$rep chat: paced at $half/s"
-            chat_run "chat-half-k$k-r$rep" chat --inflight "$k" --rate "$half"
-            note_rate "$OUT/chat-half-k$k-r$rep.json" "$half"
-        done
-    fi
-    if wants group; then
-        for g in 100 1000; do
-            log "r$rep group: G = $g"
-            chat_run "group-g$g-r$rep" group --group-size "$g"
-        done
-    fi
+        fi
+        if wants chat; then
+            for k in $CHAT_INFLIGHT; do
+                log "r$rep $backend chat: maximum with $k in flight"
+                chat_run "chat-max-k$k$b-r$rep" chat --inflight "$k"
+                half=$(($(msgs_per_sec "$OUT/chat-max-k$k$b-r$rep.json") / 2))
+                log "r$rep $backend chat: paced at $half/s"
+                chat_run "chat-half-k$k$b-r$rep" chat --inflight "$k" --rate "$half"
+                note_rate "$OUT/chat-half-k$k$b-r$rep.json" "$half"
+            done
+        fi
+        if wants group; then
+            for g in $GROUP_SIZES; do
+                log "r$rep $backend group: G = $g"
+                chat_run "group-g$g$b-r$rep" group --group-size "$g"
+            done
+        fi
+    done
 done
 stop_server
 rm -rf "$data_dir"
