@@ -24,9 +24,12 @@ const LARGEST: usize = 16 << 10;
 /// The slow-consumer cap.
 const CAP: usize = 64 << 10;
 /// What a connection may hold past the cap before the check sees it: reading stops at the
-/// cap, so one turn's read (at most 64 KiB, all echoed) and one unfinished message. Twice a
-/// 128 KiB turn, for margin.
-const PAST_CAP: usize = 2 * ((128 << 10) + LARGEST);
+/// cap, so one read's bytes (at most 64 KiB, all echoed: an epoll read, or what one io_uring
+/// receive takes before it ends by itself) and one unfinished message, plus 8 KiB for frame
+/// headers and a partial frame's buffer. Measured on 2026-12-03: epoll cut them holding at
+/// most 124,740 bytes, io_uring 98,364; io_uring before its receives had a byte limit, up
+/// to 791,456.
+const PAST_CAP: usize = (64 << 10) + LARGEST + (8 << 10);
 
 /// One test at a time, so one test's buffers do not show in the other's RSS.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -76,6 +79,12 @@ fn assert_all_cut_as_slow_consumers(recorder: &EndRecorder, connections: usize) 
     });
     let ends = recorder.ends.lock().unwrap().clone();
     assert!(all_ended, "{} of {connections} ends seen", ends.len());
+    let held = ends.iter().filter_map(|end| match end {
+        Disconnect::SlowConsumer { queued } => Some(*queued),
+        _ => None,
+    });
+    let (least, most) = held.fold((usize::MAX, 0), |(lo, hi), q| (lo.min(q), hi.max(q)));
+    eprintln!("{connections} cut holding {least}..={most} bytes (cap {CAP})");
     for end in &ends {
         match end {
             Disconnect::SlowConsumer { queued } => {

@@ -88,11 +88,10 @@ impl Ring {
         self.push(&entry);
     }
 
-    /// A multishot receive on `fd` from the provided buffers of `group`.
-    pub(crate) fn recv(&mut self, fd: RawFd, group: u16, user_data: u64) {
-        let entry = opcode::RecvMulti::new(types::Fd(fd), group)
-            .build()
-            .user_data(user_data);
+    /// A multishot receive on `fd` from the provided buffers of `group`, ending by itself
+    /// (a completion without `IORING_CQE_F_MORE`) once `limit` bytes arrived, if given.
+    pub(crate) fn recv(&mut self, fd: RawFd, group: u16, limit: Option<u32>, user_data: u64) {
+        let entry = recv_multi(fd, group, limit).user_data(user_data);
         self.push(&entry);
     }
 
@@ -266,6 +265,34 @@ impl Drop for Ring {
     }
 }
 
+/// Where `struct io_uring_sqe` keeps the union of `splice_fd_in`, `file_index` and `optlen`
+/// (linux/io_uring.h: 8 bytes of opcode, flags, ioprio and fd, then off, addr, len, the op
+/// flags, user_data, buf_index and personality).
+const SQE_OPTLEN_OFFSET: usize = 44;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// A multishot receive on `fd` from the buffers of `group`. With `limit`, the kernel ends it
+/// once that many bytes arrived (`sqe->optlen`, Linux 6.17: a multishot receive's total
+/// limit; an older kernel fails it with EINVAL, as `optlen` shares the word it checks for a
+/// fixed-file index). Without one, the kernel keeps receiving, up to 32 completions at a
+/// time, for as long as buffers and bytes last: more than a connection may hold.
+pub(crate) fn recv_multi(fd: RawFd, group: u16, limit: Option<u32>) -> squeue::Entry {
+    let mut entry = opcode::RecvMulti::new(types::Fd(fd), group).build();
+    if let Some(limit) = limit {
+        // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte SQE (asserted
+        // above), so the pointer stays inside `entry`; offset 44 is the 4-byte-aligned `u32`
+        // word of `optlen`, which the crate's receive builder leaves zero. A plain integer
+        // store: no pointer is handed to the kernel.
+        unsafe {
+            let sqe = (&mut entry as *mut squeue::Entry).cast::<u8>();
+            sqe.add(SQE_OPTLEN_OFFSET)
+                .cast::<u32>()
+                .write_unaligned(limit);
+        }
+    }
+    entry
+}
+
 /// The socket a successful accept completion created (`result`, not negative).
 pub(crate) fn accepted_socket(result: i32) -> OwnedFd {
     assert!(result >= 0, "an accept error is not a socket");
@@ -283,4 +310,75 @@ pub(crate) fn eventfd() -> io::Result<std::fs::File> {
     }
     // SAFETY: a new descriptor that nothing else owns.
     Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use io_uring::{cqueue, IoUring};
+
+    use super::super::buf_ring::{BufRing, Returned};
+    use super::*;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// Runs one multishot receive until the kernel ends it; returns the bytes it delivered
+    /// and whether it ended on its own (rather than on an error).
+    fn receive_until_ended(ring: &mut IoUring, bufs: &mut BufRing, entry: squeue::Entry) -> usize {
+        // SAFETY: the receive selects its buffer from the group; it holds no pointer of ours.
+        unsafe { ring.submission().push(&entry.user_data(1)).unwrap() };
+        let mut got = 0;
+        loop {
+            ring.submitter()
+                .submit_with_args(
+                    1,
+                    &types::SubmitArgs::new().timespec(&types::Timespec::new().sec(2)),
+                )
+                .unwrap();
+            let cqes: Vec<cqueue::Entry> = ring.completion().collect();
+            assert!(!cqes.is_empty(), "the receive neither delivered nor ended");
+            for cqe in cqes {
+                assert!(cqe.result() > 0, "receive failed: {}", cqe.result());
+                let bid = cqueue::buffer_select(cqe.flags()).unwrap();
+                drop(bufs.filled(bid, cqe.result() as usize, Returned::Whole));
+                got += cqe.result() as usize;
+                if !cqueue::more(cqe.flags()) {
+                    return got;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_limited_receive_ends_by_itself_and_leaves_the_rest_in_the_socket() {
+        let mut ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(64)
+            .unwrap();
+        let mut bufs = BufRing::register(&ring.submitter(), 5, 16, 1024, false).unwrap();
+        let (mut client, server) = pair();
+        client.write_all(&[7; 8000]).unwrap();
+        let fd = server.as_raw_fd();
+        let limited = receive_until_ended(&mut ring, &mut bufs, recv_multi(fd, 5, Some(3000)));
+        // The limit is checked per completion: at most one buffer past it.
+        assert!(
+            (3000..3000 + 1024).contains(&limited),
+            "a receive limited to 3000 bytes took {limited}"
+        );
+        // What it left is still in the socket, for the next receive.
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `unread`, which lives across the call.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
+        assert_eq!(unread as usize, 8000 - limited);
+        bufs.unregister(&ring.submitter()).unwrap();
+    }
 }

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use io_uring::cqueue;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::super::super::handler::{Handler, Transport};
 use super::super::buf_ring::Returned;
@@ -132,6 +132,16 @@ impl<H: Handler> Reactor<H> {
                     self.shared.metrics[self.index].recv_buffers_empty.inc();
                 }
                 e if e == -libc::ECANCELED => {}
+                e if e == -libc::EINVAL && self.io.recv_limit.is_some() => {
+                    // A kernel before 6.17 has no total limit for a multishot receive:
+                    // receive without one (re-armed below), and say what that costs.
+                    warn!(
+                        reactor = self.index,
+                        "this kernel refuses a multishot receive's byte limit (Linux 6.17+): \
+                         a connection over the slow-consumer cap may be cut later than on epoll"
+                    );
+                    self.io.recv_limit = None;
+                }
                 e => {
                     let error = io::Error::from_raw_os_error(-e);
                     debug!(peer = %conn.machine.peer(), error = %error, "receive failed");

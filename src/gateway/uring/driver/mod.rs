@@ -8,8 +8,9 @@
 //! Invariants:
 //! - A connection receives through one multishot receive from the reactor's buffer ring, armed
 //!   only while it may read: input allowed, no undecoded input held, under the slow-consumer
-//!   cap. Bytes that arrive while it may not are kept in its machine (at most what landed
-//!   before the cancel took effect) and decoded when it may again.
+//!   cap, and ending by itself after [`RECV_LIMIT`] bytes (re-armed if it still may read).
+//!   Bytes that arrive while it may not are kept in its machine (at most what landed before
+//!   the cancel took effect, within that limit) and decoded when it may again.
 //! - At most one send per connection is in flight; its `Bytes` belong to the ring until its
 //!   completion, and what the machine queues meanwhile goes out after it.
 //! - A connection whose machine finished is forgotten at once (its id no longer reaches it,
@@ -44,6 +45,11 @@ const RECV_BUFFERS: u16 = 256;
 /// ...of this size (a receive takes a whole one, and gives it back once decoded).
 const RECV_BUFFER_LEN: u32 = 16 << 10;
 const BUFFER_GROUP: u16 = 0;
+/// Bytes a multishot receive takes before it ends and waits to be armed again: one turn's
+/// share, as epoll's `READ_BYTES_BUDGET`. Without it the kernel keeps receiving (32
+/// completions, 512 KiB, per wake-up) into a connection that is past the slow-consumer cap
+/// before the reactor can see it and cancel.
+const RECV_LIMIT: u32 = 64 << 10;
 
 /// What a completion is for: the top byte of its user data (the rest is a connection key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +148,8 @@ pub(crate) struct Uring {
     accept_held: Vec<(OwnedFd, Transport)>,
     cqes: Vec<cqueue::Entry>,
     send_scratch: Vec<Bytes>,
+    /// The total limit of each receive ([`RECV_LIMIT`]); `None` on a kernel that refused it.
+    recv_limit: Option<u32>,
 }
 
 pub(crate) type Reactor<H> = driver_core::Reactor<H, Uring>;
@@ -188,6 +196,7 @@ impl<H: Handler> Reactor<H> {
             accept_held: Vec::new(),
             cqes: Vec::with_capacity(1024),
             send_scratch: Vec::new(),
+            recv_limit: Some(RECV_LIMIT),
         };
         Ok(Self::with_driver(index, io, inbox, handler, handle, shared))
     }
@@ -250,9 +259,12 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         let group = self.io.bufs.as_ref().map_or(BUFFER_GROUP, BufRing::group);
-        self.io
-            .ring
-            .recv(conn.fd.as_raw_fd(), group, user_data(Op::Recv, key));
+        self.io.ring.recv(
+            conn.fd.as_raw_fd(),
+            group,
+            self.io.recv_limit,
+            user_data(Op::Recv, key),
+        );
         conn.recv = Recv::Armed;
     }
 
