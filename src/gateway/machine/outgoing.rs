@@ -1,6 +1,7 @@
-//! Bytes waiting to be sent on one connection, without sockets: the driver gathers them as
-//! slices ([`Outgoing::gather`], or owned `Bytes` for a completion-based driver) and reports
-//! what the kernel took ([`Outgoing::consume`]).
+//! Bytes waiting to be sent on one connection, without sockets: a readiness driver gathers
+//! them as slices ([`Outgoing::gather`]) and reports what the kernel took
+//! ([`Outgoing::consume`]); a completion driver takes them over ([`Outgoing::hand_over`]) and
+//! gives back what its send did not take ([`Outgoing::completed`]).
 //!
 //! Pushes made during one pass of the driver go into a per-driver arena and are chained
 //! per connection (head/tail indices in the connection), so a connection that receives ten
@@ -15,6 +16,11 @@
 //! it may be a small share of a large read buffer that it would otherwise keep alive (a 20-byte
 //! echo pinning a 64 KiB read chunk). Larger slices are whole frames with at most a read's
 //! worth of buffer around them, and shared by every connection a message fans out to.
+//!
+//! A completion driver's send in flight owns its `Bytes` (they are moved out, not copied or
+//! shared), and its length is counted as in flight: queued bytes for the cap like the
+//! backlog's, until the completion. Only what the kernel did not take comes back, to the
+//! front of the backlog.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -30,6 +36,9 @@ const COPY_BELOW: usize = 64 << 10;
 struct Entry {
     bytes: Bytes,
     next: u32,
+    /// In a chain's first entry: the chain's last (it fits in the padding, which keeps the
+    /// connection's part at 16 bytes).
+    tail: u32,
 }
 
 /// This pass's pushes, chained per connection. Cleared after every flush.
@@ -45,11 +54,11 @@ impl PushArena {
     }
 }
 
-/// The per-connection part: a chain into the arena and, under backpressure, a backlog.
-/// 16 bytes while idle.
+/// The per-connection part: a chain into the arena, the bytes a completion driver's send in
+/// flight holds, and, under backpressure, a backlog. 16 bytes.
 pub(crate) struct Outgoing {
     head: u32,
-    tail: u32,
+    in_flight: u32,
     backlog: Option<Box<Backlog>>,
 }
 
@@ -109,7 +118,7 @@ impl Default for Outgoing {
     fn default() -> Self {
         Outgoing {
             head: NIL,
-            tail: NIL,
+            in_flight: 0,
             backlog: None,
         }
     }
@@ -124,27 +133,46 @@ impl Outgoing {
             return false;
         }
         let index = arena.entries.len() as u32;
-        arena.entries.push(Entry { bytes, next: NIL });
-        if self.tail == NIL {
+        arena.entries.push(Entry {
+            bytes,
+            next: NIL,
+            tail: index,
+        });
+        if self.head == NIL {
             self.head = index;
-            self.tail = index;
             true
         } else {
-            arena.entries[self.tail as usize].next = index;
-            self.tail = index;
+            let head = &mut arena.entries[self.head as usize];
+            let tail = std::mem::replace(&mut head.tail, index);
+            arena.entries[tail as usize].next = index;
             false
+        }
+    }
+
+    /// Moves the chain's head to the next entry (the chain's tail goes with it).
+    fn advance_head(&mut self, arena: &mut PushArena) {
+        let entry = &arena.entries[self.head as usize];
+        let (next, tail) = (entry.next, entry.tail);
+        self.head = next;
+        if next != NIL {
+            arena.entries[next as usize].tail = tail;
         }
     }
 
     /// Whether nothing waits to be written, in the arena or the backlog.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.head == NIL && self.backlog.is_none()
+        self.head == NIL && self.backlog.is_none() && self.in_flight == 0
     }
 
     /// Bytes waiting in the backlog.
     pub(crate) fn backlog_bytes(&self) -> usize {
         self.backlog.as_ref().map_or(0, |b| b.bytes)
+    }
+
+    /// Bytes the connection holds beyond this pass: the backlog and a send in flight.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.backlog_bytes() + self.in_flight as usize
     }
 
     /// Forgets the chain and the backlog (the connection is going away).
@@ -203,12 +231,6 @@ impl Outgoing {
         count
     }
 
-    /// The same bytes as [`Outgoing::gather`], as owned `Bytes` (shared, not copied): what a
-    /// completion-based driver holds until the kernel reports the send done.
-    pub(crate) fn gather_owned(&self, arena: &PushArena, max: usize, out: &mut Vec<Bytes>) {
-        self.for_each_pending(arena, max, |bytes| out.push(bytes.clone()));
-    }
-
     fn for_each_pending<'a>(
         &'a self,
         arena: &'a PushArena,
@@ -262,9 +284,8 @@ impl Outgoing {
             }
             written -= len;
             entry.bytes = Bytes::new();
-            self.head = entry.next;
+            self.advance_head(arena);
         }
-        self.tail = NIL;
     }
 
     /// The kernel takes no more for now: what is left of this pass's chain moves into the
@@ -286,7 +307,91 @@ impl Outgoing {
             backlog.push(std::mem::take(&mut entry.bytes));
             self.head = entry.next;
         }
-        self.tail = NIL;
+    }
+
+    // ---- a completion driver ---------------------------------------------------------------
+
+    /// Moves the next bytes to send into `out` (at most `max` non-empty slices, oldest first):
+    /// the driver owns them until the send's completion, and they count as in flight. What is
+    /// left of this pass's chain beyond `max` slices joins the backlog. Only when no send is in
+    /// flight.
+    pub(crate) fn hand_over(&mut self, arena: &mut PushArena, max: usize, out: &mut Vec<Bytes>) {
+        debug_assert_eq!(self.in_flight, 0, "one send in flight at a time");
+        let mut taken = 0;
+        if self.backlog.is_some() {
+            self.chain_into_backlog(arena); // empty but for pushes made before it existed
+        }
+        if let Some(backlog) = self.backlog.as_mut() {
+            backlog.seal();
+            while out.len() < max {
+                let Some(bytes) = backlog.queue.pop_front() else {
+                    break;
+                };
+                taken += bytes.len();
+                out.push(bytes);
+            }
+            backlog.bytes -= taken;
+            if backlog.queue.is_empty() {
+                self.backlog = None;
+            }
+        } else {
+            while self.head != NIL && out.len() < max {
+                let bytes = std::mem::take(&mut arena.entries[self.head as usize].bytes);
+                self.advance_head(arena);
+                if !bytes.is_empty() {
+                    taken += bytes.len();
+                    out.push(bytes);
+                }
+            }
+            if self.head != NIL {
+                self.chain_into_backlog(arena);
+                if let Some(backlog) = self.backlog.as_mut() {
+                    backlog.seal();
+                }
+            }
+        }
+        self.in_flight = u32::try_from(taken).expect("a send of at most 64 messages fits in u32");
+    }
+
+    /// The send of what [`Outgoing::hand_over`] gave out completed and the kernel took
+    /// `written` bytes of `held` (the bytes the driver held, in order; left empty). What it
+    /// did not take goes back to the front of the backlog, before anything queued since
+    /// (in the backlog, then in this pass's chain, which joins it).
+    pub(crate) fn completed(
+        &mut self,
+        arena: &mut PushArena,
+        mut written: usize,
+        held: &mut Vec<Bytes>,
+    ) {
+        self.in_flight = 0;
+        let mut rest = held.drain(..);
+        let mut first = loop {
+            match rest.next() {
+                None => return,
+                Some(bytes) if bytes.len() <= written => written -= bytes.len(),
+                Some(bytes) => break bytes,
+            }
+        };
+        first.advance(written);
+        let mut front = Backlog::new();
+        front.push(first);
+        rest.for_each(|bytes| front.push(bytes));
+        front.seal();
+        if let Some(mut later) = self.backlog.take() {
+            // Sealed: the small slices gathered since keep their place, behind.
+            later.seal();
+            front.bytes += later.bytes;
+            front.queue.extend(later.queue.drain(..));
+        }
+        self.backlog = Some(front);
+        if self.head != NIL {
+            self.chain_into_backlog(arena);
+        }
+    }
+
+    /// The send in flight ended in an error: its bytes are not coming back.
+    pub(crate) fn send_failed(&mut self) {
+        self.in_flight = 0;
     }
 }
 
@@ -478,25 +583,71 @@ mod tests {
     }
 
     #[test]
-    fn a_completion_driver_holds_owned_bytes_and_reports_what_was_sent() {
+    fn a_completion_driver_owns_what_it_sends_and_gives_back_what_was_not_taken() {
         let mut arena = PushArena::default();
         let mut out = Outgoing::default();
-        push_all(&mut out, &mut arena, &[b"abc", b"", b"defg"]);
-        out.prepare(&mut arena);
+        let big = Bytes::from(vec![9u8; 256 << 10]);
+        out.push(&mut arena, Bytes::from_static(b"abc"));
+        out.push(&mut arena, Bytes::new());
+        out.push(&mut arena, big.slice(0..4));
         let mut held = Vec::new();
-        out.gather_owned(&arena, MAX_IOV, &mut held);
-        assert_eq!(held, [&b"abc"[..], &b"defg"[..]]);
-        // The pass ends before the completion: what is owed moves into the backlog.
-        assert_eq!(out.park(&mut arena), 7);
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held, [&b"abc"[..], &[9u8; 4][..]]);
+        // Moved, not copied or shared: the send holds the only other share of `big`.
+        assert_eq!(out.queued_bytes(), 7, "in flight counts as queued");
+        assert_eq!(out.backlog_bytes(), 0);
+        arena.clear(); // the pass ends before the completion
+                       // Pushed while the send is in flight (the driver parks them at the end of the pass).
+        out.push(&mut arena, Bytes::from_static(b"hi"));
+        assert_eq!(out.park(&mut arena), 2);
         arena.clear();
-        // The send completes short: 5 of 7 bytes; the rest is offered next, in order.
-        out.consume(&mut arena, 5);
-        out.prepare(&mut arena);
-        held.clear();
-        out.gather_owned(&arena, MAX_IOV, &mut held);
-        assert_eq!(held.concat(), b"fg");
-        out.consume(&mut arena, 2);
+        // The kernel took 5 of 7 bytes: the rest goes before what was queued since, copied
+        // (a small slice must not keep a big buffer alive).
+        out.completed(&mut arena, 5, &mut held);
+        assert!(held.is_empty());
+        assert_eq!(out.queued_bytes(), 4);
+        assert!(big.is_unique(), "the backlog holds a copy of the rest");
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held.concat(), [9, 9, b'h', b'i']);
+        out.completed(&mut arena, 4, &mut held);
         assert!(out.is_empty(), "a drained backlog is freed");
+    }
+
+    #[test]
+    fn a_completion_puts_the_rest_before_this_pass_chain() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        push_all(&mut out, &mut arena, &[b"abcd"]);
+        let mut held = Vec::new();
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        arena.clear();
+        // Next pass: a push lands in the chain, then the short completion arrives.
+        assert!(out.push(&mut arena, Bytes::from_static(b"ef")));
+        out.completed(&mut arena, 1, &mut held);
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held.concat(), b"bcdef");
+        arena.clear();
+        out.completed(&mut arena, 5, &mut held);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_hand_over_is_at_most_max_slices_and_the_rest_waits_in_order() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        for i in 0..5u8 {
+            out.push(&mut arena, Bytes::from(vec![i; 2]));
+        }
+        let mut held = Vec::new();
+        out.hand_over(&mut arena, 2, &mut held);
+        assert_eq!(held.concat(), [0, 0, 1, 1]);
+        assert_eq!(out.queued_bytes(), 10);
+        arena.clear();
+        out.completed(&mut arena, 4, &mut held);
+        out.hand_over(&mut arena, 64, &mut held);
+        assert_eq!(held.concat(), [2, 2, 3, 3, 4, 4]);
+        out.completed(&mut arena, 6, &mut held);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Two ways to send, for two kinds of driver: [`Machine::send_with`] runs a readiness
 //! driver's `writev` until the kernel is full; [`Machine::transmit`] hands a completion-based
-//! driver owned `Bytes` to hold until [`Machine::on_sent`] reports the completion.
+//! driver owned `Bytes` to hold until [`Machine::on_sent`] reports the completion and gives
+//! back what the kernel did not take. Bytes in flight count against the slow-consumer cap
+//! like the backlog: they are held in memory until the completion, as a backlog is.
 
 use std::io::{self, IoSlice};
 
@@ -92,9 +94,9 @@ impl Machine {
 
     /// Queues bytes as they go on the wire.
     pub(super) fn queue_raw(&mut self, ws: &mut Workspace, key: usize, bytes: Bytes) {
-        let before = self.outgoing.backlog_bytes();
+        let before = self.outgoing.queued_bytes();
         self.outgoing.push(&mut ws.arena, bytes);
-        ws.account(key, before, self.outgoing.backlog_bytes());
+        ws.account(key, before, self.outgoing.queued_bytes());
         self.mark_dirty(ws, key);
     }
 
@@ -106,9 +108,9 @@ impl Machine {
         }
     }
 
-    /// Bytes waiting in the write backlog.
+    /// Bytes waiting in the write backlog, and in a completion driver's send in flight.
     pub(crate) fn backlog_bytes(&self) -> usize {
-        self.outgoing.backlog_bytes()
+        self.outgoing.queued_bytes()
     }
 
     /// Every byte the server holds for this connection: the write backlog, the unfinished
@@ -124,13 +126,13 @@ impl Machine {
             | Protocol::WsHandshake(_) => 0,
         };
         let tls = self.tls.as_ref().map_or(0, |tls| tls.held_bytes());
-        self.outgoing.backlog_bytes() + inbound + reassembly + tls
+        self.outgoing.queued_bytes() + inbound + reassembly + tls
     }
 
     /// Whether the connection holds more than the slow-consumer cap allows (it is then not
     /// read until a send brings it back under, or cuts it).
     pub(crate) fn over_cap(&self, ws: &Workspace) -> bool {
-        self.outgoing.backlog_bytes() > 0 && self.held_bytes() > ws.limits.write_cap
+        self.outgoing.queued_bytes() > 0 && self.held_bytes() > ws.limits.write_cap
     }
 
     // ---- a readiness driver ----------------------------------------------------------------
@@ -167,29 +169,41 @@ impl Machine {
         if !self.begin_send(ws, key) {
             return;
         }
-        let before = self.outgoing.backlog_bytes();
-        self.outgoing.prepare(&mut ws.arena);
-        self.outgoing.gather_owned(&ws.arena, max, out);
-        // The arena is cleared at the end of the pass, the completion comes later.
-        self.outgoing.park(&mut ws.arena);
-        ws.account(key, before, self.outgoing.backlog_bytes());
+        let before = self.outgoing.queued_bytes();
+        self.outgoing.hand_over(&mut ws.arena, max, out);
+        // Moved, not copied: no churn for the allocator's sake.
+        ws.account_held(key, before, self.outgoing.queued_bytes());
     }
 
     /// The send of what [`Machine::transmit`] gave out completed: `result` is the bytes the
-    /// kernel took, or its error.
-    pub(crate) fn on_sent(&mut self, ws: &mut Workspace, key: usize, result: io::Result<usize>) {
+    /// kernel took, or its error; `held` is what the driver held for it (left empty).
+    pub(crate) fn on_sent(
+        &mut self,
+        ws: &mut Workspace,
+        key: usize,
+        result: io::Result<usize>,
+        held: &mut Vec<Bytes>,
+    ) {
         if self.phase == Phase::Closed {
+            held.clear();
             return;
         }
-        let before = self.outgoing.backlog_bytes();
-        let sent = result.map(|n| {
-            self.outgoing.consume(&mut ws.arena, n);
-            match self.outgoing.backlog_bytes() {
-                0 => Flushed::All,
-                left => Flushed::Backlogged(left),
+        let before = self.outgoing.queued_bytes();
+        let sent = match result {
+            Ok(n) => {
+                self.outgoing.completed(&mut ws.arena, n, held);
+                Ok(match self.outgoing.queued_bytes() {
+                    0 => Flushed::All,
+                    left => Flushed::Backlogged(left),
+                })
             }
-        });
-        ws.account(key, before, self.outgoing.backlog_bytes());
+            Err(e) => {
+                held.clear();
+                self.outgoing.send_failed();
+                Err(e)
+            }
+        };
+        ws.account_held(key, before, self.outgoing.queued_bytes());
         self.sent(ws, key, sent);
     }
 
@@ -202,7 +216,11 @@ impl Machine {
         if !self.begin_send(ws, key) {
             return;
         }
-        let queued = self.outgoing.backlog_bytes();
+        // The arena is cleared at the end of the pass, the completion comes later.
+        let before = self.outgoing.queued_bytes();
+        self.outgoing.park(&mut ws.arena);
+        let queued = self.outgoing.queued_bytes();
+        ws.account(key, before, queued);
         if queued > 0 {
             self.sent(ws, key, Ok(Flushed::Backlogged(queued)));
         }

@@ -467,7 +467,7 @@ impl Machine {
         self.admitted = false;
         self.phase = Phase::Closed;
         self.inbound = None;
-        ws.account(key, self.outgoing.backlog_bytes(), 0);
+        ws.account(key, self.outgoing.queued_bytes(), 0);
         ws.pongs.forget(key);
         self.outgoing.discard();
         ws.push(key, Event::Close);

@@ -2,10 +2,11 @@
 //! of this pass, the scratch buffer reads land in, the encoders, this pass's push arena and
 //! pong slots, the accounting of write backlogs, and the queue of events.
 //!
-//! Invariants: `queued` is the sum of the backlog bytes of every machine, and `backlogged`
-//! holds exactly the keys with a backlog; the scratch buffer is empty between two
-//! connections' turns; the arena and the pong slots are cleared at the end of every pass,
-//! after every machine with bytes in the arena was sent or parked its bytes in its backlog.
+//! Invariants: `queued` is the sum of the queued bytes of every machine (its backlog and a
+//! completion driver's send in flight), and `backlogged` holds exactly the keys with some;
+//! the scratch buffer is empty between two connections' turns; the arena and the pong slots
+//! are cleared at the end of every pass, after every machine with bytes in the arena sent
+//! them, handed them over or parked them in its backlog.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -222,6 +223,15 @@ impl Workspace {
 
     /// One machine's backlog went from `before` to `after` bytes.
     pub(super) fn account(&mut self, key: usize, before: usize, after: usize) {
+        self.account_held(key, before, after);
+        if after > before {
+            self.churn += after - before;
+        }
+    }
+
+    /// As [`Workspace::account`], for bytes that changed hands without being copied (into
+    /// or out of a completion driver's send): not churn.
+    pub(super) fn account_held(&mut self, key: usize, before: usize, after: usize) {
         if before == after {
             return;
         }
@@ -230,9 +240,6 @@ impl Workspace {
             self.backlogged.insert(key);
         } else if before > 0 && after == 0 {
             self.backlogged.remove(&key);
-        }
-        if after > before {
-            self.churn += after - before;
         }
     }
 }

@@ -177,15 +177,17 @@ impl Ring {
         self.push(&entry);
     }
 
-    /// The send of connection `key` completed: its bytes are released. Returns how many
-    /// bytes were offered.
-    pub(crate) fn sent(&mut self, key: usize) -> usize {
+    /// The send of connection `key` completed: its bytes are handed back in `held` (which
+    /// must be empty), in order, for the machine to keep what the kernel did not take.
+    /// Returns how many bytes were offered.
+    pub(crate) fn sent(&mut self, key: usize, held: &mut Vec<Bytes>) -> usize {
         let Some(mut send) = self.sends.get_mut(key).and_then(Option::take) else {
             return 0;
         };
         self.in_flight_sends -= 1;
         let offered = send.iovecs.iter().map(|v| v.iov_len).sum();
-        send.bytes.clear();
+        debug_assert!(held.is_empty());
+        std::mem::swap(&mut send.bytes, held);
         send.iovecs.clear();
         if self.spare.len() < 64 {
             self.spare.push(send);
@@ -250,7 +252,7 @@ impl Drop for Ring {
                 let (kind, key) = super::driver::decode_user_data(cqe.user_data());
                 match kind {
                     super::driver::Op::Send if !cqueue::more(cqe.flags()) => {
-                        self.sent(key);
+                        self.sent(key, &mut Vec::new());
                     }
                     super::driver::Op::Wake => self.wake_in_flight = false,
                     _ => {}

@@ -112,14 +112,20 @@ fn a_completion_driver_holds_owned_bytes_until_the_completion() {
     h.ws.end_pass(); // the pass ends before the completion arrives
     let offered: Vec<u8> = held.concat();
     assert_eq!(&offered[2..], b"abcdef", "a frame header, then the payload");
+    assert_eq!(
+        h.ws.queued(),
+        offered.len(),
+        "bytes in flight count as queued"
+    );
     // The kernel took 4 bytes: the rest is offered again, from where it stopped.
-    h.machine.on_sent(&mut h.ws, KEY, Ok(4));
+    h.machine.on_sent(&mut h.ws, KEY, Ok(4), &mut held);
     h.settle();
     assert_eq!(h.machine.backlog_bytes(), offered.len() - 4);
     held.clear();
     h.machine.transmit(&mut h.ws, KEY, 64, &mut held);
     assert_eq!(held.concat(), offered[4..]);
-    h.machine.on_sent(&mut h.ws, KEY, Ok(offered.len() - 4));
+    h.machine
+        .on_sent(&mut h.ws, KEY, Ok(offered.len() - 4), &mut held);
     h.settle();
     assert_eq!(h.machine.backlog_bytes(), 0);
     assert_eq!(h.ws.queued(), 0);
@@ -132,11 +138,16 @@ fn a_completion_error_closes_and_later_completions_are_ignored() {
     h.machine.send(&mut h.ws, KEY, binary(b"x"));
     let mut held = Vec::new();
     h.machine.transmit(&mut h.ws, KEY, 64, &mut held);
-    h.machine
-        .on_sent(&mut h.ws, KEY, Err(io::ErrorKind::BrokenPipe.into()));
+    h.machine.on_sent(
+        &mut h.ws,
+        KEY,
+        Err(io::ErrorKind::BrokenPipe.into()),
+        &mut held,
+    );
     h.settle();
     assert!(h.closed);
-    h.machine.on_sent(&mut h.ws, KEY, Ok(1));
+    h.machine
+        .on_sent(&mut h.ws, KEY, Ok(1), &mut vec![Bytes::from_static(b"x")]);
     h.settle(); // would panic on an event after Close
 }
 

@@ -255,15 +255,15 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn sent(&mut self, key: usize, result: i32) {
-        let offered = self.io.ring.sent(key);
+        let mut held = std::mem::take(&mut self.io.send_scratch);
+        let offered = self.io.ring.sent(key, &mut held);
         tracing::trace!(key, result, offered, "send completion");
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.retired {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) else {
+            held.clear();
+            self.io.send_scratch = held;
             self.free_if_done(key);
             return;
-        }
+        };
         let result = match result {
             n if n > 0 => {
                 self.shared.metrics[self.index].bytes_out.add(n as u64);
@@ -274,7 +274,8 @@ impl<H: Handler> Reactor<H> {
             e if e == -libc::EAGAIN || e == -libc::EINTR => Ok(0),
             e => Err(io::Error::from_raw_os_error(-e)),
         };
-        conn.machine.on_sent(&mut self.ws, key, result);
+        conn.machine.on_sent(&mut self.ws, key, result, &mut held);
+        self.io.send_scratch = held;
         // Bytes queued meanwhile (or left by a short send) go out in this pass's send stage.
         if conn.machine.backlog_bytes() > 0 {
             self.dirty.push(key);

@@ -382,7 +382,7 @@ impl Driver for Uring {
                         }
                     }
                     Op::Send => {
-                        io.ring.sent(key);
+                        io.ring.sent(key, &mut Vec::new());
                     }
                     _ => {}
                 }

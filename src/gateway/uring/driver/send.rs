@@ -57,7 +57,7 @@ impl<H: Handler> Reactor<H> {
         conn.machine.transmit(&mut self.ws, key, MAX_IOV, &mut out);
         if out.is_empty() {
             // Nothing to send is everything sent: a closing connection moves on to its FIN.
-            conn.machine.on_sent(&mut self.ws, key, Ok(0));
+            conn.machine.on_sent(&mut self.ws, key, Ok(0), &mut out);
         } else {
             self.io
                 .ring
