@@ -16,6 +16,8 @@
 #   bench/compare.sh --table target/compare/20261126T111700Z          # an earlier run's table
 #   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard-base switchboard" bench/compare.sh
 #   SERVERS="switchboard switchboard-uring" bench/compare.sh   # the epoll and io_uring backends
+#   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard switchboard-base-uring switchboard-uring" \
+#       bench/compare.sh      # an io_uring change against the build before it, beside epoll
 #                             # a change against the build before it (BASE_BIN: that build's binary)
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
@@ -155,6 +157,7 @@ server_cmd() {
         switchboard) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
         switchboard-uring) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring" ;;
         switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
+        switchboard-base-uring) echo "${BASE_BIN:?switchboard-base-uring needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring" ;;
         tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         *) log "unknown server $1"; exit 2 ;;
@@ -162,7 +165,7 @@ server_cmd() {
 }
 ready_line() {
     case $1 in
-        switchboard | switchboard-base | switchboard-uring) echo "switchboard echo: WebSocket on" ;;
+        switchboard | switchboard-base | switchboard-uring | switchboard-base-uring) echo "switchboard echo: WebSocket on" ;;
         *) echo "listening on" ;;
     esac
 }
@@ -260,11 +263,11 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
     for server in $SERVERS; do
         result="$OUT/idle-$server.txt"
         case $server in
-            switchboard | switchboard-base | switchboard-uring)
+            switchboard | switchboard-base | switchboard-uring | switchboard-base-uring)
                 bin="$target_dir/release/switchboard"
-                [[ $server == switchboard-base ]] && bin=$BASE_BIN
+                [[ $server == switchboard-base* ]] && bin=$BASE_BIN
                 backend=epoll
-                [[ $server == switchboard-uring ]] && backend=uring
+                [[ $server == *-uring ]] && backend=uring
                 SWITCHBOARD_BACKEND=$backend "$target_dir/release/idle_memory" --server-bin "$bin" \
                     --workers "$THREADS" --ws "$IDLE_CONNS" --tcp 0 --repeat "$REPEAT" >"$result" ;;
             *)
