@@ -29,11 +29,11 @@ use tracing::info;
 use crate::admin::{DrainCause, DrainTrigger};
 use crate::gateway::{
     AllowedOrigins, ControlLimit, GatewayConfig, Keepalive, PerIpLimit, RateLimit, SocketOptions,
-    TlsAcceptor, TrustedProxies,
+    ProxyListeners, TlsAcceptor, TrustedProxies,
 };
 
 use echo::run_echo;
-use lifecycle::{drain_requests, serve_handover, take_over};
+use lifecycle::{activated, drain_requests, serve_handover, take_over};
 use token::run_token;
 
 /// Where the gateway listens when neither `--ws` nor `--tcp` is given: loopback only, so a
@@ -413,12 +413,13 @@ pub struct GatewayArgs {
     /// Listen backlog (capped by net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = 4096)]
     backlog: i32,
-    /// Every connection, on both listeners, must open with a PROXY protocol header (v1 or v2,
-    /// what haproxy's send-proxy and send-proxy-v2 send) from a peer in --trusted-proxies; the
-    /// client address it carries is the one logged and given to the application. Connections
-    /// without a valid header, or from other peers, are closed.
-    #[arg(long)]
-    proxy_protocol: bool,
+    /// Every connection on these listeners (alone: both) must open with a PROXY protocol header
+    /// (v1 or v2, what haproxy's send-proxy and send-proxy-v2 send) from a peer in
+    /// --trusted-proxies; the client address it carries is the one logged and given to the
+    /// application. Connections without a valid header, or from other peers, are closed.
+    /// LISTENERS: all, tcp, ws (or tcp,ws), none.
+    #[arg(long, value_name = "LISTENERS", num_args = 0..=1, default_missing_value = "all")]
+    proxy_protocol: Option<ProxyListeners>,
     /// The load balancers allowed to send a PROXY header, as a comma-separated list of CIDR
     /// networks or addresses (10.0.0.0/8,192.0.2.7); required with --proxy-protocol.
     #[arg(long, value_name = "CIDR,...")]
@@ -469,10 +470,11 @@ pub enum GatewayArgsError {
 impl GatewayArgs {
     /// The gateway configuration these options describe.
     pub fn to_config(&self) -> Result<GatewayConfig, GatewayArgsError> {
-        let proxy_protocol = match (&self.proxy_protocol, &self.trusted_proxies) {
-            (false, _) => None,
-            (true, Some(trusted)) if !trusted.is_empty() => Some(trusted.clone()),
-            (true, _) => return Err(GatewayArgsError::NoTrustedProxies),
+        let proxy_listeners = self.proxy_protocol.unwrap_or(ProxyListeners::NONE);
+        let proxy_protocol = match (proxy_listeners, &self.trusted_proxies) {
+            (ProxyListeners::NONE, _) => None,
+            (_, Some(trusted)) if !trusted.is_empty() => Some(trusted.clone()),
+            _ => return Err(GatewayArgsError::NoTrustedProxies),
         };
         let keepalive = (!self.keepalive_idle.is_zero()).then_some(Keepalive {
             idle: self.keepalive_idle,
@@ -518,6 +520,7 @@ impl GatewayArgs {
             read_wait: self.read_wait,
             drain_timeout: self.drain_timeout,
             proxy_protocol,
+            proxy_listeners,
             per_ip: PerIpLimit {
                 max_conns: self.max_conns_per_ip,
                 connect_burst: self.ip_connect_burst,
@@ -644,6 +647,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not in a file or a journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -737,10 +742,27 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         logic.ids_after_unix_ms = Some(taken.offer.last_id_unix_ms);
         logic.groups_frozen = true;
     }
-    let inherited = taken.as_mut().map(|t| crate::serve::Inherited {
-        listeners: std::mem::take(&mut t.listeners),
-        admin: t.admin.take(),
-    });
+    let inherited = match taken.as_mut() {
+        Some(t) => Some(crate::serve::Inherited {
+            listeners: std::mem::take(&mut t.listeners),
+            admin: t.admin.take(),
+        }),
+        None => {
+            let wanted = crate::socket_activation::Wanted {
+                tcp: gateway.tcp,
+                ws: gateway.ws,
+                admin: args.admin.0,
+                has_admin: args.admin.0.is_some(),
+            };
+            match activated(wanted, gateway.workers) {
+                Ok(passed) => passed.map(|(listeners, admin)| crate::serve::Inherited {
+                    listeners,
+                    admin,
+                }),
+                Err(code) => return code,
+            }
+        }
+    };
     let server = match crate::serve::ChatServer::start_inheriting(
         gateway, logic, data, store, admin, inherited,
     ) {

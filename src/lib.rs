@@ -21,4 +21,5 @@ pub mod handover;
 pub mod logic;
 pub mod metrics;
 pub mod serve;
+pub mod socket_activation;
 pub mod store;

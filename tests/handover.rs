@@ -4,7 +4,9 @@
 //! one drains and exits; not one connect fails or is reset. Meanwhile an SDK client sends
 //! messages one after another, through its reconnect to the new process: every message
 //! acknowledged before, during and after is stored once, and the two processes, overlapping
-//! with one node id, never made the same message id.
+//! with one node id, never made the same message id. On SQLite in the data directory, and
+//! again on PostgreSQL (`on_postgres::`), where the two processes share the one database
+//! through the overlap.
 
 mod chat_common;
 
@@ -216,3 +218,7 @@ fn a_restart_with_handover_refuses_no_connection_and_keeps_every_acknowledged_me
     );
     new.signal_term();
 }
+
+crate::on_postgres_too!(
+    a_restart_with_handover_refuses_no_connection_and_keeps_every_acknowledged_message
+);

@@ -8,7 +8,11 @@
 //! address. Also: `--proxy-protocol` without `--trusted-proxies` refuses to start. And with
 //! two nodes behind haproxy, its health checks on each node's `/readyz`: draining one node
 //! (`POST /admin/drain`) sends every new connection to the other before the drained node's
-//! listeners close.
+//! listeners close. With TLS on both listeners (`--tls-cert`), the same haproxy in TCP mode
+//! passes the client's TLS through untouched after its PROXY header: the header is read in the
+//! clear before the ClientHello, the client's handshake ends at the server, and the server
+//! still sees the client's own address; haproxy's header-only health checks are no failed
+//! handshakes.
 //!
 //! haproxy comes from the Debian package (`.ci/run` installs it). Without the binary the test
 //! says so and passes, unless `CI` is set: in CI it must run.
@@ -440,4 +444,131 @@ fn haproxy_stops_routing_to_a_draining_node_before_its_listeners_close() {
     let status = wait_exit(&mut first.child.0, Duration::from_secs(10));
     assert!(status.success(), "the drained node exited with {status}");
     second.stop();
+}
+
+/// A rustls client of a certificate made for the test (rcgen), trusting only it.
+fn tls_client_config(cert: &rcgen::CertifiedKey) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("a CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS session from `CLIENT` through `front`, its handshake finished.
+fn tls_from_client(front: SocketAddr, config: &std::sync::Arc<rustls::ClientConfig>) -> TlsStream {
+    let stream = connect_from_client(front);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let conn = rustls::ClientConnection::new(config.clone(), name).expect("a client session");
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("the TLS handshake through haproxy");
+    }
+    tls
+}
+
+fn read_exact_tls(tls: &mut TlsStream, len: usize) -> Vec<u8> {
+    let mut got = vec![0; len];
+    std::io::Read::read_exact(tls, &mut got).expect("read over TLS");
+    got
+}
+
+#[test]
+fn haproxy_in_front_of_tls_passes_the_client_address_and_its_handshake() {
+    let Some(binary) = haproxy_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a directory for haproxy.cfg and the certificate");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = Server::start_with(
+        &std::net::Ipv4Addr::from(BALANCER).to_string(),
+        &[
+            "--drain-grace",
+            "0s",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let (haproxy, tcp_front, ws_front) = start_haproxy(&binary, &server, dir.path());
+    let config = tls_client_config(&cert);
+
+    // TLS-framed TCP through haproxy's v1 header: a PING answered by the logic core.
+    let mut tls = tls_from_client(tcp_front, &config);
+    let client = tls.sock.local_addr().expect("local address");
+    let ping = ping_packet();
+    tls.write_all(&ping).expect("send PING");
+    let head = read_exact_tls(&mut tls, switchboard_codec::packet::HEADER_LEN);
+    assert_eq!(response_command(&head), Request::Ping.response_code());
+    server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
+
+    // wss:// through haproxy's v2 header: the upgrade, then a PING in a binary message.
+    let mut tls = tls_from_client(ws_front, &config);
+    let client = tls.sock.local_addr().expect("local address");
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tls.write_all(upgrade.as_bytes()).expect("send the upgrade");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.extend(read_exact_tls(&mut tls, 1));
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mask = [7u8, 1, 3, 5];
+    let mut frame = vec![0x82, 0x80 | ping.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(ping.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).expect("send the PING frame");
+    let frame_head = read_exact_tls(&mut tls, 2);
+    assert_eq!(frame_head[0], 0x82, "a binary message");
+    let answer = read_exact_tls(&mut tls, usize::from(frame_head[1] & 0x7f));
+    assert_eq!(response_command(&answer), Request::Ping.response_code());
+    server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
+
+    // The client straight to the TLS listener with a header of its own: refused before any
+    // TLS, logged with its real address.
+    let mut stream = connect_from_client(server.tcp);
+    let client = stream.local_addr().expect("local address");
+    let _ = stream.write_all(b"PROXY TCP4 198.51.100.1 192.0.2.1 1234 9000\r\n");
+    let ending = read_until_closed(&mut stream, IO_TIMEOUT);
+    assert_eq!(ending.discarded, 0, "answered an untrusted peer");
+    server.expect_log(&[
+        "not in --trusted-proxies",
+        &format!("\"peer\":\"{client}\""),
+    ]);
+
+    // Two handshakes done; haproxy's checks (a header, then a close: no TLS byte) failed none.
+    let page = get(server.admin, "/metrics").body;
+    let metrics = prometheus(&page);
+    let handshakes = |result: &str| {
+        metrics
+            .get(&format!(
+                "switchboard_tls_handshakes_total{{result=\"{result}\"}}"
+            ))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(handshakes("ok"), 2.0, "{page}");
+    assert_eq!(handshakes("failed"), 0.0, "{page}");
+    drop(haproxy);
+    server.stop();
 }

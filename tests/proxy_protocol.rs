@@ -345,3 +345,44 @@ fn a_header_that_never_finishes_is_cut_at_the_handshake_deadline() {
     }
     assert_eq!(opens.all(), vec![]);
 }
+
+/// `--proxy-protocol ws` (or `tcp`): the header is expected on that listener only; the other
+/// serves clients that send none, from any peer, as without the option.
+#[test]
+fn a_header_is_expected_only_on_the_listeners_named() {
+    use switchboard::gateway::ProxyListeners;
+    let client = addr("203.0.113.7:40001");
+    for (proxied, direct) in [
+        (Transport::WebSocket, Transport::Tcp),
+        (Transport::Tcp, Transport::WebSocket),
+    ] {
+        let listeners = ProxyListeners {
+            tcp: proxied == Transport::Tcp,
+            ws: proxied == Transport::WebSocket,
+        };
+        let (gateway, opens) = start(GatewayConfig {
+            proxy_listeners: listeners,
+            ..config("127.0.0.1")
+        });
+        proxied_client_works(&gateway, proxied, &v1(client, addr("192.0.2.1:443")), false);
+        opens.expect(proxied, client);
+        let real = proxied_client_works(&gateway, direct, b"", false);
+        opens.expect(direct, real);
+        let headerless = match proxied {
+            Transport::Tcp => packet(1, b"hello"),
+            Transport::WebSocket => upgrade_request(gateway.ws_addr()),
+        };
+        refused(&gateway, proxied, &headerless);
+        assert_eq!(opens.all().len(), 2, "{:?}", opens.all());
+        drop(gateway);
+        // Loopback is no trusted proxy here: the proxied listener refuses it, the direct
+        // one does not ask.
+        let (gateway, opens) = start(GatewayConfig {
+            proxy_listeners: listeners,
+            ..config("10.0.0.0/8")
+        });
+        refused(&gateway, proxied, &v1(client, addr("192.0.2.1:443")));
+        let real = proxied_client_works(&gateway, direct, b"", false);
+        assert_eq!(opens.all(), vec![(direct, real)]);
+    }
+}

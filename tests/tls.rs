@@ -396,13 +396,9 @@ with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
     assert_eq!(stdout.trim(), format!("TLSv1.3 {hex}"));
 }
 
-/// A TLS 1.2 renegotiation (openssl s_client's `R` command) is refused with rustls's
-/// `no_renegotiation` warning; OpenSSL gives up at it, and the server serves the next client.
-#[test]
-fn renegotiation_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = make_cert(dir.path(), "a");
-    let gateway = TestGateway::echo(tls_config(&cert));
+/// Asks for a TLS 1.2 renegotiation with openssl s_client's `R` command and returns what
+/// s_client printed (its messages on stdout, RENEGOTIATING on stderr), once it gave up.
+fn renegotiate_with_s_client(addr: SocketAddr, cert: &TestCert) -> String {
     let mut client = std::process::Command::new("openssl")
         .args([
             "s_client",
@@ -412,7 +408,7 @@ fn renegotiation_is_refused() {
             "localhost",
             "-connect",
         ])
-        .arg(gateway.tcp_addr().to_string())
+        .arg(addr.to_string())
         .arg("-CAfile")
         .arg(&cert.cert_path)
         .stdin(std::process::Stdio::piped())
@@ -436,9 +432,17 @@ fn renegotiation_is_refused() {
         let _ = client.kill();
     }
     let output = client.wait_with_output().unwrap();
-    // s_client says RENEGOTIATING on stderr, the messages on stdout.
-    let said = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// A TLS 1.2 renegotiation (openssl s_client's `R` command) is refused with rustls's
+/// `no_renegotiation` warning; OpenSSL gives up at it, and the server serves the next client.
+#[test]
+fn renegotiation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert(dir.path(), "a");
+    let gateway = TestGateway::echo(tls_config(&cert));
+    let said = renegotiate_with_s_client(gateway.tcp_addr(), &cert);
     assert!(said.contains("RENEGOTIATING"), "{said}");
     assert!(said.contains("warning no_renegotiation"), "{said}");
     // The handshake was never redone: one ServerHello only.
@@ -452,4 +456,34 @@ fn renegotiation_is_refused() {
         &mut connect_tls(gateway.tcp_addr(), &config),
         b"next client",
     );
+}
+
+/// rustls logs the warning alert it answers a renegotiation with, knowing nothing of sockets:
+/// the line carries the peer's address all the same (the machine's span around the records).
+#[test]
+fn a_refused_renegotiation_is_logged_with_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert(dir.path(), "a");
+    let log = dir.path().join("stderr.log");
+    let cert_path = cert.cert_path.to_str().unwrap();
+    let key_path = cert.key_path.to_str().unwrap();
+    let server = EchoProcess::spawn_logging_to(
+        &log,
+        "warn",
+        &["--tls-cert", cert_path, "--tls-key", key_path],
+    );
+    let said = renegotiate_with_s_client(server.tcp, &cert);
+    assert!(said.contains("warning no_renegotiation"), "{said}");
+    let mut line = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        line = logged
+            .lines()
+            .find(|line| line.contains("NoRenegotiation"))
+            .map(str::to_owned);
+        line.is_some()
+    }));
+    let line = line.unwrap();
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(!line.contains(&format!("peer={}", server.tcp)), "{line}");
 }

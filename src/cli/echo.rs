@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use tracing::{error, info};
 
-use super::lifecycle::{drain_requests, serve_handover, take_over};
+use super::lifecycle::{activated, drain_requests, serve_handover, take_over};
 use super::{EchoArgs, DEFAULT_TCP, DEFAULT_WS};
 use crate::admin::DrainCause;
 use crate::echo::EchoHandler;
@@ -40,7 +40,21 @@ pub(super) fn run_echo(args: EchoArgs) -> ExitCode {
         Ok(taken) => taken,
         Err(code) => return code,
     };
-    let listeners = taken.as_mut().map(|t| std::mem::take(&mut t.listeners));
+    let listeners = match taken.as_mut() {
+        Some(taken) => Some(std::mem::take(&mut taken.listeners)),
+        None => {
+            let wanted = crate::socket_activation::Wanted {
+                tcp: config.tcp,
+                ws: config.ws,
+                admin: None,
+                has_admin: false,
+            };
+            match activated(wanted, config.workers) {
+                Ok(passed) => passed.map(|(listeners, _)| listeners),
+                Err(code) => return code,
+            }
+        }
+    };
     let gateway = match Gateway::start_on(config, listeners, |_, _| EchoHandler) {
         Ok(gateway) => gateway,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! The process's life around the gateway: where drain requests come from (signals, the
-//! admin API, a successor) and the handover to and from another process (`--handover`).
+//! admin API, a successor), the handover to and from another process (`--handover`), and
+//! the listening sockets systemd passes (socket activation).
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use crate::admin::DrainCause;
-use crate::gateway::TlsAcceptor;
+use crate::gateway::{Listeners, TlsAcceptor};
 use crate::handover::{Offering, TakenOver};
 
 /// With `--handover PATH`: the sockets of the process listening there, if one does.
@@ -21,6 +22,38 @@ pub(super) fn take_over(path: Option<&std::path::Path>) -> Result<Option<TakenOv
         Ok(taken) => Ok(taken),
         Err(e) => {
             eprintln!("switchboard: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The sockets systemd passed, as `workers` reactors take them, and the admin listener's;
+/// `None` when the process was not socket-activated. Not asked after a `--handover` took
+/// sockets over: those are the ones to serve on.
+pub(super) fn activated(
+    wanted: crate::socket_activation::Wanted,
+    workers: usize,
+) -> Result<Option<(Listeners, Option<std::net::TcpListener>)>, ExitCode> {
+    let activated = match crate::socket_activation::from_env(wanted) {
+        Ok(Some(activated)) => activated,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    match activated.gateway_listeners(workers) {
+        Ok(listeners) => {
+            info!(
+                tcp = activated.tcp.is_some(),
+                ws = activated.ws.is_some(),
+                admin = activated.admin.is_some(),
+                "socket activation: serving on the sockets passed"
+            );
+            Ok(Some((listeners, activated.admin)))
+        }
+        Err(e) => {
+            eprintln!("switchboard: socket activation: cannot copy a socket: {e}");
             Err(ExitCode::FAILURE)
         }
     }

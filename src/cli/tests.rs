@@ -263,6 +263,54 @@ fn proxy_protocol_needs_trusted_proxies() {
 }
 
 #[test]
+fn proxy_protocol_may_name_its_listeners() {
+    use crate::gateway::ProxyListeners;
+    let listeners = |list: &[&str]| {
+        let config = serve(list).gateway.to_config().unwrap();
+        (
+            config.proxy_protocol.is_some(),
+            config.proxy_header_listeners(),
+        )
+    };
+    let trusted = ["--trusted-proxies", "10.0.0.0/8"];
+    let with = |value: &[&'static str]| -> Vec<&'static str> {
+        let mut list = vec!["serve"];
+        list.extend_from_slice(value);
+        list.extend_from_slice(&trusted);
+        list
+    };
+    let (tcp, ws) = (
+        ProxyListeners {
+            tcp: true,
+            ws: false,
+        },
+        ProxyListeners {
+            tcp: false,
+            ws: true,
+        },
+    );
+    assert_eq!(listeners(&with(&["--proxy-protocol"])), (true, ProxyListeners::ALL));
+    assert_eq!(listeners(&with(&["--proxy-protocol", "all"])), (true, ProxyListeners::ALL));
+    assert_eq!(listeners(&with(&["--proxy-protocol=ws,tcp"])), (true, ProxyListeners::ALL));
+    assert_eq!(listeners(&with(&["--proxy-protocol", "tcp"])), (true, tcp));
+    assert_eq!(listeners(&with(&["--proxy-protocol=ws"])), (true, ws));
+    assert_eq!(listeners(&with(&["--proxy-protocol=none"])), (false, ProxyListeners::NONE));
+    assert_eq!(listeners(&with(&[])), (false, ProxyListeners::NONE));
+    assert!(parse(args(&["serve", "--proxy-protocol=udp"])).is_err());
+    let Command::Serve(serve) =
+        parse_serve_with("proxy-protocol = \"ws\"\ntrusted-proxies = \"127.0.0.0/8\"\n")
+            .unwrap()
+            .command
+    else {
+        panic!("not serve");
+    };
+    assert_eq!(
+        serve.gateway.to_config().unwrap().proxy_header_listeners(),
+        ws
+    );
+}
+
+#[test]
 fn proxy_protocol_comes_from_the_config_file() {
     let Command::Serve(serve) =
         parse_serve_with("proxy_protocol = true\ntrusted_proxies = \"127.0.0.0/8\"\n")

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::limits::{AllowedOrigins, PerIpLimit, RateLimit};
 pub use super::machine::ControlLimit;
 use super::tls::TlsAcceptor;
-use super::trusted_proxies::TrustedProxies;
+use super::trusted_proxies::{ProxyListeners, TrustedProxies};
 
 /// Kernel socket options applied to the listeners (and inherited by accepted sockets).
 #[derive(Debug, Clone)]
@@ -150,10 +150,14 @@ pub struct GatewayConfig {
     /// Origins whose pages may open WebSockets; `None`: any. An upgrade with another Origin
     /// header gets 403; one without an Origin header is let through (not a browser).
     pub allowed_origins: Option<AllowedOrigins>,
-    /// When set, every connection on both listeners must open with a PROXY protocol header
-    /// (v1 or v2) and come from one of these networks; the client address the header carries
-    /// replaces the peer's. A connection from elsewhere, or without a valid header, is closed.
+    /// When set, every connection on the listeners of `proxy_listeners` must open with a PROXY
+    /// protocol header (v1 or v2) and come from one of these networks; the client address the
+    /// header carries replaces the peer's. A connection from elsewhere, or without a valid
+    /// header, is closed.
     pub proxy_protocol: Option<TrustedProxies>,
+    /// With `proxy_protocol`, the listeners it applies to (both by default); the others take
+    /// connections from anyone, with no header.
+    pub proxy_listeners: ProxyListeners,
     /// When set, both listeners speak TLS (wss:// and TLS-framed TCP) with this certificate,
     /// reloadable in place ([`TlsAcceptor::reload`]).
     pub tls: Option<TlsAcceptor>,
@@ -178,6 +182,18 @@ pub struct GatewayConfig {
     pub uring_recv_buffer_len: Option<u32>,
 }
 
+impl GatewayConfig {
+    /// The listeners whose connections must open with a PROXY header: `proxy_listeners` when
+    /// `proxy_protocol` is on, none otherwise.
+    pub(crate) fn proxy_header_listeners(&self) -> ProxyListeners {
+        if self.proxy_protocol.is_some() {
+            self.proxy_listeners
+        } else {
+            ProxyListeners::NONE
+        }
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -198,6 +214,7 @@ impl Default for GatewayConfig {
             per_ip: PerIpLimit::default(),
             allowed_origins: None,
             proxy_protocol: None,
+            proxy_listeners: ProxyListeners::ALL,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
             read_wait: Duration::from_secs(180),

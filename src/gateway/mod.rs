@@ -36,4 +36,4 @@ pub use listener::{ListenerCopies, Listeners};
 pub use metrics::{GatewayProbe, Refusal, RefusalCounts};
 pub use server::Gateway;
 pub use tls::{TlsAcceptor, TlsError};
-pub use trusted_proxies::TrustedProxies;
+pub use trusted_proxies::{ProxyListeners, TrustedProxies};

@@ -1,4 +1,5 @@
-//! Which peers may send a PROXY protocol header: the `--trusted-proxies CIDR,...` list.
+//! Which peers may send a PROXY protocol header (the `--trusted-proxies CIDR,...` list), and
+//! on which listeners a header is expected (`--proxy-protocol [all|tcp|ws]`).
 //!
 //! Sans-I/O: parsed once from the option's text, asked with a peer address per accepted
 //! connection. An IPv4 client reaching a dual-stack listener shows up as an IPv4-mapped IPv6
@@ -12,6 +13,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net};
+
+use super::handler::Transport;
 
 /// Why a `--trusted-proxies` element was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +87,79 @@ impl fmt::Display for TrustedProxies {
     }
 }
 
+/// The listeners whose connections must open with a PROXY header: both, or one of them when
+/// a balancer fronts only that one (the other reached directly, or through an L7 proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyListeners {
+    /// The framed-TCP listener.
+    pub tcp: bool,
+    /// The WebSocket listener.
+    pub ws: bool,
+}
+
+impl ProxyListeners {
+    /// Both listeners.
+    pub const ALL: ProxyListeners = ProxyListeners { tcp: true, ws: true };
+    /// Neither.
+    pub const NONE: ProxyListeners = ProxyListeners {
+        tcp: false,
+        ws: false,
+    };
+
+    /// Whether connections on `transport`'s listener open with a PROXY header.
+    pub fn covers(self, transport: Transport) -> bool {
+        match transport {
+            Transport::Tcp => self.tcp,
+            Transport::WebSocket => self.ws,
+        }
+    }
+}
+
+impl Default for ProxyListeners {
+    fn default() -> Self {
+        ProxyListeners::ALL
+    }
+}
+
+/// A `--proxy-protocol` value that names no listener.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a listener list: all, none, tcp, ws or tcp,ws")]
+pub struct ProxyListenersError(String);
+
+impl FromStr for ProxyListeners {
+    type Err = ProxyListenersError;
+
+    /// `all` (or `true`), `none` (or `false`), or a comma-separated list of `tcp` and `ws`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refused = || ProxyListenersError(text.to_owned());
+        match text.trim() {
+            "all" | "true" => return Ok(ProxyListeners::ALL),
+            "none" | "false" => return Ok(ProxyListeners::NONE),
+            _ => {}
+        }
+        let mut listeners = ProxyListeners::NONE;
+        for element in text.split(',').map(str::trim) {
+            match element {
+                "tcp" => listeners.tcp = true,
+                "ws" => listeners.ws = true,
+                _ => return Err(refused()),
+            }
+        }
+        Ok(listeners)
+    }
+}
+
+impl fmt::Display for ProxyListeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match (self.tcp, self.ws) {
+            (true, true) => "all",
+            (true, false) => "tcp",
+            (false, true) => "ws",
+            (false, false) => "none",
+        })
+    }
+}
+
 fn network(element: &str) -> Result<IpNet, TrustedProxiesError> {
     let parsed = match element.parse::<IpNet>() {
         Ok(network) => network,
@@ -123,6 +199,38 @@ fn canonical(network: IpNet) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_listeners_parse_and_print() {
+        let (tcp, ws) = (
+            ProxyListeners {
+                tcp: true,
+                ws: false,
+            },
+            ProxyListeners {
+                tcp: false,
+                ws: true,
+            },
+        );
+        for (text, listeners) in [
+            ("all", ProxyListeners::ALL),
+            ("true", ProxyListeners::ALL),
+            ("tcp,ws", ProxyListeners::ALL),
+            (" ws , tcp ", ProxyListeners::ALL),
+            ("tcp", tcp),
+            ("ws", ws),
+            ("none", ProxyListeners::NONE),
+            ("false", ProxyListeners::NONE),
+        ] {
+            assert_eq!(text.parse::<ProxyListeners>(), Ok(listeners), "{text}");
+            assert_eq!(listeners.to_string().parse(), Ok(listeners));
+        }
+        for bad in ["", "udp", "tcp,", "websocket", "tcp;ws"] {
+            assert!(bad.parse::<ProxyListeners>().is_err(), "{bad:?}");
+        }
+        assert!(tcp.covers(Transport::Tcp) && !tcp.covers(Transport::WebSocket));
+        assert!(!ws.covers(Transport::Tcp) && ws.covers(Transport::WebSocket));
+    }
 
     fn trusted(list: &str) -> TrustedProxies {
         list.parse().unwrap()

@@ -34,10 +34,65 @@ impl EchoProcess {
         EchoProcess::start(command, args)
     }
 
+    /// Like [`EchoProcess::spawn`], logging at `filter` (`RUST_LOG`) into the file `log`
+    /// (through the shell, then `exec`, so the child is the binary itself).
+    pub fn spawn_logging_to(log: &std::path::Path, filter: &str, args: &[&str]) -> EchoProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "RUST_LOG='{filter}' exec \"$0\" \"$@\" 2>>'{}'",
+                log.display()
+            ))
+            .arg(env!("CARGO_BIN_EXE_switchboard"));
+        EchoProcess::start(command, args)
+    }
+
+    /// Starts `switchboard echo` with the listening sockets `tcp` and `ws` passed the way
+    /// systemd's socket activation passes them: at descriptors 3 and 4 (through bash, which
+    /// moves them there and sets LISTEN_PID to its own pid before `exec`), with `LISTEN_FDS=2`
+    /// and `LISTEN_FDNAMES=names` when given. `args` are all the arguments after `echo`.
+    pub fn spawn_activated(
+        tcp: &std::net::TcpListener,
+        ws: &std::net::TcpListener,
+        names: Option<&str>,
+        args: &[&str],
+    ) -> EchoProcess {
+        use std::os::fd::AsRawFd;
+        for socket in [tcp, ws] {
+            // Inherited by the child (std opens every descriptor close-on-exec).
+            socket2::SockRef::from(socket)
+                .set_cloexec(false)
+                .expect("clear FD_CLOEXEC");
+        }
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            // Through 20 and 21 first, so that neither move clobbers the other's source.
+            .arg(
+                "exec 20<&\"$1\" 21<&\"$2\"; export LISTEN_PID=$$; \
+                 exec \"$0\" \"${@:3}\" 3<&20 4<&21 20<&- 21<&-",
+            )
+            .arg(env!("CARGO_BIN_EXE_switchboard"))
+            .arg(tcp.as_raw_fd().to_string())
+            .arg(ws.as_raw_fd().to_string())
+            .env("LISTEN_FDS", "2");
+        match names {
+            Some(names) => command.env("LISTEN_FDNAMES", names),
+            None => command.env_remove("LISTEN_FDNAMES"),
+        };
+        command.arg("echo").args(args);
+        EchoProcess::launch(command)
+    }
+
     fn start(mut command: Command, args: &[&str]) -> EchoProcess {
         command
             .args(["echo", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(args);
+        EchoProcess::launch(command)
+    }
+
+    fn launch(command: Command) -> EchoProcess {
         let (child, listeners) = spawn_announced(command, "echo", &[]);
         EchoProcess {
             child,

@@ -6,22 +6,25 @@ use std::sync::atomic::Ordering;
 
 use tracing::{debug, info};
 
+use super::super::handler::Transport;
 use super::super::limits::IpRefusal;
 use super::super::metrics::Refusal;
 use super::Shared;
 
-/// The checks a new connection passes before it gets a slot: a PROXY header's
-/// sender among the trusted proxies, `--max-conns`, not draining, the per-IP limits. `None`:
+/// The checks a new connection passes before it gets a slot: on a listener that expects a
+/// PROXY header, its sender among the trusted proxies, `--max-conns`, not draining, the per-IP limits. `None`:
 /// refused (counted and logged), close it. `Some(ip_counted)`: admitted and counted in
 /// `open_conns` (and, if `ip_counted`, in the per-IP table).
 pub(super) fn admission_checks(
     shared: &Shared,
     reactor: usize,
     peer: SocketAddr,
+    transport: Transport,
     draining: bool,
     now: u64,
 ) -> Option<bool> {
-    if let Some(trusted) = &shared.config.proxy_protocol {
+    let proxied = shared.config.proxy_header_listeners().covers(transport);
+    if let Some(trusted) = shared.config.proxy_protocol.as_ref().filter(|_| proxied) {
         if !trusted.contains(peer.ip()) {
             info!(%peer, "closing connection: PROXY header expected, peer not in --trusted-proxies");
             shared.metrics[reactor].refused(Refusal::UntrustedProxy);
@@ -38,7 +41,7 @@ pub(super) fn admission_checks(
     }
     // With PROXY, the client's address is known only once its header is read: the
     // machine asks the per-IP table then.
-    let ip_counted = shared.config.proxy_protocol.is_none() && shared.per_ip.is_on();
+    let ip_counted = !proxied && shared.per_ip.is_on();
     if ip_counted {
         if let Err(refusal) = shared.per_ip.admit(peer.ip(), now) {
             shared.open_conns.fetch_sub(1, Ordering::AcqRel);

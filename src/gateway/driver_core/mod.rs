@@ -294,7 +294,8 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         draining: bool,
     ) -> Option<usize> {
         let shared = &self.shared;
-        let ip_counted = admit::admission_checks(shared, self.index, peer, draining, self.now)?;
+        let ip_counted =
+            admit::admission_checks(shared, self.index, peer, transport, draining, self.now)?;
         let key = self.conns.vacant_key();
         let registered = match key >= u32::MAX as usize {
             true => Err(None),

@@ -51,7 +51,7 @@ impl Machine {
             if let Some(tls) = self.tls.as_mut() {
                 let mut plain = std::mem::take(&mut ws.tls_plain);
                 // A close_notify needs nothing of its own: the peer's FIN follows it.
-                tls.read(bytes, &mut ws.tls_records, &mut plain);
+                tls.read(self.peer, bytes, &mut ws.tls_records, &mut plain);
                 self.store_plaintext(ws, &plain);
                 plain.clear();
                 ws.tls_plain = plain;
@@ -160,8 +160,11 @@ impl Machine {
                 // The peer may have only half-closed: what we owe it still goes out.
                 self.start_flushing(ws, key);
             }
+            Phase::TlsHandshake => {
+                self.tls_handshake_cut(ws, "end of stream");
+                self.finish(ws, key, None);
+            }
             Phase::ProxyHeader
-            | Phase::TlsHandshake
             | Phase::Handshake
             | Phase::AwaitingCloseReply
             | Phase::Lingering => self.finish(ws, key, None),
@@ -176,6 +179,9 @@ impl Machine {
         key: usize,
         kind: std::io::ErrorKind,
     ) {
+        if self.phase == Phase::TlsHandshake {
+            self.tls_handshake_cut(ws, "read error");
+        }
         self.finish(ws, key, Some(Disconnect::Io(kind)));
     }
 
@@ -202,7 +208,7 @@ impl Machine {
                     // plaintext can come out of a first flight; should any, it is kept.
                     let records = src.split();
                     let mut plain = std::mem::take(&mut ws.tls_plain);
-                    tls.read(&records, &mut ws.tls_records, &mut plain);
+                    tls.read(self.peer, &records, &mut ws.tls_records, &mut plain);
                     src.extend_from_slice(&plain);
                     plain.clear();
                     ws.tls_plain = plain;

@@ -120,7 +120,7 @@ impl Machine {
         peer: SocketAddr,
         transport: Transport,
     ) -> Machine {
-        let proxy_header = ws.limits.proxy_header;
+        let proxy_header = ws.limits.proxy_header.covers(transport);
         let mut machine = Machine {
             last_read: stamp(ws.now),
             phase: Phase::ProxyHeader,

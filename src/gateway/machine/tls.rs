@@ -9,13 +9,14 @@
 //! reading, for the machine to queue on its next step; after an error the session produces
 //! nothing but the alert.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
-use tracing::{debug, info};
+use tracing::{debug, info, warn_span};
 
 use super::super::handler::Disconnect;
 use super::state::Phase;
@@ -47,6 +48,8 @@ pub(super) struct TlsSession {
     pending_out: Vec<u8>,
     /// The handshake finished and the machine has been told.
     established: bool,
+    /// Ciphertext has arrived: the client began a handshake.
+    started: bool,
     /// The first error, kept so it is reported once with the peer.
     failed: Option<rustls::Error>,
 }
@@ -58,6 +61,7 @@ impl TlsSession {
             partial: Vec::new(),
             pending_out: Vec::new(),
             established: false,
+            started: false,
             failed: None,
         })
     }
@@ -90,12 +94,19 @@ impl TlsSession {
         true
     }
 
-    /// Ciphertext from the peer: plaintext is appended to `plain`; `scratch` is the
+    /// Ciphertext from `peer`: plaintext is appended to `plain`; `scratch` is the
     /// workspace's buffer records are decrypted in. Errors are kept (see [`Self::take_error`]).
-    pub(super) fn read(&mut self, ciphertext: &[u8], scratch: &mut Vec<u8>, plain: &mut Vec<u8>) {
+    pub(super) fn read(
+        &mut self,
+        peer: SocketAddr,
+        ciphertext: &[u8],
+        scratch: &mut Vec<u8>,
+        plain: &mut Vec<u8>,
+    ) {
         if self.failed.is_some() {
             return;
         }
+        self.started |= !ciphertext.is_empty();
         // The records are processed in place: in the connection's own buffer if it holds the
         // start of one, else in the shared scratch, whose rest then moves into the connection.
         let own = !self.partial.is_empty();
@@ -109,6 +120,11 @@ impl TlsSession {
             buf.extend_from_slice(ciphertext);
             buf
         };
+        // rustls logs what it refuses (a TLS 1.2 renegotiation is a warning alert it sends)
+        // without knowing the peer: a span gives its line the peer. Only around the handshake
+        // and records other than application data, so the hot path makes no span.
+        let _peer = (!self.established || !only_application_data(&buf))
+            .then(|| warn_span!("tls", %peer).entered());
         self.process(&mut buf, plain);
         if own {
             if buf.is_empty() {
@@ -271,6 +287,16 @@ impl TlsSession {
 }
 
 impl Machine {
+    /// The peer ended the stream (or reset it) in the middle of the TLS handshake: a failed
+    /// handshake, once the client began one. A connect-and-close with no byte (a balancer's
+    /// TCP check) made no handshake and is not counted.
+    pub(super) fn tls_handshake_cut(&mut self, ws: &mut Workspace, by: &str) {
+        if self.tls.as_ref().is_some_and(|tls| tls.started) {
+            ws.tls_handshakes[TLS_FAILED] += 1;
+            info!(peer = %self.peer, "closing connection: TLS handshake cut by {by}");
+        }
+    }
+
     /// Acts on what the TLS layer said while reading: records to send, an error (the
     /// connection closes after the alert, logged with the peer), the end of the handshake
     /// (the transport begins).
@@ -306,6 +332,20 @@ impl Machine {
         }
         TlsStep::Continue
     }
+}
+
+/// Whether every whole record header in `records` says application data (23), the only
+/// content type of an established TLS 1.3 session and of a TLS 1.2 one that is not being
+/// asked to renegotiate or alerted.
+fn only_application_data(records: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(header) = records.get(at..at + 5) {
+        if header[0] != 23 {
+            return false;
+        }
+        at += 5 + usize::from(u16::from_be_bytes([header[3], header[4]]));
+    }
+    true
 }
 
 /// Room to give `encrypt` for `len` bytes of plaintext.

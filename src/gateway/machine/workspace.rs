@@ -20,6 +20,7 @@ use super::super::config::GatewayConfig;
 use super::super::limits::per_ip::PerIpTable;
 use super::super::limits::{AllowedOrigins, RateLimit};
 use super::super::metrics::Refusal;
+use super::super::trusted_proxies::ProxyListeners;
 use super::control::{ControlLimit, PongSlots};
 use super::outgoing::PushArena;
 use super::Event;
@@ -42,8 +43,8 @@ pub(crate) struct Limits {
     pub(crate) messages: RateLimit,
     /// Origins whose pages may open WebSockets (`None`: any).
     pub(crate) allowed_origins: Option<AllowedOrigins>,
-    /// Connections open with a PROXY header (`--proxy-protocol`).
-    pub(crate) proxy_header: bool,
+    /// The listeners whose connections open with a PROXY header (`--proxy-protocol`).
+    pub(crate) proxy_header: ProxyListeners,
     pub(crate) handshake_ticks: u64,
     pub(crate) read_wait_ticks: u64,
     pub(crate) linger_ticks: u64,
@@ -61,7 +62,7 @@ impl Limits {
             control: config.control_limit,
             messages: config.message_limit,
             allowed_origins: config.allowed_origins.clone(),
-            proxy_header: config.proxy_protocol.is_some(),
+            proxy_header: config.proxy_header_listeners(),
             handshake_ticks: ticks(config.handshake_timeout),
             read_wait_ticks: ticks(config.read_wait),
             linger_ticks: ticks(config.close_linger),

@@ -113,6 +113,43 @@ fn garbage_gets_an_alert_and_the_connection_closes_before_admission() {
 }
 
 #[test]
+fn a_handshake_cut_by_end_of_stream_is_a_failed_one() {
+    let mut t = tls_harness(Transport::Tcp);
+    let mut hello = Vec::new();
+    t.client.write_tls(&mut hello).unwrap();
+    t.harness.read(&hello);
+    t.harness.end_pass();
+    assert!(!t.harness.take_wire().is_empty(), "the server's first flight");
+    t.harness.eof();
+    assert!(t.harness.closed);
+    assert_eq!(t.harness.opened, 0);
+    assert_eq!(t.harness.ws.take_tls_handshakes(), [0, 1]);
+}
+
+#[test]
+fn a_handshake_cut_by_a_reset_is_a_failed_one() {
+    let mut t = tls_harness(Transport::WebSocket);
+    let mut hello = Vec::new();
+    t.client.write_tls(&mut hello).unwrap();
+    t.harness.read(&hello[..hello.len() / 2]);
+    t.harness.end_pass();
+    t.harness
+        .machine
+        .on_read_error(&mut t.harness.ws, KEY, std::io::ErrorKind::ConnectionReset);
+    t.harness.settle();
+    assert!(t.harness.closed);
+    assert_eq!(t.harness.ws.take_tls_handshakes(), [0, 1]);
+}
+
+#[test]
+fn a_connect_and_close_with_no_byte_is_no_handshake() {
+    let mut t = tls_harness(Transport::Tcp);
+    t.harness.eof();
+    assert!(t.harness.closed);
+    assert_eq!(t.harness.ws.take_tls_handshakes(), [0, 0]);
+}
+
+#[test]
 fn a_handshake_that_stalls_ends_at_the_deadline() {
     let mut t = tls_harness(Transport::Tcp);
     t.harness.read(&[22, 3, 1, 0, 200, 1]);
