@@ -50,7 +50,27 @@ print(*(s.getsockname()[1] for s in held))'
 }
 
 run_one() {
-    local server=$1 run=$2 port ws_port
+    # A port picked free can be taken before the server binds it (rustls_echo binds without
+    # SO_REUSEADDR, so a port left in TIME_WAIT by the last run's probe refuses it): new ports.
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        start_server "$@" && break
+        echo "run $2 of $1: the server did not start (attempt $attempt):" >&2
+        cat "$out/$1.$2.log" >&2
+        server_pid=""
+    done
+    [[ -n "$server_pid" ]] || return 0
+    local resume=()
+    [[ $RESUME == 1 ]] && resume=(--resume)
+    "$target_dir/release/tls_handshakes" --server "$1" --addr "127.0.0.1:$port" \
+        --pid "$server_pid" --ca "$out/cert.pem" --threads "$THREADS" --duration "$DURATION" \
+        "${resume[@]}" | tee -a "$out/results.jsonl"
+    stop_server
+}
+
+port=""
+start_server() {
+    local server=$1 run=$2 ws_port
     read -r port ws_port < <(free_ports)
     case $server in
         switchboard)
@@ -66,22 +86,12 @@ run_one() {
     esac
     server_pid=$!
     for _ in $(seq 100); do
+        kill -0 "$server_pid" 2>/dev/null || return 1
         python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' \
             "$port" 2>/dev/null && break
         sleep 0.1
     done
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "run $run of $server: the server did not start (skipped):" >&2
-        cat "$out/$server.$run.log" >&2
-        server_pid=""
-        return 0
-    fi
-    local resume=()
-    [[ $RESUME == 1 ]] && resume=(--resume)
-    "$target_dir/release/tls_handshakes" --server "$server" --addr "127.0.0.1:$port" \
-        --pid "$server_pid" --ca "$out/cert.pem" --threads "$THREADS" --duration "$DURATION" \
-        "${resume[@]}" | tee -a "$out/results.jsonl"
-    stop_server
+    kill -0 "$server_pid" 2>/dev/null
 }
 
 echo "machine: $(nproc) cpus, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
@@ -92,6 +102,7 @@ for run in $(seq "$REPEAT"); do
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "threads: client $THREADS, server $SERVER_THREADS; $DURATION s per run"
 python3 - "$out/results.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
@@ -99,7 +110,7 @@ by = {}
 for row in rows:
     by.setdefault(row["server"], []).append(row)
 base = None
-print(f"{'server':<14} {'handshakes/s':>13} {'ratio':>7} {'server CPU us/hs':>17} {'ratio':>7} {'failed':>7}")
+print(f"{'server':<14} {'handshakes/s':>13} {'ratio':>7} {'server CPU us/hs':>17} {'ratio':>7} {'failed':>7}  runs: handshakes/s (CPU us/hs)")
 for server in ["switchboard", "tokio-rustls"]:
     runs = by.get(server, [])
     if not runs:
@@ -109,5 +120,6 @@ for server in ["switchboard", "tokio-rustls"]:
     failed = sum(r["failed"] for r in runs)
     if base is None:
         base = (rate, cpu)
-    print(f"{server:<14} {rate:>13.0f} {rate / base[0]:>7.2f} {cpu:>17.0f} {cpu / base[1]:>7.2f} {failed:>7}")
+    each = ", ".join(f"{r['per_s']:.0f} ({r['server_cpu_us_per_handshake']:.0f})" for r in runs)
+    print(f"{server:<14} {rate:>13.0f} {rate / base[0]:>7.2f} {cpu:>17.0f} {cpu / base[1]:>7.2f} {failed:>7}  {each}")
 PY
