@@ -10,6 +10,11 @@
 #   bench/tls_handshakes.sh                       # 3 runs of 10 s each per server
 #   REPEAT=5 DURATION=5 SERVER_THREADS=1 bench/tls_handshakes.sh
 #   RESUME=1 bench/tls_handshakes.sh              # resumed (ticket) handshakes instead
+#   SERVERS="switchboard switchboard-shared tokio-rustls" bench/tls_handshakes.sh
+#
+# switchboard-shared is the same binary started through systemd-socket-activate (the systemd
+# package): its reactors share one passed listening socket per transport, where `switchboard`
+# gives each reactor its own SO_REUSEPORT socket (docs/performance.md says why both are here).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -18,6 +23,7 @@ DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 SERVER_THREADS=${SERVER_THREADS:-2}
 RESUME=${RESUME:-0}
+SERVERS=${SERVERS:-"switchboard tokio-rustls"}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 out=$(mktemp -d)
 trap 'stop_server; rm -rf "$out"' EXIT
@@ -78,6 +84,12 @@ start_server() {
                 --workers "$SERVER_THREADS" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
                 >/dev/null 2>"$out/$server.$run.log" &
             ;;
+        switchboard-shared)
+            systemd-socket-activate -l "127.0.0.1:$port" -l "127.0.0.1:$ws_port" --fdname=tcp:ws \
+                "$target_dir/release/switchboard" echo --workers "$SERVER_THREADS" \
+                --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+                >/dev/null 2>"$out/$server.$run.log" &
+            ;;
         tokio-rustls)
             PEER_TLS_CERT="$out/cert.pem" PEER_TLS_KEY="$out/key.pem" \
                 bench/peers/target/release/rustls_echo --addr "127.0.0.1:$port" \
@@ -97,7 +109,7 @@ start_server() {
 echo "machine: $(nproc) cpus, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq "$REPEAT"); do
-    for server in switchboard tokio-rustls; do
+    for server in $SERVERS; do
         run_one "$server" "$run"
     done
 done
@@ -110,8 +122,8 @@ by = {}
 for row in rows:
     by.setdefault(row["server"], []).append(row)
 base = None
-print(f"{'server':<14} {'handshakes/s':>13} {'ratio':>7} {'server CPU us/hs':>17} {'ratio':>7} {'failed':>7}  runs: handshakes/s (CPU us/hs)")
-for server in ["switchboard", "tokio-rustls"]:
+print(f"{'server':<18} {'handshakes/s':>13} {'ratio':>7} {'server CPU us/hs':>17} {'ratio':>7} {'failed':>7}  runs: handshakes/s (CPU us/hs)")
+for server in by:
     runs = by.get(server, [])
     if not runs:
         continue
@@ -121,5 +133,5 @@ for server in ["switchboard", "tokio-rustls"]:
     if base is None:
         base = (rate, cpu)
     each = ", ".join(f"{r['per_s']:.0f} ({r['server_cpu_us_per_handshake']:.0f})" for r in runs)
-    print(f"{server:<14} {rate:>13.0f} {rate / base[0]:>7.2f} {cpu:>17.0f} {cpu / base[1]:>7.2f} {failed:>7}  {each}")
+    print(f"{server:<18} {rate:>13.0f} {rate / base[0]:>7.2f} {cpu:>17.0f} {cpu / base[1]:>7.2f} {failed:>7}  {each}")
 PY
