@@ -107,7 +107,7 @@ fn gateway_families(sources: &super::Sources, text: &mut PrometheusText) {
     family(
         text,
         "switchboard_tls_handshakes_total",
-        "TLS handshakes by result (failed: a TLS error or the handshake timeout).",
+        "TLS handshakes by result (failed: a TLS error, the handshake timeout, or the client's end of stream or reset during its handshake).",
         Kind::Counter,
         &labelled(
             "result",
