@@ -73,7 +73,9 @@ pub enum ActivationError {
     #[error("socket activation: two sockets for the {0:?} listener")]
     Twice(Role),
     /// A role this subcommand has no listener for (`admin` given to `echo`).
-    #[error("socket activation: a socket for the {0:?} listener, which this command does not have")]
+    #[error(
+        "socket activation: a socket for the {0:?} listener, which this command does not have"
+    )]
     Unwanted(Role),
 }
 

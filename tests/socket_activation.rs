@@ -37,7 +37,14 @@ fn named_sockets_are_served_and_none_is_bound() {
         &ws,
         &tcp,
         Some("ws:tcp"),
-        &["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--workers", "2"],
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ],
     );
     assert_eq!((server.tcp, server.ws), (addr(&tcp), addr(&ws)));
     for _ in 0..4 {
@@ -49,12 +56,7 @@ fn named_sockets_are_served_and_none_is_bound() {
 fn unnamed_sockets_are_placed_by_their_address() {
     let (tcp, ws) = (bound(), bound());
     let (tcp_at, ws_at) = (addr(&tcp).to_string(), addr(&ws).to_string());
-    let server = EchoProcess::spawn_activated(
-        &tcp,
-        &ws,
-        None,
-        &["--tcp", &tcp_at, "--ws", &ws_at],
-    );
+    let server = EchoProcess::spawn_activated(&tcp, &ws, None, &["--tcp", &tcp_at, "--ws", &ws_at]);
     assert_eq!((server.tcp, server.ws), (addr(&tcp), addr(&ws)));
     echoes_on_both(&server);
 }
@@ -113,6 +115,9 @@ fn a_client_that_connects_between_two_processes_is_served_by_the_second() {
     let mut waiting = TcpClient::connect(addr(&tcp));
     waiting.send_packet(3, b"sent while no process ran");
     let second = EchoProcess::spawn_activated(&tcp, &ws, Some("tcp:ws"), &args);
-    assert_eq!(&waiting.read_packet()[..], &common::packet(3, b"sent while no process ran")[..]);
+    assert_eq!(
+        &waiting.read_packet()[..],
+        &common::packet(3, b"sent while no process ran")[..]
+    );
     echoes_on_both(&second);
 }

@@ -289,12 +289,24 @@ fn proxy_protocol_may_name_its_listeners() {
             ws: true,
         },
     );
-    assert_eq!(listeners(&with(&["--proxy-protocol"])), (true, ProxyListeners::ALL));
-    assert_eq!(listeners(&with(&["--proxy-protocol", "all"])), (true, ProxyListeners::ALL));
-    assert_eq!(listeners(&with(&["--proxy-protocol=ws,tcp"])), (true, ProxyListeners::ALL));
+    assert_eq!(
+        listeners(&with(&["--proxy-protocol"])),
+        (true, ProxyListeners::ALL)
+    );
+    assert_eq!(
+        listeners(&with(&["--proxy-protocol", "all"])),
+        (true, ProxyListeners::ALL)
+    );
+    assert_eq!(
+        listeners(&with(&["--proxy-protocol=ws,tcp"])),
+        (true, ProxyListeners::ALL)
+    );
     assert_eq!(listeners(&with(&["--proxy-protocol", "tcp"])), (true, tcp));
     assert_eq!(listeners(&with(&["--proxy-protocol=ws"])), (true, ws));
-    assert_eq!(listeners(&with(&["--proxy-protocol=none"])), (false, ProxyListeners::NONE));
+    assert_eq!(
+        listeners(&with(&["--proxy-protocol=none"])),
+        (false, ProxyListeners::NONE)
+    );
     assert_eq!(listeners(&with(&[])), (false, ProxyListeners::NONE));
     assert!(parse(args(&["serve", "--proxy-protocol=udp"])).is_err());
     let Command::Serve(serve) =

@@ -99,7 +99,10 @@ pub struct ProxyListeners {
 
 impl ProxyListeners {
     /// Both listeners.
-    pub const ALL: ProxyListeners = ProxyListeners { tcp: true, ws: true };
+    pub const ALL: ProxyListeners = ProxyListeners {
+        tcp: true,
+        ws: true,
+    };
     /// Neither.
     pub const NONE: ProxyListeners = ProxyListeners {
         tcp: false,

@@ -119,7 +119,10 @@ fn a_handshake_cut_by_end_of_stream_is_a_failed_one() {
     t.client.write_tls(&mut hello).unwrap();
     t.harness.read(&hello);
     t.harness.end_pass();
-    assert!(!t.harness.take_wire().is_empty(), "the server's first flight");
+    assert!(
+        !t.harness.take_wire().is_empty(),
+        "the server's first flight"
+    );
     t.harness.eof();
     assert!(t.harness.closed);
     assert_eq!(t.harness.opened, 0);
