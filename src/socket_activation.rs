@@ -79,6 +79,9 @@ pub enum ActivationError {
     Unwanted(Role),
 }
 
+/// A passed descriptor and the role its name gives (none: placed by its address).
+pub type Passed = (RawFd, Option<Role>);
+
 /// The descriptors the environment passes to process `me`, each with the role its name gives
 /// (none: placed by address). `Ok(None)` when the process was not socket-activated.
 pub fn passed(
@@ -86,7 +89,7 @@ pub fn passed(
     fds: Option<&str>,
     names: Option<&str>,
     me: u32,
-) -> Result<Option<Vec<(RawFd, Option<Role>)>>, ActivationError> {
+) -> Result<Option<Vec<Passed>>, ActivationError> {
     let (Some(pid), Some(fds)) = (pid, fds) else {
         return Ok(None);
     };

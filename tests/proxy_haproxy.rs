@@ -522,10 +522,9 @@ fn haproxy_in_front_of_tls_passes_the_client_address_and_its_handshake() {
     // wss:// through haproxy's v2 header: the upgrade, then a PING in a binary message.
     let mut tls = tls_from_client(ws_front, &config);
     let client = tls.sock.local_addr().expect("local address");
-    let upgrade = format!(
+    let upgrade =
         "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     tls.write_all(upgrade.as_bytes()).expect("send the upgrade");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
