@@ -11,8 +11,9 @@
 # MESSAGE, which does not wait for the commit) and the ack latency (send to the SEND's
 # response, which does), and the server's CPU per message received in the measuring window:
 # the whole process and by thread (store / reactor / logic core, from /proc/PID/task/*/stat
-# via loadtest --server-pid), its threads' wake-ups per message sent (voluntary context switches
-# over the chat run) and the requests per store transaction (/metrics). PostgreSQL's own CPU is its postmaster and every child's over the
+# via loadtest --server-pid; user and system time per thread from the same files over the chat
+# run), its threads' wake-ups per message sent (voluntary context switches over the chat run)
+# and the requests per store transaction (/metrics). PostgreSQL's own CPU is its postmaster and every child's over the
 # chat run. SQLite runs at `synchronous = full` (the default), PostgreSQL from Debian's
 # binaries on a temporary directory and a free loopback port, default settings
 # (`synchronous_commit = on`, fsync on). Loopback only; everything stops by itself.
@@ -22,12 +23,17 @@
 #   bench/store_compare.sh                                    # 1,000, 3,000, 10,000 msgs/s
 #   RATES="3000" DURATION=60 bench/store_compare.sh
 #   COMMIT_DELAYS="0 1ms 2ms" STORES=sqlite bench/store_compare.sh   # the commit cadence
+#   VARIANTS="--checkpoint-pages=0 --checkpoint-pages=4000" STORES=sqlite bench/store_compare.sh
 #   BASE_BIN=/tmp/base/switchboard bench/store_compare.sh     # the build before, run beside
 #   RATES=3000 DURATION=1800 STORES=sqlite bench/store_compare.sh     # a long run
 #
 # Settings (environment): RATES, REPEAT (the whole set, interleaved), DURATION (s per chat run), CONNS (sending), IDLE (idle
 # connections beside them, 0 for none), STORES ("sqlite postgres"), COMMIT_DELAYS (values of
-# --commit-delay to run the current build with; empty: its default), BASE_BIN (another build's
+# --commit-delay to run the current build with; empty: its default), STRACE (seconds: count
+# the store, reactor and logic threads' system calls with `strace -c` from the middle of each
+# run into OUT/strace-*.txt, at most DURATION/2; that run's CPU figures then mean nothing), VARIANTS (instead: the
+# current build with each word's arguments, commas between them, e.g.
+# "--checkpoint-pages=0 --checkpoint-pages=4000,--commit-delay=2ms"), BASE_BIN (another build's
 # binary, run with its own defaults as variant `base`), OUT (where the JSON goes), TCP_PORT
 # WS_PORT and ADMIN_PORT (the server's listeners). Needs the release binaries:
 #   cargo build --release -p switchboard -p switchboard-loadtest
@@ -42,6 +48,8 @@ CONNS=${CONNS:-1000}
 IDLE=${IDLE:-6000}
 STORES=${STORES:-"sqlite postgres"}
 COMMIT_DELAYS=${COMMIT_DELAYS:-}
+VARIANTS=${VARIANTS:-}
+STRACE=${STRACE:-}
 BASE_BIN=${BASE_BIN:-}
 OUT=${OUT:-$repo/target/store_compare/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=store-compare-secret
@@ -58,7 +66,12 @@ log() { echo "store_compare: $*" >&2; }
 # Variants: "label binary extra-args...", one per line.
 variants=()
 [[ -n $BASE_BIN ]] && variants+=("base $BASE_BIN")
-if [[ -z $COMMIT_DELAYS ]]; then
+if [[ -n $VARIANTS ]]; then
+    # Each word one variant of the current build: its arguments, joined by commas.
+    for words in $VARIANTS; do
+        variants+=("${words//--/} $server_bin ${words//,/ }")
+    done
+elif [[ -z $COMMIT_DELAYS ]]; then
     variants+=("current $server_bin")
 else
     for delay in $COMMIT_DELAYS; do
@@ -108,15 +121,17 @@ if [[ -n $pg_dir ]]; then
         "synchronous_commit = $("$pg_bin/psql" -X -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -c 'SHOW synchronous_commit')"
 fi
 
-# Per thread of process $1: name, voluntary context switches (each a sleep and a wake-up), and
-# write system calls, as "name:switches:writes" words.
+# Per thread of process $1: name, voluntary context switches (each a sleep and a wake-up),
+# write system calls, and user and system CPU ticks, as "name:switches:writes:user:system" words.
 thread_switches() {
-    local task name switches writes
+    local task name switches writes ticks
     for task in /proc/"$1"/task/*; do
         name=$(tr ' ' '_' <"$task/comm")
         switches=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$task/status")
         writes=$(awk '/^syscw/ { print $2 }' "$task/io")
-        echo -n "$name:$switches:$writes "
+        # utime and stime: fields 14 and 15, i.e. 12 and 13 after the ")" closing comm.
+        ticks=$(sed 's/.*) //' "$task/stat" | awk '{ print $12 ":" $13 }')
+        echo -n "$name:$switches:$writes:$ticks "
     done
 }
 
@@ -174,6 +189,22 @@ for rate in $RATES; do
             threads_before=$(thread_switches "$server_pid")
             before=$(pg_ticks)
             log "$store at $rate/s, $label ($CONNS sending + $IDLE idle connections, ${DURATION}s, load $load)"
+            if [[ -n $STRACE ]]; then
+                # System calls by thread, counted for STRACE seconds from the middle of the run
+                # (ptrace slows the threads: that run's CPU and latency figures are not valid).
+                (
+                    sleep $((DURATION / 2))
+                    for task in /proc/"$server_pid"/task/*; do
+                        comm=$(cat "$task/comm")
+                        case $comm in store | reactor-* | logic)
+                            timeout -s INT "$STRACE" strace -c -p "${task##*/}" \
+                                -o "$OUT/strace-$name-$comm.txt" 2>/dev/null &
+                            ;;
+                        esac
+                    done
+                    wait
+                ) &
+            fi
             "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
                 --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
                 --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
@@ -197,17 +228,21 @@ import json, os, re, sys
 (path, store, rate, label, load, load_end, ticks, hz, db_bytes, run, before, after,
  metrics) = sys.argv[1:]
 d = json.load(open(path))
-# Per thread name, over the chat run: wake-ups (voluntary switches) and write system calls.
+# Per thread name, over the chat run: wake-ups (voluntary switches), write system calls, and
+# user and system CPU seconds.
 def counts(words):
     out = {}
     for word in words.split():
-        name, switches, writes = word.rsplit(":", 2)
-        s, w = out.get(name, (0, 0))
-        out[name] = (s + int(switches), w + int(writes))
+        name, *values = word.rsplit(":", 4)
+        old = out.get(name, (0, 0, 0, 0))
+        out[name] = tuple(o + int(v) for o, v in zip(old, values))
     return out
 b, a = counts(before), counts(after)
-d["thread_switches"] = {k: a[k][0] - b.get(k, (0, 0))[0] for k in a}
-d["thread_writes"] = {k: a[k][1] - b.get(k, (0, 0))[1] for k in a}
+delta = lambda k, i: a[k][i] - b.get(k, (0, 0, 0, 0))[i]
+d["thread_switches"] = {k: delta(k, 0) for k in a}
+d["thread_writes"] = {k: delta(k, 1) for k in a}
+d["thread_user_s"] = {k: delta(k, 2) / int(hz) for k in a}
+d["thread_system_s"] = {k: delta(k, 3) / int(hz) for k in a}
 # The store's transactions over the server's life (the idle and chat logins store nothing).
 try:
     text = open(metrics).read()
@@ -279,5 +314,17 @@ if any(len(g) > 1 for g in groups.values()):
               f"pg {med(lambda d: d['postgres_cpu_us_per_msg']):6.1f}  "
               f"wake-ups {med(lambda d: sum((d.get('thread_switches') or {}).values()) / max(d['sent'], 1)):.2f}  "
               f"n={len(g)}")
+    print("\nmedians: per thread, µs of user + system CPU per message sent over the chat run, "
+          "wake-ups and write system calls per message sent")
+    for (rate, store, variant), g in sorted(groups.items()):
+        import statistics
+        cells = []
+        for prefix in ("store", "reactor", "logic"):
+            def of(key, d):
+                return sum(v for k, v in (d.get(key) or {}).items() if k.startswith(prefix))
+            per = lambda key, scale: statistics.median(of(key, d) * scale / max(d["sent"], 1) for d in g)
+            cells.append(f"{prefix} {per('thread_user_s', 1e6):.1f}u+{per('thread_system_s', 1e6):.1f}s "
+                         f"{per('thread_switches', 1):.2f}w {per('thread_writes', 1):.2f}wr")
+        print(f"{store:<8} {variant:<12} {rate:>6}  " + "  ".join(cells))
 PY
 log "JSON in $OUT"

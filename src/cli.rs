@@ -143,8 +143,13 @@ struct ServeArgs {
     /// How long the store lets a small batch of requests gather before committing it (one
     /// fsync on SQLite, one transaction on PostgreSQL, for all of them), at most 10ms: every
     /// SEND's ack may wait this long, pushes to recipients do not. 0 commits at once.
-    #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = parse_commit_delay)]
+    #[arg(long, value_name = "DURATION", default_value = "2ms", value_parser = parse_commit_delay)]
     commit_delay: Duration,
+    /// SQLite: the WAL's size in pages (4 KiB each) at which the store thread copies it back
+    /// into the database, between batches rather than inside a commit. 0 leaves it to
+    /// SQLite's own checkpoint at 1,000 pages, inside the commit that crosses it.
+    #[arg(long, value_name = "PAGES", default_value_t = crate::store::sqlite::DEFAULT_CHECKPOINT_PAGES)]
+    checkpoint_pages: u32,
     /// The admin HTTP listener (/healthz, /readyz, /metrics, /router and the backend API), or
     /// `off`. Keep it on the operator's network: only the API needs a token.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9090")]

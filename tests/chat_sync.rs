@@ -103,10 +103,34 @@ fn a_cursor_the_inbox_never_gave_out_is_bad_cursor_and_changes_nothing() {
         );
         assert_eq!(bob_conn.try_sync_confirm(sent[1]), Err(Status::BAD_CURSOR));
         assert_eq!(bob_conn.try_sync_confirm(u64::MAX), Err(Status::BAD_CURSOR));
+        // Of the old kind: a bare sequence number, as cursors were before they carried
+        // their inbox's tag (bob's inbox has entries 1 and 2).
+        assert_eq!(bob_conn.try_sync_list(1, 500), Err(Status::BAD_CURSOR));
+        assert_eq!(bob_conn.try_sync_confirm(2), Err(Status::BAD_CURSOR));
         // Another user's cursor, past this user's inbox (carol has none).
         let mut carol_conn = server.login(transport, &carol, None);
         assert_eq!(carol_conn.try_sync_confirm(cursor), Err(Status::BAD_CURSOR));
         assert!(carol_conn.sync_list(0, 500).ids.is_empty());
+        // Another user's cursor within this user's inbox's range: carol's inbox now has three
+        // entries, bob's cursor is his second; still not carol's.
+        let to_carol: Vec<u64> = (10..13)
+            .map(|i| {
+                alice_conn
+                    .send_direct(&carol, i, b"c")
+                    .expect("sent")
+                    .msg_id
+            })
+            .collect();
+        assert_eq!(
+            carol_conn.try_sync_list(cursor, 500),
+            Err(Status::BAD_CURSOR)
+        );
+        assert_eq!(carol_conn.try_sync_confirm(cursor), Err(Status::BAD_CURSOR));
+        assert_eq!(
+            carol_conn.sync_list(0, 500).ids,
+            to_carol,
+            "nothing confirmed"
+        );
         // Nothing was acknowledged, and the connections are served on.
         assert!(bob_conn.ping() > 0);
         assert_eq!(bob_conn.sync_list(0, 500).ids, sent);

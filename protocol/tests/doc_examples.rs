@@ -19,8 +19,9 @@ const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
     eyJzdWIiOiJhbGljZSIsImV4cCI6MTc2NzIyNTYwMCwiZGV2IjoicGhvbmUifQ.\
     mJfPfdybwkj4UVfUbHNKkbUpyA_mYBKTBOGfiijF43I";
 const MSG_ID: u64 = 7_411_860_537_460_289_537;
-/// The cursor of the sync example: bob's inbox's 57th entry.
-const CURSOR: u64 = 57;
+/// The cursor of the sync example: bob's inbox's 57th entry (0x39) under his inbox's tag
+/// (src/logic/cursor.rs checks the same number).
+const CURSOR: u64 = 0x661c_e000_0000_0039;
 const T0: u64 = 1_767_139_200_000;
 
 fn request(seq: u32, request: Request) -> Vec<u8> {

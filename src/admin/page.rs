@@ -300,4 +300,9 @@ fn core_families(context: &Context, sources: &super::Sources, text: &mut Prometh
         "Requests waiting for the store thread when it took its last batch.",
         store.queued_requests.get(),
     );
+    text.histogram(
+        "switchboard_store_checkpoint_seconds",
+        "Time of one WAL checkpoint run by the SQLite store thread between batches.",
+        &store.checkpoint_seconds.snapshot(),
+    );
 }

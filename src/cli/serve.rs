@@ -55,6 +55,7 @@ pub(super) fn run_serve(args: ServeArgs) -> ExitCode {
             crate::store::Synchronous::Full
         }),
         commit_delay: Some(args.commit_delay),
+        checkpoint_pages: Some(args.checkpoint_pages),
         postgres: match &args.store {
             StoreLocation::Sqlite => None,
             StoreLocation::Postgres(url) => Some(url.clone()),

@@ -481,18 +481,18 @@ fn the_store_is_sqlite_by_default_or_a_postgres_location_from_the_line_or_the_fi
 
 #[test]
 fn the_commit_delay_comes_from_the_file_or_the_command_line_and_is_bounded() {
-    assert_eq!(serve(&["serve"]).commit_delay, Duration::from_millis(1));
+    assert_eq!(serve(&["serve"]).commit_delay, Duration::from_millis(2));
     assert_eq!(
         serve(&["serve", "--commit-delay", "0"]).commit_delay,
         Duration::ZERO
     );
-    let Command::Serve(from_file) = parse_serve_with("commit-delay = \"2ms\"\n")
+    let Command::Serve(from_file) = parse_serve_with("commit-delay = \"3ms\"\n")
         .expect("a commit delay in the file")
         .command
     else {
         panic!("not serve");
     };
-    assert_eq!(from_file.commit_delay, Duration::from_millis(2));
+    assert_eq!(from_file.commit_delay, Duration::from_millis(3));
     let error = parse(args(&["serve", "--commit-delay", "50ms"]))
         .expect_err("a delay past the bound")
         .to_string();

@@ -193,7 +193,7 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         };
         match then {
             Then::Stored { .. } => {} // handled above
-            Then::Index => self.on_index(asker, completion),
+            Then::Index { inbox } => self.on_index(asker, inbox.as_deref(), completion),
             Then::Fetch { ids } => self.on_fetched(asker, &ids, completion),
             Then::Acked => self.on_acked(asker, completion),
             Then::Created { id, group } => self.on_created(asker, id, group, completion),
@@ -281,17 +281,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 self.sync_index(asker, &user, &device, after, limit)
             }
             Request::SyncList { after, limit } => {
-                let after = InboxPoint::Seq(after);
-                self.sync_index(asker, &user, &device, after, limit)
+                self.sync_list(asker, &user, &device, after, limit)
             }
             Request::SyncFetch { ids } => self.sync_fetch(asker, &user, ids),
             Request::SyncAck { upto } => {
                 let upto = InboxPoint::Message(upto);
                 self.sync_ack(asker, &user, &device, upto)
             }
-            Request::SyncConfirm { upto } => {
-                self.sync_ack(asker, &user, &device, InboxPoint::Seq(upto))
-            }
+            Request::SyncConfirm { upto } => self.sync_confirm(asker, &user, &device, upto),
             Request::GroupCreate { .. } | Request::GroupJoin { .. } | Request::GroupQuit { .. }
                 if self.groups_frozen =>
             {

@@ -8,6 +8,7 @@
 pub mod backend;
 mod config;
 pub mod core;
+mod cursor;
 pub mod dedupe;
 mod driver;
 pub mod group_cache;

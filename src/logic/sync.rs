@@ -4,8 +4,10 @@
 //! Positions are sequences of the user's inbox, assigned by the store at commit, so a listing
 //! never passes over an entry that commits late (docs/protocol.md §9). SYNC_LIST and
 //! SYNC_CONFIRM carry that sequence as the client's cursor; the legacy SYNC_INDEX and SYNC_ACK
-//! speak msg_ids, which the store translates to the entry's sequence. A cursor the inbox never
-//! gave out is refused with BAD_CURSOR and changes nothing.
+//! speak msg_ids, which the store translates to the entry's sequence. On the wire a cursor
+//! also carries a tag of its inbox (`cursor.rs`): one of another user's inbox, or of the old
+//! kind (a bare sequence), is refused here; one past the inbox's last sequence by the store.
+//! Either way BAD_CURSOR, and nothing changes.
 //!
 //! Retention is applied here as well as in the store: a message older than the retention
 //! window is never listed or fetched, even before the store's purge has removed it. A
@@ -21,12 +23,42 @@ use switchboard_protocol::{
 use tracing::info;
 
 use super::core::LogicCore;
+use super::cursor;
 use super::outlet::Outlet;
 use super::snowflake;
 use super::tickets::{Asker, Then};
 use crate::store::{self, Completion, InboxPoint, Store, StoreError, StoreRequest, StoredMessage};
 
 impl<S: Store, O: Outlet> LogicCore<S, O> {
+    /// SYNC_LIST: a cursor of this user's inbox (see `cursor.rs`), or BAD_CURSOR at once.
+    pub(super) fn sync_list(
+        &mut self,
+        asker: Asker,
+        user: &str,
+        device: &str,
+        after: u64,
+        limit: u16,
+    ) {
+        match cursor::decode(user, after) {
+            Some(seq) => self.sync_index(asker, user, device, InboxPoint::Seq(seq), limit),
+            None => self.refuse_foreign_cursor(asker, after),
+        }
+    }
+
+    /// SYNC_CONFIRM: as SYNC_LIST, a cursor of this user's inbox or BAD_CURSOR.
+    pub(super) fn sync_confirm(&mut self, asker: Asker, user: &str, device: &str, upto: u64) {
+        match cursor::decode(user, upto) {
+            Some(seq) => self.sync_ack(asker, user, device, InboxPoint::Seq(seq)),
+            None => self.refuse_foreign_cursor(asker, upto),
+        }
+    }
+
+    fn refuse_foreign_cursor(&mut self, asker: Asker, cursor: u64) {
+        let conn = asker.conn;
+        info!(conn, cursor, command = ?asker.command, "refused: a cursor of another inbox or of the old kind");
+        self.refuse(asker, Status::BAD_CURSOR);
+    }
+
     pub(super) fn sync_index(
         &mut self,
         asker: Asker,
@@ -37,13 +69,16 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     ) {
         // Ids are time-ordered: ids below the retention floor are expired.
         let floor_id = self.retention_floor_id();
-        self.ask_store(asker, Then::Index, |ticket| StoreRequest::SyncIndex {
-            ticket,
-            user: user.into(),
-            device: device.into(),
-            after,
-            floor_id,
-            limit: u32::from(limits::sync_index_limit(limit)),
+        let inbox = matches!(after, InboxPoint::Seq(_)).then(|| user.into());
+        self.ask_store(asker, Then::Index { inbox }, |ticket| {
+            StoreRequest::SyncIndex {
+                ticket,
+                user: user.into(),
+                device: device.into(),
+                after,
+                floor_id,
+                limit: u32::from(limits::sync_index_limit(limit)),
+            }
         });
     }
 
@@ -65,12 +100,14 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         });
     }
 
-    pub(super) fn on_index(&mut self, asker: Asker, completion: Completion) {
+    /// `inbox`: the user whose cursor SYNC_LIST answers with.
+    pub(super) fn on_index(&mut self, asker: Asker, inbox: Option<&str>, completion: Completion) {
         match completion {
             Completion::SyncIndex {
                 ids, more, cursor, ..
             } => {
                 let body = if asker.command == Command::SyncList {
+                    let cursor = cursor::encode(inbox.unwrap_or_default(), cursor);
                     ResponseBody::SyncList(SyncListOk { ids, more, cursor })
                 } else {
                     ResponseBody::SyncIndex(SyncIndexOk { ids, more })

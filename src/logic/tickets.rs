@@ -33,8 +33,8 @@ pub(super) enum Then {
         msg_id: u64,
         time_ms: u64,
     },
-    /// Answer with the ids.
-    Index,
+    /// Answer with the ids (SYNC_LIST: and the cursor, for this inbox's user).
+    Index { inbox: Option<Arc<str>> },
     /// Answer with the messages, in the order of these requested ids.
     Fetch { ids: Vec<u64> },
     /// Answer with an empty body.

@@ -437,6 +437,9 @@ pub struct StoreConfigPatch {
     /// How long a small batch waits for more before its commit, on either engine
     /// [default: `store::DEFAULT_COMMIT_DELAY`].
     pub commit_delay: Option<std::time::Duration>,
+    /// SQLite: WAL pages after which the store thread checkpoints between batches (0:
+    /// SQLite's autocheckpoint inside the commit) [default: `sqlite::DEFAULT_CHECKPOINT_PAGES`].
+    pub checkpoint_pages: Option<u32>,
     /// `--store postgres://...`: PostgreSQL at this location instead of SQLite in the data
     /// directory.
     pub postgres: Option<String>,
@@ -473,6 +476,9 @@ impl StoreConfigPatch {
         }
         if let Some(delay) = self.commit_delay {
             config.commit_delay = delay;
+        }
+        if let Some(pages) = self.checkpoint_pages {
+            config.checkpoint_pages = pages;
         }
         let (store, thread) =
             SqliteStore::open(config, completions).map_err(StartError::OpenStore)?;

@@ -34,6 +34,11 @@ pub enum StoreError {
     /// stored and retrying later may succeed.
     #[error("the database stayed locked past the busy timeout; nothing of this batch was stored")]
     Locked,
+    /// The database gave up on one of the batch's statements: PostgreSQL's `statement_timeout`
+    /// or `lock_timeout` (SQLSTATE 57014, 55P03), or an operator's cancel. The connection is
+    /// fine and nothing of the batch was stored; retrying later may succeed.
+    #[error("postgres cancelled a statement ({code}: {detail}); nothing of this batch was stored")]
+    TimedOut { code: Box<str>, detail: Box<str> },
     /// The batch's BEGIN or COMMIT failed with this SQLite result code (disk full, I/O
     /// error): nothing of the batch was stored.
     #[error("the batch's transaction failed ({detail}); nothing of this batch was stored")]
@@ -77,10 +82,17 @@ pub enum StoreError {
 
 impl StoreError {
     /// The store may well take the same request a moment later (a database away and
-    /// reconnecting):
-    /// the client is told BUSY, not INTERNAL.
+    /// reconnecting, a lock held elsewhere, a statement cancelled by a timeout, a transaction
+    /// PostgreSQL rolled back for a conflict: SQLSTATE class 40): the client is told BUSY, not
+    /// INTERNAL. In every one of these nothing of the batch was stored.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        match self {
+            StoreError::Unavailable { .. } | StoreError::Locked | StoreError::TimedOut { .. } => {
+                true
+            }
+            StoreError::Postgres { code, .. } => code.starts_with("40"),
+            _ => false,
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub struct StoreMetrics {
     pub batches_failed: Counter,
     /// Requests waiting in the queue when the last batch was taken.
     pub queued_requests: Gauge,
+    /// Seconds per WAL checkpoint run by the store thread between batches (SQLite with
+    /// `--checkpoint-pages` above 0; none on PostgreSQL).
+    pub checkpoint_seconds: Histogram,
 }
 
 impl Default for StoreMetrics {
@@ -25,6 +28,7 @@ impl Default for StoreMetrics {
             batch_requests: Histogram::new(SIZE_BOUNDS),
             batches_failed: Counter::default(),
             queued_requests: Gauge::default(),
+            checkpoint_seconds: Histogram::new(SECONDS_BOUNDS),
         }
     }
 }

@@ -98,7 +98,7 @@ impl Store for Engine {
 
 /// The commit delay when none is configured (`serve --commit-delay`): how long a small batch
 /// waits for more requests before it is committed. docs/performance.md, "The commit cadence".
-pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 
 /// A batch writing this many rows commits without waiting: 32 one-to-one messages (a message
 /// row and two inbox entries each), or one message to a group of 95 or more. The per-commit

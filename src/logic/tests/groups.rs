@@ -3,7 +3,7 @@
 
 use switchboard_protocol::{Command, Request, ResponseBody, Status, Text};
 
-use super::{config, group, Harness};
+use super::{config, disk_full, group, Harness};
 use crate::logic::LogicConfig;
 use crate::store::{Completion, GroupRecord, StoreError, StoreRequest};
 
@@ -176,7 +176,7 @@ fn a_join_that_fails_or_is_busy_gives_its_room_back() {
     h.set_store_capacity(16);
     let failing = h.request(carol, &Request::GroupJoin { group_id: 7 });
     let ticket = h.take().ticket();
-    let error = StoreError::Locked;
+    let error = disk_full();
     h.complete(Completion::Failed { ticket, error });
     h.refused(carol, Command::GroupJoin, failing, Status::INTERNAL);
     assert_eq!(h.core.groups.joins_in_flight(), 0);
@@ -224,7 +224,7 @@ fn a_failed_quit_is_internal_and_leaves_the_member_and_a_busy_create_is_busy() {
     let bob = h.login("bob", "phone");
     let quit = h.request(bob, &Request::GroupQuit { group_id: 7 });
     let ticket = h.take().ticket();
-    let error = StoreError::Locked;
+    let error = disk_full();
     h.complete(Completion::Failed { ticket, error });
     h.refused(bob, Command::GroupQuit, quit, Status::INTERNAL);
     assert_eq!(members(&mut h, bob, 7), vec!["alice", "bob"]);

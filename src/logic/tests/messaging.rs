@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_protocol::{Command, Push, Request, ResponseBody, SendOk, Status, Target, Text};
 
-use super::{config, group, Harness};
+use super::{config, disk_full, group, Harness};
 use crate::logic::snowflake;
 use crate::store::{self, AppendOutcome, Completion, StoreError, StoreRequest};
 
@@ -154,6 +154,38 @@ fn an_append_failed_by_an_unavailable_store_is_busy() {
     send_ok(h.ok(alice, again));
 }
 
+/// A lock held elsewhere past the busy timeout (SQLite), a statement cancelled by PostgreSQL's
+/// statement_timeout, a conflict PostgreSQL rolled back: nothing was stored, and the client is
+/// told to try again (BUSY), not that the server failed.
+#[test]
+fn an_append_failed_by_a_lock_a_timeout_or_a_conflict_is_busy() {
+    let errors = [
+        StoreError::Locked,
+        StoreError::TimedOut {
+            code: "57014".into(),
+            detail: "canceling statement due to statement timeout".into(),
+        },
+        StoreError::Postgres {
+            code: "40P01".into(),
+            detail: "deadlock detected".into(),
+        },
+    ];
+    for error in errors {
+        let mut h = Harness::new();
+        let alice = h.login("alice", "phone");
+        let first = h.request(alice, &send("bob", 9, b"a"));
+        let ticket = h.take().ticket();
+        h.complete(Completion::Failed { ticket, error });
+        h.refused(alice, Command::Send, first, Status::BUSY);
+        h.expect_nothing();
+        let again = h.request(alice, &send("bob", 9, b"a"));
+        h.commit_next();
+        send_ok(h.ok(alice, again));
+    }
+    // Not every failure is worth a retry.
+    assert!(!disk_full().is_transient());
+}
+
 #[test]
 fn a_failed_append_refuses_every_waiter_and_a_resend_tries_again() {
     let mut h = Harness::new();
@@ -166,7 +198,7 @@ fn a_failed_append_refuses_every_waiter_and_a_resend_tries_again() {
         0,
         "the resend waits for the first, it is not stored twice"
     );
-    let error = StoreError::Locked;
+    let error = disk_full();
     let ticket = request.ticket();
     h.complete(Completion::Failed { ticket, error });
     h.refused(alice, Command::Send, first, Status::INTERNAL);

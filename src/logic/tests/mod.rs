@@ -101,6 +101,14 @@ pub(super) struct Harness {
 
 /// The harness's settings: the defaults with the harness's token secret.
 /// A group named "g" owned by its first member.
+/// A store failure that retrying does not cure: answered INTERNAL.
+pub(super) fn disk_full() -> crate::store::StoreError {
+    crate::store::StoreError::TransactionFailed {
+        code: 13,
+        detail: "database or disk is full".into(),
+    }
+}
+
 pub(super) fn group(id: u64, members: &[&str]) -> GroupRecord {
     GroupRecord {
         id,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_protocol::{limits, Command, Request, ResponseBody, Status};
 
-use super::{config, Harness};
-use crate::logic::snowflake;
+use super::{config, disk_full, Harness};
+use crate::logic::{cursor, snowflake};
 use crate::store::{self, Completion, InboxPoint, StoreError, StoreRequest, StoredMessage};
 
 fn stored(id: u64, time_ms: u64, body_len: usize) -> StoredMessage {
@@ -162,7 +162,7 @@ fn a_failed_or_mismatched_sync_completion_is_internal() {
     let fetch = h.request(alice, &Request::SyncFetch { ids: vec![1] });
     let ack = h.request(alice, &Request::SyncAck { upto: 1 });
     let (a, b, c) = (h.take().ticket(), h.take().ticket(), h.take().ticket());
-    let error = StoreError::Locked;
+    let error = disk_full();
     h.complete(Completion::Failed { ticket: a, error });
     h.complete(Completion::Done { ticket: b });
     h.complete(Completion::SyncIndex {
@@ -222,9 +222,12 @@ fn sync_list_asks_by_cursor_and_answers_with_the_store_cursor() {
         more: true,
         cursor: 41,
     });
+    // On the wire the sequence carries the inbox's tag.
+    let cursor = cursor::encode("alice", 41);
+    assert_ne!(cursor, 41);
     match h.ok(alice, seq) {
         ResponseBody::SyncList(ok) => {
-            assert_eq!((ok.ids, ok.more, ok.cursor), (vec![900, 800], true, 41))
+            assert_eq!((ok.ids, ok.more, ok.cursor), (vec![900, 800], true, cursor))
         }
         other => panic!("{other:?}"),
     }
@@ -232,7 +235,7 @@ fn sync_list_asks_by_cursor_and_answers_with_the_store_cursor() {
     h.request(
         alice,
         &Request::SyncList {
-            after: 41,
+            after: cursor,
             limit: 9,
         },
     );
@@ -249,7 +252,8 @@ fn sync_list_asks_by_cursor_and_answers_with_the_store_cursor() {
 fn sync_confirm_moves_the_position_by_cursor_after_the_commit() {
     let mut h = Harness::new();
     let alice = h.login("alice", "tablet");
-    let seq = h.request(alice, &Request::SyncConfirm { upto: 41 });
+    let upto = cursor::encode("alice", 41);
+    let seq = h.request(alice, &Request::SyncConfirm { upto });
     let request = h.take();
     match &request {
         StoreRequest::SyncAck {
@@ -270,18 +274,19 @@ fn sync_confirm_moves_the_position_by_cursor_after_the_commit() {
 fn a_cursor_the_store_refuses_is_bad_cursor_and_the_connection_lives_on() {
     let mut h = Harness::new();
     let alice = h.login("alice", "phone");
-    let snowflake_id = 7_411_860_537_460_289_537;
+    // Cursors of alice's inbox, past its last sequence (3).
     let list = h.request(
         alice,
         &Request::SyncList {
-            after: snowflake_id,
+            after: cursor::encode("alice", 900),
             limit: 0,
         },
     );
-    let confirm = h.request(alice, &Request::SyncConfirm { upto: 5 });
+    let upto = cursor::encode("alice", 5);
+    let confirm = h.request(alice, &Request::SyncConfirm { upto });
     let (a, b) = (h.take().ticket(), h.take().ticket());
     let error = StoreError::CursorAhead {
-        cursor: snowflake_id,
+        cursor: 900,
         last: 3,
     };
     h.complete(Completion::Failed { ticket: a, error });
@@ -293,8 +298,46 @@ fn a_cursor_the_store_refuses_is_bad_cursor_and_the_connection_lives_on() {
     // requests is still INTERNAL.
     let seq = h.request(alice, &Request::SyncList { after: 0, limit: 0 });
     let ticket = h.take().ticket();
-    let error = StoreError::Locked;
+    let error = disk_full();
     h.complete(Completion::Failed { ticket, error });
     h.refused(alice, Command::SyncList, seq, Status::INTERNAL);
+    h.expect_nothing();
+}
+
+/// A cursor of another user's inbox, even one within this inbox's range, a cursor of the old
+/// kind (a bare sequence number) and a msg_id where a cursor belongs: BAD_CURSOR at once, the
+/// store is not asked, nothing changes, and the connection is served on.
+#[test]
+fn a_cursor_of_another_inbox_or_of_the_old_kind_is_bad_cursor_without_asking_the_store() {
+    let mut h = Harness::new();
+    let alice = h.login("alice", "phone");
+    let bobs = cursor::encode("bob", 2);
+    for foreign in [bobs, 2, 7_411_860_537_460_289_537] {
+        let seq = h.request(
+            alice,
+            &Request::SyncList {
+                after: foreign,
+                limit: 0,
+            },
+        );
+        h.refused(alice, Command::SyncList, seq, Status::BAD_CURSOR);
+        let seq = h.request(alice, &Request::SyncConfirm { upto: foreign });
+        h.refused(alice, Command::SyncConfirm, seq, Status::BAD_CURSOR);
+        assert_eq!(h.queued(), 0, "the store was not asked");
+    }
+    h.expect_nothing();
+    // Her own cursor of the same sequence is taken.
+    let upto = cursor::encode("alice", 2);
+    let seq = h.request(alice, &Request::SyncConfirm { upto });
+    let request = h.take();
+    assert!(matches!(
+        &request,
+        StoreRequest::SyncAck {
+            upto: InboxPoint::Seq(2),
+            ..
+        }
+    ));
+    h.commit(&request);
+    assert_eq!(h.ok(alice, seq), ResponseBody::SyncConfirm);
     h.expect_nothing();
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL's errors as the store's: a connection that is gone, refused or silent is
-//! [`StoreError::Unavailable`] (the writer reconnects), anything else keeps its SQLSTATE.
+//! [`StoreError::Unavailable`] (the writer reconnects), a statement cancelled by a timeout is
+//! [`StoreError::TimedOut`] (the connection stays), anything else keeps its SQLSTATE.
 
 use crate::store::StoreError;
 
@@ -10,9 +11,23 @@ fn means_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
+/// SQLSTATEs of a statement the server gave up on while the connection stays good:
+/// query_canceled (`statement_timeout`, a cancel) and lock_not_available (`lock_timeout`).
+fn means_cancelled(code: &str) -> bool {
+    matches!(code, "57014" | "55P03")
+}
+
 /// The store's error for `error`; `closed` says whether the client lost its connection.
 pub(crate) fn from_postgres(error: &tokio_postgres::Error, closed: bool) -> StoreError {
     match error.code() {
+        Some(code) if means_cancelled(code.code()) && !closed => StoreError::TimedOut {
+            code: code.code().into(),
+            detail: error
+                .as_db_error()
+                .map(|db| db.message().to_owned())
+                .unwrap_or_else(|| error.to_string())
+                .into(),
+        },
         Some(code) if !means_unavailable(code.code()) && !closed => StoreError::Postgres {
             code: code.code().into(),
             detail: error
@@ -76,8 +91,14 @@ mod tests {
         for code in ["08006", "08001", "57P01", "57P03", "53300"] {
             assert!(means_unavailable(code), "{code}");
         }
-        for code in ["23505", "53100", "42P01", "40001"] {
+        for code in ["23505", "53100", "42P01", "40001", "57014"] {
             assert!(!means_unavailable(code), "{code}");
+        }
+        for code in ["57014", "55P03"] {
+            assert!(means_cancelled(code), "{code}");
+        }
+        for code in ["57P01", "53100", "40001"] {
+            assert!(!means_cancelled(code), "{code}");
         }
     }
 }

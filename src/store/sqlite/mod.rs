@@ -6,6 +6,7 @@
 //! grown); completions come out on the caller's crossbeam channel, each only after the
 //! transaction holding its request has committed.
 
+mod checkpoint;
 mod error;
 mod execute;
 mod purge;
@@ -51,6 +52,10 @@ pub struct SqliteConfig {
     /// How long a transaction waits for another connection's lock before failing with
     /// [`StoreError::Locked`].
     pub busy_timeout: Duration,
+    /// WAL frames (pages) after which the store thread checkpoints between batches, off the
+    /// commit path (`sqlite/checkpoint.rs`); 0 leaves it to SQLite's autocheckpoint, inside
+    /// the commit that crosses 1,000 pages.
+    pub checkpoint_pages: u32,
     /// Where the store thread counts its commits (it is their one writer).
     pub metrics: Arc<StoreMetrics>,
 }
@@ -66,6 +71,7 @@ impl SqliteConfig {
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
             metrics: Arc::default(),
         }
     }
@@ -76,6 +82,11 @@ impl SqliteConfig {
 }
 
 const DATABASE_FILE: &str = "switchboard.db";
+
+/// The WAL's size, in pages, at which the store thread checkpoints: 4,000 pages (16 MB), four
+/// times SQLite's own default, so a hot page (an inbox's tail) is copied back once for four
+/// times as many commits. docs/performance.md, "Checkpoints off the commit path".
+pub const DEFAULT_CHECKPOINT_PAGES: u32 = 4000;
 
 /// A cloneable handle to the SQLite store thread, the embedded [`Store`]. Dropping every
 /// handle closes the queue: the thread serves what is queued, commits, and exits.
@@ -101,6 +112,7 @@ impl SqliteStore {
         let path = config.database_path();
         let mut conn = schema::open_connection(&path, config.synchronous, config.busy_timeout)?;
         schema::migrate(&mut conn)?;
+        let checkpoints = checkpoint::Checkpoints::install(&conn, config.checkpoint_pages)?;
         let (requests, receiver) = crossbeam_channel::bounded(config.queue.max(1));
         let writer = writer::StoreWriter {
             conn,
@@ -114,6 +126,7 @@ impl SqliteStore {
             sequences: sequence::InboxSequences::default(),
             done: Vec::with_capacity(config.max_batch.clamp(1, 4096)),
             metrics: config.metrics.clone(),
+            checkpoints,
         };
         let thread = StoreThread::spawn(move || writer.run())?;
         let store = SqliteStore {

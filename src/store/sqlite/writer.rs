@@ -5,13 +5,15 @@
 //! in one `BEGIN IMMEDIATE … COMMIT`, and only then sends their completions: an `Appended` is
 //! the durability promise. A request that fails before writing anything fails alone; one that
 //! fails after writing rolls back the whole batch, which then fails request by request (see
-//! `execute_batch`). Never drops a request.
+//! `execute_batch`). Never drops a request. WAL checkpoints run between batches, after the
+//! completions have gone out (`checkpoint.rs`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rusqlite::Connection;
 
+use super::checkpoint::Checkpoints;
 use super::execute;
 use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
 use super::sequence::InboxSequences;
@@ -35,6 +37,7 @@ pub(crate) struct StoreWriter {
     pub(crate) sequences: InboxSequences,
     pub(crate) done: Vec<Completion>,
     pub(crate) metrics: std::sync::Arc<crate::store::StoreMetrics>,
+    pub(crate) checkpoints: Checkpoints,
 }
 
 /// Why a batch failed as a whole.
@@ -72,6 +75,8 @@ impl StoreWriter {
             if self.purge.is_pending() {
                 self.run_purge_chunk();
             }
+            // The batch's acks are out: what queues meanwhile joins the next batch.
+            self.checkpoints.run_if_due(&self.conn, &self.metrics);
         }
         // The channel reports Disconnected only once it is empty: every request was served.
         for ticket in self.purge.finish() {

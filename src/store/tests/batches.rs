@@ -361,3 +361,60 @@ on_both_engines!(
     a_request_that_fails_after_writing_rolls_back_its_whole_batch,
     dropping_every_handle_serves_the_queue_then_exits,
 );
+
+/// With `checkpoint_pages` above 0 the store thread checkpoints between batches once the WAL
+/// holds that many frames (SQLite's autocheckpoint, inside a commit, is off): each one is
+/// timed in the metrics, the log starts over instead of growing, and everything committed is
+/// still there. At 0, SQLite's own autocheckpoint (1,000 pages) runs and the thread's never.
+#[test]
+fn the_store_thread_checkpoints_between_batches_once_the_wal_holds_its_threshold() {
+    const FRAME: u64 = 4096 + 24;
+    for pages in [0, 16] {
+        let db = Db::fresh(Kind::Sqlite);
+        let (tx, completions) = crossbeam_channel::unbounded();
+        let config = SqliteConfig {
+            checkpoint_pages: pages,
+            commit_delay: Duration::ZERO,
+            ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
+        };
+        let metrics = config.metrics.clone();
+        let (store, thread) = SqliteStore::open(config, tx).unwrap();
+        let h = Harness {
+            store: Engine::Sqlite(store),
+            thread,
+            completions,
+            metrics,
+        };
+        // One commit each, a few frames each: far past 16 frames, short of 1,000.
+        for id in 1..=150 {
+            let to = format!("user{}", id % 40);
+            assert_eq!(
+                h.append(direct(id, "alice", &to, id), &[&to]),
+                AppendOutcome::Stored
+            );
+        }
+        let commits = h.metrics.commit_seconds.count();
+        let checkpoints = h.metrics.checkpoint_seconds.count();
+        let wal = std::fs::metadata(db.sqlite_path().with_extension("db-wal"))
+            .unwrap()
+            .len();
+        if pages == 0 {
+            assert_eq!(checkpoints, 0);
+            assert!(wal > 300 * FRAME, "the WAL grew to {wal} bytes");
+        } else {
+            assert!(checkpoints >= 10, "{checkpoints} checkpoints");
+            assert!(
+                checkpoints < commits / 2,
+                "{checkpoints} for {commits} commits"
+            );
+            // The log started over at each: it never held much more than the threshold
+            // plus one commit's frames.
+            assert!(wal < 100 * FRAME, "the WAL grew to {wal} bytes");
+        }
+        h.close();
+        let h = db.open();
+        let (ids, _) = h.index("user1", "d", 0, 100);
+        assert_eq!(ids, [1, 41, 81, 121]);
+        h.close();
+    }
+}

@@ -294,3 +294,49 @@ fn a_batch_past_the_timeout_is_unavailable_and_the_writer_comes_back() {
     drop(store);
     h.close();
 }
+
+/// PostgreSQL's own `statement_timeout` cancels the batch's statement while a lock is held
+/// elsewhere: the batch fails as TimedOut (answered BUSY, `is_transient`), the connection
+/// stays up (no reconnect, new requests are taken), nothing of the batch was stored, and once
+/// the lock is gone the same message is stored as new, beside what was acknowledged before.
+#[test]
+fn a_statement_timeout_is_timed_out_busy_and_nothing_of_the_batch_is_stored() {
+    let (db, url) = db();
+    let name = pg_server::database_of(&url).to_owned();
+    // Before the store connects: it applies to the store's session from its start.
+    psql(
+        "postgres",
+        &format!("ALTER DATABASE {name} SET statement_timeout = '1s'"),
+    );
+    let h = db.open();
+    let Engine::Postgres(store) = &h.store else {
+        unreachable!()
+    };
+    assert_eq!(
+        h.append(direct(1, "alice", "bob", 1), &["bob"]),
+        AppendOutcome::Stored
+    );
+    let blocker = super::batches::Blocker::hold(&db);
+    let completion = h.call(append_request(direct(2, "alice", "bob", 2), &["bob"]));
+    let Completion::Failed { error, .. } = &completion else {
+        panic!("expected a failure, got {completion:?}");
+    };
+    assert!(
+        matches!(error, StoreError::TimedOut { code, .. } if &**code == "57014"),
+        "{error:?}"
+    );
+    assert!(error.is_transient(), "answered BUSY");
+    assert!(error
+        .to_string()
+        .contains("nothing of this batch was stored"));
+    // The connection is fine: no reconnect, the writer takes requests at once.
+    assert!(store.is_up());
+    drop(blocker);
+    assert_eq!(
+        h.append(direct(2, "alice", "bob", 2), &["bob"]),
+        AppendOutcome::Stored,
+        "nothing of the cancelled batch was stored"
+    );
+    assert_eq!(h.index("bob", "d", 0, 10), (vec![1, 2], false));
+    h.close();
+}
