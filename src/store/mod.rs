@@ -97,7 +97,9 @@ impl Store for Engine {
 }
 
 /// The commit delay when none is configured (`serve --commit-delay`): how long a small batch
-/// waits for more requests before it is committed. docs/performance.md, "The commit cadence".
+/// waits for more requests before it is committed: 2 ms took the store CPU per message at
+/// 3,000/s from 59 to 45 µs against 1 ms. docs/performance.md, "The commit cadence" and "Where
+/// the cost per message goes".
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 
 /// A batch writing this many rows commits without waiting: 32 one-to-one messages (a message

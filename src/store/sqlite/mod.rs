@@ -85,7 +85,7 @@ const DATABASE_FILE: &str = "switchboard.db";
 
 /// The WAL's size, in pages, at which the store thread checkpoints: 4,000 pages (16 MB), four
 /// times SQLite's own default, so a hot page (an inbox's tail) is copied back once for four
-/// times as many commits. docs/performance.md, "Checkpoints off the commit path".
+/// times as many commits. docs/performance.md, "Where the cost per message goes".
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 4000;
 
 /// A cloneable handle to the SQLite store thread, the embedded [`Store`]. Dropping every
