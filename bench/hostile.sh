@@ -149,6 +149,20 @@ for attack in $ATTACKS; do
         sleep 0.1
         waited=$((waited + 1))
     done
+    # Which backend really runs (the gateway falls back to epoll, with a log line, when
+    # io_uring is refused): an io_uring instance among the server's descriptors says io_uring.
+    if ls -l "/proc/$server_pid/fd" 2>/dev/null | grep -q 'anon_inode:\[io_uring\]'; then
+        backend=io_uring
+    else
+        backend=epoll
+    fi
+    echo "$backend" >"$OUT/$attack-backend.txt"
+    log "$attack: the server runs on $backend"
+    if [[ $SERVER_ARGS == *"--backend uring"* && $backend != io_uring ]]; then
+        log "ERROR: --backend uring asked, but the server runs on epoll:"
+        cat "$logfile" >&2
+        exit 1
+    fi
     victim=(target/release/loadtest echo --target "ws://127.0.0.1:$ws_port/" --conns "$VICTIM_CONNS"
         --size "$SIZE" --inflight 1 --duration "${VICTIM_S}s" --source-ips "$VICTIM_IPS" --quiet)
     log "$attack: baseline"
@@ -216,7 +230,7 @@ if peer:
 print(f"\nserver: {server} echo --workers 1 {server_args} (reconnect-flood: + {per_ip_args or 'nothing'}); "
       f"victim: loadtest echo, {conns} WebSocket connections, {size} B, 1 in flight; "
       f"load average at the end {' '.join(load)}\n")
-head = ("| attack | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
+head = ("| attack | backend | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
         "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) "
         "| CPU s during the attack: server / attacker |")
 print(head)
@@ -248,7 +262,11 @@ for attack in attacks.split():
     hows = ", ".join(f"{k} {v}" for k, v in a["how"].items())
     if "echoed_packets" in a:
         hows += f" ({a['echoed_packets']:,} packets echoed to the attackers)"
-    print(f"| {attack} | {bm:,.0f} → {um:,.0f} | {um / bm:.0%} | {fmt_ms(bp)} → {fmt_ms(up)} | {ratio_p99} "
+    try:
+        backend = open(f"{out}/{attack}-backend.txt").read().strip()
+    except OSError:
+        backend = "n/a"
+    print(f"| {attack} | {backend} | {bm:,.0f} → {um:,.0f} | {um / bm:.0%} | {fmt_ms(bp)} → {fmt_ms(up)} | {ratio_p99} "
           f"| {int(before) / 1024:.1f} / {peak_rss / 1024:.1f} / {int(after) / 1024:.1f} "
           f"| {fds_before} / {peak_fds} / {fds_after} | {a['cut']} of {a.get('connections', a['conns'])} | {hows} "
           f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} | {cpu(attack)} |")
