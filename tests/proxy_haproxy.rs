@@ -261,17 +261,8 @@ fn haproxy_clients_are_seen_with_their_own_address() {
     }
     server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
 
-    // The same client, straight to the server with a header of its own: refused, logged with
-    // its real address.
-    let mut stream = connect_from_client(server.tcp);
-    let client = stream.local_addr().expect("local address");
-    let _ = stream.write_all(b"PROXY TCP4 198.51.100.1 192.0.2.1 1234 9000\r\n");
-    let ending = read_until_closed(&mut stream, IO_TIMEOUT);
-    assert_eq!(ending.discarded, 0, "answered an untrusted peer");
-    server.expect_log(&[
-        "not in --trusted-proxies",
-        &format!("\"peer\":\"{client}\""),
-    ]);
+    // The same client, straight to the server with a header of its own.
+    a_header_from_an_untrusted_peer_is_refused(&server);
     drop(haproxy); // first, so its health checks do not report the server going away
     server.stop();
 }
@@ -301,6 +292,20 @@ fn proxy_protocol_without_trusted_proxies_refuses_to_start() {
 }
 
 /// Connections a node admitted on framed TCP so far (its `/metrics`).
+/// A client that sends its own PROXY header straight to the server's framed-TCP listener
+/// (not through the trusted haproxy) is closed unanswered and logged with its real address.
+fn a_header_from_an_untrusted_peer_is_refused(server: &Server) {
+    let mut stream = connect_from_client(server.tcp);
+    let client = stream.local_addr().expect("local address");
+    let _ = stream.write_all(b"PROXY TCP4 198.51.100.1 192.0.2.1 1234 9000\r\n");
+    let ending = read_until_closed(&mut stream, IO_TIMEOUT);
+    assert_eq!(ending.discarded, 0, "answered an untrusted peer");
+    server.expect_log(&[
+        "not in --trusted-proxies",
+        &format!("\"peer\":\"{client}\""),
+    ]);
+}
+
 fn accepted(server: &Server) -> f64 {
     let page = get(server.admin, "/metrics").body;
     prometheus(&page)
@@ -543,17 +548,8 @@ fn haproxy_in_front_of_tls_passes_the_client_address_and_its_handshake() {
     assert_eq!(response_command(&answer), Request::Ping.response_code());
     server.expect_log(&["connection opened", &format!("\"peer\":\"{client}\"")]);
 
-    // The client straight to the TLS listener with a header of its own: refused before any
-    // TLS, logged with its real address.
-    let mut stream = connect_from_client(server.tcp);
-    let client = stream.local_addr().expect("local address");
-    let _ = stream.write_all(b"PROXY TCP4 198.51.100.1 192.0.2.1 1234 9000\r\n");
-    let ending = read_until_closed(&mut stream, IO_TIMEOUT);
-    assert_eq!(ending.discarded, 0, "answered an untrusted peer");
-    server.expect_log(&[
-        "not in --trusted-proxies",
-        &format!("\"peer\":\"{client}\""),
-    ]);
+    // The client straight to the TLS listener with a header of its own: refused before any TLS.
+    a_header_from_an_untrusted_peer_is_refused(&server);
 
     // Two handshakes done; haproxy's checks (a header, then a close: no TLS byte) failed none.
     let page = get(server.admin, "/metrics").body;

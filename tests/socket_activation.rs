@@ -9,10 +9,10 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::EchoProcess;
+use common::process::{activated_command, EchoProcess};
 use common::{TcpClient, WsClient};
 
 fn bound() -> TcpListener {
@@ -65,23 +65,9 @@ fn unnamed_sockets_are_placed_by_their_address() {
 fn a_socket_at_no_configured_address_is_refused() {
     let (tcp, ws) = (bound(), bound());
     let tcp_at = addr(&tcp).to_string();
-    use std::os::fd::AsRawFd;
-    for socket in [&tcp, &ws] {
-        socket2::SockRef::from(socket).set_cloexec(false).unwrap();
-    }
     // The WebSocket socket is unnamed and --ws names another address.
-    let output = Command::new("bash")
-        .arg("-c")
-        .arg(
-            "exec 20<&\"$1\" 21<&\"$2\"; export LISTEN_PID=$$; \
-             exec \"$0\" \"${@:3}\" 3<&20 4<&21 20<&- 21<&-",
-        )
-        .arg(env!("CARGO_BIN_EXE_switchboard"))
-        .arg(tcp.as_raw_fd().to_string())
-        .arg(ws.as_raw_fd().to_string())
+    let output = activated_command(&tcp, &ws, None)
         .args(["echo", "--tcp", &tcp_at, "--ws", "127.0.0.1:1"])
-        .env("LISTEN_FDS", "2")
-        .env_remove("LISTEN_FDNAMES")
         .stdin(Stdio::null())
         .output()
         .expect("run switchboard echo");

@@ -49,38 +49,15 @@ impl EchoProcess {
     }
 
     /// Starts `switchboard echo` with the listening sockets `tcp` and `ws` passed the way
-    /// systemd's socket activation passes them: at descriptors 3 and 4 (through bash, which
-    /// moves them there and sets LISTEN_PID to its own pid before `exec`), with `LISTEN_FDS=2`
-    /// and `LISTEN_FDNAMES=names` when given. `args` are all the arguments after `echo`.
+    /// systemd's socket activation passes them (see [`activated_command`]). `args` are all the
+    /// arguments after `echo`.
     pub fn spawn_activated(
         tcp: &std::net::TcpListener,
         ws: &std::net::TcpListener,
         names: Option<&str>,
         args: &[&str],
     ) -> EchoProcess {
-        use std::os::fd::AsRawFd;
-        for socket in [tcp, ws] {
-            // Inherited by the child (std opens every descriptor close-on-exec).
-            socket2::SockRef::from(socket)
-                .set_cloexec(false)
-                .expect("clear FD_CLOEXEC");
-        }
-        let mut command = Command::new("bash");
-        command
-            .arg("-c")
-            // Through 20 and 21 first, so that neither move clobbers the other's source.
-            .arg(
-                "exec 20<&\"$1\" 21<&\"$2\"; export LISTEN_PID=$$; \
-                 exec \"$0\" \"${@:3}\" 3<&20 4<&21 20<&- 21<&-",
-            )
-            .arg(env!("CARGO_BIN_EXE_switchboard"))
-            .arg(tcp.as_raw_fd().to_string())
-            .arg(ws.as_raw_fd().to_string())
-            .env("LISTEN_FDS", "2");
-        match names {
-            Some(names) => command.env("LISTEN_FDNAMES", names),
-            None => command.env_remove("LISTEN_FDNAMES"),
-        };
+        let mut command = activated_command(tcp, ws, names);
         command.arg("echo").args(args);
         EchoProcess::launch(command)
     }
@@ -140,4 +117,39 @@ impl Drop for EchoProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The switchboard binary as systemd's socket activation starts it: `tcp` and `ws` at
+/// descriptors 3 and 4 (through bash, which moves them there and sets LISTEN_PID to its own
+/// pid before `exec`), with `LISTEN_FDS=2` and `LISTEN_FDNAMES=names` when given. The caller
+/// adds the subcommand and its arguments.
+pub fn activated_command(
+    tcp: &std::net::TcpListener,
+    ws: &std::net::TcpListener,
+    names: Option<&str>,
+) -> Command {
+    use std::os::fd::AsRawFd;
+    for socket in [tcp, ws] {
+        // Inherited by the child (std opens every descriptor close-on-exec).
+        socket2::SockRef::from(socket)
+            .set_cloexec(false)
+            .expect("clear FD_CLOEXEC");
+    }
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        // Through 20 and 21 first, so that neither move clobbers the other's source.
+        .arg(
+            "exec 20<&\"$1\" 21<&\"$2\"; export LISTEN_PID=$$; \
+             exec \"$0\" \"${@:3}\" 3<&20 4<&21 20<&- 21<&-",
+        )
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .arg(tcp.as_raw_fd().to_string())
+        .arg(ws.as_raw_fd().to_string())
+        .env("LISTEN_FDS", "2");
+    match names {
+        Some(names) => command.env("LISTEN_FDNAMES", names),
+        None => command.env_remove("LISTEN_FDNAMES"),
+    };
+    command
 }
