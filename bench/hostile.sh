@@ -25,7 +25,9 @@
 # options), PEER (fastwebsockets or tungstenite: run that echo server of bench/peers instead,
 # one thread, with no options; the framed-TCP attacks are skipped, as it has no such port),
 # PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
-# VICTIM_IPS, VICTIM_CONNS, SIZE, VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT.
+# VICTIM_IPS, VICTIM_CONNS, SIZE, VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT,
+# PROBE_IP and PROBE_RATE (one framed-TCP connection echoing at that pace while the victim runs,
+# so the table shows the other port answering too).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -38,6 +40,8 @@ SERVER_ARGS=${SERVER_ARGS-"--read-wait 5s --message-rate 4000 --message-burst 20
 PER_IP_ARGS=${PER_IP_ARGS-"--max-conns-per-ip 10 --ip-connect-burst 20 --ip-connect-rate 10"}
 ATTACK_IP=${ATTACK_IP:-127.0.0.100}
 VICTIM_IPS=${VICTIM_IPS:-127.0.0.1-127.0.0.10}
+PROBE_IP=${PROBE_IP:-127.0.0.20}
+PROBE_RATE=${PROBE_RATE:-50}
 VICTIM_CONNS=${VICTIM_CONNS:-100}
 SIZE=${SIZE:-20}
 VICTIM_S=${VICTIM_S:-5}
@@ -200,7 +204,17 @@ for attack in $ATTACKS; do
         --duration "$ATTACK_S" --bind "$ATTACK_IP" >"$OUT/$attack-attack.json" &
     attacker_pid=$!
     sleep 0.5
+    probe_pid=""
+    if [[ -z $PEER ]]; then
+        # The framed-TCP port, probed at a slow pace from an address of its own while the
+        # victim (WebSocket) runs: the server must answer on both ports throughout.
+        target/release/loadtest echo --target "tcp://127.0.0.1:$tcp_port" --conns 1 --size "$SIZE" \
+            --inflight 1 --rate "$PROBE_RATE/s" --duration "${VICTIM_S}s" --source-ips "$PROBE_IP" \
+            --quiet --json "$OUT/$attack-probe.json" >/dev/null 2>"$OUT/$attack-probe.err" &
+        probe_pid=$!
+    fi
     "${victim[@]}" --json "$OUT/$attack-under.json" >/dev/null || true
+    [[ -z $probe_pid ]] || wait "$probe_pid" || true
     wait "$attacker_pid" || true
     attack_end=$(date +%s.%N)
     cpu_end=$(cpu_ticks "$server_pid")
@@ -220,9 +234,9 @@ for attack in $ATTACKS; do
         "$attack_start" "$attack_end" >"$OUT/$attack-points.txt"
 done
 
-python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" "$PER_IP_ARGS" <<'EOF'
+python3 - "$OUT" "$ATTACKS" "$SERVER" "$SERVER_ARGS" "$VICTIM_CONNS" "$SIZE" "$PER_IP_ARGS" "$PROBE_RATE" <<'EOF'
 import json, os, sys
-out, attacks, server, server_args, conns, size, per_ip_args = sys.argv[1:]
+out, attacks, server, server_args, conns, size, per_ip_args, probe_rate = sys.argv[1:]
 load = open("/proc/loadavg").read().split()[:3]
 peer = os.environ.get("PEER")
 if peer:
@@ -232,7 +246,7 @@ print(f"\nserver: {server} echo --workers 1 {server_args} (reconnect-flood: + {p
       f"load average at the end {' '.join(load)}\n")
 head = ("| attack | backend | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
         "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) "
-        "| CPU s during the attack: server / attacker |")
+        "| CPU s during the attack: server / attacker | TCP port probe: echoes/s, p99 ms |")
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
 def cpu(attack):
@@ -242,6 +256,16 @@ def cpu(attack):
         return f"{(end - start) / hz:.2f} / {user + system:.2f}"
     except (OSError, ValueError):
         return "n/a"
+def probe(attack):
+    # The framed-TCP port during the attack (none on a peer): answers per second against the
+    # probe's pace, or "no answer" when it could not connect or got nothing back.
+    try:
+        p = json.load(open(f"{out}/{attack}-probe.json"))
+    except (OSError, ValueError):
+        return "n/a" if peer else "no answer"
+    if not p["msgs_per_sec"]:
+        return "no answer"
+    return f"{p['msgs_per_sec']:.0f} of {probe_rate}, {p['latency_us']['p99'] / 1000:.2f}"
 for attack in attacks.split():
     base = json.load(open(f"{out}/{attack}-baseline.json"))
     try:
@@ -269,6 +293,6 @@ for attack in attacks.split():
     print(f"| {attack} | {backend} | {bm:,.0f} → {um:,.0f} | {um / bm:.0%} | {fmt_ms(bp)} → {fmt_ms(up)} | {ratio_p99} "
           f"| {int(before) / 1024:.1f} / {peak_rss / 1024:.1f} / {int(after) / 1024:.1f} "
           f"| {fds_before} / {peak_fds} / {fds_after} | {a['cut']} of {a.get('connections', a['conns'])} | {hows} "
-          f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} | {cpu(attack)} |")
+          f"| {a['first_cut_s']} / {a['median_cut_s']} / {a['last_cut_s']} | {cpu(attack)} | {probe(attack)} |")
 print(f"\nevery run's files: {out}")
 EOF
