@@ -67,6 +67,20 @@ fn haproxy_binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// haproxy's path, or None (the test is skipped) when it is not installed; under CI (where
+/// `.ci/run` installs it) a missing haproxy fails the test instead.
+fn haproxy_or_skip() -> Option<PathBuf> {
+    let binary = haproxy_binary();
+    if binary.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+    }
+    binary
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
@@ -232,12 +246,7 @@ fn response_command(packet: &[u8]) -> u16 {
 
 #[test]
 fn haproxy_clients_are_seen_with_their_own_address() {
-    let Some(binary) = haproxy_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+    let Some(binary) = haproxy_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().expect("a directory for haproxy.cfg");
@@ -378,12 +387,7 @@ fn start_haproxy_over(
 #[test]
 fn haproxy_stops_routing_to_a_draining_node_before_its_listeners_close() {
     const GRACE: Duration = Duration::from_secs(4);
-    let Some(binary) = haproxy_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+    let Some(binary) = haproxy_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().expect("a directory for haproxy.cfg");
@@ -488,12 +492,7 @@ fn read_exact_tls(tls: &mut TlsStream, len: usize) -> Vec<u8> {
 
 #[test]
 fn haproxy_in_front_of_tls_passes_the_client_address_and_its_handshake() {
-    let Some(binary) = haproxy_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is not installed, and CI must run this test (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: no haproxy binary (apt-get install haproxy); CI is not set");
+    let Some(binary) = haproxy_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().expect("a directory for haproxy.cfg and the certificate");

@@ -17,24 +17,24 @@ fn means_cancelled(code: &str) -> bool {
     matches!(code, "57014" | "55P03")
 }
 
+/// What the server said, or the client's own description when the server said nothing.
+fn server_message(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_else(|| error.to_string())
+}
+
 /// The store's error for `error`; `closed` says whether the client lost its connection.
 pub(crate) fn from_postgres(error: &tokio_postgres::Error, closed: bool) -> StoreError {
     match error.code() {
         Some(code) if means_cancelled(code.code()) && !closed => StoreError::TimedOut {
             code: code.code().into(),
-            detail: error
-                .as_db_error()
-                .map(|db| db.message().to_owned())
-                .unwrap_or_else(|| error.to_string())
-                .into(),
+            detail: server_message(error).into(),
         },
         Some(code) if !means_unavailable(code.code()) && !closed => StoreError::Postgres {
             code: code.code().into(),
-            detail: error
-                .as_db_error()
-                .map(|db| db.message().to_owned())
-                .unwrap_or_else(|| error.to_string())
-                .into(),
+            detail: server_message(error).into(),
         },
         Some(_) => StoreError::Unavailable {
             detail: with_sources(error).into(),
