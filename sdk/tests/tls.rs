@@ -7,8 +7,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{config, token, wait_for, SECRET};
-use switchboard::gateway::{GatewayConfig, SocketOptions, TlsAcceptor};
+use support::{config, gateway_config, token, wait_for, SECRET};
+use switchboard::gateway::{GatewayConfig, TlsAcceptor};
 use switchboard::logic::LogicConfig;
 use switchboard::serve::{ChatServer, StoreConfigPatch};
 use switchboard_sdk::{Client, ClientConfig, ConnectError, Event};
@@ -37,18 +37,8 @@ fn start() -> TlsServer {
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let gateway = GatewayConfig {
-        tcp: Some(any),
-        ws: Some(any),
-        workers: 1,
-        close_linger: Duration::from_millis(200),
-        drain_timeout: Duration::from_secs(2),
-        socket: SocketOptions {
-            keepalive: None,
-            user_timeout: None,
-            ..SocketOptions::default()
-        },
         tls: Some(TlsAcceptor::from_pem_files(&cert, &key).unwrap()),
-        ..GatewayConfig::default()
+        ..gateway_config(any, any)
     };
     let logic = LogicConfig {
         jwt_secret: SECRET.to_vec(),

@@ -79,7 +79,9 @@ pub fn dead_addr() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-fn gateway_config(tcp: SocketAddr, ws: SocketAddr) -> GatewayConfig {
+/// The gateway every SDK test starts: both listeners, one worker, short linger and drain,
+/// no keepalive probes.
+pub fn gateway_config(tcp: SocketAddr, ws: SocketAddr) -> GatewayConfig {
     GatewayConfig {
         tcp: Some(tcp),
         ws: Some(ws),
