@@ -231,11 +231,14 @@ impl Workspace {
     }
 
     /// As [`Workspace::account`], for bytes that changed hands without being copied (into
-    /// or out of a completion driver's send): not churn.
+    /// or out of a completion driver's send): no allocation, so only what is let go counts
+    /// as churn. Bytes let go are freed memory, which is what the trim hands back: counting
+    /// them means a backlog freed after the last trim (a slow consumer cut) brings the next.
     pub(super) fn account_held(&mut self, key: usize, before: usize, after: usize) {
         if before == after {
             return;
         }
+        self.churn += before.saturating_sub(after);
         self.queued = self.queued + after - before;
         if before == 0 && after > 0 {
             self.backlogged.insert(key);

@@ -50,6 +50,31 @@ fn a_slow_consumer_is_cut_past_the_cap() {
     assert_eq!(h.ws.queued(), 0, "its backlog left the account");
 }
 
+/// A slow consumer's backlog freed at the cut is churn, so the allocator trim that hands
+/// freed memory back follows the cut even when the bytes came in before the last trim.
+#[test]
+fn a_backlog_freed_at_the_cut_counts_toward_the_trim() {
+    let mut h = Harness::with_config(&small_cap(), Transport::Tcp);
+    h.appetite = 10;
+    for _ in 0..2 {
+        h.machine.send(&mut h.ws, KEY, binary(&[0u8; 900]));
+    }
+    h.settle();
+    h.end_pass();
+    assert!(!h.closed, "under the cap of 2,000");
+    h.ws.take_churn(); // as if the reactor trimmed here
+    h.machine.send(&mut h.ws, KEY, binary(&[0u8; 900]));
+    h.settle();
+    h.end_pass();
+    assert!(h.closed, "over the cap of 2,000");
+    // The last message's copy (about 900 bytes) and the freed backlog (about 2,700).
+    assert!(
+        h.ws.churn() >= 2600,
+        "{} bytes of churn after a backlog of about 2,700 bytes was freed",
+        h.ws.churn()
+    );
+}
+
 #[test]
 fn a_connection_over_the_cap_is_not_read() {
     let mut h = Harness::with_config(&small_cap(), Transport::Tcp);
