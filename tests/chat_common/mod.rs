@@ -44,6 +44,12 @@ pub fn with_postgres(test: fn()) {
     test();
 }
 
+/// Makes every server this thread starts from now on use the PostgreSQL database at `url`
+/// (one the test prepared itself, e.g. in a tablespace of its own).
+pub fn use_postgres(url: String) {
+    POSTGRES.with(|store| *store.borrow_mut() = Some(url));
+}
+
 /// The PostgreSQL location the running test's servers use, if it runs on PostgreSQL.
 pub fn postgres() -> Option<String> {
     POSTGRES.with(|store| store.borrow().clone())
