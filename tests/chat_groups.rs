@@ -7,10 +7,11 @@ mod chat_common;
 
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use chat_common::{
     login_many, unique_user, ChatClient, ServerOptions, TestServer, Transport, BOTH,
 };
-use switchboard_protocol::{ChatMessage, Status, Target};
+use switchboard_protocol::{ChatMessage, Request, ResponseBody, Status, Target};
 
 fn members(client: &mut ChatClient, group_id: u64) -> Vec<String> {
     let detail = client.group_detail(group_id).expect("GROUP_DETAIL");
@@ -321,6 +322,71 @@ fn fan_out_to_500_members_with_100_offline() {
          100 synced after {:?}",
         started.elapsed()
     );
+}
+
+/// A burst of fan-out faster than the reactor writes it (issue #11): the logic core holds the
+/// pushes that do not fit in the reactor's inbox and stops taking input until they do, so the
+/// senders slow down. It used to drop them and close every member with 1013 ("its pushes
+/// overflowed the reactor's inbox"). A 4 KiB inbox holds about 20 of these pushes; one message
+/// reaches 199 members, and the owner sends 40 in one write.
+#[test]
+fn a_fan_out_burst_larger_than_the_reactors_inbox_closes_no_member_and_loses_nothing() {
+    const MEMBERS: usize = 200;
+    const BURST: u32 = 40;
+    let server = TestServer::with_options(ServerOptions {
+        workers: 1,
+        inbox_bytes: Some(4 << 10),
+        ..ServerOptions::default()
+    });
+    let owner = unique_user("burst");
+    let others: Vec<String> = (1..MEMBERS).map(|i| format!("{owner}-m{i:03}")).collect();
+    let mut owner_conn = server.login(Transport::Tcp, &owner, None);
+    let names: Vec<&str> = others.iter().map(String::as_str).collect();
+    let group = owner_conn.group_create("burst", &names).expect("created");
+    let who: Vec<(Transport, String)> = others
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (BOTH[i % 2], name.clone()))
+        .collect();
+    let mut members = login_many(&server, &who);
+
+    let body = |i: u32| format!("burst message {i:02} {}", "x".repeat(100)).into_bytes();
+    let packets: Vec<Vec<u8>> = (0..BURST)
+        .map(|i| {
+            let request = Request::GroupSend {
+                group_id: group,
+                client_msg_id: u64::from(i) + 1,
+                body: Bytes::from(body(i)),
+            };
+            let mut packet = BytesMut::new();
+            request.encode(1_000 + i, &mut packet).expect("encoded");
+            packet.to_vec()
+        })
+        .collect();
+    owner_conn.send_at_once(&packets);
+    let sent: Vec<u64> = (0..BURST)
+        .map(|i| match owner_conn.response(1_000 + i).result {
+            Ok(ResponseBody::GroupSend(ok)) => ok.msg_id,
+            other => panic!("GROUP_SEND {i} answered with {other:?}"),
+        })
+        .collect();
+
+    // Every member gets every acknowledged message, in order, and stays connected.
+    for (client, name) in members.iter_mut().zip(&others) {
+        for (i, msg_id) in sent.iter().enumerate() {
+            let message = client.next_push(chat_common::IO_TIMEOUT);
+            let Some(switchboard_protocol::Push::Message(message)) = message else {
+                panic!(
+                    "{name}: message {i} of {BURST} never came ({message:?}; closed: {})",
+                    !client.is_open()
+                );
+            };
+            assert_eq!(message.msg_id, *msg_id, "{name}: message {i} in order");
+            assert_group_message(&message, &owner, group, &body(i as u32));
+        }
+        client.assert_no_push();
+    }
+    assert!(owner_conn.is_open());
 }
 
 #[test]

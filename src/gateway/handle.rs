@@ -7,12 +7,23 @@
 //! it drains is either seen in this drain or wakes it again; none is stranded.
 //!
 //! An inbox is bounded in bytes (`GatewayConfig::inbox_bytes`), and a sender never blocks on
-//! it: a push that does not fit is dropped and its connection noted; the reactor closes the
-//! noted connections as slow consumers (1013, try again later) before it applies anything
-//! else. Blocking would stall the logic core, and with it every reactor, for one reactor that
-//! fell behind; dropping silently would lose messages; closing makes the client reconnect
-//! and sync what it missed from the store. The inbox fills only when its reactor's thread is
-//! starved of CPU: it drains its inbox every pass, whether or not it is reading sockets.
+//! it. Two ways to push, for two kinds of sender:
+//! - [`GatewayHandle::offer_push`] gives a push that does not fit back to its sender, and the
+//!   reactor signals [`GatewayHandle::room`] once it has drained its inbox. The logic core
+//!   pushes this way: it holds what did not fit and takes no new input until it has handed it
+//!   over (`serve::bridge`), so a burst of fan-out slows the senders instead of being cut.
+//! - [`GatewayHandle::push`] drops a push that does not fit and notes its connection; the
+//!   reactor closes the noted connections as slow consumers (1013, try again later) before it
+//!   applies anything else. For a sender that cannot hold anything: dropping silently would
+//!   lose messages; closing makes the client reconnect and sync what it missed.
+//!
+//! The inbox fills only when its reactor's thread is starved of CPU: it drains its inbox every
+//! pass, whether or not it is reading sockets (a consumer too slow to read is cut by the
+//! connection's own write cap, not here).
+//!
+//! Invariant of the room signal: a sender that finds the inbox full sets `wants_room` before
+//! it tries once more, and the reactor lowers the count before it looks at `wants_room` (once
+//! its drain finds the channel empty), so either the retry fits or the signal is sent.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -95,6 +106,10 @@ struct Inbox {
     /// Connections with a push dropped because the inbox was full: to close.
     overflowed: Mutex<HashSet<ConnId>>,
     any_overflowed: AtomicBool,
+    /// A push was given back for want of room: signal `Inboxes::room` after the next drain.
+    wants_room: AtomicBool,
+    /// The reactor has exited: nothing will drain this inbox again.
+    gone: AtomicBool,
 }
 
 /// The receiving side of one reactor's inbox.
@@ -110,9 +125,13 @@ impl InboxReceiver {
         self.inbox().wake_pending.store(false, Ordering::Release);
     }
 
-    /// The next command, if any, and its bytes leave the inbox's count.
+    /// The next command, if any, and its bytes leave the inbox's count. Once the inbox is
+    /// empty, a sender that was given a push back is told there is room.
     pub(crate) fn take(&self) -> Option<Command> {
-        let command = self.receiver.try_recv().ok()?;
+        let Ok(command) = self.receiver.try_recv() else {
+            self.signal_room();
+            return None;
+        };
         let bytes = command.inbox_bytes();
         if bytes > 0 {
             self.inbox().queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -129,6 +148,15 @@ impl InboxReceiver {
         lock(&inbox.overflowed).drain().collect()
     }
 
+    fn signal_room(&self) {
+        let inbox = self.inbox();
+        if inbox.wants_room.load(Ordering::SeqCst) && inbox.wants_room.swap(false, Ordering::SeqCst)
+        {
+            // Full means a signal is already pending, which is as good.
+            let _ = self.flag.room.0.try_send(());
+        }
+    }
+
     /// Bytes of pushes waiting in this inbox.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
@@ -140,10 +168,23 @@ impl InboxReceiver {
     }
 }
 
+impl Drop for InboxReceiver {
+    /// A reactor that exits frees anyone holding pushes for it (they are dropped: its
+    /// connections are gone).
+    fn drop(&mut self) {
+        self.inbox().gone.store(true, Ordering::SeqCst);
+        self.inbox().wants_room.store(true, Ordering::SeqCst);
+        self.signal_room();
+    }
+}
+
 struct Inboxes {
     inboxes: Vec<Inbox>,
     /// The bound on each inbox's pushes, in bytes.
     capacity: usize,
+    /// Signalled when a reactor that gave a push back has drained its inbox (one pending
+    /// signal at most: it says "look again", not how much room).
+    room: (Sender<()>, Receiver<()>),
 }
 
 /// A cloneable, thread-safe way to push to and close any connection of the gateway.
@@ -169,10 +210,16 @@ impl GatewayHandle {
                 queued: AtomicUsize::new(0),
                 overflowed: Mutex::new(HashSet::new()),
                 any_overflowed: AtomicBool::new(false),
+                wants_room: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
             });
             receivers.push(receiver);
         }
-        let inboxes = Arc::new(Inboxes { inboxes, capacity });
+        let inboxes = Arc::new(Inboxes {
+            inboxes,
+            capacity,
+            room: crossbeam_channel::bounded(1),
+        });
         let receivers = receivers
             .into_iter()
             .enumerate()
@@ -261,6 +308,43 @@ impl GatewayHandle {
         let index = conn.reactor();
         self.enqueue(index, Command::Push(conn, Message::Binary(payload)))
             .then_some(index)
+    }
+
+    /// Like [`push_unwoken`](Self::push_unwoken), but a push that does not fit is given back
+    /// (`Err`) instead of closing its connection, and the reactor will signal
+    /// [`room`](Self::room) once it has drained its inbox. `Ok(Some(index))`: queued, wake
+    /// reactor `index` when done; `Ok(None)`: nobody to deliver to (dropped).
+    pub fn offer_push(
+        &self,
+        conn: ConnId,
+        payload: bytes::Bytes,
+    ) -> Result<Option<usize>, bytes::Bytes> {
+        let index = conn.reactor();
+        let Some(inbox) = self.inboxes.inboxes.get(index) else {
+            return Ok(None);
+        };
+        let bytes = PUSH_OVERHEAD + payload.len();
+        if !try_reserve(&inbox.queued, bytes, self.inboxes.capacity) {
+            inbox.wants_room.store(true, Ordering::SeqCst);
+            if inbox.gone.load(Ordering::SeqCst) {
+                return Ok(None); // a full inbox of a reactor that has exited never drains
+            }
+            if !try_reserve(&inbox.queued, bytes, self.inboxes.capacity) {
+                return Err(payload);
+            }
+        }
+        let command = Command::Push(conn, Message::Binary(payload));
+        if inbox.sender.send(command).is_err() {
+            inbox.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return Ok(None); // that reactor has exited
+        }
+        Ok(Some(index))
+    }
+
+    /// Signalled after a reactor that gave a push back ([`offer_push`](Self::offer_push)) has
+    /// drained its inbox: time to offer again. One pending signal at most, for all reactors.
+    pub fn room(&self) -> Receiver<()> {
+        self.inboxes.room.1.clone()
     }
 
     /// Puts `command` in reactor `index`'s inbox, or notes its connection as overflowed when

@@ -17,6 +17,10 @@ use crate::store::{Completion, Store};
 /// again at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
+/// While the outlet holds pushes, it is offered them again at least this often, even if no
+/// room signal comes.
+const HOLD_RETRY: Duration = Duration::from_millis(10);
+
 /// Inputs taken in one turn besides the one that woke it, at most, so timers still run
 /// under a flood.
 const MAX_TAKEN_PER_TURN: usize = 1024;
@@ -28,20 +32,40 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
     /// A turn handles the input that woke it and whatever else is queued by then (a commit's
     /// completions come together), then flushes the outlet: the reactors are woken once per
     /// turn, not once per answer.
+    ///
+    /// While the outlet holds pushes the gateway had no room for, the core stops in the
+    /// middle of its batch and takes no new one until the outlet has handed them over (it is
+    /// offered them again on the gateway's room signal, or every [`HOLD_RETRY`]); the
+    /// store's completions and the timers go on meanwhile.
     pub fn run<B: IntoIterator<Item = Inbound>>(
         mut self,
         inbound: Receiver<B>,
         completions: Receiver<Completion>,
     ) {
+        let room = self.replies.room();
+        let no_input = crossbeam_channel::never::<B>();
+        // The rest of a batch whose handling stopped because the outlet was holding.
+        let mut rest: Option<B::IntoIter> = None;
         let mut now = unix_now_ms();
         loop {
-            let sleep = match self.next_timeout() {
+            let holding = self.replies.holding();
+            let mut sleep = match self.next_timeout() {
                 Some(deadline) => Duration::from_millis(deadline.saturating_sub(now)),
                 None => MAX_SLEEP,
             };
+            if holding {
+                sleep = sleep.min(HOLD_RETRY);
+            } else if rest.is_some() {
+                sleep = Duration::ZERO; // the stopped batch goes on at once (`take_queued`)
+            }
+            let input = if holding || rest.is_some() {
+                &no_input
+            } else {
+                &inbound
+            };
             select! {
-                recv(inbound) -> batch => match batch {
-                    Ok(batch) => self.handle_batch(batch, unix_now_ms()),
+                recv(input) -> batch => match batch {
+                    Ok(batch) => rest = self.handle_events(batch.into_iter(), unix_now_ms()),
                     Err(_) => return,
                 },
                 recv(completions) -> completion => {
@@ -49,9 +73,10 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                         self.handle_completion(completion, unix_now_ms());
                     }
                 },
-                default(sleep.min(MAX_SLEEP)) => {}
+                recv(room) -> _ => self.flush(),
+                default(sleep.min(MAX_SLEEP)) => self.flush(),
             }
-            self.take_queued(&inbound, &completions);
+            self.take_queued(&inbound, &completions, &mut rest);
             self.publish_gauges();
             now = unix_now_ms();
             self.handle_timeout(now);
@@ -59,17 +84,25 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         }
     }
 
-    fn handle_batch<B: IntoIterator<Item = Inbound>>(&mut self, batch: B, now: u64) {
-        for event in batch {
+    /// Handles `events` in order until the outlet holds pushes; then returns the rest, to
+    /// be handled once it has handed them over.
+    fn handle_events<I: Iterator<Item = Inbound>>(&mut self, mut events: I, now: u64) -> Option<I> {
+        while let Some(event) = events.next() {
             self.handle_inbound(event, now);
+            if self.replies.holding() {
+                return Some(events);
+            }
         }
+        None
     }
 
-    /// Handles what is already queued on either input, alternating, without waiting.
+    /// Handles what is already queued on either input, alternating, without waiting; input
+    /// only while the outlet is not holding (first the rest of a stopped batch).
     fn take_queued<B: IntoIterator<Item = Inbound>>(
         &mut self,
         inbound: &Receiver<B>,
         completions: &Receiver<Completion>,
+        rest: &mut Option<B::IntoIter>,
     ) {
         let now = unix_now_ms();
         for _ in 0..MAX_TAKEN_PER_TURN {
@@ -78,9 +111,18 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
                 self.handle_completion(completion, now);
                 took = true;
             }
-            if let Ok(batch) = inbound.try_recv() {
-                self.handle_batch(batch, now);
-                took = true;
+            if self.replies.holding() {
+                // What it holds may fit now.
+                self.replies.flush();
+            }
+            if !self.replies.holding() {
+                if let Some(events) = rest.take() {
+                    *rest = self.handle_events(events, now);
+                    took = true;
+                } else if let Ok(batch) = inbound.try_recv() {
+                    *rest = self.handle_events(batch.into_iter(), now);
+                    took = true;
+                }
             }
             if !took {
                 return;

@@ -40,8 +40,21 @@ pub trait Outlet {
     fn close(&mut self, conn: ConnKey, why: CloseWhy);
     /// The end of a turn of the core: whatever was pushed since the last flush must go out
     /// now. An outlet may hold its wake-ups until here (one per reactor per turn, not one per
-    /// push); one that sends at once has nothing to do.
+    /// push); one that sends at once has nothing to do. An outlet that is holding pushes
+    /// offers them again here.
     fn flush(&mut self) {}
+    /// Whether the outlet holds pushes its gateway had no room for. While it does, the core
+    /// takes no new input (the queue into it fills, and the reactors stop reading): a burst of
+    /// output slows the senders rather than outrunning the reactors. Completions and timers
+    /// still run.
+    fn holding(&self) -> bool {
+        false
+    }
+    /// Signalled when the gateway may have room for what the outlet holds (the core then
+    /// flushes); never, for an outlet that never holds.
+    fn room(&self) -> crossbeam_channel::Receiver<()> {
+        crossbeam_channel::never()
+    }
 }
 
 /// The core's answers: encoded into one reused buffer, handed to the outlet.
@@ -133,6 +146,14 @@ impl<O: Outlet> Replies<O> {
 
     pub(super) fn flush(&mut self) {
         self.out.flush();
+    }
+
+    pub(super) fn holding(&self) -> bool {
+        self.out.holding()
+    }
+
+    pub(super) fn room(&self) -> crossbeam_channel::Receiver<()> {
+        self.out.room()
     }
 
     fn flush_to(&mut self, conn: ConnKey) {

@@ -8,7 +8,15 @@
 //! ([`Handler::wants_input`]) until the core has made room and woken it; the kernel's flow
 //! control then holds the clients back, while the reactor keeps delivering pushes and running
 //! its timers. The way out is the reactors' inboxes, bounded in bytes too: a push that does not
-//! fit closes its connection as a slow consumer (see `gateway::handle`), never blocks the core.
+//! fit is held by [`GatewayOutlet`], in order with everything after it for that reactor, and
+//! the core takes no new input until the reactor has drained its inbox and the outlet has
+//! handed over what it held (`logic::driver`); the queue into the core then fills and the
+//! reactors stop reading. So a burst of output faster than a reactor writes slows the senders,
+//! and nothing the core pushed is dropped or closes a connection. The core never blocks on it:
+//! its completions and timers go on, and it holds at most what one input's answers push past a
+//! full inbox (a group message's fan-out) plus what completions push meanwhile.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use switchboard_codec::packet::{PacketRef, HEADER_LEN};
@@ -152,12 +160,25 @@ fn rate_limited_answer(packet: &[u8]) -> Option<Bytes> {
 /// The logic core's side of the bridge: pushes and closes through the gateway's handle. A
 /// push wakes its reactor only at the end of the core's turn, once for all of the turn's
 /// pushes to it (a commit's acks arrive together), or once [`WAKE_AFTER_PUSHES`] are waiting,
-/// so that a large fan-out is written while the core is still pushing.
+/// so that a large fan-out is written while the core is still pushing. What a full inbox
+/// gives back is held per reactor and offered again on every flush.
 pub struct GatewayOutlet {
     handle: GatewayHandle,
     /// By reactor: pushed to since the last flush, to be woken then.
     to_wake: Vec<bool>,
     unwoken: usize,
+    /// By reactor: what its inbox had no room for, and everything for it since, in order.
+    held: Vec<VecDeque<Held>>,
+    /// Pushes held, over all reactors.
+    held_count: usize,
+    room: crossbeam_channel::Receiver<()>,
+}
+
+/// A command for a reactor that waits for room in its inbox.
+enum Held {
+    Push(ConnId, Bytes),
+    /// A close must follow the pushes before it.
+    Close(ConnId, CloseCode),
 }
 
 /// Pushes held back from the reactors at most: enough to cover a turn of ordinary traffic,
@@ -166,23 +187,66 @@ const WAKE_AFTER_PUSHES: usize = 64;
 
 impl GatewayOutlet {
     pub(super) fn new(handle: GatewayHandle) -> GatewayOutlet {
-        let to_wake = vec![false; handle.reactors()];
+        let reactors = handle.reactors();
         GatewayOutlet {
+            room: handle.room(),
             handle,
-            to_wake,
+            to_wake: vec![false; reactors],
             unwoken: 0,
+            held: (0..reactors).map(|_| VecDeque::new()).collect(),
+            held_count: 0,
+        }
+    }
+
+    /// Pushes pushed and not yet handed to a reactor's inbox.
+    pub fn held(&self) -> usize {
+        self.held_count
+    }
+
+    /// Offers reactor `reactor`'s held commands again, in order, until one does not fit.
+    fn offer_held(&mut self, reactor: usize) {
+        let Some(held) = self.held.get_mut(reactor) else {
+            return;
+        };
+        while let Some(command) = held.pop_front() {
+            match command {
+                Held::Push(conn, packet) => match self.handle.offer_push(conn, packet) {
+                    Ok(queued) => {
+                        self.held_count -= 1;
+                        self.to_wake[reactor] |= queued.is_some();
+                    }
+                    Err(packet) => {
+                        held.push_front(Held::Push(conn, packet));
+                        return;
+                    }
+                },
+                Held::Close(conn, code) => self.handle.close(conn, code),
+            }
         }
     }
 }
 
 impl Outlet for GatewayOutlet {
     fn push(&mut self, conn: u64, packet: Bytes) {
-        if let Some(reactor) = self.handle.push_unwoken(ConnId::from_u64(conn), packet) {
-            if let Some(wake) = self.to_wake.get_mut(reactor) {
-                *wake = true;
-                self.unwoken += 1;
+        let conn = ConnId::from_u64(conn);
+        let reactor = conn.reactor();
+        match self.held.get_mut(reactor) {
+            None => return, // an id naming no reactor: nobody to deliver to
+            Some(held) if !held.is_empty() => {
+                held.push_back(Held::Push(conn, packet));
+                self.held_count += 1;
             }
+            Some(held) => match self.handle.offer_push(conn, packet) {
+                Ok(None) => return,
+                Ok(Some(_)) => self.unwoken += 1,
+                Err(packet) => {
+                    held.push_back(Held::Push(conn, packet));
+                    self.held_count += 1;
+                }
+            },
         }
+        // Full or not, the reactor must look at its inbox.
+        self.to_wake[reactor] = true;
         if self.unwoken >= WAKE_AFTER_PUSHES {
             self.flush();
         }
@@ -190,11 +254,24 @@ impl Outlet for GatewayOutlet {
 
     fn flush(&mut self) {
         self.unwoken = 0;
+        if self.held_count > 0 {
+            for reactor in 0..self.held.len() {
+                self.offer_held(reactor);
+            }
+        }
         for (reactor, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
                 self.handle.wake(reactor);
             }
         }
+    }
+
+    fn holding(&self) -> bool {
+        self.held_count > 0
+    }
+
+    fn room(&self) -> crossbeam_channel::Receiver<()> {
+        self.room.clone()
     }
 
     fn close(&mut self, conn: u64, why: CloseWhy) {
@@ -208,7 +285,11 @@ impl Outlet for GatewayOutlet {
             CloseWhy::LoginTimeout => CloseCode(4002),
             CloseWhy::Kicked => CloseCode(4003),
         };
-        self.handle.close(ConnId::from_u64(conn), code);
+        let conn = ConnId::from_u64(conn);
+        match self.held.get_mut(conn.reactor()) {
+            Some(held) if !held.is_empty() => held.push_back(Held::Close(conn, code)),
+            _ => self.handle.close(conn, code),
+        }
     }
 }
 

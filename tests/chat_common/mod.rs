@@ -102,6 +102,8 @@ pub struct ServerOptions {
     pub backend: Option<Backend>,
     /// io_uring's receive buffers per reactor and their size; `None`: the defaults.
     pub uring_recv_buffers: Option<(u16, u32)>,
+    /// The bound on each reactor's inbox of pushes (`--inbox-bytes`); `None`: the default.
+    pub inbox_bytes: Option<usize>,
 }
 
 /// The admin listener of a test server.
@@ -130,6 +132,7 @@ impl Default for ServerOptions {
             message_limit: RateLimit::OFF,
             backend: None,
             uring_recv_buffers: None,
+            inbox_bytes: None,
         }
     }
 }
@@ -170,6 +173,7 @@ impl TestServer {
             backend: options.backend.unwrap_or(defaults.backend),
             uring_recv_buffers: options.uring_recv_buffers.map(|(count, _)| count),
             uring_recv_buffer_len: options.uring_recv_buffers.map(|(_, len)| len),
+            inbox_bytes: options.inbox_bytes.unwrap_or(defaults.inbox_bytes),
             ..defaults
         };
         let logic = LogicConfig {
