@@ -425,6 +425,60 @@ mod tests {
     }
 
     #[test]
+    fn a_push_offered_to_a_full_inbox_comes_back_and_the_next_drain_signals_room() {
+        let payload = Bytes::from(vec![7u8; 1000]);
+        let cost = PUSH_OVERHEAD + payload.len();
+        let (handle, receiver, _poll) = inbox(2 * cost);
+        let room = handle.room();
+        assert_eq!(handle.offer_push(conn(1), payload.clone()), Ok(Some(0)));
+        assert_eq!(handle.offer_push(conn(1), payload.clone()), Ok(Some(0)));
+        // The third does not fit: given back, and nobody is noted to be closed.
+        assert_eq!(
+            handle.offer_push(conn(2), payload.clone()),
+            Err(payload.clone())
+        );
+        assert_eq!(receiver.queued(), 2 * cost);
+        assert!(receiver.take_overflowed().is_empty());
+        assert!(
+            room.try_recv().is_err(),
+            "no room before the reactor drains"
+        );
+        assert!(receiver.take().is_some());
+        assert!(
+            room.try_recv().is_err(),
+            "no signal in the middle of a drain"
+        );
+        while receiver.take().is_some() {}
+        assert_eq!(room.try_recv(), Ok(()), "the drain signals room");
+        assert_eq!(handle.offer_push(conn(2), payload), Ok(Some(0)));
+        // A drain nobody waits for signals nothing.
+        while receiver.take().is_some() {}
+        assert!(room.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_reactor_that_exits_frees_whoever_holds_pushes_for_it() {
+        let (handle, receiver, _poll) = inbox(100);
+        let room = handle.room();
+        let small = Bytes::from_static(b"hi");
+        assert_eq!(
+            handle.offer_push(conn(1), Bytes::from(vec![0u8; 200])),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            handle.offer_push(conn(1), small.clone()),
+            Err(small.clone())
+        );
+        drop(receiver);
+        assert_eq!(room.try_recv(), Ok(()));
+        assert_eq!(
+            handle.offer_push(conn(1), small),
+            Ok(None),
+            "dropped, not held"
+        );
+    }
+
+    #[test]
     fn unwoken_pushes_are_queued_and_wake_the_reactor_once_when_asked() {
         let (handle, receiver, mut poll) = inbox(1 << 20);
         let mut events = mio::Events::with_capacity(4);

@@ -297,6 +297,7 @@ impl Outlet for GatewayOutlet {
 mod tests {
     use super::*;
     use crate::core_queue::CoreBatch;
+    use crate::gateway::handle::Command;
 
     fn with_outbox(f: impl FnOnce(&mut Outbox<'_>)) {
         let poll = mio::Poll::new().unwrap();
@@ -359,6 +360,55 @@ mod tests {
             outlet.push(ConnId::new(1, key, 0).as_u64(), Bytes::from_static(b"msg"));
         }
         assert_eq!(woken(&mut polls[1]), 1);
+    }
+
+    #[test]
+    fn the_outlet_holds_what_a_full_inbox_gives_back_in_order_until_the_reactor_drains() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let packet = |n: u8| Bytes::from(vec![n; 1000]);
+        let (handle, mut receivers) =
+            GatewayHandle::new(vec![crate::gateway::handle::Waker::Mio(waker)], 1500);
+        let receiver = receivers.pop().unwrap();
+        let mut outlet = GatewayOutlet::new(handle);
+        let room = outlet.room();
+        let (a, b) = (ConnId::new(0, 1, 0), ConnId::new(0, 2, 0));
+        outlet.push(a.as_u64(), packet(1));
+        assert!(!outlet.holding());
+        outlet.push(b.as_u64(), packet(2)); // does not fit
+        assert!(outlet.holding());
+        // Everything after it for that reactor waits behind it, closes too.
+        outlet.close(b.as_u64(), CloseWhy::Logout);
+        outlet.push(a.as_u64(), packet(3));
+        assert_eq!(outlet.held(), 2);
+        outlet.flush(); // still no room
+        assert_eq!(outlet.held(), 2);
+
+        let mut order = Vec::new();
+        let mut take_all = |order: &mut Vec<String>| {
+            while let Some(command) = receiver.take() {
+                order.push(match command {
+                    Command::Push(conn, message) => {
+                        format!("push {} to {}", message.payload()[0], conn.key())
+                    }
+                    Command::Close(conn, _) => format!("close {}", conn.key()),
+                    other => format!("{other:?}"),
+                });
+            }
+        };
+        take_all(&mut order);
+        assert_eq!(room.try_recv(), Ok(()));
+        outlet.flush();
+        assert_eq!(outlet.held(), 1, "room for one push of 1000 B at a time");
+        take_all(&mut order);
+        outlet.flush();
+        assert!(!outlet.holding());
+        take_all(&mut order);
+        assert_eq!(
+            order,
+            ["push 1 to 1", "push 2 to 2", "close 2", "push 3 to 1"],
+            "nothing dropped, nothing reordered"
+        );
     }
 
     #[test]
