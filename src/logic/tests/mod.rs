@@ -9,6 +9,7 @@
 //! was sent.
 
 mod backend;
+mod driver;
 mod groups;
 mod login;
 mod messaging;
