@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(outlet.held(), 2);
 
         let mut order = Vec::new();
-        let mut take_all = |order: &mut Vec<String>| {
+        let take_all = |order: &mut Vec<String>| {
             while let Some(command) = receiver.take() {
                 order.push(match command {
                     Command::Push(conn, message) => {
