@@ -28,7 +28,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::gateway::{
     AllowedOrigins, ControlLimit, GatewayConfig, Keepalive, PerIpLimit, ProxyListeners, RateLimit,
-    SocketOptions, TlsAcceptor, TrustedProxies,
+    SocketOptions, SynFilterConfig, TlsAcceptor, TrustedProxies,
 };
 
 use echo::run_echo;
@@ -441,6 +441,16 @@ pub struct GatewayArgs {
     /// past the burst and this rate a connection is closed at accept.
     #[arg(long, value_name = "N", default_value_t = 0)]
     ip_connect_rate: u32,
+    /// A client address refused by the per-IP limits 20 times within a second has its SYNs
+    /// dropped by the kernel (a socket filter on the listeners) for --syn-filter-penalty,
+    /// doubled on each repeat up to 32×, instead of costing an accept and a close per attempt.
+    /// Never an address of --trusted-proxies, never after a PROXY header; acts only when the
+    /// per-IP limits are on. on or off.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    syn_filter: bool,
+    /// How long a first block of --syn-filter lasts.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    syn_filter_penalty: Duration,
     /// Origins whose web pages may open WebSockets, comma-separated
     /// (https://chat.example.com,http://localhost:8080); an upgrade with any other Origin
     /// header gets 403. An upgrade without an Origin header (an app, not a browser) is let
@@ -531,8 +541,22 @@ impl GatewayArgs {
                 connect_per_second: self.ip_connect_rate,
             },
             allowed_origins: self.allowed_origins.clone(),
+            syn_filter: SynFilterConfig {
+                enabled: self.syn_filter,
+                penalty: self.syn_filter_penalty,
+                exempt: self.trusted_proxies.clone(),
+            },
             ..defaults
         })
+    }
+}
+
+/// `on` or `off` (also `true`/`false`), for switches that default to on.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected `on` or `off`, got {text:?}")),
     }
 }
 

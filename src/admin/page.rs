@@ -173,6 +173,17 @@ fn gateway_families(sources: &super::Sources, text: &mut PrometheusText) {
         "Of the write_queue slow-consumer closes, those made for --max-queued-bytes.",
         gateway.budget_closes(),
     );
+    text.gauge(
+        "switchboard_syn_blocked_sources",
+        "Sources (IPv4 addresses, IPv6 /64s) whose SYNs the listeners drop now: they kept going \
+         over the per-IP limits (--syn-filter).",
+        gateway.syn_blocked_sources(),
+    );
+    text.counter(
+        "switchboard_syn_blocks_total",
+        "Blocks given to sources that kept going over the per-IP limits (--syn-filter).",
+        gateway.syn_blocks(),
+    );
     let refusals = Refusal::ALL.iter().map(|r| r.label()).zip(totals.refusals);
     family(
         text,

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::limits::{AllowedOrigins, PerIpLimit, RateLimit};
+use super::limits::{AllowedOrigins, PerIpLimit, RateLimit, SynFilterConfig};
 pub use super::machine::ControlLimit;
 use super::tls::TlsAcceptor;
 use super::trusted_proxies::{ProxyListeners, TrustedProxies};
@@ -147,6 +147,9 @@ pub struct GatewayConfig {
     /// Connections per client address, at once and per second (off by default: behind a
     /// balancer without the PROXY protocol every client has the balancer's address).
     pub per_ip: PerIpLimit,
+    /// Sources that keep going over `per_ip`'s limits lose their SYNs in the kernel for a
+    /// while (a socket filter on the listeners), instead of costing an accept and a close each.
+    pub syn_filter: SynFilterConfig,
     /// Origins whose pages may open WebSockets; `None`: any. An upgrade with another Origin
     /// header gets 403; one without an Origin header is let through (not a browser).
     pub allowed_origins: Option<AllowedOrigins>,
@@ -212,6 +215,7 @@ impl Default for GatewayConfig {
             control_limit: ControlLimit::default(),
             message_limit: RateLimit::OFF,
             per_ip: PerIpLimit::default(),
+            syn_filter: SynFilterConfig::default(),
             allowed_origins: None,
             proxy_protocol: None,
             proxy_listeners: ProxyListeners::ALL,

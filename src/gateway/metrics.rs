@@ -256,6 +256,16 @@ impl GatewayProbe {
         self.shared.budget_closes.load(Ordering::Relaxed)
     }
 
+    /// Sources whose SYNs the listeners drop now (`--syn-filter`).
+    pub fn syn_blocked_sources(&self) -> u64 {
+        self.shared.syn_filter.blocked_now()
+    }
+
+    /// Sources blocked since the start, each block counted.
+    pub fn syn_blocks(&self) -> u64 {
+        self.shared.syn_filter.blocks_total()
+    }
+
     /// Bytes of pushes waiting in each reactor's inbox.
     pub fn inbox_bytes(&self) -> Vec<usize> {
         (0..self.handle.reactors())

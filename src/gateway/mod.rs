@@ -31,7 +31,7 @@ pub use config::{Backend, ControlLimit, GatewayConfig, Keepalive, SocketOptions}
 pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};
-pub use limits::{AllowedOrigins, PerIpLimit, RateLimit};
+pub use limits::{AllowedOrigins, PerIpLimit, RateLimit, SynFilterConfig};
 pub use listener::{ListenerCopies, Listeners};
 pub use metrics::{GatewayProbe, Refusal, RefusalCounts};
 pub use server::Gateway;

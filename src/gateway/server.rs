@@ -22,6 +22,7 @@ use super::epoll::{Reactor, WAKER};
 use super::handle::{GatewayHandle, InboxReceiver, Waker};
 use super::handler::Handler;
 use super::limits::per_ip::PerIpTable;
+use super::limits::syn_filter::SynFilter;
 use super::listener::{bind_listener, ListenerCopies, Listeners};
 use super::metrics::{GatewayProbe, RefusalCounts};
 
@@ -212,6 +213,7 @@ impl Gateway {
             budget_closes: AtomicU64::new(0),
             metrics: (0..workers).map(|_| Default::default()).collect(),
             per_ip: Arc::new(PerIpTable::new(config.per_ip, TICK_MS)),
+            syn_filter: SynFilter::new(config.syn_filter.clone(), TICK_MS),
             config,
         });
         let threads = match backend {

@@ -46,6 +46,8 @@ pub(super) fn admission_checks(
         if let Err(refusal) = shared.per_ip.admit(peer.ip(), now) {
             shared.open_conns.fetch_sub(1, Ordering::AcqRel);
             info!(%peer, "connection refused: {refusal}");
+            // Refused on its own address (not a PROXY header's): the kernel can tell it apart.
+            shared.syn_filter.refused(peer, now);
             shared.metrics[reactor].refused(match refusal {
                 IpRefusal::TooManyConnections => Refusal::IpConnections,
                 IpRefusal::ConnectRate => Refusal::IpConnectRate,

@@ -15,6 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use super::drain::DrainSpread;
 use super::handle::{Command, GatewayHandle, InboxReceiver};
 use super::handler::{Disconnect, Handler, Transport};
 use super::limits::per_ip::PerIpTable;
+use super::limits::syn_filter::{self, SynFilter};
 use super::machine::{Limits, Machine, Workspace};
 use super::timer_wheel::TimerWheel;
 
@@ -64,6 +66,8 @@ pub(crate) struct Shared {
     /// Connections per client address (`--max-conns-per-ip`, `--ip-connect-rate`), shared
     /// with each reactor's machines for the check after a PROXY header.
     pub(crate) per_ip: Arc<PerIpTable>,
+    /// Sources whose SYNs the listeners drop (`limits/syn_filter/`).
+    pub(crate) syn_filter: SynFilter,
 }
 
 /// One connection as a driver holds it: at least a machine and the generation of its slot.
@@ -97,6 +101,8 @@ pub(crate) trait Driver: Sized {
     fn close<H: Handler>(reactor: &mut Reactor<H, Self>, key: usize);
     /// A drain began: stop accepting, so the kernel sends new clients elsewhere.
     fn stop_accepting<H: Handler>(reactor: &mut Reactor<H, Self>);
+    /// This reactor's listening sockets still open (the SYN filter is attached to each).
+    fn listeners(&self) -> [Option<BorrowedFd<'_>>; 2];
     /// The reactor is dropped, every machine aborted: release what the kernel still holds.
     fn release<H: Handler>(_reactor: &mut Reactor<H, Self>) {}
 }
@@ -140,6 +146,10 @@ pub(crate) struct Reactor<H: Handler, D: Driver> {
     pub(crate) draining_until: Option<u64>,
     /// A spread drain's connections still to hand to the handler (`Command::Drain`).
     spread: Option<DrainSpread>,
+    /// The SYN filter's generation attached to this reactor's listeners, and whether a
+    /// failed attach was logged.
+    syn_generation: u64,
+    syn_attach_warned: bool,
     /// What only this driver has.
     pub(crate) io: D,
 }
@@ -181,6 +191,8 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
             last_trim: start,
             draining_until: None,
             spread: None,
+            syn_generation: 0,
+            syn_attach_warned: false,
             io,
         }
     }
@@ -196,6 +208,11 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         let mut timeout = self.wheel.next_deadline().map(|deadline| {
             Duration::from_millis(deadline.saturating_sub(now).saturating_mul(TICK_MS))
         });
+        if let Some(expiry) = self.shared.syn_filter.next_expiry() {
+            // A block's end changes the listeners' program, even with nothing else to do.
+            let left = Duration::from_millis(expiry.saturating_sub(now).saturating_mul(TICK_MS));
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         if self.draining_until.is_some()
             || self.accept_paused_at.is_some()
             || self.ws.churn() >= TRIM_AFTER_CHURN
@@ -210,6 +227,24 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
     pub(crate) fn begin_pass(&mut self) {
         self.now = self.clock.now();
         self.ws.set_now(self.now);
+        self.sync_syn_filter();
+    }
+
+    /// Releases the SYN filter's blocks that ended, and puts its program on this reactor's
+    /// listeners if it changed since the last pass (one atomic load when it did not).
+    fn sync_syn_filter(&mut self) {
+        let filter = &self.shared.syn_filter;
+        filter.expire(self.now);
+        if filter.generation() == self.syn_generation {
+            return;
+        }
+        let (generation, program) = filter.program();
+        for listener in self.io.listeners().into_iter().flatten() {
+            if let Err(error) = syn_filter::attach(listener, &program) {
+                syn_filter::attach_failed(self.index, &error, &mut self.syn_attach_warned);
+            }
+        }
+        self.syn_generation = generation;
     }
 
     /// The steps of every pass after the driver's own events and before its send stage: the

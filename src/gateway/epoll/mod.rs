@@ -14,6 +14,7 @@
 //! read when the handler has room again.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -193,6 +194,10 @@ impl Driver for Epoll {
         }
         let mut conn = reactor.conns.remove(key);
         let _ = reactor.io.poll.registry().deregister(&mut conn.stream);
+    }
+
+    fn listeners(&self) -> [Option<BorrowedFd<'_>>; 2] {
+        [&self.tcp_listener, &self.ws_listener].map(|l| l.as_ref().map(|l| l.as_fd()))
     }
 
     /// The listeners are deregistered and this reactor's descriptors closed.

@@ -175,7 +175,7 @@ impl PerIpTable {
 }
 
 /// What an address counts as: IPv4 (mapped or not) itself, IPv6 its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {

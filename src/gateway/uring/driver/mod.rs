@@ -18,7 +18,7 @@
 //!   its operations completed: no completion ever finds a reused slot.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -356,6 +356,10 @@ impl Driver for Uring {
 
     fn stop_accepting<H: Handler>(reactor: &mut Reactor<H>) {
         reactor.stop_accepting();
+    }
+
+    fn listeners(&self) -> [Option<BorrowedFd<'_>>; 2] {
+        [&self.tcp_listener, &self.ws_listener].map(|l| l.as_ref().map(|l| l.socket.as_fd()))
     }
 
     /// Every receive cancelled and waited for before the buffers go.
