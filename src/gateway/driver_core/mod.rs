@@ -230,6 +230,19 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         self.sync_syn_filter();
     }
 
+    /// A refusal may have blocked its source: then this reactor's listeners take the new
+    /// program at once and the other reactors are woken to take it (their listeners get the
+    /// source's SYNs too, spread by SO_REUSEPORT).
+    fn after_refusal(&mut self) {
+        if self.shared.syn_filter.generation() == self.syn_generation {
+            return;
+        }
+        self.sync_syn_filter();
+        for index in (0..self.handle.reactors()).filter(|&i| i != self.index) {
+            self.handle.wake(index);
+        }
+    }
+
     /// Releases the SYN filter's blocks that ended, and puts its program on this reactor's
     /// listeners if it changed since the last pass (one atomic load when it did not).
     fn sync_syn_filter(&mut self) {
@@ -329,8 +342,12 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         draining: bool,
     ) -> Option<usize> {
         let shared = &self.shared;
-        let ip_counted =
-            admit::admission_checks(shared, self.index, peer, transport, draining, self.now)?;
+        let Some(ip_counted) =
+            admit::admission_checks(shared, self.index, peer, transport, draining, self.now)
+        else {
+            self.after_refusal();
+            return None;
+        };
         let key = self.conns.vacant_key();
         let registered = match key >= u32::MAX as usize {
             true => Err(None),

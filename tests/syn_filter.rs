@@ -1,0 +1,122 @@
+//! The SYN filter over real loopback sockets (issues #10 and #12): a source that keeps
+//! connecting past its per-IP connect rate is blocked in the kernel (its connects go
+//! unanswered), another source connects at once throughout, the blocked source's open
+//! connection keeps working (only bare SYNs are dropped), and after the penalty the source
+//! connects again. `tests/syn_filter_uring.rs` runs the same on io_uring.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+use switchboard::gateway::{GatewayConfig, PerIpLimit, SynFilterConfig};
+
+use common::{configure, test_config, wait_until, TcpClient, TestGateway};
+
+const FLOODER: [u8; 4] = [127, 0, 0, 3];
+const BYSTANDER: [u8; 4] = [127, 0, 0, 4];
+/// A connect not answered within this time counts as dropped (a SYN's first retransmit is
+/// at 1 s; a served connect on loopback takes well under a millisecond).
+const UNANSWERED: Duration = Duration::from_millis(300);
+const PENALTY: Duration = Duration::from_millis(1500);
+
+fn config(enabled: bool) -> GatewayConfig {
+    GatewayConfig {
+        per_ip: PerIpLimit {
+            max_conns: 0,
+            connect_burst: 5,
+            connect_per_second: 2,
+        },
+        syn_filter: SynFilterConfig {
+            enabled,
+            penalty: PENALTY,
+            exempt: None,
+        },
+        ..test_config()
+    }
+}
+
+/// A connect from the loopback address `from`: the stream, or `None` when the kernel did not
+/// answer within [`UNANSWERED`].
+fn try_connect(from: [u8; 4], addr: SocketAddr) -> Option<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind the client's address");
+    match socket.connect_timeout(&addr.into(), UNANSWERED) {
+        Ok(()) => {
+            let stream: TcpStream = socket.into();
+            configure(&stream);
+            Some(stream)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => None,
+        Err(e) => panic!("connect from {from:?}: {e}"),
+    }
+}
+
+/// A connection from `from` that is accepted and served: one packet echoed.
+fn served(from: [u8; 4], addr: SocketAddr) -> bool {
+    let Some(stream) = try_connect(from, addr) else {
+        return false;
+    };
+    let mut client = TcpClient::from_stream(stream);
+    client.echo(7, b"knock");
+    true
+}
+
+/// Connects from `from` as fast as it can until one goes unanswered; the attempts it took,
+/// or `None` if 200 attempts were all answered (accepted, and closed by the limits).
+fn flood_until_unanswered(from: [u8; 4], addr: SocketAddr) -> Option<usize> {
+    (1..=200).find(|_| try_connect(from, addr).is_none())
+}
+
+#[test]
+fn a_source_over_its_connect_rate_loses_its_syns_until_the_penalty_ends() {
+    let gateway = TestGateway::echo(config(true));
+    let addr = gateway.tcp_addr();
+    let mut open = TcpClient::from_stream(try_connect(FLOODER, addr).expect("first connect"));
+    open.echo(7, b"before");
+
+    let attempts = flood_until_unanswered(FLOODER, addr);
+    let attempts = attempts.expect("the flooder was never blocked: every connect was accepted");
+    assert!(attempts > 20, "blocked after {attempts} connects: too soon");
+    let blocked_at = Instant::now();
+    let probe = gateway.probe();
+    assert_eq!(probe.syn_blocked_sources(), 1);
+    assert_eq!(probe.syn_blocks(), 1);
+
+    // Every reactor's listener has the program now (they were woken for it).
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        assert!(
+            try_connect(FLOODER, addr).is_none(),
+            "a blocked source's connect was answered"
+        );
+        assert!(served(BYSTANDER, addr), "another source was not served");
+    }
+    open.echo(7, b"during the block");
+    assert!(
+        blocked_at.elapsed() < PENALTY,
+        "the checks took longer than the penalty; the test proves nothing"
+    );
+
+    let released = wait_until(PENALTY * 3, || served(FLOODER, addr));
+    assert!(released, "the source was never released");
+    assert!(blocked_at.elapsed() >= PENALTY - UNANSWERED);
+    assert!(wait_until(Duration::from_secs(1), || probe
+        .syn_blocked_sources()
+        == 0));
+    open.echo(7, b"after");
+}
+
+#[test]
+fn with_the_filter_off_the_flooder_is_refused_at_accept_only() {
+    let gateway = TestGateway::echo(config(false));
+    let addr = gateway.tcp_addr();
+    for _ in 0..60 {
+        assert!(try_connect(FLOODER, addr).is_some());
+    }
+    assert_eq!(gateway.probe().syn_blocks(), 0);
+    assert!(served(BYSTANDER, addr));
+}

@@ -1,0 +1,5 @@
+//! `tests/syn_filter.rs` again, with the gateway on io_uring: a test binary whose name ends in
+//! `_uring` starts it there (`backend()` in tests/shared/mod.rs).
+
+#[path = "syn_filter.rs"]
+mod suite;
