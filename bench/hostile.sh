@@ -27,7 +27,9 @@
 # PER_IP_ARGS (per-IP limits for reconnect-flood; empty: none), ATTACK_IP,
 # VICTIM_IPS, VICTIM_CONNS, SIZE, VICTIM_S (seconds per victim run), ATTACK_S, SETTLE_S, OUT,
 # PROBE_IP and PROBE_RATE (one framed-TCP connection echoing at that pace while the victim runs,
-# so the table shows the other port answering too).
+# so the table shows the other port answering too), ATTACK_CONNECT_TIMEOUT_MS (reconnect-flood: the
+# attackers give up an unanswered connect after this many ms and try again at once; unset, a
+# connect waits as long as the kernel retries, up to the end of the attack).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -42,6 +44,7 @@ ATTACK_IP=${ATTACK_IP:-127.0.0.100}
 VICTIM_IPS=${VICTIM_IPS:-127.0.0.1-127.0.0.10}
 PROBE_IP=${PROBE_IP:-127.0.0.20}
 PROBE_RATE=${PROBE_RATE:-50}
+ATTACK_CONNECT_TIMEOUT_MS=${ATTACK_CONNECT_TIMEOUT_MS:-}
 VICTIM_CONNS=${VICTIM_CONNS:-100}
 SIZE=${SIZE:-20}
 VICTIM_S=${VICTIM_S:-5}
@@ -201,7 +204,8 @@ for attack in $ATTACKS; do
     cpu_start=$(cpu_ticks "$server_pid")
     /usr/bin/time -f '%U %S' -o "$OUT/$attack-attacker-cpu.txt" \
         target/release/hostile "$tool_attack" --target "$target" --conns "$(attack_conns "$attack")" \
-        --duration "$ATTACK_S" --bind "$ATTACK_IP" >"$OUT/$attack-attack.json" &
+        --duration "$ATTACK_S" --bind "$ATTACK_IP" \
+        ${ATTACK_CONNECT_TIMEOUT_MS:+--connect-timeout-ms "$ATTACK_CONNECT_TIMEOUT_MS"} >"$OUT/$attack-attack.json" &
     attacker_pid=$!
     sleep 0.5
     probe_pid=""
@@ -243,6 +247,7 @@ if peer:
     server = f"bench/peers {peer}_echo --threads 1"
 print(f"\nserver: {server} echo --workers 1 {server_args} (reconnect-flood: + {per_ip_args or 'nothing'}); "
       f"victim: loadtest echo, {conns} WebSocket connections, {size} B, 1 in flight; "
+      f"attackers' connect timeout: {os.environ.get('ATTACK_CONNECT_TIMEOUT_MS') or 'none'} ms; "
       f"load average at the end {' '.join(load)}\n")
 head = ("| attack | backend | victim msgs/s (base → under) | ratio | victim p99 ms (base → under) | ratio "
         "| RSS MiB before / peak / +10 s | fds before / peak / after | attackers cut | how | cut after s (first / median / last) "

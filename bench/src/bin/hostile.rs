@@ -77,6 +77,12 @@ struct Args {
     /// The attackers' source address (the kernel picks one when unset).
     #[arg(long)]
     bind: Option<std::net::IpAddr>,
+    /// reconnect-flood: give up a connect the server does not answer after this many
+    /// milliseconds and try again at once (unset: wait as `connect` does, until the end of
+    /// the attack at most). A server that drops the SYNs of a flooder (`--syn-filter`) leaves
+    /// a naive one waiting on retransmits; an impatient one keeps sending SYNs.
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
 }
 
 /// How one attacking connection ended.
@@ -150,7 +156,7 @@ fn summarize(args: &Args, ends: &[End], elapsed: f64, extra: &str) {
 
 fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End {
     let at = || Some(start.elapsed().as_secs_f64());
-    let stream = match connect(args.target, args.bind, args.attack == Attack::SlowReaders) {
+    let stream = match connect(args.target, args.bind, args.attack == Attack::SlowReaders, None) {
         Ok(s) => s,
         Err(e) => {
             return End {
@@ -185,6 +191,7 @@ fn connect(
     target: SocketAddr,
     bind: Option<std::net::IpAddr>,
     small_receive_buffer: bool,
+    timeout: Option<Duration>,
 ) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(target),
@@ -198,7 +205,10 @@ fn connect(
         socket.set_recv_buffer_size(4 << 10)?;
     }
     socket.set_tcp_nodelay(true)?;
-    socket.connect(&target.into())?;
+    match timeout {
+        Some(timeout) => socket.connect_timeout(&target.into(), timeout.max(Duration::from_millis(1)))?,
+        None => socket.connect(&target.into())?,
+    }
     // RST on close: no TIME_WAIT left for the next run.
     socket.set_linger(Some(Duration::ZERO))?;
     let stream: TcpStream = socket.into();
@@ -425,14 +435,20 @@ fn reconnect_flood(args: &Args, start: Instant, deadline: Instant) {
                 let mut ends = Vec::new();
                 let mut echoed_total = 0usize;
                 while Instant::now() < deadline {
-                    let stream = match connect(args.target, args.bind, false) {
+                    // Never past the end of the attack: a dropped SYN is retried for minutes.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let patience = args.connect_timeout_ms.map(Duration::from_millis);
+                    let timeout = patience.map_or(left, |p| p.min(left));
+                    let stream = match connect(args.target, args.bind, false, Some(timeout)) {
                         Ok(s) => s,
                         Err(e) => {
                             ends.push(End {
                                 how: format!("connect_{:?}", e.kind()),
                                 at: Some(start.elapsed().as_secs_f64()),
                             });
-                            thread::sleep(Duration::from_millis(10));
+                            if e.kind() != io::ErrorKind::TimedOut {
+                                thread::sleep(Duration::from_millis(10));
+                            }
                             continue;
                         }
                     };
@@ -462,7 +478,10 @@ fn reconnect_flood(args: &Args, start: Instant, deadline: Instant) {
             echoed += bytes;
         }
     }
-    let served = ends.iter().filter(|e| e.how != "refused").count();
+    let served = ends
+        .iter()
+        .filter(|e| e.how != "refused" && !e.how.starts_with("connect_"))
+        .count();
     let extra = format!(",\"served\":{served},\"echoed_packets\":{}", echoed / 14);
     summarize(args, &ends, start.elapsed().as_secs_f64(), &extra);
 }
