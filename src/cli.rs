@@ -446,7 +446,7 @@ pub struct GatewayArgs {
     /// doubled on each repeat up to 32×, instead of costing an accept and a close per attempt.
     /// Never an address of --trusted-proxies, never after a PROXY header; acts only when the
     /// per-IP limits are on. on or off.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     syn_filter: bool,
     /// How long a first block of --syn-filter lasts.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -79,7 +79,13 @@ fn a_source_over_its_connect_rate_loses_its_syns_until_the_penalty_ends() {
     open.echo(7, b"before");
 
     let attempts = flood_until_unanswered(FLOODER, addr);
-    let attempts = attempts.expect("the flooder was never blocked: every connect was accepted");
+    let attempts = attempts.unwrap_or_else(|| {
+        panic!(
+            "the flooder was never blocked: every connect was accepted ({} blocks, refusals {:?})",
+            gateway.probe().syn_blocks(),
+            gateway.refusals()
+        )
+    });
     assert!(attempts > 20, "blocked after {attempts} connects: too soon");
     let blocked_at = Instant::now();
     let probe = gateway.probe();
@@ -119,4 +125,42 @@ fn with_the_filter_off_the_flooder_is_refused_at_accept_only() {
     }
     assert_eq!(gateway.probe().syn_blocks(), 0);
     assert!(served(BYSTANDER, addr));
+}
+
+#[test]
+fn listeners_handed_over_lose_the_program_of_the_process_before() {
+    // A listener as a process that blocked sources hands it over: here, a program dropping
+    // every bare SYN.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let drop_every_syn = [
+        socket2::SockFilter::new(0x30, 0, 0, 13),   // A = TCP flags
+        socket2::SockFilter::new(0x54, 0, 0, 0x12), // A &= SYN | ACK
+        socket2::SockFilter::new(0x15, 0, 1, 0x02), // bare SYN?
+        socket2::SockFilter::new(0x06, 0, 0, 0),    // drop
+        socket2::SockFilter::new(0x06, 0, 0, u32::MAX), // pass
+    ];
+    socket2::SockRef::from(&listener)
+        .attach_filter(&drop_every_syn)
+        .expect("attach");
+    let addr = listener.local_addr().unwrap();
+    assert!(
+        try_connect(BYSTANDER, addr).is_none(),
+        "the program drops SYNs"
+    );
+    let taken = switchboard::gateway::Listeners {
+        tcp: vec![listener],
+        ws: Vec::new(),
+    };
+    let config = GatewayConfig {
+        tcp: Some(addr),
+        ws: None,
+        ..config(true)
+    };
+    let gateway = switchboard::gateway::Gateway::start_on(config, Some(taken), |_, _| {
+        switchboard::echo::EchoHandler
+    })
+    .expect("gateway starts on the listener");
+    let served_now = served(BYSTANDER, addr);
+    gateway.shutdown();
+    assert!(served_now, "the old program still drops SYNs");
 }

@@ -454,6 +454,41 @@ fn the_limits_come_from_flags_and_the_config_file_with_documented_defaults() {
 }
 
 #[test]
+fn the_syn_filter_is_on_by_default_and_set_by_flag_or_file_and_exempts_trusted_proxies() {
+    let defaults = serve(&["serve"]).gateway.to_config().unwrap().syn_filter;
+    assert!(defaults.enabled);
+    assert_eq!(defaults.penalty, Duration::from_secs(10));
+    assert!(defaults.exempt.is_none());
+
+    let flags = echo(&[
+        "echo",
+        "--syn-filter",
+        "off",
+        "--syn-filter-penalty",
+        "90s",
+        "--proxy-protocol",
+        "--trusted-proxies",
+        "10.0.0.0/8",
+    ]);
+    let config = flags.gateway.to_config().unwrap().syn_filter;
+    assert!(!config.enabled);
+    assert_eq!(config.penalty, Duration::from_secs(90));
+    let exempt = config.exempt.expect("the trusted proxies are exempt");
+    assert!(exempt.contains("10.1.2.3".parse().unwrap()));
+
+    for file in ["syn-filter = \"off\"\n", "syn-filter = false\n"] {
+        let Command::Serve(set) = parse_serve_with(file).unwrap().command else {
+            panic!("not serve");
+        };
+        assert!(
+            !set.gateway.to_config().unwrap().syn_filter.enabled,
+            "{file}"
+        );
+    }
+    assert!(parse(args(&["serve", "--syn-filter", "maybe"])).is_err());
+}
+
+#[test]
 fn the_store_is_sqlite_by_default_or_a_postgres_location_from_the_line_or_the_file() {
     assert_eq!(serve(&["serve"]).store, StoreLocation::Sqlite);
     let url = "postgres://sb:secret@db.internal:5432/switchboard";

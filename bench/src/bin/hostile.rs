@@ -156,7 +156,12 @@ fn summarize(args: &Args, ends: &[End], elapsed: f64, extra: &str) {
 
 fn attacker(index: usize, args: &Args, start: Instant, deadline: Instant) -> End {
     let at = || Some(start.elapsed().as_secs_f64());
-    let stream = match connect(args.target, args.bind, args.attack == Attack::SlowReaders, None) {
+    let stream = match connect(
+        args.target,
+        args.bind,
+        args.attack == Attack::SlowReaders,
+        None,
+    ) {
         Ok(s) => s,
         Err(e) => {
             return End {
@@ -206,7 +211,9 @@ fn connect(
     }
     socket.set_tcp_nodelay(true)?;
     match timeout {
-        Some(timeout) => socket.connect_timeout(&target.into(), timeout.max(Duration::from_millis(1)))?,
+        Some(timeout) => {
+            socket.connect_timeout(&target.into(), timeout.max(Duration::from_millis(1)))?
+        }
         None => socket.connect(&target.into())?,
     }
     // RST on close: no TIME_WAIT left for the next run.

@@ -166,7 +166,7 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         let start = shared.config.clock_start_ticks;
         let mut ws = Workspace::new(Limits::new(&shared.config), start);
         ws.share_per_ip(shared.per_ip.clone());
-        Reactor {
+        let mut reactor = Reactor {
             index,
             conns: Slab::new(),
             generations: Vec::new(),
@@ -191,10 +191,15 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
             last_trim: start,
             draining_until: None,
             spread: None,
-            syn_generation: 0,
+            // Never a generation: the first sync puts this process's program (none yet) on
+            // the listeners, which may come from a process before it (`--handover`, socket
+            // activation) with that one's program still attached.
+            syn_generation: u64::MAX,
             syn_attach_warned: false,
             io,
-        }
+        };
+        reactor.sync_syn_filter();
+        reactor
     }
 
     /// How long the next wait may last: not at all when `busy` (turns owed), otherwise until
