@@ -196,7 +196,7 @@ for rate in $RATES; do
                     sleep $((DURATION / 2))
                     for task in /proc/"$server_pid"/task/*; do
                         comm=$(cat "$task/comm")
-                        case $comm in store | reactor-* | logic)
+                        case $comm in store | store-ckpt | reactor-* | logic)
                             timeout -s INT "$STRACE" strace -c -p "${task##*/}" \
                                 -o "$OUT/strace-$name-$comm.txt" 2>/dev/null &
                             ;;

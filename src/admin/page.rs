@@ -313,7 +313,12 @@ fn core_families(context: &Context, sources: &super::Sources, text: &mut Prometh
     );
     text.histogram(
         "switchboard_store_checkpoint_seconds",
-        "Time of one WAL checkpoint run by the SQLite store thread between batches.",
+        "Time of one WAL checkpoint run by the SQLite checkpoint thread, beside the commits.",
         &store.checkpoint_seconds.snapshot(),
+    );
+    text.histogram(
+        "switchboard_store_thread_checkpoint_seconds",
+        "Time of one WAL checkpoint the SQLite store thread ran itself (the log left unfinished).",
+        &store.store_thread_checkpoint_seconds.snapshot(),
     );
 }

@@ -1,6 +1,6 @@
 //! What an engine's writer thread counts of its commits, for the admin listener's `/metrics`.
 //! Both engines fill the same block, so `/metrics` reads the same families whichever runs;
-//! the writer thread is its one writer.
+//! the writer thread is its one writer (SQLite's checkpoint thread, of `checkpoint_seconds`).
 
 use crate::metrics::{Counter, Gauge, Histogram, SECONDS_BOUNDS, SIZE_BOUNDS};
 
@@ -16,9 +16,12 @@ pub struct StoreMetrics {
     pub batches_failed: Counter,
     /// Requests waiting in the queue when the last batch was taken.
     pub queued_requests: Gauge,
-    /// Seconds per WAL checkpoint run by the store thread between batches (SQLite with
-    /// `--checkpoint-pages` above 0; none on PostgreSQL).
+    /// Seconds per WAL checkpoint run by the checkpoint thread, all its passes (SQLite with
+    /// `--checkpoint-pages` above 0; none on PostgreSQL). That thread is this one's writer.
     pub checkpoint_seconds: Histogram,
+    /// Seconds per WAL checkpoint the store thread ran by itself between batches, because the
+    /// checkpoint thread left the log unfinished up to twice the threshold (SQLite).
+    pub store_thread_checkpoint_seconds: Histogram,
 }
 
 impl Default for StoreMetrics {
@@ -29,6 +32,7 @@ impl Default for StoreMetrics {
             batches_failed: Counter::default(),
             queued_requests: Gauge::default(),
             checkpoint_seconds: Histogram::new(SECONDS_BOUNDS),
+            store_thread_checkpoint_seconds: Histogram::new(SECONDS_BOUNDS),
         }
     }
 }

@@ -1,28 +1,46 @@
-//! WAL checkpoints off the commit path: the store thread copies the WAL back into the
-//! database after a batch's completions have gone out, not inside the COMMIT that happens
-//! to cross SQLite's threshold.
+//! WAL checkpoints off the commit path and off the store thread: a thread of their own
+//! (`store-ckpt`) copies the WAL back into the database on a second connection while the store
+//! thread goes on committing.
 //!
 //! SQLite's own `wal_autocheckpoint` runs the checkpoint inside the commit that crosses 1,000
 //! pages: that batch's acks wait for it (15.5 % of the store thread's time in a 30-minute run,
-//! docs/performance.md "Long runs"), and at 3,000 messages/s it ran several times a second,
-//! writing the same hot pages (the inboxes' tails, the messages' tail) back each time. Here
-//! the writer's connection has `wal_autocheckpoint = 0`; a WAL hook records how many frames
-//! the log holds after each commit, and [`Checkpoints::run_if_due`] runs a PASSIVE checkpoint
-//! on the store thread between batches once it holds `pages` (requests arriving meanwhile
-//! wait in the queue and go into the next batch). The store thread is the only writer, so
-//! the checkpoint finishes the whole log and the next commit starts the WAL over from its
-//! beginning. A checkpoint that cannot finish (a reader still in an older snapshot) is tried
-//! again only after another `pages` frames, never after every commit.
+//! docs/performance.md "Long runs"). Run between batches on the store thread instead, it still
+//! held every request that arrived during its ~12 ms (1.3–1.8 % of the time at 3,000/s: enough
+//! to reach the ack's p99). Here the writer's connection has `wal_autocheckpoint = 0`; a WAL
+//! hook records how many frames the log holds after each commit, and once it holds `pages` the
+//! store thread wakes the checkpoint thread (a bounded channel of one: never twice for one
+//! checkpoint), which runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection. PASSIVE
+//! takes no lock a writer needs, so commits go on during the copy.
+//!
+//! The log starts over from its beginning only when a write transaction begins with every
+//! frame copied. Commits made during the bulk copy are left in the log, so the checkpoint
+//! thread runs up to [`PASSES`] passes, each copying what the last left (a few frames, short
+//! enough to finish between two commits at ordinary rates). Should the log still never be
+//! finished (commits back to back), the store thread checkpoints by itself between batches
+//! once the WAL holds `2 × pages` frames: as the one writer it always finishes the log, so
+//! the WAL stays bounded. A checkpoint that cannot finish at all (a reader in an older
+//! snapshot) is tried again after another threshold's worth, never after every commit.
 //!
 //! `pages = 0` leaves SQLite's own autocheckpoint in charge (the behaviour before), so the two
-//! can be measured side by side (`serve --checkpoint-pages 0`).
+//! can be measured side by side (`serve --checkpoint-pages 0`). Metrics: each thread its own
+//! histogram (`checkpoint_seconds` the checkpoint thread's, `store_thread_checkpoint_seconds`
+//! the store thread's), as every metrics block has one writer.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 
-use crate::store::StoreMetrics;
+use super::{schema, SqliteConfig};
+use crate::store::{StoreError, StoreMetrics};
+
+/// Passes of one background checkpoint at most: the bulk copy, then what commits added
+/// meanwhile, until a pass finds nothing committed during it.
+const PASSES: usize = 4;
 
 thread_local! {
     /// Frames in the WAL after the last commit on this thread's connection: SQLite calls the
@@ -35,33 +53,34 @@ fn note_wal_frames(_wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusq
     Ok(())
 }
 
-/// When the store thread checkpoints.
+/// One PASSIVE checkpoint on `conn`: the log's frames and how many of them are now copied,
+/// or `None` if another connection's checkpoint is running (SQLite answers "busy" then).
+fn passive(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        let busy: i64 = row.get(0)?;
+        Ok((busy == 0).then_some((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+    })
+}
+
+/// When the store thread checkpoints by itself: once the WAL holds `pages` frames, and after
+/// a checkpoint that could not finish, only after another `pages`.
 #[derive(Debug)]
-pub(crate) struct Checkpoints {
-    /// Frames in the WAL that make a checkpoint due; 0: SQLite's autocheckpoint instead.
+struct Threshold {
+    /// Frames in the WAL that make a checkpoint due; 0: never.
     pages: i64,
-    /// The WAL's size at which the next checkpoint is due.
+    /// The WAL's size at which the next one is due.
     due_at: i64,
 }
 
-impl Checkpoints {
-    /// Takes the checkpoints off `conn`'s commits (unless `pages` is 0). The count of frames
-    /// is kept per thread: only the one thread that commits on `conn` may call
-    /// [`Checkpoints::run_if_due`].
-    pub(crate) fn install(conn: &Connection, pages: u32) -> rusqlite::Result<Checkpoints> {
-        let pages = i64::from(pages);
-        if pages > 0 {
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            // Replaces the autocheckpoint's own hook as well.
-            conn.wal_hook(Some(note_wal_frames));
-        }
-        Ok(Checkpoints {
+impl Threshold {
+    fn new(pages: i64) -> Self {
+        Threshold {
             pages,
             due_at: pages,
-        })
+        }
     }
 
-    /// Whether a checkpoint is due with `frames` in the WAL.
+    /// Whether one is due with `frames` in the WAL.
     fn due(&mut self, frames: i64) -> bool {
         if self.pages == 0 {
             return false;
@@ -73,7 +92,7 @@ impl Checkpoints {
         frames >= self.due_at
     }
 
-    /// After a checkpoint of a log of `frames`, `backfilled` of them copied.
+    /// After one was started with `frames` in a log, `backfilled` of them copied.
     fn done(&mut self, frames: i64, backfilled: i64) {
         self.due_at = if backfilled < frames {
             frames + self.pages
@@ -81,30 +100,174 @@ impl Checkpoints {
             self.pages
         };
     }
+}
 
-    /// Runs a PASSIVE checkpoint on `conn` if the WAL has grown to the threshold since the
-    /// last one. A failure is logged and tried again after the next threshold's worth.
+/// The checkpoint thread's side: the store thread's handle on it.
+#[derive(Debug)]
+struct Background {
+    /// Wakes the checkpoint thread; holds at most one wake-up.
+    wake: Sender<()>,
+    /// Set by the store thread when it wakes the checkpoint thread, cleared by that thread
+    /// after its last pass: the store thread wakes it again only once it is idle.
+    running: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// When and where the store's checkpoints run.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    /// When to wake the checkpoint thread (`pages`).
+    wake_at: Threshold,
+    /// When the store thread checkpoints by itself (`2 × pages`).
+    fallback: Threshold,
+    background: Option<Background>,
+}
+
+impl Checkpoints {
+    /// Takes the checkpoints off `conn`'s commits and starts the checkpoint thread on a
+    /// connection of its own to the same database (unless `config.checkpoint_pages` is 0).
+    /// The count of frames is kept per thread: only the one thread that commits on `conn` may
+    /// call [`Checkpoints::run_if_due`].
+    pub(crate) fn install(
+        conn: &Connection,
+        config: &SqliteConfig,
+    ) -> Result<Checkpoints, StoreError> {
+        let pages = i64::from(config.checkpoint_pages);
+        let mut checkpoints = Checkpoints {
+            wake_at: Threshold::new(pages),
+            fallback: Threshold::new(pages * 2),
+            background: None,
+        };
+        if pages == 0 {
+            return Ok(checkpoints);
+        }
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Replaces the autocheckpoint's own hook as well.
+        conn.wal_hook(Some(note_wal_frames));
+        // PASSIVE never calls the busy handler: the timeout only bounds opening.
+        let checkpointer = Checkpointer {
+            conn: schema::open_connection(
+                &config.database_path(),
+                config.synchronous,
+                config.busy_timeout,
+            )?,
+            running: Arc::new(AtomicBool::new(false)),
+            metrics: config.metrics.clone(),
+            #[cfg(test)]
+            gate: config.checkpoint_gate.clone(),
+        };
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let running = checkpointer.running.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-ckpt".into())
+            .spawn(move || checkpointer.run(&woken))
+            .map_err(|e| StoreError::ThreadSpawn {
+                detail: format!("the WAL checkpoint thread: {e}").into(),
+            })?;
+        checkpoints.background = Some(Background {
+            wake,
+            running,
+            thread,
+        });
+        Ok(checkpoints)
+    }
+
+    /// Between batches on the store thread: wakes the checkpoint thread once the WAL holds
+    /// `pages` frames, and checkpoints here only if the log has grown to twice that without
+    /// being finished. A failure is logged and tried again after the next threshold's worth.
     pub(crate) fn run_if_due(&mut self, conn: &Connection, metrics: &StoreMetrics) {
         let frames = WAL_FRAMES.with(Cell::get);
-        if !self.due(frames) {
+        if let Some(background) = &self.background {
+            if self.wake_at.due(frames) && !background.running.load(Ordering::Acquire) {
+                background.running.store(true, Ordering::Release);
+                match background.wake.try_send(()) {
+                    // Woken; again only after another threshold's worth if it leaves the log
+                    // unfinished.
+                    Ok(()) => self.wake_at.done(frames, 0),
+                    Err(TrySendError::Full(())) => {}
+                    Err(TrySendError::Disconnected(())) => {
+                        tracing::error!("the WAL checkpoint thread has gone; checkpointing here");
+                        background.running.store(false, Ordering::Release);
+                        self.background = None;
+                    }
+                }
+            }
+        }
+        if !self.fallback.due(frames) {
             return;
         }
         let started = Instant::now();
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
+        let result = passive(conn);
         metrics
-            .checkpoint_seconds
+            .store_thread_checkpoint_seconds
             .observe_duration(started.elapsed());
         match result {
-            Ok((log, backfilled)) => {
-                self.done(log, backfilled);
+            Ok(Some((log, backfilled))) => {
+                self.fallback.done(log, backfilled);
                 WAL_FRAMES.with(|count| count.set(log));
             }
+            // The checkpoint thread is copying: tried again after the next batch.
+            Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, frames, "WAL checkpoint failed; trying again later");
-                self.done(frames, 0);
+                self.fallback.done(frames, 0);
             }
+        }
+    }
+
+    /// Stops the checkpoint thread (after the pass it may be in) and waits for it.
+    pub(crate) fn stop(&mut self) {
+        if let Some(Background { wake, thread, .. }) = self.background.take() {
+            drop(wake);
+            if thread.join().is_err() {
+                tracing::error!("the WAL checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+/// Tests hold the checkpoint thread with this before each checkpoint: it sends on the first
+/// channel, then waits for the second.
+#[cfg(test)]
+pub(crate) type Gate = (Sender<()>, Receiver<()>);
+
+/// The checkpoint thread's own state.
+struct Checkpointer {
+    /// Its own connection: a checkpoint on it takes no lock the store thread's commits need.
+    conn: Connection,
+    running: Arc<AtomicBool>,
+    metrics: Arc<StoreMetrics>,
+    #[cfg(test)]
+    gate: Option<Gate>,
+}
+
+impl Checkpointer {
+    /// Each wake-up, PASSIVE passes until one finds the log finished (no commit during it) or
+    /// [`PASSES`] have run. Returns when the store thread hangs up.
+    fn run(self, woken: &Receiver<()>) {
+        while woken.recv().is_ok() {
+            #[cfg(test)]
+            if let Some((entered, go)) = &self.gate {
+                let _ = entered.send(());
+                let _ = go.recv();
+            }
+            let started = Instant::now();
+            for _ in 0..PASSES {
+                match passive(&self.conn) {
+                    Ok(Some((log, backfilled))) if backfilled >= log => break,
+                    Ok(Some(_)) => {}
+                    // The store thread is checkpointing by itself, and finishes the log.
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "WAL checkpoint failed; trying again later");
+                        break;
+                    }
+                }
+            }
+            self.metrics
+                .checkpoint_seconds
+                .observe_duration(started.elapsed());
+            self.running.store(false, Ordering::Release);
         }
     }
 }
@@ -115,10 +278,7 @@ mod tests {
 
     #[test]
     fn due_once_per_threshold_and_not_after_every_commit_when_a_checkpoint_cannot_finish() {
-        let mut c = Checkpoints {
-            pages: 100,
-            due_at: 100,
-        };
+        let mut c = Threshold::new(100);
         assert!(!c.due(99));
         assert!(c.due(100));
         c.done(100, 100);
@@ -130,10 +290,7 @@ mod tests {
         assert!(!c.due(160));
         assert!(!c.due(249));
         assert!(c.due(250));
-        let mut off = Checkpoints {
-            pages: 0,
-            due_at: 0,
-        };
+        let mut off = Threshold::new(0);
         assert!(!off.due(1_000_000));
     }
 }

@@ -52,12 +52,15 @@ pub struct SqliteConfig {
     /// How long a transaction waits for another connection's lock before failing with
     /// [`StoreError::Locked`].
     pub busy_timeout: Duration,
-    /// WAL frames (pages) after which the store thread checkpoints between batches, off the
-    /// commit path (`sqlite/checkpoint.rs`); 0 leaves it to SQLite's autocheckpoint, inside
-    /// the commit that crosses 1,000 pages.
+    /// WAL frames (pages) after which a thread of its own checkpoints on a second connection,
+    /// off the commit path and off the store thread (`sqlite/checkpoint.rs`); 0 leaves it to
+    /// SQLite's autocheckpoint, inside the commit that crosses 1,000 pages.
     pub checkpoint_pages: u32,
     /// Where the store thread counts its commits (it is their one writer).
     pub metrics: Arc<StoreMetrics>,
+    /// Holds the checkpoint thread before each checkpoint (tests).
+    #[cfg(test)]
+    pub(crate) checkpoint_gate: Option<checkpoint::Gate>,
 }
 
 impl SqliteConfig {
@@ -73,6 +76,8 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(5),
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
             metrics: Arc::default(),
+            #[cfg(test)]
+            checkpoint_gate: None,
         }
     }
 
@@ -83,7 +88,7 @@ impl SqliteConfig {
 
 const DATABASE_FILE: &str = "switchboard.db";
 
-/// The WAL's size, in pages, at which the store thread checkpoints: 4,000 pages (16 MB), four
+/// The WAL's size, in pages, at which the checkpoint thread runs: 4,000 pages (16 MB), four
 /// times SQLite's own default, so a hot page (an inbox's tail) is copied back once for four
 /// times as many commits. docs/performance.md, "Where the cost per message goes".
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 4000;
@@ -112,7 +117,7 @@ impl SqliteStore {
         let path = config.database_path();
         let mut conn = schema::open_connection(&path, config.synchronous, config.busy_timeout)?;
         schema::migrate(&mut conn)?;
-        let checkpoints = checkpoint::Checkpoints::install(&conn, config.checkpoint_pages)?;
+        let checkpoints = checkpoint::Checkpoints::install(&conn, &config)?;
         let (requests, receiver) = crossbeam_channel::bounded(config.queue.max(1));
         let writer = writer::StoreWriter {
             conn,

@@ -5,8 +5,8 @@
 //! in one `BEGIN IMMEDIATE … COMMIT`, and only then sends their completions: an `Appended` is
 //! the durability promise. A request that fails before writing anything fails alone; one that
 //! fails after writing rolls back the whole batch, which then fails request by request (see
-//! `execute_batch`). Never drops a request. WAL checkpoints run between batches, after the
-//! completions have gone out (`checkpoint.rs`).
+//! `execute_batch`). Never drops a request. WAL checkpoints run on a thread of their own,
+//! woken between batches (`checkpoint.rs`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -75,9 +75,11 @@ impl StoreWriter {
             if self.purge.is_pending() {
                 self.run_purge_chunk();
             }
-            // The batch's acks are out: what queues meanwhile joins the next batch.
+            // The batch's acks are out: wakes the checkpoint thread if the WAL has grown (or,
+            // if it never finishes the log, checkpoints here).
             self.checkpoints.run_if_due(&self.conn, &self.metrics);
         }
+        self.checkpoints.stop();
         // The channel reports Disconnected only once it is empty: every request was served.
         for ticket in self.purge.finish() {
             self.complete(Completion::Failed {

@@ -418,3 +418,76 @@ fn the_store_thread_checkpoints_between_batches_once_the_wal_holds_its_threshold
         h.close();
     }
 }
+
+/// A checkpoint in progress holds no request: while the checkpoint thread is held at its
+/// checkpoint, the store thread goes on committing (on the build that checkpointed on the
+/// store thread, the first append here waits out `WAIT` and the test fails). Let go, the
+/// checkpoint copies the whole log and the next commit starts it over.
+#[test]
+fn commits_go_on_while_the_checkpoint_thread_copies_and_the_log_then_starts_over() {
+    const PAGES: u32 = 200;
+    let db = Db::fresh(Kind::Sqlite);
+    let (tx, completions) = crossbeam_channel::unbounded();
+    let (entered_tx, entered) = crossbeam_channel::bounded(1);
+    let (go, go_rx) = crossbeam_channel::bounded(1);
+    let config = SqliteConfig {
+        checkpoint_pages: PAGES,
+        commit_delay: Duration::ZERO,
+        checkpoint_gate: Some((entered_tx, go_rx)),
+        ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
+    };
+    let metrics = config.metrics.clone();
+    let (store, thread) = SqliteStore::open(config, tx).unwrap();
+    let h = Harness {
+        store: Engine::Sqlite(store),
+        thread,
+        completions,
+        metrics,
+    };
+    fn append(h: &Harness, id: &mut u64) {
+        *id += 1;
+        let to = format!("user{}", *id % 40);
+        assert_eq!(
+            h.append(direct(*id, "alice", &to, *id), &[&to]),
+            AppendOutcome::Stored
+        );
+    }
+    let mut id = 0;
+    // A few frames per commit: the threshold is crossed within a few hundred.
+    while entered.try_recv().is_err() {
+        append(&h, &mut id);
+        assert!(id < 2_000, "no checkpoint after {id} commits");
+    }
+    let wal_frames = |path: &Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    };
+    // The checkpoint is under way (held): commits are acknowledged all the same, short of the
+    // store thread's own fallback at twice the threshold.
+    for _ in 0..20 {
+        append(&h, &mut id);
+    }
+    assert_eq!(h.metrics.checkpoint_seconds.count(), 0);
+    assert_eq!(h.metrics.store_thread_checkpoint_seconds.count(), 0);
+    go.send(()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while h.metrics.checkpoint_seconds.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint never ended"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    append(&h, &mut id);
+    let frames = wal_frames(&db.sqlite_path());
+    assert!(frames < 50, "the log did not start over: {frames} frames");
+    assert_eq!(h.metrics.store_thread_checkpoint_seconds.count(), 0);
+    h.close();
+    let h = db.open();
+    let (ids, _) = h.index("user1", "d", 0, 1000);
+    assert_eq!(ids.first(), Some(&1));
+    assert_eq!(ids.len() as u64, id.div_ceil(40));
+    h.close();
+}
