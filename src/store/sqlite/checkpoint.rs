@@ -13,13 +13,15 @@
 //! takes no lock a writer needs, so commits go on during the copy.
 //!
 //! The log starts over from its beginning only when a write transaction begins with every
-//! frame copied. Commits made during the bulk copy are left in the log, so the checkpoint
-//! thread runs up to [`PASSES`] passes, each copying what the last left (a few frames, short
-//! enough to finish between two commits at ordinary rates). Should the log still never be
-//! finished (commits back to back), the store thread checkpoints by itself between batches
-//! once the WAL holds `2 × pages` frames: as the one writer it always finishes the log, so
-//! the WAL stays bounded. A checkpoint that cannot finish at all (a reader in an older
-//! snapshot) is tried again after another threshold's worth, never after every commit.
+//! frame copied. Commits made during the bulk copy are left in the log: the checkpoint thread
+//! runs a second pass for them (enough when no commit came during it, as at low rates), and
+//! if that still leaves frames, it says so and the store thread copies the few left between
+//! two batches (a short checkpoint of a few dozen pages instead of thousands): as the one
+//! writer, it finishes the log, and the next commit starts the WAL over. Should the checkpoint
+//! thread fall behind altogether, the store thread checkpoints by itself once the WAL holds
+//! `2 × pages` frames, so the WAL stays bounded. A checkpoint that cannot finish at all (a
+//! reader in an older snapshot) is tried again after another threshold's worth, never after
+//! every commit.
 //!
 //! `pages = 0` leaves SQLite's own autocheckpoint in charge (the behaviour before), so the two
 //! can be measured side by side (`serve --checkpoint-pages 0`). Metrics: each thread its own
@@ -27,7 +29,7 @@
 //! the store thread's), as every metrics block has one writer.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -39,8 +41,15 @@ use super::{schema, SqliteConfig};
 use crate::store::{StoreError, StoreMetrics};
 
 /// Passes of one background checkpoint at most: the bulk copy, then what commits added
-/// meanwhile, until a pass finds nothing committed during it.
-const PASSES: usize = 4;
+/// meanwhile. More would rarely finish at rates where commits come every few milliseconds,
+/// and each costs an fsync of the database file.
+const PASSES: usize = 2;
+
+/// The checkpoint thread's state, as the store thread reads it between batches.
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+/// Its last checkpoint left frames that commits added meanwhile: the store thread copies them.
+const LEFT_UNFINISHED: u8 = 2;
 
 thread_local! {
     /// Frames in the WAL after the last commit on this thread's connection: SQLite calls the
@@ -107,9 +116,9 @@ impl Threshold {
 struct Background {
     /// Wakes the checkpoint thread; holds at most one wake-up.
     wake: Sender<()>,
-    /// Set by the store thread when it wakes the checkpoint thread, cleared by that thread
-    /// after its last pass: the store thread wakes it again only once it is idle.
-    running: Arc<AtomicBool>,
+    /// [`RUNNING`] from the store thread's wake-up to the checkpoint thread's last pass, then
+    /// [`IDLE`] or [`LEFT_UNFINISHED`]; the store thread wakes it only when idle.
+    state: Arc<AtomicU8>,
     thread: JoinHandle<()>,
 }
 
@@ -151,13 +160,13 @@ impl Checkpoints {
                 config.synchronous,
                 config.busy_timeout,
             )?,
-            running: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(AtomicU8::new(IDLE)),
             metrics: config.metrics.clone(),
             #[cfg(test)]
             gate: config.checkpoint_gate.clone(),
         };
         let (wake, woken) = crossbeam_channel::bounded(1);
-        let running = checkpointer.running.clone();
+        let state = checkpointer.state.clone();
         let thread = std::thread::Builder::new()
             .name("store-ckpt".into())
             .spawn(move || checkpointer.run(&woken))
@@ -166,36 +175,50 @@ impl Checkpoints {
             })?;
         checkpoints.background = Some(Background {
             wake,
-            running,
+            state,
             thread,
         });
         Ok(checkpoints)
     }
 
     /// Between batches on the store thread: wakes the checkpoint thread once the WAL holds
-    /// `pages` frames, and checkpoints here only if the log has grown to twice that without
-    /// being finished. A failure is logged and tried again after the next threshold's worth.
+    /// `pages` frames, copies what its checkpoint left, and checkpoints whole only if the log
+    /// has grown to twice the threshold without being finished. A failure is logged and tried
+    /// again after the next threshold's worth.
     pub(crate) fn run_if_due(&mut self, conn: &Connection, metrics: &StoreMetrics) {
         let frames = WAL_FRAMES.with(Cell::get);
         if let Some(background) = &self.background {
-            if self.wake_at.due(frames) && !background.running.load(Ordering::Acquire) {
-                background.running.store(true, Ordering::Release);
-                match background.wake.try_send(()) {
-                    // Woken; again only after another threshold's worth if it leaves the log
-                    // unfinished.
-                    Ok(()) => self.wake_at.done(frames, 0),
-                    Err(TrySendError::Full(())) => {}
-                    Err(TrySendError::Disconnected(())) => {
-                        tracing::error!("the WAL checkpoint thread has gone; checkpointing here");
-                        background.running.store(false, Ordering::Release);
-                        self.background = None;
+            match background.state.load(Ordering::Acquire) {
+                LEFT_UNFINISHED => {
+                    background.state.store(IDLE, Ordering::Release);
+                    self.checkpoint_here(conn, metrics, frames);
+                    return;
+                }
+                IDLE if self.wake_at.due(frames) => {
+                    background.state.store(RUNNING, Ordering::Release);
+                    match background.wake.try_send(()) {
+                        // Again only after another threshold's worth, should the log not
+                        // start over.
+                        Ok(()) => self.wake_at.done(frames, 0),
+                        Err(TrySendError::Full(())) => {}
+                        Err(TrySendError::Disconnected(())) => {
+                            tracing::error!(
+                                "the WAL checkpoint thread has gone; checkpointing here"
+                            );
+                            self.background = None;
+                        }
                     }
                 }
+                _ => {}
             }
         }
-        if !self.fallback.due(frames) {
-            return;
+        if self.fallback.due(frames) {
+            self.checkpoint_here(conn, metrics, frames);
         }
+    }
+
+    /// A PASSIVE checkpoint on the store thread's own connection: it finishes the log.
+    fn checkpoint_here(&mut self, conn: &Connection, metrics: &StoreMetrics, frames: i64) {
         let started = Instant::now();
         let result = passive(conn);
         metrics
@@ -235,7 +258,7 @@ pub(crate) type Gate = (Sender<()>, Receiver<()>);
 struct Checkpointer {
     /// Its own connection: a checkpoint on it takes no lock the store thread's commits need.
     conn: Connection,
-    running: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     metrics: Arc<StoreMetrics>,
     #[cfg(test)]
     gate: Option<Gate>,
@@ -243,7 +266,8 @@ struct Checkpointer {
 
 impl Checkpointer {
     /// Each wake-up, PASSIVE passes until one finds the log finished (no commit during it) or
-    /// [`PASSES`] have run. Returns when the store thread hangs up.
+    /// [`PASSES`] have run; then tells the store thread whether frames were left. Returns
+    /// when the store thread hangs up.
     fn run(self, woken: &Receiver<()>) {
         while woken.recv().is_ok() {
             #[cfg(test)]
@@ -252,22 +276,26 @@ impl Checkpointer {
                 let _ = go.recv();
             }
             let started = Instant::now();
+            let mut state = IDLE;
             for _ in 0..PASSES {
-                match passive(&self.conn) {
-                    Ok(Some((log, backfilled))) if backfilled >= log => break,
-                    Ok(Some(_)) => {}
+                state = match passive(&self.conn) {
+                    Ok(Some((log, backfilled))) if backfilled >= log => IDLE,
+                    Ok(Some(_)) => LEFT_UNFINISHED,
                     // The store thread is checkpointing by itself, and finishes the log.
-                    Ok(None) => break,
+                    Ok(None) => IDLE,
                     Err(error) => {
                         tracing::warn!(%error, "WAL checkpoint failed; trying again later");
-                        break;
+                        IDLE
                     }
+                };
+                if state == IDLE {
+                    break;
                 }
             }
             self.metrics
                 .checkpoint_seconds
                 .observe_duration(started.elapsed());
-            self.running.store(false, Ordering::Release);
+            self.state.store(state, Ordering::Release);
         }
     }
 }

@@ -362,12 +362,12 @@ on_both_engines!(
     dropping_every_handle_serves_the_queue_then_exits,
 );
 
-/// With `checkpoint_pages` above 0 the store thread checkpoints between batches once the WAL
-/// holds that many frames (SQLite's autocheckpoint, inside a commit, is off): each one is
-/// timed in the metrics, the log starts over instead of growing, and everything committed is
-/// still there. At 0, SQLite's own autocheckpoint (1,000 pages) runs and the thread's never.
+/// With `checkpoint_pages` above 0 the checkpoint thread checkpoints once the WAL holds that
+/// many frames (SQLite's autocheckpoint, inside a commit, is off): each one is timed in the
+/// metrics, the log starts over instead of growing, and everything committed is still there.
+/// At 0, SQLite's own autocheckpoint (1,000 pages) runs and the thread's never.
 #[test]
-fn the_store_thread_checkpoints_between_batches_once_the_wal_holds_its_threshold() {
+fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
     const FRAME: u64 = 4096 + 24;
     for pages in [0, 16] {
         let db = Db::fresh(Kind::Sqlite);
@@ -407,9 +407,10 @@ fn the_store_thread_checkpoints_between_batches_once_the_wal_holds_its_threshold
                 checkpoints < commits / 2,
                 "{checkpoints} for {commits} commits"
             );
-            // The log started over at each: it never held much more than the threshold
-            // plus one commit's frames.
-            assert!(wal < 100 * FRAME, "the WAL grew to {wal} bytes");
+            // The log started over after them: it never held much more than the threshold
+            // plus what commits added during one checkpoint (on the checkpoint thread, beside
+            // them), far short of the 300-odd frames the same commits leave without.
+            assert!(wal < 150 * FRAME, "the WAL grew to {wal} bytes");
         }
         h.close();
         let h = db.open();
