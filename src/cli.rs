@@ -145,8 +145,8 @@ struct ServeArgs {
     /// SEND's ack may wait this long, pushes to recipients do not. 0 commits at once.
     #[arg(long, value_name = "DURATION", default_value = "2ms", value_parser = parse_commit_delay)]
     commit_delay: Duration,
-    /// SQLite: the WAL's size in pages (4 KiB each) at which the store thread copies it back
-    /// into the database, between batches rather than inside a commit. 0 leaves it to
+    /// SQLite: the WAL's size in pages (4 KiB each) at which a thread of its own copies it
+    /// back into the database, beside the commits rather than inside one. 0 leaves it to
     /// SQLite's own checkpoint at 1,000 pages, inside the commit that crosses it.
     #[arg(long, value_name = "PAGES", default_value_t = crate::store::sqlite::DEFAULT_CHECKPOINT_PAGES)]
     checkpoint_pages: u32,

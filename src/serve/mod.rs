@@ -437,7 +437,7 @@ pub struct StoreConfigPatch {
     /// How long a small batch waits for more before its commit, on either engine
     /// [default: `store::DEFAULT_COMMIT_DELAY`].
     pub commit_delay: Option<std::time::Duration>,
-    /// SQLite: WAL pages after which the store thread checkpoints between batches (0:
+    /// SQLite: WAL pages after which the checkpoint thread copies the log back (0:
     /// SQLite's autocheckpoint inside the commit) [default: `sqlite::DEFAULT_CHECKPOINT_PAGES`].
     pub checkpoint_pages: Option<u32>,
     /// `--store postgres://...`: PostgreSQL at this location instead of SQLite in the data
