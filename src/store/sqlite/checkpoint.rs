@@ -16,8 +16,10 @@
 //! frame copied. Commits made during the bulk copy are left in the log: the checkpoint thread
 //! runs a second pass for them (enough when no commit came during it, as at low rates), and
 //! if that still leaves frames, it says so and the store thread copies the few left between
-//! two batches (a short checkpoint of a few dozen pages instead of thousands): as the one
-//! writer, it finishes the log, and the next commit starts the WAL over. Should the checkpoint
+//! two batches: as the one writer, it finishes the log, and the next commit starts the WAL
+//! over. That copy is a few dozen pages, but its cost is mostly the database's fsync, which
+//! can take as long as a whole checkpoint's on a busy disk (docs/performance.md, "The
+//! checkpoint thread"): a large `pages` makes it rare. Should the checkpoint
 //! thread fall behind altogether, the store thread checkpoints by itself once the WAL holds
 //! `2 × pages` frames, so the WAL stays bounded. A checkpoint that cannot finish at all (a
 //! reader in an older snapshot) is tried again after another threshold's worth, never after
