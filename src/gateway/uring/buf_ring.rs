@@ -13,6 +13,11 @@
 //!   receives: each completion's data starts where the previous one for that buffer ended.
 //! - The memory is unmapped only after `unregister`; a ring dropped without it is leaked, not
 //!   freed under the kernel.
+//! - Only buffers `0..published` were ever handed to the kernel. The kernel takes buffers in
+//!   ring order (first in, first out), so every published buffer gets written in turn and its
+//!   first page becomes resident; publishing few and growing on demand ([`BufRing::grow`],
+//!   when a receive finds the ring empty) keeps an idle reactor's buffers at a few pages
+//!   instead of one page per buffer of the whole ring.
 
 use std::io;
 use std::ptr::NonNull;
@@ -34,6 +39,8 @@ pub struct BufRing {
     group: u16,
     /// Our copy of the tail: the kernel sees it only when published.
     tail: u16,
+    /// Buffers `0..published` have been put in the ring; the rest were never touched.
+    published: u16,
     /// Bytes of each buffer already handed out (incremental consumption only).
     consumed: Box<[u32]>,
     incremental: bool,
@@ -60,6 +67,19 @@ impl BufRing {
         buf_len: u32,
         incremental: bool,
     ) -> io::Result<BufRing> {
+        Self::register_growing(submitter, group, count, count, buf_len, incremental)
+    }
+
+    /// As [`BufRing::register`], but only the first `initial` buffers go into the ring; the
+    /// others are mapped (not faulted in) and join by [`BufRing::grow`].
+    pub fn register_growing(
+        submitter: &Submitter<'_>,
+        group: u16,
+        count: u16,
+        initial: u16,
+        buf_len: u32,
+        incremental: bool,
+    ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 1 << 15 || buf_len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -75,14 +95,12 @@ impl BufRing {
             buf_len,
             group,
             tail: 0,
+            published: 0,
             consumed: vec![0; usize::from(count)].into_boxed_slice(),
             incremental: false,
             registered: false,
         };
-        for bid in 0..count {
-            ring.push(bid);
-        }
-        ring.publish();
+        ring.add_buffers(initial.clamp(1, count));
         let addr = ring.entries.ptr.as_ptr() as u64;
         let flags = if incremental { PBUF_RING_INC } else { 0 };
         // SAFETY: `addr` is a page-aligned mapping of `count` entries that lives until
@@ -108,6 +126,34 @@ impl BufRing {
         self.group
     }
 
+    /// How many buffers have been put in the ring so far (the rest were never touched).
+    pub fn published(&self) -> u16 {
+        self.published
+    }
+
+    /// Doubles the buffers in the ring (at most to its size), after a receive found it empty.
+    /// Returns how many were added: none once every buffer is in.
+    pub fn grow(&mut self) -> u16 {
+        let added = self.published.min(self.count - self.published);
+        self.add_buffers(added);
+        added
+    }
+
+    /// Puts the next `n` never-used buffers in the ring and publishes them.
+    fn add_buffers(&mut self, n: u16) {
+        if n == 0 {
+            return;
+        }
+        // At most `published` entries are ever in the ring (each buffer once), and
+        // `published` <= `count`, so the new entries never overwrite one the kernel has not
+        // taken yet.
+        for bid in self.published..self.published + n {
+            self.push(bid);
+        }
+        self.published += n;
+        self.publish();
+    }
+
     /// Whether buffers are consumed a receive at a time.
     pub fn is_incremental(&self) -> bool {
         self.incremental
@@ -117,8 +163,8 @@ impl BufRing {
     /// ring when the returned slice is dropped, unless the kernel keeps it (`More`).
     pub fn filled(&mut self, bid: u16, len: usize, returned: Returned) -> Filled<'_> {
         assert!(
-            bid < self.count,
-            "buffer id {bid} from the kernel is out of range"
+            bid < self.published,
+            "buffer id {bid} from the kernel was never put in the ring"
         );
         let index = usize::from(bid);
         let start = if self.incremental {
@@ -249,6 +295,19 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
+    /// How many of the mapping's pages are resident (faulted in).
+    #[cfg(test)]
+    fn resident_pages(&self) -> usize {
+        // SAFETY: sysconf takes no pointers.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let mut flags = vec![0u8; self.len.div_ceil(page)];
+        // SAFETY: the range is our mapping (page-aligned), and `flags` has one byte per page
+        // of it, which is what mincore writes.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, flags.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        flags.iter().filter(|&&f| f & 1 != 0).count()
+    }
+
     fn empty() -> Mapping {
         Mapping {
             ptr: NonNull::dangling(),
@@ -297,6 +356,17 @@ mod tests {
     /// kernel ends it (ENOBUFS, or a full completion queue). Returns the bytes and how many
     /// times the receive ran out of buffers.
     fn receive(ring: &mut IoUring, bufs: &mut BufRing, fd: i32, want: usize) -> (Vec<u8>, usize) {
+        receive_growing(ring, bufs, fd, want, false)
+    }
+
+    /// As `receive`; with `grow`, an empty ring grows as the driver grows it.
+    fn receive_growing(
+        ring: &mut IoUring,
+        bufs: &mut BufRing,
+        fd: i32,
+        want: usize,
+        grow: bool,
+    ) -> (Vec<u8>, usize) {
         let (mut got, mut empty) = (Vec::new(), 0);
         arm(ring, fd, bufs.group());
         while got.len() < want {
@@ -307,6 +377,9 @@ mod tests {
                 let flags = cqe.flags();
                 if cqe.result() == -libc::ENOBUFS {
                     empty += 1;
+                    if grow {
+                        bufs.grow();
+                    }
                 } else {
                     assert!(cqe.result() > 0, "receive failed: {}", cqe.result());
                     let bid = cqueue::buffer_select(flags).expect("a buffer was selected");
@@ -386,6 +459,51 @@ mod tests {
             500
         );
         bufs.unregister(&ring.submitter()).unwrap();
+    }
+
+    #[test]
+    fn a_ring_that_runs_dry_grows_and_loses_no_byte() {
+        let mut ring = ring();
+        let mut bufs = BufRing::register_growing(&ring.submitter(), 5, 8, 2, 16, false).unwrap();
+        assert_eq!(bufs.published(), 2);
+        let (mut client, server) = pair();
+        let sent: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        client.write_all(&sent).unwrap();
+        let (got, empty) = receive_growing(&mut ring, &mut bufs, server.as_raw_fd(), 1000, true);
+        assert_eq!(got, sent);
+        assert!(empty > 0, "the ring never ran dry: the test proves nothing");
+        // 2 -> 4 -> 8, and no further: the ring holds 8.
+        assert_eq!(bufs.published(), 8);
+        assert_eq!(bufs.grow(), 0);
+        bufs.unregister(&ring.submitter()).unwrap();
+    }
+
+    /// Resident pages of the buffers after `rounds` small receives, one at a time, from a
+    /// ring of 64 buffers of 16 KiB with `initial` of them put in at first.
+    fn resident_after_small_receives(initial: u16, rounds: u8) -> usize {
+        let mut ring = ring();
+        let mut bufs =
+            BufRing::register_growing(&ring.submitter(), 6, 64, initial, 16 << 10, false).unwrap();
+        let (mut client, server) = pair();
+        for round in 0..rounds {
+            let message = [round; 100];
+            client.write_all(&message).unwrap();
+            let (got, _) = receive_growing(&mut ring, &mut bufs, server.as_raw_fd(), 100, true);
+            assert_eq!(got, message);
+        }
+        let resident = bufs.buffers.resident_pages();
+        bufs.unregister(&ring.submitter()).unwrap();
+        resident
+    }
+
+    #[test]
+    fn a_quiet_ring_touches_only_the_buffers_it_put_in() {
+        // 200 receives walk a full ring of 64 buffers three times over: each buffer's first
+        // page is written. From a ring of 4 that never ran dry, only those 4 pages are.
+        let full = resident_after_small_receives(64, 200);
+        let growing = resident_after_small_receives(4, 200);
+        assert!(full >= 64, "a full ring touched only {full} pages");
+        assert!(growing <= 4, "a ring of 4 buffers touched {growing} pages");
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! - At most one send per connection key is in flight (`sends[key]` is `Some` meanwhile).
 //! - On drop, everything still in flight is cancelled and waited for (a bounded time); what
 //!   does not complete by then is leaked, never freed under the kernel.
+//! - Registered files: slot `key` of the ring's sparse file table holds connection `key`'s
+//!   socket from [`Ring::install_file`] until [`Ring::remove_file`], both queued as
+//!   `IORING_OP_FILES_UPDATE` entries ahead of whatever uses the slot (entries are issued in
+//!   order, and an update is carried out while it is issued). The descriptors an update reads
+//!   sit in `file_updates`, which is reused only once the submission queue is empty, that is
+//!   once the kernel has issued every entry that points into it. The table holds its own
+//!   reference to each socket: the socket closes when both our descriptor is closed and its
+//!   slot emptied.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -16,6 +24,34 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+/// Where an operation finds its socket: by descriptor, or by its slot in the ring's table of
+/// registered files (`IOSQE_FIXED_FILE`), which spares the kernel a descriptor lookup and a
+/// reference count per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileRef {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+/// Builds an entry with `$file` as its `types::Fd` or `types::Fixed`.
+macro_rules! on_file {
+    ($file:expr, |$f:ident| $build:expr) => {
+        match $file {
+            FileRef::Fd(fd) => {
+                let $f = types::Fd(fd);
+                $build
+            }
+            FileRef::Fixed(slot) => {
+                let $f = types::Fixed(slot);
+                $build
+            }
+        }
+    };
+}
+
+/// Descriptor updates that may be queued before the queue is submitted.
+const FILE_UPDATES: usize = 64;
 
 /// A send the kernel is working on: the owned bytes and the vector that points at them.
 struct Send {
@@ -36,6 +72,11 @@ pub(crate) struct Ring {
     /// a box moves between here and `sends` (8 bytes a connection slot) without reallocating.
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Send>>,
+    /// Slots in the table of registered files (0: none registered).
+    file_slots: u32,
+    /// The descriptors queued updates of the file table read (see the module's invariants).
+    file_updates: Box<[RawFd; FILE_UPDATES]>,
+    file_updates_used: usize,
 }
 
 impl Ring {
@@ -47,7 +88,62 @@ impl Ring {
             wake_buf: Box::new(0),
             wake_in_flight: false,
             spare: Vec::new(),
+            file_slots: 0,
+            file_updates: Box::new([-1; FILE_UPDATES]),
+            file_updates_used: 0,
         }
+    }
+
+    /// Registers an empty table of `slots` files (`IORING_REGISTER_FILES_SPARSE`, Linux 5.19).
+    pub(crate) fn register_files(&mut self, slots: u32) -> io::Result<()> {
+        self.ring.submitter().register_files_sparse(slots)?;
+        self.file_slots = slots;
+        Ok(())
+    }
+
+    /// Puts `fd` in slot `slot` of the file table, if the table has that slot: operations
+    /// queued after this may use `FileRef::Fixed(slot)`. Returns whether it did.
+    pub(crate) fn install_file(&mut self, slot: usize, fd: RawFd, user_data: u64) -> bool {
+        if slot >= self.file_slots as usize {
+            return false;
+        }
+        self.update_file(slot as u32, fd, user_data);
+        true
+    }
+
+    /// Empties slot `slot` of the file table (the table's reference to the socket goes).
+    pub(crate) fn remove_file(&mut self, slot: usize, user_data: u64) {
+        self.update_file(slot as u32, -1, user_data);
+    }
+
+    fn update_file(&mut self, slot: u32, fd: RawFd, user_data: u64) {
+        if self.file_updates_used == FILE_UPDATES {
+            self.submit_all();
+        }
+        let index = self.file_updates_used;
+        self.file_updates[index] = fd;
+        self.file_updates_used += 1;
+        let entry = opcode::FilesUpdate::new(&self.file_updates[index], 1)
+            .offset(slot as i32)
+            .build()
+            // Only a failure completes: success needs no reaping.
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(user_data);
+        self.push(&entry);
+    }
+
+    /// Submits until the submission queue is empty; then no queued entry points into
+    /// `file_updates` any more.
+    fn submit_all(&mut self) {
+        while !self.ring.submission().is_empty() {
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::warn!(error = %e, "io_uring submit failed");
+                }
+                self.reap_overflow();
+            }
+        }
+        self.file_updates_used = 0;
     }
 
     pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
@@ -90,8 +186,8 @@ impl Ring {
 
     /// A multishot receive on `fd` from the provided buffers of `group`, ending by itself
     /// (a completion without `IORING_CQE_F_MORE`) once `limit` bytes arrived, if given.
-    pub(crate) fn recv(&mut self, fd: RawFd, group: u16, limit: Option<u32>, user_data: u64) {
-        let entry = recv_multi(fd, group, limit).user_data(user_data);
+    pub(crate) fn recv(&mut self, file: FileRef, group: u16, limit: Option<u32>, user_data: u64) {
+        let entry = recv_multi(file, group, limit).user_data(user_data);
         self.push(&entry);
     }
 
@@ -135,9 +231,15 @@ impl Ring {
         self.sends.get(key).is_some_and(Option::is_some)
     }
 
-    /// Sends `bytes` (taken, the vector left empty) on `fd` for connection `key`; they are
+    /// Sends `bytes` (taken, the vector left empty) on `file` for connection `key`; they are
     /// held until [`Ring::sent`]. The connection must have no send in flight.
-    pub(crate) fn send(&mut self, key: usize, fd: RawFd, bytes: &mut Vec<Bytes>, user_data: u64) {
+    pub(crate) fn send(
+        &mut self,
+        key: usize,
+        file: FileRef,
+        bytes: &mut Vec<Bytes>,
+        user_data: u64,
+    ) {
         assert!(!self.sending(key), "one send per connection at a time");
         let mut send = self.spare.pop().unwrap_or_else(|| {
             Box::new(Send {
@@ -152,20 +254,13 @@ impl Ring {
             iov_len: b.len(),
         }));
         let entry = if send.bytes.len() == 1 {
-            opcode::Send::new(
-                types::Fd(fd),
-                send.bytes[0].as_ptr(),
-                send.bytes[0].len() as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
+            let (ptr, len) = (send.bytes[0].as_ptr(), send.bytes[0].len() as u32);
+            on_file!(file, |f| opcode::Send::new(f, ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build())
         } else {
-            opcode::Writev::new(
-                types::Fd(fd),
-                send.iovecs.as_ptr(),
-                send.iovecs.len() as u32,
-            )
-            .build()
+            let (ptr, len) = (send.iovecs.as_ptr(), send.iovecs.len() as u32);
+            on_file!(file, |f| opcode::Writev::new(f, ptr, len).build())
         }
         .user_data(user_data);
         if self.sends.len() <= key {
@@ -211,6 +306,10 @@ impl Ring {
             }
             None => self.ring.submit_and_wait(1),
         };
+        if self.ring.submission().is_empty() {
+            // Every entry was issued: no update reads `file_updates` any more.
+            self.file_updates_used = 0;
+        }
         match submitted {
             Ok(_) => Ok(()),
             Err(e)
@@ -278,8 +377,8 @@ const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
 /// limit; an older kernel fails it with EINVAL, as `optlen` shares the word it checks for a
 /// fixed-file index). Without one, the kernel keeps receiving, up to 32 completions at a
 /// time, for as long as buffers and bytes last: more than a connection may hold.
-pub(crate) fn recv_multi(fd: RawFd, group: u16, limit: Option<u32>) -> squeue::Entry {
-    let mut entry = opcode::RecvMulti::new(types::Fd(fd), group).build();
+pub(crate) fn recv_multi(file: FileRef, group: u16, limit: Option<u32>) -> squeue::Entry {
+    let mut entry = on_file!(file, |f| opcode::RecvMulti::new(f, group).build());
     if let Some(limit) = limit {
         // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte SQE (asserted
         // above), so the pointer stays inside `entry`; offset 44 is the 4-byte-aligned `u32`
@@ -370,7 +469,11 @@ mod tests {
         let (mut client, server) = pair();
         client.write_all(&[7; 8000]).unwrap();
         let fd = server.as_raw_fd();
-        let limited = receive_until_ended(&mut ring, &mut bufs, recv_multi(fd, 5, Some(3000)));
+        let limited = receive_until_ended(
+            &mut ring,
+            &mut bufs,
+            recv_multi(FileRef::Fd(fd), 5, Some(3000)),
+        );
         // The limit is checked per completion: at most one buffer past it.
         assert!(
             (3000..3000 + 1024).contains(&limited),
@@ -382,5 +485,92 @@ mod tests {
         assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
         assert_eq!(unread as usize, 8000 - limited);
         bufs.unregister(&ring.submitter()).unwrap();
+    }
+
+    fn ring_with_files(slots: u32) -> Ring {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(16)
+            .unwrap();
+        let mut ring = Ring::new(uring);
+        ring.register_files(slots).unwrap();
+        ring
+    }
+
+    /// Sends `message` on `file` as connection `key` and waits for the send's completion.
+    fn send_and_wait(ring: &mut Ring, key: usize, file: FileRef, message: &[u8]) -> i32 {
+        let mut bytes = vec![Bytes::copy_from_slice(message)];
+        ring.send(key, file, &mut bytes, 3 << 56);
+        let mut cqes = Vec::new();
+        while cqes.is_empty() {
+            ring.submit_and_wait(Some(Duration::from_secs(2))).unwrap();
+            ring.completions(&mut cqes);
+        }
+        assert_eq!(
+            cqes.len(),
+            1,
+            "only the send completes (updates skip success)"
+        );
+        ring.sent(key, &mut Vec::new());
+        cqes[0].result()
+    }
+
+    #[test]
+    fn a_registered_socket_is_used_by_its_slot_and_closes_once_the_slot_is_emptied() {
+        let mut ring = ring_with_files(8);
+        let (mut client, server) = pair();
+        assert!(ring.install_file(3, server.as_raw_fd(), 7 << 56));
+        assert!(
+            !ring.install_file(8, server.as_raw_fd(), 7 << 56),
+            "past the table"
+        );
+        assert_eq!(send_and_wait(&mut ring, 3, FileRef::Fixed(3), b"hello"), 5);
+        let mut got = [0u8; 5];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(&got, b"hello");
+
+        // Our descriptor closed, the socket lives on in the table: no end of stream yet.
+        drop(server);
+        client
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let early = std::io::Read::read(&mut client, &mut got);
+        assert!(
+            early.is_err(),
+            "the socket closed with its slot still holding it"
+        );
+        // The slot emptied: the peer reads the end of stream.
+        ring.remove_file(3, 7 << 56);
+        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(std::io::Read::read(&mut client, &mut got).unwrap(), 0);
+    }
+
+    #[test]
+    fn more_updates_than_fit_before_a_submit_all_take_effect_in_order() {
+        let mut ring = ring_with_files(4);
+        let (mut client, server) = pair();
+        let (_other_client, other) = pair();
+        // 3 * 64 updates queued with no wait between them: the descriptors they read are
+        // reused only after the queue was submitted, so the last one queued is the one held.
+        for _ in 0..FILE_UPDATES * 3 {
+            ring.install_file(1, other.as_raw_fd(), 7 << 56);
+            ring.remove_file(1, 7 << 56);
+        }
+        ring.install_file(1, server.as_raw_fd(), 7 << 56);
+        assert_eq!(send_and_wait(&mut ring, 1, FileRef::Fixed(1), b"ok"), 2);
+        let mut got = [0u8; 2];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(&got, b"ok");
+    }
+
+    #[test]
+    fn an_empty_slot_fails_the_operation_not_the_ring() {
+        let mut ring = ring_with_files(4);
+        let result = send_and_wait(&mut ring, 2, FileRef::Fixed(2), b"lost");
+        assert_eq!(result, -libc::EBADF);
     }
 }

@@ -110,6 +110,10 @@ impl<H: Handler> Reactor<H> {
         let Some(key) = self.open_slot(fd, peer, transport, draining) else {
             return;
         };
+        let conn = &mut self.conns[key];
+        // Before anything that uses the slot is queued (entries are issued in order).
+        let (fd, op) = (conn.fd.as_raw_fd(), user_data(Op::Files, key));
+        conn.fixed = self.io.ring.install_file(key, fd, op);
         if let Some(code) = closing {
             if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
                 conn.machine

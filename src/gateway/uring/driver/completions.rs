@@ -66,6 +66,12 @@ impl<H: Handler> Reactor<H> {
                         .read_wake(self.io.wake_fd.as_raw_fd(), user_data(Op::Wake, 0));
                 }
             }
+            Op::Files => {
+                // Only a failed update completes. The connection's operations then fail
+                // on an empty slot, and the connection closes as on any socket error.
+                let error = io::Error::from_raw_os_error(-cqe.result());
+                warn!(reactor = self.index, key, error = %error, "io_uring: file table update failed");
+            }
             Op::Other => {}
         }
     }
@@ -128,8 +134,12 @@ impl<H: Handler> Reactor<H> {
                 }
                 e if e == -libc::ENOBUFS => {
                     // Backpressure: the bytes wait in the socket; re-armed after the batch,
-                    // once its buffers went back into the ring.
+                    // once its buffers went back into the ring, which grows (up to its size)
+                    // so that a busy reactor does not run dry again.
                     self.shared.metrics[self.index].recv_buffers_empty.inc();
+                    if let Some(bufs) = self.io.bufs.as_mut() {
+                        bufs.grow();
+                    }
                 }
                 e if e == -libc::ECANCELED => {}
                 e if e == -libc::EINVAL && self.io.recv_limit.is_some() => {

@@ -31,7 +31,7 @@ use super::super::handle::{GatewayHandle, InboxReceiver};
 use super::super::handler::{Handler, Transport};
 use super::super::machine::Machine;
 use super::buf_ring::BufRing;
-use super::ring::Ring;
+use super::ring::{FileRef, Ring};
 
 mod accept;
 mod completions;
@@ -40,11 +40,19 @@ mod send;
 
 /// Submission slots per ring (completions: twice as many, and the kernel keeps overflow).
 pub(crate) const RING_ENTRIES: u32 = 4096;
-/// The reactor's receive buffers: this many...
+/// The reactor's receive buffers: at most this many...
 const RECV_BUFFERS: u16 = 256;
+/// ...of which this many are in the ring at first; it doubles each time a receive finds it
+/// empty. The kernel takes buffers in ring order, so each buffer in the ring gets written (a
+/// page resident) however quiet the reactor: a full ring would cost an idle reactor 1 MiB.
+const RECV_BUFFERS_INITIAL: u16 = 16;
 /// ...of this size (a receive takes a whole one, and gives it back once decoded).
 const RECV_BUFFER_LEN: u32 = 16 << 10;
 const BUFFER_GROUP: u16 = 0;
+/// Slots in each ring's table of registered files, at most (and at most the process's
+/// descriptor limit, which the kernel holds a table to): connection `key` uses slot `key`
+/// while it has one, its descriptor beyond. The kernel's table costs 16 B a slot.
+const FIXED_FILES: u32 = 1 << 16;
 /// Bytes a multishot receive takes before it ends and waits to be armed again: one turn's
 /// share, as epoll's `READ_BYTES_BUDGET`. Without it the kernel keeps receiving (32
 /// completions, 512 KiB, per wake-up) into a connection that is past the slow-consumer cap
@@ -63,6 +71,8 @@ pub(crate) enum Op {
     /// A cancel whose completion is ignored (of an accept, or at exit).
     Other,
     Wake,
+    /// An update of the file table (it completes only when it failed).
+    Files,
 }
 
 pub(crate) fn user_data(op: Op, key: usize) -> u64 {
@@ -77,6 +87,7 @@ pub(crate) fn decode_user_data(data: u64) -> (Op, usize) {
         3 => Op::Send,
         4 => Op::Cancel,
         6 => Op::Wake,
+        7 => Op::Files,
         _ => Op::Other,
     };
     (op, (data & ((1 << 56) - 1)) as usize)
@@ -110,6 +121,8 @@ pub(crate) struct Conn {
     recv: Recv,
     /// Cancels submitted for it whose completions have not come back.
     cancels: u8,
+    /// Its socket is in slot `key` of the ring's file table.
+    fixed: bool,
     /// The machine finished: the connection is waiting for its operations to complete.
     retired: bool,
 }
@@ -167,11 +180,17 @@ impl<H: Handler> Reactor<H> {
         handle: GatewayHandle,
         shared: Arc<Shared>,
     ) -> io::Result<Self> {
-        let ring = Ring::new(ring);
-        let bufs = BufRing::register(
+        let mut ring = Ring::new(ring);
+        if let Err(e) = ring.register_files(fixed_file_slots()) {
+            // Operations then name their socket by descriptor, as before Linux 5.19.
+            warn!(error = %e, "io_uring: no table of registered files; sockets by descriptor");
+        }
+        let count = shared.config.uring_recv_buffers.unwrap_or(RECV_BUFFERS);
+        let bufs = BufRing::register_growing(
             &ring.submitter(),
             BUFFER_GROUP,
-            shared.config.uring_recv_buffers.unwrap_or(RECV_BUFFERS),
+            count,
+            count.min(RECV_BUFFERS_INITIAL),
             shared
                 .config
                 .uring_recv_buffer_len
@@ -260,7 +279,7 @@ impl<H: Handler> Reactor<H> {
         }
         let group = self.io.bufs.as_ref().map_or(BUFFER_GROUP, BufRing::group);
         self.io.ring.recv(
-            conn.fd.as_raw_fd(),
+            conn.file(key),
             group,
             self.io.recv_limit,
             user_data(Op::Recv, key),
@@ -290,18 +309,45 @@ impl<H: Handler> Reactor<H> {
         };
         let idle = !conn.recv.in_flight() && conn.cancels == 0 && !self.io.ring.sending(key);
         if conn.retired && idle {
-            // Dropping the socket closes it.
+            if conn.fixed {
+                // Queued before the slot can be given to the next connection.
+                self.io.ring.remove_file(key, user_data(Op::Files, key));
+            }
+            // Dropping the descriptor closes it (the socket goes once its slot is emptied).
             self.conns.remove(key);
         }
     }
 
-    /// The raw descriptor of a live connection.
-    fn fd(&self, key: usize) -> Option<RawFd> {
+    /// Where operations find the socket of a live connection.
+    fn file(&self, key: usize) -> Option<FileRef> {
         self.conns
             .get(key)
             .filter(|c| !c.retired)
-            .map(|c| c.fd.as_raw_fd())
+            .map(|c| c.file(key))
     }
+}
+
+impl Conn {
+    fn file(&self, key: usize) -> FileRef {
+        match self.fixed {
+            true => FileRef::Fixed(key as u32),
+            false => FileRef::Fd(self.fd.as_raw_fd()),
+        }
+    }
+}
+
+/// Slots for the file table: [`FIXED_FILES`], or the descriptor limit if lower (the kernel
+/// refuses a table larger than it).
+fn fixed_file_slots() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into `limit`, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur.min(u64::from(FIXED_FILES)) as u32
 }
 
 impl Driver for Uring {
@@ -315,6 +361,7 @@ impl Driver for Uring {
             machine,
             recv: Recv::Off,
             cancels: 0,
+            fixed: false,
             retired: false,
         }
     }
@@ -421,6 +468,7 @@ mod tests {
             Op::Send,
             Op::Cancel,
             Op::Wake,
+            Op::Files,
         ] {
             for key in [0usize, 1, 12345, u32::MAX as usize] {
                 assert_eq!(decode_user_data(user_data(op, key)), (op, key));

@@ -45,7 +45,7 @@ impl<H: Handler> Reactor<H> {
     /// Submits what the connection has to send, unless a send is already in flight (then the
     /// completion sends the rest).
     fn send(&mut self, key: usize) {
-        let Some(fd) = self.fd(key) else {
+        let Some(file) = self.file(key) else {
             return;
         };
         let conn = &mut self.conns[key];
@@ -61,7 +61,7 @@ impl<H: Handler> Reactor<H> {
         } else {
             self.io
                 .ring
-                .send(key, fd, &mut out, user_data(Op::Send, key));
+                .send(key, file, &mut out, user_data(Op::Send, key));
         }
         self.io.send_scratch = out;
         self.io.send_scratch.clear();
