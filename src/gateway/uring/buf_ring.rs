@@ -18,6 +18,9 @@
 //!   first page becomes resident; publishing few and growing on demand ([`BufRing::grow`],
 //!   when a receive finds the ring empty) keeps an idle reactor's buffers at a few pages
 //!   instead of one page per buffer of the whole ring.
+//! - [`BufRing::release_pages`] hands the buffers' pages back (`MADV_DONTNEED`: they read as
+//!   zeros and fault in again when next written). No buffer is lent out then (`&mut self`);
+//!   the caller makes sure the kernel is not filling one at that moment (see its doc).
 
 use std::io;
 use std::ptr::NonNull;
@@ -45,6 +48,8 @@ pub struct BufRing {
     consumed: Box<[u32]>,
     incremental: bool,
     registered: bool,
+    /// A buffer was lent out since the pages were last released.
+    used_since_release: bool,
 }
 
 /// How a completion's buffer ended up.
@@ -99,6 +104,7 @@ impl BufRing {
             consumed: vec![0; usize::from(count)].into_boxed_slice(),
             incremental: false,
             registered: false,
+            used_since_release: false,
         };
         ring.add_buffers(initial.clamp(1, count));
         let addr = ring.entries.ptr.as_ptr() as u64;
@@ -154,6 +160,41 @@ impl BufRing {
         self.publish();
     }
 
+    /// Whether a buffer was lent out since the pages were last released.
+    pub fn used_since_release(&self) -> bool {
+        self.used_since_release
+    }
+
+    /// Hands the pages of every buffer back to the kernel: what was resident is freed, and a
+    /// buffer's page faults in again (zeroed) when the kernel next writes into it.
+    ///
+    /// Call only when no completion that carries a buffer is waiting to be reaped and the
+    /// kernel cannot be filling one: with `DEFER_TASKRUN`, between two `io_uring_enter`s of
+    /// the ring's thread, once its completion queue is empty (and has not overflowed).
+    /// Otherwise received bytes not yet read may be zeroed. Incremental buffers are never
+    /// released (a partly consumed one holds bytes the kernel goes on filling behind).
+    pub fn release_pages(&mut self) -> io::Result<()> {
+        if self.incremental {
+            return Ok(());
+        }
+        let len = usize::from(self.published) * self.buf_len as usize;
+        if len > 0 {
+            // SAFETY: the range is inside our own anonymous mapping (`published` buffers of
+            // `buf_len` from its start). No reference into it is alive: `Filled` borrows the
+            // ring, and this takes it by `&mut`. MADV_DONTNEED on a private anonymous mapping
+            // only drops page contents (reads see zeros afterwards); it never unmaps, so the
+            // addresses the kernel holds stay valid.
+            let rc = unsafe {
+                libc::madvise(self.buffers.ptr.as_ptr().cast(), len, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        self.used_since_release = false;
+        Ok(())
+    }
+
     /// Whether buffers are consumed a receive at a time.
     pub fn is_incremental(&self) -> bool {
         self.incremental
@@ -177,6 +218,7 @@ impl BufRing {
             "completion of {len} bytes at {start} overruns a {}-byte buffer",
             self.buf_len
         );
+        self.used_since_release = true;
         match returned {
             Returned::More => self.consumed[index] += len as u32,
             Returned::Whole => self.consumed[index] = 0,
@@ -504,6 +546,34 @@ mod tests {
         let growing = resident_after_small_receives(4, 200);
         assert!(full >= 64, "a full ring touched only {full} pages");
         assert!(growing <= 4, "a ring of 4 buffers touched {growing} pages");
+    }
+
+    #[test]
+    fn released_pages_leave_the_ring_resident_in_nothing_and_working() {
+        let mut ring = ring();
+        let mut bufs = BufRing::register(&ring.submitter(), 7, 64, 16 << 10, false).unwrap();
+        let (mut client, server) = pair();
+        let mut round_trip = |bufs: &mut BufRing, round: u8| {
+            let message = [round; 100];
+            client.write_all(&message).unwrap();
+            let (got, _) = receive(&mut ring, bufs, server.as_raw_fd(), 100);
+            assert_eq!(got, message);
+        };
+        for round in 0..100 {
+            round_trip(&mut bufs, round);
+        }
+        assert!(bufs.used_since_release());
+        assert!(bufs.buffers.resident_pages() >= 64);
+        bufs.release_pages().unwrap();
+        assert_eq!(bufs.buffers.resident_pages(), 0);
+        assert!(!bufs.used_since_release());
+        // The ring still works: each buffer faults in again as the kernel fills it.
+        for round in 100..200 {
+            round_trip(&mut bufs, round);
+        }
+        assert!(bufs.buffers.resident_pages() >= 64);
+        drop(round_trip);
+        bufs.unregister(&ring.submitter()).unwrap();
     }
 
     #[test]

@@ -324,6 +324,11 @@ impl Ring {
         }
     }
 
+    /// Whether no completion is waiting: none in the queue, none held back on overflow.
+    pub(crate) fn no_completions_waiting(&mut self) -> bool {
+        !self.ring.submission().cq_overflow() && self.ring.completion().is_empty()
+    }
+
     /// Moves every completion waiting in the queue into `out`.
     pub(crate) fn completions(&mut self, out: &mut Vec<cqueue::Entry>) {
         out.extend(self.ring.completion());
