@@ -110,10 +110,12 @@ impl<H: Handler> Reactor<H> {
         let Some(key) = self.open_slot(fd, peer, transport, draining) else {
             return;
         };
-        let conn = &mut self.conns[key];
-        // Before anything that uses the slot is queued (entries are issued in order).
-        let (fd, op) = (conn.fd.as_raw_fd(), user_data(Op::Files, key));
-        conn.fixed = self.io.ring.install_file(key, fd, op);
+        // Before anything that uses the slot is queued (entries are issued in order). A
+        // connection the handler refused in `open` is gone already: nothing to install.
+        if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+            let (fd, op) = (conn.fd.as_raw_fd(), user_data(Op::Files, key));
+            conn.fixed = self.io.ring.install_file(key, fd, op);
+        }
         if let Some(code) = closing {
             if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
                 conn.machine
