@@ -449,6 +449,9 @@ impl Driver for Uring {
     fn release<H: Handler>(reactor: &mut Reactor<H>) {
         let io = &mut reactor.io;
         let conns = &mut reactor.conns;
+        // The last pass may have queued file-table slots to empty (connections freed): submit
+        // them now, so those sockets close at once rather than when the ring is torn down.
+        let _ = io.ring.submit_and_wait(Some(Duration::ZERO));
         let entry_key = user_data(Op::Other, 0);
         for (_, conn) in conns.iter() {
             if conn.recv.in_flight() {
