@@ -81,17 +81,9 @@ fn run(program: &str, args: &[&str], path: &Path) {
     assert!(status.success(), "{program} {args:?} {}", path.display());
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| out.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
 #[test]
 fn postgres_out_of_disk_answers_internal_serves_the_rest_and_recovers_losing_nothing() {
-    if !is_root() {
+    if !pg_server::is_root() {
         eprintln!("skipped: mounting the small tmpfs for the tablespace needs root (CI is root)");
         return;
     }

@@ -83,7 +83,8 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then PostgreSQL runs as `postgres`).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -116,19 +116,11 @@ fn a_full_queue_is_pushed_back_as_busy(kind: Kind) {
 #[test]
 fn a_lock_held_past_the_busy_timeout_fails_the_batch_and_stores_nothing() {
     let db = Db::fresh(Kind::Sqlite);
-    let (tx, completions) = crossbeam_channel::unbounded();
     let config = SqliteConfig {
         busy_timeout: Duration::from_millis(100),
         ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
     };
-    let metrics = config.metrics.clone();
-    let (store, thread) = SqliteStore::open(config, tx).unwrap();
-    let h = Harness {
-        store: Engine::Sqlite(store),
-        thread,
-        completions,
-        metrics,
-    };
+    let h = sqlite_harness(config);
     let lock = hold_write_lock(&db.sqlite_path());
     for id in 1..=3 {
         h.store
@@ -371,20 +363,12 @@ fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
     const FRAME: u64 = 4096 + 24;
     for pages in [0, 16] {
         let db = Db::fresh(Kind::Sqlite);
-        let (tx, completions) = crossbeam_channel::unbounded();
         let config = SqliteConfig {
             checkpoint_pages: pages,
             commit_delay: Duration::ZERO,
             ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
         };
-        let metrics = config.metrics.clone();
-        let (store, thread) = SqliteStore::open(config, tx).unwrap();
-        let h = Harness {
-            store: Engine::Sqlite(store),
-            thread,
-            completions,
-            metrics,
-        };
+        let h = sqlite_harness(config);
         // One commit each, a few frames each: far past 16 frames, short of 1,000.
         for id in 1..=150 {
             let to = format!("user{}", id % 40);
@@ -428,7 +412,6 @@ fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
 fn commits_go_on_while_the_checkpoint_thread_copies_and_the_log_then_starts_over() {
     const PAGES: u32 = 200;
     let db = Db::fresh(Kind::Sqlite);
-    let (tx, completions) = crossbeam_channel::unbounded();
     let (entered_tx, entered) = crossbeam_channel::bounded(1);
     let (go, go_rx) = crossbeam_channel::bounded(1);
     let config = SqliteConfig {
@@ -437,14 +420,7 @@ fn commits_go_on_while_the_checkpoint_thread_copies_and_the_log_then_starts_over
         checkpoint_gate: Some((entered_tx, go_rx)),
         ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
     };
-    let metrics = config.metrics.clone();
-    let (store, thread) = SqliteStore::open(config, tx).unwrap();
-    let h = Harness {
-        store: Engine::Sqlite(store),
-        thread,
-        completions,
-        metrics,
-    };
+    let h = sqlite_harness(config);
     fn append(h: &Harness, id: &mut u64) {
         *id += 1;
         let to = format!("user{}", *id % 40);

@@ -151,6 +151,11 @@ fn open_sqlite(dir: &Path, settings: Settings) -> Harness {
         max_batch: settings.max_batch,
         ..SqliteConfig::new(dir)
     };
+    sqlite_harness(config)
+}
+
+/// A harness on a SQLite store opened with exactly `config` (tests that set their own knobs).
+pub(crate) fn sqlite_harness(config: SqliteConfig) -> Harness {
     let (tx, completions) = crossbeam_channel::unbounded();
     let metrics = config.metrics.clone();
     let (store, thread) = SqliteStore::open(config, tx).expect("open store");
