@@ -124,9 +124,11 @@ pub enum StoreRequest {
         group_id: u64,
         user: Box<str>,
     },
-    /// Deletes every message with `time_ms < older_than_ms` and its inbox rows. Runs in
-    /// bounded chunks between batches, so its `Done` may come after completions of requests
-    /// submitted later; once `Done` arrives none of those messages is ever synced again.
+    /// Deletes every message with `time_ms < older_than_ms` and its inbox rows (SQLite finds
+    /// them by id: one whose snowflake id ran ahead of its `time_ms`, after a clock stepped
+    /// back, goes once its id's time is past `older_than_ms`). Runs in bounded chunks between
+    /// batches, so its `Done` may come after completions of requests submitted later; once
+    /// `Done` arrives none of the messages it deleted is ever synced again.
     Purge { ticket: Ticket, older_than_ms: u64 },
 }
 

@@ -78,6 +78,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE inbox_entries RENAME TO inbox;
      -- Fetch's access check (msg_id, user) and the purge's delete by msg_id.
      CREATE UNIQUE INDEX inbox_by_msg ON inbox (msg_id, user);",
+    // 3: the purge finds old messages by id on the primary key (ids are snowflakes: an id's
+    // time is never before its message's time_ms, `purge.rs`), so the time index, one more
+    // B-tree written per message and read by nothing else, goes.
+    "DROP INDEX messages_by_time;",
 ];
 
 /// The version this build writes.
@@ -302,6 +306,35 @@ mod tests {
             })
             .unwrap();
         assert_eq!(last, 3, "the next entry of bob's inbox is 4");
+    }
+
+    #[test]
+    fn a_version_2_database_loses_the_time_index_and_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = open_connection(&path, Synchronous::Normal, Duration::ZERO).unwrap();
+        conn.execute_batch(&format!(
+            "{}; {}; CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (2);
+             INSERT INTO messages VALUES (7, 70, 'ann', 0, 'bob', NULL, 1, x'01');
+             INSERT INTO inbox VALUES ('bob', 1, 7), ('ann', 1, 7);",
+            MIGRATIONS[0], MIGRATIONS[1]
+        ))
+        .unwrap();
+        let time_index = "SELECT count(*) FROM sqlite_master WHERE name = 'messages_by_time'";
+        let count = |conn: &Connection, sql: &str| -> i64 {
+            conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(count(&conn, time_index), 1);
+        migrate(&mut conn).unwrap();
+        assert_eq!(count(&conn, time_index), 0);
+        assert_eq!(count(&conn, "SELECT version FROM schema_version"), 3);
+        assert_eq!(count(&conn, "SELECT count(*) FROM messages WHERE id = 7"), 1);
+        assert_eq!(count(&conn, "SELECT count(*) FROM inbox WHERE msg_id = 7"), 2);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 
     #[test]
