@@ -7,7 +7,7 @@
 //! the whole batch back. Statements are cached (`prepare_cached`): the hot path parses no SQL.
 //! Never sends a completion itself: completions go out only after the commit.
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+use rusqlite::{params, CachedStatement, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::sequence::InboxSequences;
 use crate::store::StoreError;
@@ -35,8 +35,42 @@ fn is_constraint(error: &rusqlite::Error, extended: i32) -> bool {
         && super::error::code_of(error) == extended
 }
 
+/// An append's statements, taken from rusqlite's statement cache once per batch and held
+/// through it: taking one out and putting it back per append (hashing its SQL each time) was
+/// 7 % of the store thread's instructions per message (callgrind, docs/performance.md).
+pub(crate) struct AppendStatements<'c> {
+    message: CachedStatement<'c>,
+    /// A 1:1 message's two inbox entries (recipient and sender) in one statement.
+    two_entries: CachedStatement<'c>,
+    entry: CachedStatement<'c>,
+}
+
+impl<'c> AppendStatements<'c> {
+    pub(crate) fn prepare(conn: &'c Connection) -> Result<Self, StoreError> {
+        Ok(AppendStatements {
+            // The UNIQUE(from_user, client_msg_id) check is the dedupe: a resend inserts
+            // nothing.
+            message: conn.prepare_cached(
+                "INSERT INTO messages (id, time_ms, from_user, target_kind, target_user,
+                                       target_group, client_msg_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (from_user, client_msg_id) DO NOTHING",
+            )?,
+            // OR IGNORE row by row: a user listed twice gets one entry (the inbox_by_msg key).
+            two_entries: conn.prepare_cached(
+                "INSERT OR IGNORE INTO inbox (user, seq, msg_id)
+                 VALUES (?1, ?2, ?5), (?3, ?4, ?5)",
+            )?,
+            entry: conn.prepare_cached(
+                "INSERT OR IGNORE INTO inbox (user, seq, msg_id) VALUES (?1, ?2, ?3)",
+            )?,
+        })
+    }
+}
+
 pub(crate) fn append(
     conn: &Connection,
+    statements: &mut AppendStatements<'_>,
     sequences: &mut InboxSequences,
     ticket: Ticket,
     message: &StoredMessage,
@@ -47,14 +81,8 @@ pub(crate) fn append(
         Target::Direct(user) => (0, Some(&**user), None),
         Target::Group(group) => (1, None, Some(sql_id(*group)?)),
     };
-    // The UNIQUE(from_user, client_msg_id) check is the dedupe: a resend inserts nothing.
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO messages (id, time_ms, from_user, target_kind, target_user,
-                                   target_group, client_msg_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (from_user, client_msg_id) DO NOTHING",
-        )?
+    let inserted = statements
+        .message
         .execute(params![
             id,
             sql_clamped(message.time_ms),
@@ -95,11 +123,23 @@ pub(crate) fn append(
     // thread a third more instructions per message, a counter row bumped per entry more than
     // that (callgrind, docs/performance.md). A user listed twice gets one entry (the second
     // insert is ignored) and a gap in its sequence, which no cursor minds.
-    let mut insert =
-        conn.prepare_cached("INSERT OR IGNORE INTO inbox (user, seq, msg_id) VALUES (?1, ?2, ?3)")?;
-    for user in inboxes {
+    let mut entries = inboxes.chunks_exact(2);
+    for pair in &mut entries {
+        let first = sequences.next(conn, &pair[0])?;
+        let second = sequences.next(conn, &pair[1])?;
+        statements.two_entries.execute(params![
+            &*pair[0],
+            sql_clamped(first),
+            &*pair[1],
+            sql_clamped(second),
+            id
+        ])?;
+    }
+    for user in entries.remainder() {
         let seq = sequences.next(conn, user)?;
-        insert.execute(params![&**user, sql_clamped(seq), id])?;
+        statements
+            .entry
+            .execute(params![&**user, sql_clamped(seq), id])?;
     }
     Ok(Completion::Appended {
         ticket,
@@ -314,8 +354,11 @@ fn change_membership(
 
 /// Runs one request. `Purge` is not a batch request (the writer runs it in chunks) and is
 /// answered `Done` here only if it ever reaches this point.
-pub(crate) fn dispatch(
-    conn: &Connection,
+///
+/// `appends` holds the append statements from the batch's first append to its end.
+pub(crate) fn dispatch<'c>(
+    conn: &'c Connection,
+    appends: &mut Option<AppendStatements<'c>>,
     sequences: &mut InboxSequences,
     request: &crate::store::StoreRequest,
 ) -> Result<Completion, StoreError> {
@@ -325,7 +368,13 @@ pub(crate) fn dispatch(
             ticket,
             message,
             inboxes,
-        } => append(conn, sequences, *ticket, message, inboxes),
+        } => {
+            let statements = match appends {
+                Some(statements) => statements,
+                None => appends.insert(AppendStatements::prepare(conn)?),
+            };
+            append(conn, statements, sequences, *ticket, message, inboxes)
+        }
         R::SyncIndex {
             ticket,
             user,

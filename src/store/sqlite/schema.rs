@@ -329,8 +329,14 @@ mod tests {
         migrate(&mut conn).unwrap();
         assert_eq!(count(&conn, time_index), 0);
         assert_eq!(count(&conn, "SELECT version FROM schema_version"), 3);
-        assert_eq!(count(&conn, "SELECT count(*) FROM messages WHERE id = 7"), 1);
-        assert_eq!(count(&conn, "SELECT count(*) FROM inbox WHERE msg_id = 7"), 2);
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM messages WHERE id = 7"),
+            1
+        );
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM inbox WHERE msg_id = 7"),
+            2
+        );
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();

@@ -147,6 +147,7 @@ impl StoreWriter {
         self.statement("BEGIN IMMEDIATE")?;
         // Another process may have committed since (a handover's overlap).
         self.sequences.begin(&self.conn).map_err(BatchAborted)?;
+        let mut appends = None;
         for request in batch {
             if matches!(request, StoreRequest::Purge { .. }) {
                 continue;
@@ -160,7 +161,7 @@ impl StoreWriter {
             // only have hit something that spoils the whole transaction (I/O, a full disk), so
             // the batch is rolled back and the half-written request with it.
             let changes_before = self.conn.total_changes();
-            match execute::dispatch(&self.conn, &mut self.sequences, request) {
+            match execute::dispatch(&self.conn, &mut appends, &mut self.sequences, request) {
                 Ok(completion) => self.done.push(completion),
                 Err(error) => {
                     if self.conn.is_autocommit() {

@@ -155,9 +155,12 @@ fn the_sequence_goes_on_after_a_purge_empties_the_inbox(kind: Kind) {
         ..Settings::default()
     };
     let h = db.open_with(forever);
+    // Stored a second into the ids' epoch: SQLite's purge finds old messages by id, and no
+    // snowflake id is older than that.
+    let epoch = crate::logic::snowflake::EPOCH_UNIX_MS;
     for id in 1..=2 {
         let old = StoredMessage {
-            time_ms: 1_000,
+            time_ms: epoch + 1_000,
             ..direct(id, "alice", "bob", id)
         };
         h.append(old, &["bob"]);
@@ -166,7 +169,7 @@ fn the_sequence_goes_on_after_a_purge_empties_the_inbox(kind: Kind) {
     assert_eq!(cursor, 2);
     h.done(StoreRequest::Purge {
         ticket: 5,
-        older_than_ms: 2_000,
+        older_than_ms: epoch + 2_000,
     });
     assert_eq!(h.list("bob", "phone", 0, 10), (vec![], false, 0));
     // A restart forgets what the store thread remembered: the database must know.
