@@ -373,6 +373,27 @@ fn a_group_message_is_stored_once_with_one_inbox_row_per_member(kind: Kind) {
     assert_eq!(db.count("SELECT count(*) FROM inbox WHERE msg_id = 100"), 4);
 }
 
+fn a_user_listed_twice_gets_one_entry(kind: Kind) {
+    let db = Db::fresh(kind);
+    let h = db.open();
+    // In pairs and alone, as SQLite writes a message's entries two to a statement.
+    let inboxes = ["bob", "bob", "ann", "bob", "cy"];
+    assert_eq!(
+        h.append(direct(1, "ann", "bob", 1), &inboxes),
+        AppendOutcome::Stored
+    );
+    assert_eq!(
+        h.append(direct(2, "ann", "bob", 2), &["bob", "ann"]),
+        AppendOutcome::Stored
+    );
+    for user in ["bob", "ann"] {
+        assert_eq!(h.index(user, "d", 0, 10), (vec![1, 2], false), "{user}");
+    }
+    assert_eq!(h.index("cy", "d", 0, 10), (vec![1], false));
+    h.close();
+    assert_eq!(db.count("SELECT count(*) FROM inbox"), 5);
+}
+
 fn fetch_never_returns_another_users_message(kind: Kind) {
     let db = Db::fresh(kind);
     let h = db.open();
@@ -629,6 +650,7 @@ on_both_engines!(
     append_then_sync_index_fetch_and_ack_per_device,
     a_resend_returns_the_original_and_stores_nothing,
     a_group_message_is_stored_once_with_one_inbox_row_per_member,
+    a_user_listed_twice_gets_one_entry,
     fetch_never_returns_another_users_message,
     the_index_pages_with_more,
     purge_removes_old_messages_keeps_new_and_never_syncs_them,
