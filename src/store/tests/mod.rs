@@ -642,6 +642,69 @@ fn acknowledged_appends_survive_sigkill(kind: Kind) {
     h.close();
 }
 
+/// `sqlite/testdata/v2.db` was written by the build before schema version 3 (main at
+/// 48835e8: `switchboard serve`, then `loadtest chat --conns 4 --rate 10 --duration 2s
+/// --user-prefix fx`, then its WAL checkpointed): a real database of the old version upgrades
+/// at start, keeps every entry and position, goes on numbering, and purges by id.
+#[test]
+fn a_version_2_database_from_the_build_before_upgrades_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/store/sqlite/testdata/v2.db"
+        ),
+        &path,
+    )
+    .unwrap();
+    let read = |sql: &str| -> Vec<i64> {
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let time_index = "SELECT count(*) FROM sqlite_master WHERE name = 'messages_by_time'";
+    assert_eq!(read("SELECT version FROM schema_version"), [2]);
+    assert_eq!(read(time_index), [1]);
+    let entries: Vec<u64> = read("SELECT msg_id FROM inbox WHERE user = 'fx1' ORDER BY seq")
+        .into_iter()
+        .map(|id| id as u64)
+        .collect();
+    assert_eq!(entries.len(), 5, "the file as committed");
+    let newest_ms = read("SELECT max(time_ms) FROM messages")[0] as u64;
+    let h = sqlite_harness(SqliteConfig {
+        retention: Duration::from_secs(100 * 365 * 24 * 3600),
+        ..SqliteConfig::new(dir.path())
+    });
+    assert_eq!(h.index("fx1", "d", 0, 100), (entries.clone(), false));
+    assert_eq!(h.fetch("fx1", &entries).len(), 5);
+    // The sequence goes on from the old entries.
+    let id = crate::logic::snowflake::first_id_at(now_ms()) + 1;
+    assert_eq!(
+        h.append(direct(id, "fx0", "fx1", 1_000), &["fx1", "fx0"]),
+        AppendOutcome::Stored
+    );
+    let (ids, _, cursor) = h.list_from("fx1", "d", InboxPoint::Seq(0), 100);
+    assert_eq!(ids[..5], entries[..]);
+    assert_eq!((ids[5], cursor), (id, 6));
+    // The old messages are found by id, without the time index; the new one stays.
+    h.done(StoreRequest::Purge {
+        ticket: 1,
+        older_than_ms: newest_ms + 1,
+    });
+    assert_eq!(h.index("fx1", "d", 0, 100), (vec![id], false));
+    h.close();
+    assert_eq!(read("SELECT version FROM schema_version"), [3]);
+    assert_eq!(read(time_index), [0]);
+    assert_eq!(read("SELECT count(*) FROM messages"), [1]);
+    let conn = Connection::open(&path).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
 mod batches;
 mod cursor;
 mod postgres;
