@@ -69,6 +69,8 @@ struct Budget {
     any_waiting: AtomicBool,
     /// Set once the gateway has started (its handlers are made before its handle exists).
     handle: OnceLock<GatewayHandle>,
+    /// The reactor whose thread runs the core, if it has none of its own: woken by every send.
+    core_reactor: OnceLock<usize>,
 }
 
 /// Events from one reactor, handed to the core. Their bytes leave the queue's count when the
@@ -93,6 +95,7 @@ impl CoreQueue {
             waiting: Mutex::new(Vec::new()),
             any_waiting: AtomicBool::new(false),
             handle: OnceLock::new(),
+            core_reactor: OnceLock::new(),
         });
         (CoreQueue { budget, sender }, receiver)
     }
@@ -103,6 +106,14 @@ impl CoreQueue {
         let _ = self.budget.handle.set(handle);
         // A reactor refused before the handle existed is woken now.
         self.budget.wake_waiting();
+        self.budget.wake_core();
+    }
+
+    /// The core runs on reactor `reactor`'s thread and takes its queue there, in the
+    /// reactor's passes (`serve --logic-thread reactor`): every batch sent from now on wakes
+    /// that reactor (once [`CoreQueue::attach`] has given the handle).
+    pub fn core_on_reactor(&self, reactor: usize) {
+        let _ = self.budget.core_reactor.set(reactor);
     }
 
     /// Hands `events` (costing `bytes`, see [`event_bytes`]) to the core if they fit; if not,
@@ -128,6 +139,7 @@ impl CoreQueue {
             },
         };
         let _ = self.sender.send(batch);
+        self.budget.wake_core();
         Ok(())
     }
 
@@ -141,7 +153,9 @@ impl CoreQueue {
                 budget: None,
             },
         };
-        self.sender.send(batch).is_ok()
+        let sent = self.sender.send(batch).is_ok();
+        self.budget.wake_core();
+        sent
     }
 
     /// Hands `event` to the core if it fits, from a thread that is not a reactor (the admin
@@ -159,6 +173,7 @@ impl CoreQueue {
             },
         };
         let _ = self.sender.send(batch);
+        self.budget.wake_core();
         Ok(())
     }
 
@@ -184,6 +199,12 @@ impl Budget {
     fn release(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::SeqCst);
         self.wake_waiting();
+    }
+
+    fn wake_core(&self) {
+        if let (Some(&reactor), Some(handle)) = (self.core_reactor.get(), self.handle.get()) {
+            handle.wake(reactor);
+        }
     }
 
     fn wake_waiting(&self) {

@@ -45,6 +45,7 @@ pub(super) fn run_serve(args: ServeArgs) -> ExitCode {
             per_second: args.gateway.control_rate,
         },
         drain_reconnect_delay: args.drain_reconnect_delay,
+        thread: args.logic_thread.parse().unwrap_or_default(),
         ..crate::logic::LogicConfig::default()
     };
     let store = crate::serve::StoreConfigPatch {

@@ -185,6 +185,16 @@ pub trait Handler: Send + 'static {
     /// events to another thread with one wake-up instead of one per message.
     fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {}
 
+    /// Asked at the end of every pass, after [`Handler::end_of_batch`], a pass that only a
+    /// [`GatewayHandle::wake`] caused included: the place for a handler that does work of
+    /// its own on the reactor's thread (the chat server's logic core, with one reactor) to
+    /// take what other threads left for it and push its answers in this same pass. Returns
+    /// how long the reactor may wait for I/O before asking again; `None`: no deadline of its
+    /// own (whoever leaves it work wakes the reactor through the handle).
+    fn poll(&mut self, _out: &mut Outbox<'_>) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether the handler can take more input now. Asked before each connection's turn to
     /// read and before accepting. `false` pauses reading and accepting on this reactor (not
     /// timers, inbox or writes) until a later pass gets `true`; a handler that answers

@@ -43,6 +43,35 @@ pub struct LogicConfig {
     /// are reloaded (`Inbound::ReloadGroups`): while another process shares the store, each
     /// one's membership cache would miss the other's changes.
     pub groups_frozen: bool,
+    /// Which thread runs the core (`serve --logic-thread`).
+    pub thread: LogicThread,
+}
+
+/// Which thread runs the logic core. The core is the same either way; only who feeds it
+/// and when differs (`driver.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogicThread {
+    /// A thread of its own, woken by the gateway's batches and the store's completions on
+    /// channels ([`LogicCore::run`](super::LogicCore::run)).
+    #[default]
+    Own,
+    /// The one reactor's thread, when the gateway has one: the reactor hands it its events
+    /// in its pass and is woken for the store's completions
+    /// ([`LogicCore::turn`](super::LogicCore::turn)); no thread hop in, no wake-up out. With
+    /// more reactors, a thread of its own.
+    Reactor,
+}
+
+impl std::str::FromStr for LogicThread {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "own" => Ok(LogicThread::Own),
+            "reactor" => Ok(LogicThread::Reactor),
+            other => Err(format!("{other:?} is not own or reactor")),
+        }
+    }
 }
 
 impl Default for LogicConfig {
@@ -62,6 +91,7 @@ impl Default for LogicConfig {
             id_lane: crate::logic::snowflake::IdLane::Whole,
             ids_after_unix_ms: None,
             groups_frozen: false,
+            thread: LogicThread::default(),
         }
     }
 }

@@ -213,6 +213,11 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
         self.login_deadlines.front().map(|&(deadline, _)| deadline)
     }
 
+    /// The outlet the core pushes through, for its owner to take what it buffered.
+    pub fn outlet_mut(&mut self) -> &mut O {
+        self.replies.outlet_mut()
+    }
+
     /// Store requests submitted and not yet completed.
     pub fn requests_in_flight(&self) -> usize {
         self.tickets.in_flight()

@@ -1,8 +1,15 @@
-//! The logic core's thread: the only place that reads the clock and waits on channels.
+//! The two ways to drive the sans-I/O [`LogicCore`], the only places besides its owner that
+//! read the clock.
 //!
-//! It feeds the sans-I/O [`LogicCore`] the gateway's event batches and the store's
-//! completions as they come, each with the time it is handled, and wakes for the core's next
-//! deadline. Never waits on anything but its two inputs.
+//! [`LogicCore::run`] is the core's own thread: it feeds the core the gateway's event batches
+//! and the store's completions as they come, each with the time it is handled, and wakes for
+//! the core's next deadline. Never waits on anything but its two inputs.
+//!
+//! [`LogicCore::turn`] is a turn on a thread the core does not own (`serve --logic-thread
+//! reactor`: the one reactor's, which handed it its events just before): the completions
+//! queued by now and the deadlines passed, for an outlet that never holds. The owner waits
+//! in its own way, at most until the time `turn` returns, and must be woken for completions
+//! (`store::CompletionWake`).
 
 use std::time::Duration;
 
@@ -82,6 +89,34 @@ impl<S: Store, O: Outlet> LogicCore<S, O> {
             self.handle_timeout(now);
             self.flush();
         }
+    }
+
+    /// One turn on a thread the core does not own, after its owner handed it this turn's
+    /// events ([`LogicCore::handle_inbound`]): the completions queued by now, the deadlines
+    /// passed by `now`, the gauges, the outlet's flush. Returns how long the owner may wait
+    /// before the next turn if nothing wakes it (`None`: until something does). For an
+    /// outlet that never holds: one whose pushes go straight to its connections' write
+    /// queues, bounded by their own caps.
+    pub fn turn(&mut self, completions: &Receiver<Completion>, now: u64) -> Option<Duration> {
+        debug_assert!(
+            !self.replies.holding(),
+            "turn is for an outlet that never holds"
+        );
+        for _ in 0..MAX_TAKEN_PER_TURN {
+            let Ok(completion) = completions.try_recv() else {
+                break;
+            };
+            self.handle_completion(completion, now);
+        }
+        self.handle_timeout(now);
+        self.publish_gauges();
+        self.flush();
+        if !completions.is_empty() {
+            return Some(Duration::ZERO); // more than a turn's worth: the next pass takes the rest
+        }
+        // At most MAX_SLEEP: the deadline is wall-clock time, which may jump.
+        self.next_timeout()
+            .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)).min(MAX_SLEEP))
     }
 
     /// Handles `events` in order until the outlet holds pushes; then returns the rest, to

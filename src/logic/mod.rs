@@ -26,7 +26,7 @@ pub mod token;
 #[cfg(test)]
 mod tests;
 
-pub use self::config::LogicConfig;
+pub use self::config::{LogicConfig, LogicThread};
 pub use self::core::{Inbound, LogicCore};
 pub use self::outlet::{CloseWhy, Outlet};
 pub use self::session::PingLimit;

@@ -152,6 +152,10 @@ impl<O: Outlet> Replies<O> {
         self.out.holding()
     }
 
+    pub(super) fn outlet_mut(&mut self) -> &mut O {
+        &mut self.out
+    }
+
     pub(super) fn room(&self) -> crossbeam_channel::Receiver<()> {
         self.out.room()
     }

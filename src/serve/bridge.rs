@@ -31,6 +31,8 @@ use crate::gateway::{
 };
 use crate::logic::{CloseWhy, Inbound, Outlet};
 
+use super::local::ReactorCore;
+
 /// Bytes of events (packets and their envelopes) that may wait for the logic core, from all
 /// reactors together: at the core's pace of small requests (docs/performance.md) well under
 /// a second of work, and small beside the write queues.
@@ -49,6 +51,9 @@ pub struct ChatHandler {
     batch_bytes: usize,
     /// The core's queue refused the batch: hold input until it takes it.
     refused: bool,
+    /// With one reactor and `--logic-thread reactor`, the core itself, run in this
+    /// reactor's passes (`local`); `to_core` then carries only other threads' events.
+    core: Option<Box<ReactorCore>>,
 }
 
 impl ChatHandler {
@@ -60,6 +65,15 @@ impl ChatHandler {
             batch: Vec::new(),
             batch_bytes: 0,
             refused: false,
+            core: None,
+        }
+    }
+
+    /// The handler of the one reactor, running `core` on its thread.
+    pub(super) fn with_core(reactor: usize, to_core: CoreQueue, core: ReactorCore) -> ChatHandler {
+        ChatHandler {
+            core: Some(Box::new(core)),
+            ..ChatHandler::new(reactor, to_core)
         }
     }
 
@@ -76,6 +90,11 @@ impl ChatHandler {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        if let Some(core) = &mut self.core {
+            self.batch_bytes = 0;
+            core.handle(batch);
+            return;
+        }
         match self.to_core.try_send(self.reactor, batch, self.batch_bytes) {
             Ok(()) => {
                 self.batch_bytes = 0;
@@ -126,8 +145,15 @@ impl Handler for ChatHandler {
         self.add(Inbound::Closed(conn.as_u64()));
     }
 
-    fn end_of_batch(&mut self, _out: &mut Outbox<'_>) {
+    fn end_of_batch(&mut self, out: &mut Outbox<'_>) {
         self.hand_over();
+        if let Some(core) = &mut self.core {
+            core.deliver(out);
+        }
+    }
+
+    fn poll(&mut self, out: &mut Outbox<'_>) -> Option<std::time::Duration> {
+        self.core.as_mut().and_then(|core| core.poll(out))
     }
 
     fn wants_input(&mut self) -> bool {
@@ -275,21 +301,26 @@ impl Outlet for GatewayOutlet {
     }
 
     fn close(&mut self, conn: u64, why: CloseWhy) {
-        let code = match why {
-            CloseWhy::Logout => CloseCode::NORMAL,
-            CloseWhy::Garbage => CloseCode::PROTOCOL_ERROR,
-            CloseWhy::PolicyViolation => CloseCode::POLICY_VIOLATION,
-            CloseWhy::Draining => CloseCode::SERVICE_RESTART,
-            // Application codes (RFC 6455 §7.4.2: 4000-4999 are ours to define).
-            CloseWhy::LoginFailed => CloseCode(4001),
-            CloseWhy::LoginTimeout => CloseCode(4002),
-            CloseWhy::Kicked => CloseCode(4003),
-        };
+        let code = close_code(why);
         let conn = ConnId::from_u64(conn);
         match self.held.get_mut(conn.reactor()) {
             Some(held) if !held.is_empty() => held.push_back(Held::Close(conn, code)),
             _ => self.handle.close(conn, code),
         }
+    }
+}
+
+/// The close code (WebSocket) of each reason the core closes a connection for.
+pub(super) fn close_code(why: CloseWhy) -> CloseCode {
+    match why {
+        CloseWhy::Logout => CloseCode::NORMAL,
+        CloseWhy::Garbage => CloseCode::PROTOCOL_ERROR,
+        CloseWhy::PolicyViolation => CloseCode::POLICY_VIOLATION,
+        CloseWhy::Draining => CloseCode::SERVICE_RESTART,
+        // Application codes (RFC 6455 §7.4.2: 4000-4999 are ours to define).
+        CloseWhy::LoginFailed => CloseCode(4001),
+        CloseWhy::LoginTimeout => CloseCode(4002),
+        CloseWhy::Kicked => CloseCode(4003),
     }
 }
 

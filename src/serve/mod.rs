@@ -13,17 +13,19 @@ use crate::admin::{AdminConfig, AdminError, AdminServer, Readiness, Sources};
 use crate::core_queue::CoreQueue;
 use crate::handover::{OfferSources, Offering};
 
-use crate::gateway::{Gateway, GatewayConfig};
+use crate::gateway::{Gateway, GatewayConfig, GatewayHandle};
 use crate::logic::snowflake::NodeIdOutOfRange;
-use crate::logic::{Inbound, LogicConfig, LogicCore};
+use crate::logic::{Inbound, LogicConfig, LogicCore, LogicThread};
 use crate::store::{
-    Engine, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreError, StoreMetrics,
-    StoreThread,
+    CompletionWake, Engine, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreError,
+    StoreMetrics, StoreThread,
 };
 
 mod bridge;
+mod local;
 
 pub use bridge::{ChatHandler, GatewayOutlet, CORE_QUEUE_BYTES};
+pub use local::{ReactorCore, ReactorOutlet};
 
 /// Why the chat server did not start, one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +104,8 @@ pub struct ChatServer {
     /// The server's own way into the core, for the shutdown notice; dropped before the core
     /// is joined (the core runs until every sender is gone).
     to_core: CoreQueue,
-    core: JoinHandle<()>,
+    /// The core's own thread; `None` when it runs on the one reactor's (`LogicThread::Reactor`).
+    core: Option<JoinHandle<()>>,
     store: StoreThread,
     /// What a new process started with `--handover` is given.
     offering: Offering,
@@ -168,10 +171,27 @@ impl ChatServer {
             .transpose()
             .map_err(StartError::Admin)?;
         let took_over = listeners.is_some();
+        let on_reactor = logic.thread == LogicThread::Reactor && gateway.workers == 1;
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         // Both engines' writers count their commits into this one block.
         let store_metrics = Arc::new(StoreMetrics::default());
-        let (store, store_thread) = store.open(data, completions_tx, store_metrics.clone())?;
+        // On the reactor's thread the core waits in the reactor's wait, not on the channel:
+        // each commit's completions wake the reactor, once the gateway's handle exists (no
+        // request reaches the store before that).
+        let wake_reactor = Arc::new(std::sync::OnceLock::<GatewayHandle>::new());
+        let completion_wake = match on_reactor {
+            true => {
+                let handle = wake_reactor.clone();
+                CompletionWake::new(move || {
+                    if let Some(handle) = handle.get() {
+                        handle.wake(0);
+                    }
+                })
+            }
+            false => CompletionWake::default(),
+        };
+        let (store, store_thread) =
+            store.open(data, completions_tx, store_metrics.clone(), completion_wake)?;
         let groups = store.load_groups().map_err(StartError::LoadGroups)?;
         logic.idle_timeout = gateway.read_wait;
         // Bounded in bytes: when the logic core falls behind, the reactors stop reading their
@@ -179,19 +199,36 @@ impl ChatServer {
         // on clients instead of this queue growing. The core never waits on a reactor either
         // (its pushes go to inboxes bounded in bytes that never block), so no deadlock.
         let (to_core, inbound) = CoreQueue::new(CORE_QUEUE_BYTES);
-        let gateway = Gateway::start_on(gateway, listeners, |reactor, _| {
-            ChatHandler::new(reactor, to_core.clone())
-        })
-        .map_err(StartError::Gateway)?;
         let reload = took_over.then(|| (store.clone(), to_core.clone()));
+        let (gateway, core, logic_metrics) = if on_reactor {
+            let core = LogicCore::new(logic, store, groups, ReactorOutlet::new(0))
+                .map_err(StartError::Logic)?;
+            let logic_metrics = core.metrics();
+            let mut core = Some(ReactorCore::new(core, completions_rx, inbound));
+            to_core.core_on_reactor(0);
+            let gateway = Gateway::start_on(gateway, listeners, |reactor, _| match core.take() {
+                Some(core) => ChatHandler::with_core(reactor, to_core.clone(), core),
+                None => ChatHandler::new(reactor, to_core.clone()),
+            })
+            .map_err(StartError::Gateway)?;
+            let _ = wake_reactor.set(gateway.handle());
+            gateway.handle().wake(0);
+            (gateway, None, logic_metrics)
+        } else {
+            let gateway = Gateway::start_on(gateway, listeners, |reactor, _| {
+                ChatHandler::new(reactor, to_core.clone())
+            })
+            .map_err(StartError::Gateway)?;
+            let outlet = GatewayOutlet::new(gateway.handle());
+            let core = LogicCore::new(logic, store, groups, outlet).map_err(StartError::Logic)?;
+            let logic_metrics = core.metrics();
+            let core = std::thread::Builder::new()
+                .name("logic".into())
+                .spawn(move || core.run(inbound, completions_rx))
+                .map_err(StartError::SpawnLogic)?;
+            (gateway, Some(core), logic_metrics)
+        };
         to_core.attach(gateway.handle());
-        let outlet = GatewayOutlet::new(gateway.handle());
-        let core = LogicCore::new(logic, store, groups, outlet).map_err(StartError::Logic)?;
-        let logic_metrics = core.metrics();
-        let core = std::thread::Builder::new()
-            .name("logic".into())
-            .spawn(move || core.run(inbound, completions_rx))
-            .map_err(StartError::SpawnLogic)?;
         if let Some(admin) = &admin {
             let sources = Sources {
                 gateway: gateway.probe(),
@@ -345,14 +382,16 @@ impl ChatServer {
 fn finish(
     admin: Option<AdminServer>,
     to_core: CoreQueue,
-    core: JoinHandle<()>,
+    core: Option<JoinHandle<()>>,
     store: StoreThread,
 ) {
     if let Some(admin) = &admin {
         admin.detach_core();
     }
     drop(to_core);
-    let _ = core.join();
+    if let Some(core) = core {
+        let _ = core.join();
+    }
     if let Err(e) = store.join() {
         tracing::warn!(error = %e, "store thread ended with an error");
     }
@@ -452,10 +491,12 @@ impl StoreConfigPatch {
         data: PathBuf,
         completions: crossbeam_channel::Sender<crate::store::Completion>,
         metrics: Arc<StoreMetrics>,
+        completion_wake: CompletionWake,
     ) -> Result<(Engine, StoreThread), StartError> {
         if let Some(url) = &self.postgres {
             let mut config = PostgresConfig::new(url.clone());
             config.metrics = metrics;
+            config.completion_wake = completion_wake;
             if let Some(retention) = self.retention {
                 config.retention = retention;
             }
@@ -468,6 +509,7 @@ impl StoreConfigPatch {
         }
         let mut config = SqliteConfig::new(data);
         config.metrics = metrics;
+        config.completion_wake = completion_wake;
         if let Some(retention) = self.retention {
             config.retention = retention;
         }

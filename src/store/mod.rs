@@ -22,12 +22,15 @@ use std::time::{Duration, Instant};
 
 pub use error::{StoreError, SubmitError};
 pub use metrics::StoreMetrics;
+
+mod wake;
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use request::{
     AppendOutcome, Completion, GroupRecord, InboxPoint, Store, StoreRequest, StoredMessage, Target,
     Ticket,
 };
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
+pub use wake::CompletionWake;
 
 /// An engine's thread; [`StoreThread::join`] waits for it to finish after the last handle of
 /// its store is dropped (the thread serves what is queued, commits, and exits).

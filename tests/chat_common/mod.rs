@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use switchboard::admin::AdminConfig;
 use switchboard::gateway::{Backend, GatewayConfig, RateLimit};
-use switchboard::logic::LogicConfig;
+use switchboard::logic::{LogicConfig, LogicThread};
 use switchboard::serve::{ChatServer, StoreConfigPatch};
 use switchboard_protocol::limits;
 
@@ -48,6 +48,23 @@ pub fn with_postgres(test: fn()) {
 /// (one the test prepared itself, e.g. in a tablespace of its own).
 pub fn use_postgres(url: String) {
     POSTGRES.with(|store| *store.borrow_mut() = Some(url));
+}
+
+/// Where the test servers run the logic core: `SWITCHBOARD_LOGIC_THREAD` (`own` or
+/// `reactor`) if set, else on the reactor's thread in the test binaries whose name ends in
+/// `_reactor`, else the default. `reactor` makes every server one reactor (`--workers 1`).
+pub fn logic_thread() -> Option<LogicThread> {
+    if let Ok(name) = std::env::var("SWITCHBOARD_LOGIC_THREAD") {
+        return Some(
+            name.parse()
+                .expect("SWITCHBOARD_LOGIC_THREAD is own or reactor"),
+        );
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Cargo names a test binary NAME-HASH.
+    let target = name.rsplit_once('-').map_or(name, |(target, _)| target);
+    target.ends_with("_reactor").then_some(LogicThread::Reactor)
 }
 
 /// The PostgreSQL location the running test's servers use, if it runs on PostgreSQL.
@@ -104,6 +121,8 @@ pub struct ServerOptions {
     pub uring_recv_buffers: Option<(u16, u32)>,
     /// The bound on each reactor's inbox of pushes (`--inbox-bytes`); `None`: the default.
     pub inbox_bytes: Option<usize>,
+    /// Where the logic core runs (`--logic-thread`); `Reactor` makes the server one reactor.
+    pub logic_thread: LogicThread,
 }
 
 /// The admin listener of a test server.
@@ -133,6 +152,7 @@ impl Default for ServerOptions {
             backend: None,
             uring_recv_buffers: None,
             inbox_bytes: None,
+            logic_thread: logic_thread().unwrap_or_default(),
         }
     }
 }
@@ -165,7 +185,11 @@ impl TestServer {
 
     /// A server on `data` (kept by the caller, e.g. across a restart).
     pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
-        let defaults = shared::gateway_config(options.workers);
+        let workers = match options.logic_thread {
+            LogicThread::Reactor => 1,
+            LogicThread::Own => options.workers,
+        };
+        let defaults = shared::gateway_config(workers);
         let gateway = GatewayConfig {
             read_wait: options.read_wait,
             max_packet: options.max_packet,
@@ -181,6 +205,7 @@ impl TestServer {
             login_timeout: options.login_timeout,
             max_body: options.max_body,
             group_member_limit: options.group_member_limit,
+            thread: options.logic_thread,
             ..LogicConfig::default()
         };
         let store = StoreConfigPatch {

@@ -36,7 +36,12 @@ impl ServeProcess {
             .args(["serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
-            .args(["--workers", "2"])
+            .args(match super::logic_thread() {
+                Some(switchboard::logic::LogicThread::Reactor) => {
+                    ["--workers", "1", "--logic-thread", "reactor"]
+                }
+                _ => ["--workers", "2", "--logic-thread", "own"],
+            })
             .args(args)
             .env_remove("SWITCHBOARD_STORE");
         // The running test's store (see `with_postgres`); the same database on every restart.

@@ -101,6 +101,20 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         self.settle();
     }
 
+    /// Asks the handler for its own work of this pass ([`Handler::poll`]) and applies what it
+    /// pushed; keeps the wait it asked for.
+    pub(crate) fn poll_handler(&mut self) {
+        match self.call_handler(|h, out| h.poll(out)) {
+            Some(wait) => self.handler_wait = wait,
+            None => {
+                warn!("handler panicked in poll");
+                self.handler_wait = None;
+            }
+        }
+        self.apply_local();
+        self.settle();
+    }
+
     /// Runs a handler callback; `None` if it panicked. Its commands wait in `local`.
     pub(crate) fn call_handler<R>(
         &mut self,

@@ -140,6 +140,8 @@ pub(crate) struct Reactor<H: Handler, D: Driver> {
     pub(crate) input_paused: bool,
     /// Connections that were readable (or owed a turn) while input was paused.
     pub(crate) unread: std::collections::HashSet<usize>,
+    /// How long the handler said the next wait may last, at most ([`Handler::poll`]).
+    handler_wait: Option<Duration>,
     /// What of this reactor's backlog bytes is published in `Shared`.
     queued_published: usize,
     last_trim: u64,
@@ -187,6 +189,7 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
             read_paused: Default::default(),
             input_paused: false,
             unread: Default::default(),
+            handler_wait: None,
             queued_published: 0,
             last_trim: start,
             draining_until: None,
@@ -213,6 +216,9 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         let mut timeout = self.wheel.next_deadline().map(|deadline| {
             Duration::from_millis(deadline.saturating_sub(now).saturating_mul(TICK_MS))
         });
+        if let Some(wait) = self.handler_wait {
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
         if let Some(expiry) = self.shared.syn_filter.next_expiry() {
             // A block's end changes the listeners' program, even with nothing else to do.
             let left = Duration::from_millis(expiry.saturating_sub(now).saturating_mul(TICK_MS));
@@ -266,12 +272,15 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
     }
 
     /// The steps of every pass after the driver's own events and before its send stage: the
-    /// inbox, the timers, a spread drain's turn, and the handler's end of batch.
+    /// inbox, the timers, a spread drain's turn, the handler's end of batch and its poll
+    /// (after the inbox's rearm, so work another thread leaves for the handler after the poll
+    /// looked wakes the reactor again).
     pub(crate) fn after_events(&mut self) {
         self.inbox_ready();
         self.timers_due();
         self.drain_due();
         self.end_of_batch();
+        self.poll_handler();
     }
 
     // ---- pausing input ---------------------------------------------------------------------

@@ -29,8 +29,8 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::{
-    Completion, GroupRecord, Store, StoreError, StoreMetrics, StoreRequest, StoreThread,
-    SubmitError,
+    Completion, CompletionWake, GroupRecord, Store, StoreError, StoreMetrics, StoreRequest,
+    StoreThread, SubmitError,
 };
 
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct PostgresConfig {
     pub timeout: Duration,
     /// Where the writer thread counts its commits (it is their one writer).
     pub metrics: Arc<StoreMetrics>,
+    /// Called after each batch's completions are sent (see [`CompletionWake`]).
+    pub completion_wake: CompletionWake,
 }
 
 impl PostgresConfig {
@@ -64,6 +66,7 @@ impl PostgresConfig {
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             timeout: Duration::from_secs(10),
             metrics: Arc::default(),
+            completion_wake: CompletionWake::default(),
         }
     }
 

@@ -54,6 +54,7 @@ pub(crate) struct PgWriter {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) requests: Receiver<StoreRequest>,
     pub(crate) completions: Sender<Completion>,
+    pub(crate) completion_wake: crate::store::CompletionWake,
     pub(crate) max_batch: usize,
     pub(crate) commit_delay: Duration,
     pub(crate) retention: Duration,
@@ -107,6 +108,7 @@ impl PgWriter {
             config,
             requests,
             completions,
+            completion_wake: settings.completion_wake.clone(),
             max_batch: max_batch.max(1),
             commit_delay: settings.commit_delay,
             retention: settings.retention,
@@ -245,9 +247,13 @@ impl PgWriter {
             .any(|r| matches!(r, StoreRequest::Purge { .. }));
         batch.clear();
         self.batch = batch;
+        let any = !self.done.is_empty();
         for completion in self.done.drain(..) {
             // A logic core that has gone away no longer needs answers; the data is committed.
             let _ = self.completions.send(completion);
+        }
+        if any {
+            self.completion_wake.wake();
         }
         if purged && matches!(self.link, Link::Up(_)) {
             self.drop_old_partitions();

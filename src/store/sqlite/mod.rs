@@ -21,8 +21,8 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::{
-    Completion, GroupRecord, Store, StoreError, StoreMetrics, StoreRequest, StoreThread,
-    SubmitError,
+    Completion, CompletionWake, GroupRecord, Store, StoreError, StoreMetrics, StoreRequest,
+    StoreThread, SubmitError,
 };
 
 /// How hard a commit tries to reach the disk.
@@ -58,6 +58,8 @@ pub struct SqliteConfig {
     pub checkpoint_pages: u32,
     /// Where the store thread counts its commits (it is their one writer).
     pub metrics: Arc<StoreMetrics>,
+    /// Called after each batch's completions are sent (see [`CompletionWake`]).
+    pub completion_wake: CompletionWake,
     /// Holds the checkpoint thread before each checkpoint (tests).
     #[cfg(test)]
     pub(crate) checkpoint_gate: Option<checkpoint::Gate>,
@@ -76,6 +78,7 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(5),
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
             metrics: Arc::default(),
+            completion_wake: CompletionWake::default(),
             #[cfg(test)]
             checkpoint_gate: None,
         }
@@ -125,6 +128,7 @@ impl SqliteStore {
             conn,
             requests: receiver,
             completions,
+            completion_wake: config.completion_wake.clone(),
             max_batch: config.max_batch.max(1),
             commit_delay: config.commit_delay,
             retention: config.retention,

@@ -27,6 +27,7 @@ pub(crate) struct StoreWriter {
     pub(crate) conn: Connection,
     pub(crate) requests: Receiver<StoreRequest>,
     pub(crate) completions: Sender<Completion>,
+    pub(crate) completion_wake: crate::store::CompletionWake,
     pub(crate) max_batch: usize,
     pub(crate) commit_delay: Duration,
     pub(crate) retention: Duration,
@@ -93,6 +94,7 @@ impl StoreWriter {
     fn complete(&self, completion: Completion) {
         // A logic core that has gone away no longer needs answers; the data is committed.
         let _ = self.completions.send(completion);
+        self.completion_wake.wake();
     }
 
     fn run_batch(&mut self, first: StoreRequest) {
@@ -138,8 +140,12 @@ impl StoreWriter {
         }
         batch.clear();
         self.batch = batch;
+        let any = !self.done.is_empty();
         for completion in self.done.drain(..) {
             let _ = self.completions.send(completion);
+        }
+        if any {
+            self.completion_wake.wake();
         }
     }
 

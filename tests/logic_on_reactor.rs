@@ -1,0 +1,41 @@
+//! The logic core on the reactor's thread (`--logic-thread reactor`, one reactor): the store's
+//! completions wake the reactor themselves. With nothing else to wake it (no other traffic,
+//! no login deadline pending, the connection's read-wait far off), an ack still comes as
+//! soon as its commit does; without that wake it would never come.
+
+mod chat_common;
+
+use std::time::{Duration, Instant};
+
+use chat_common::{unique_user, ServerOptions, TestServer, Transport};
+use switchboard::logic::LogicThread;
+
+#[test]
+fn an_ack_arrives_with_no_other_traffic_to_wake_the_reactor() {
+    let server = TestServer::with_options(ServerOptions {
+        logic_thread: LogicThread::Reactor,
+        // The core's only deadlines are the connections' login deadlines, which it looks at
+        // every second while any is pending: short here, and passed before the SENDs.
+        login_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
+    });
+    for transport in [Transport::Tcp, Transport::Ws] {
+        let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+        let mut alice = server.login(transport, &alice, None);
+        std::thread::sleep(Duration::from_millis(1500));
+        for client_msg_id in 1..=3 {
+            // Let every earlier wake-up be spent, so only the commit's can bring the ack.
+            std::thread::sleep(Duration::from_millis(50));
+            let sent = Instant::now();
+            let ack = alice
+                .send_direct(&bob, client_msg_id, b"anyone there?")
+                .expect("SEND acknowledged");
+            assert!(ack.msg_id > 0);
+            assert!(
+                sent.elapsed() < Duration::from_secs(3),
+                "the ack took {:?}",
+                sent.elapsed()
+            );
+        }
+    }
+}
