@@ -19,6 +19,12 @@ fn an_ack_arrives_with_no_other_traffic_to_wake_the_reactor() {
         login_timeout: Duration::from_secs(1),
         ..ServerOptions::default()
     });
+    let threads = thread_names();
+    assert!(
+        threads.iter().any(|name| name.starts_with("reactor-"))
+            && !threads.contains(&"logic".into()),
+        "one reactor and no logic thread of its own: {threads:?}"
+    );
     for transport in [Transport::Tcp, Transport::Ws] {
         let (alice, bob) = (unique_user("alice"), unique_user("bob"));
         let mut alice = server.login(transport, &alice, None);
@@ -38,4 +44,13 @@ fn an_ack_arrives_with_no_other_traffic_to_wake_the_reactor() {
             );
         }
     }
+}
+
+/// The names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
 }
