@@ -533,3 +533,29 @@ fn the_commit_delay_comes_from_the_file_or_the_command_line_and_is_bounded() {
         .to_string();
     assert!(error.contains("at most 10ms"), "{error}");
 }
+
+#[test]
+fn the_logic_thread_is_own_or_reactor_from_the_file_or_the_command_line() {
+    use crate::logic::LogicThread;
+    let thread = |args: &ServeArgs| args.logic_thread.parse::<LogicThread>();
+    assert_eq!(thread(&serve(&["serve"])), Ok(LogicThread::Own));
+    assert_eq!(
+        thread(&serve(&["serve", "--logic-thread", "reactor"])),
+        Ok(LogicThread::Reactor)
+    );
+    assert_eq!(
+        thread(&serve(&["serve", "--logic-thread", "own"])),
+        Ok(LogicThread::Own)
+    );
+    let Command::Serve(from_file) = parse_serve_with("logic-thread = \"reactor\"\n")
+        .expect("a logic thread in the file")
+        .command
+    else {
+        panic!("not serve");
+    };
+    assert_eq!(thread(&from_file), Ok(LogicThread::Reactor));
+    let error = parse(args(&["serve", "--logic-thread", "both"]))
+        .expect_err("neither own nor reactor")
+        .to_string();
+    assert!(error.contains("--logic-thread"), "{error}");
+}

@@ -1,7 +1,8 @@
 //! `switchboard serve`: the gateway, the logic core and the store in one process.
 //!
 //! This module is the only place that knows both the gateway and the logic core. `bridge`
-//! carries events between them (its own doc says how neither side waits on the other); this
+//! carries events between them (its own doc says how neither side waits on the other);
+//! `local` runs the core on the one reactor's thread instead (`LogicThread::Reactor`); this
 //! file starts, drains and stops the three parts, checks that their limits agree, and opens
 //! the store and the token secret.
 
@@ -172,6 +173,12 @@ impl ChatServer {
             .map_err(StartError::Admin)?;
         let took_over = listeners.is_some();
         let on_reactor = logic.thread == LogicThread::Reactor && gateway.workers == 1;
+        if logic.thread == LogicThread::Reactor && !on_reactor {
+            tracing::info!(
+                workers = gateway.workers,
+                "the logic core runs on a thread of its own: it shares a reactor's only when there is one"
+            );
+        }
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         // Both engines' writers count their commits into this one block.
         let store_metrics = Arc::new(StoreMetrics::default());
