@@ -152,8 +152,8 @@ struct ServeArgs {
     checkpoint_pages: u32,
     /// Which thread runs the logic core: `reactor` runs it on the reactor's own thread when
     /// there is one reactor (--workers 1), so a message crosses no thread on its way in and
-    /// its answers wake no thread on their way out; `own` gives it a thread of its own. With
-    /// more reactors it always has its own.
+    /// its answers wake no thread on their way out (about a quarter less CPU per message at
+    /// 3,000/s); `own` gives it a thread of its own. With more reactors it always has its own.
     #[arg(long, value_name = "own|reactor", default_value = "own", value_parser = ["own", "reactor"])]
     logic_thread: String,
     /// The admin HTTP listener (/healthz, /readyz, /metrics, /router and the backend API), or

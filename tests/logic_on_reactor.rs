@@ -13,7 +13,7 @@ use switchboard::logic::LogicThread;
 #[test]
 fn an_ack_arrives_with_no_other_traffic_to_wake_the_reactor() {
     let server = TestServer::with_options(ServerOptions {
-        logic_thread: LogicThread::Reactor,
+        logic_thread: Some(LogicThread::Reactor),
         // The core's only deadlines are the connections' login deadlines, which it looks at
         // every second while any is pending: short here, and passed before the SENDs.
         login_timeout: Duration::from_secs(1),

@@ -174,7 +174,7 @@ impl ChatServer {
         let took_over = listeners.is_some();
         let on_reactor = logic.thread == LogicThread::Reactor && gateway.workers == 1;
         if logic.thread == LogicThread::Reactor && !on_reactor {
-            tracing::info!(
+            tracing::debug!(
                 workers = gateway.workers,
                 "the logic core runs on a thread of its own: it shares a reactor's only when there is one"
             );

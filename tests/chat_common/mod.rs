@@ -122,7 +122,8 @@ pub struct ServerOptions {
     /// The bound on each reactor's inbox of pushes (`--inbox-bytes`); `None`: the default.
     pub inbox_bytes: Option<usize>,
     /// Where the logic core runs (`--logic-thread`); `Reactor` makes the server one reactor.
-    pub logic_thread: LogicThread,
+    /// `None`: the default (its own thread).
+    pub logic_thread: Option<LogicThread>,
 }
 
 /// The admin listener of a test server.
@@ -152,7 +153,7 @@ impl Default for ServerOptions {
             backend: None,
             uring_recv_buffers: None,
             inbox_bytes: None,
-            logic_thread: logic_thread().unwrap_or_default(),
+            logic_thread: logic_thread(),
         }
     }
 }
@@ -186,8 +187,8 @@ impl TestServer {
     /// A server on `data` (kept by the caller, e.g. across a restart).
     pub fn start_in(data: &Path, options: ServerOptions) -> TestServer {
         let workers = match options.logic_thread {
-            LogicThread::Reactor => 1,
-            LogicThread::Own => options.workers,
+            Some(LogicThread::Reactor) => 1,
+            _ => options.workers,
         };
         let defaults = shared::gateway_config(workers);
         let gateway = GatewayConfig {
@@ -205,7 +206,7 @@ impl TestServer {
             login_timeout: options.login_timeout,
             max_body: options.max_body,
             group_member_limit: options.group_member_limit,
-            thread: options.logic_thread,
+            thread: options.logic_thread.unwrap_or_default(),
             ..LogicConfig::default()
         };
         let store = StoreConfigPatch {
