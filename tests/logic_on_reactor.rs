@@ -19,7 +19,14 @@ fn an_ack_arrives_with_no_other_traffic_to_wake_the_reactor() {
         login_timeout: Duration::from_secs(1),
         ..ServerOptions::default()
     });
-    let threads = thread_names();
+    // The server may still be starting its threads when `with_options` returns: wait for the
+    // reactor's, then look for a logic thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_names();
+    while !threads.iter().any(|name| name.starts_with("reactor-")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        threads = thread_names();
+    }
     assert!(
         threads.iter().any(|name| name.starts_with("reactor-"))
             && !threads.contains(&"logic".into()),
