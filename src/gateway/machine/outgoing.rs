@@ -12,15 +12,22 @@
 //! to a backlogged connection go straight into its backlog, so the cap sees them at once
 //! rather than at the end of the pass.
 //!
-//! The backlog owns what it counts: a slice under [`COPY_BELOW`] bytes is copied into it, as
-//! it may be a small share of a large read buffer that it would otherwise keep alive (a 20-byte
-//! echo pinning a 64 KiB read chunk). Larger slices are whole frames with at most a read's
-//! worth of buffer around them, and shared by every connection a message fans out to.
+//! The backlog bounds what it keeps alive beyond what it counts. A slice under
+//! [`COPY_BELOW`] bytes may be a small share of a large read buffer (a 20-byte echo pinning a
+//! 64 KiB read chunk), so a backlog keeps at most [`SHARED_SMALL`] of them shared (one send's
+//! worth, what its next send takes) and copies the small slices after those into a buffer of
+//! its own. Larger slices are whole frames with at most a read's worth of buffer around them,
+//! and shared by every connection a message fans out to: always kept shared. The shared
+//! allowance is what spares a completion driver a copy: its connections get a backlog whenever
+//! a pass pushes to them while their send is in flight (a fan-out to readers a little slower
+//! than the reactor), and those pushes now wait there as they came, for the next send.
 //!
 //! A completion driver's send in flight owns its `Bytes` (they are moved out, not copied or
 //! shared), and its length is counted as in flight: queued bytes for the cap like the
 //! backlog's, until the completion. Only what the kernel did not take comes back, to the
-//! front of the backlog.
+//! front of the backlog, still shared. So a connection keeps at most 2 × [`SHARED_SMALL`]
+//! small slices shared at any time (in flight and in the backlog together), and what the cap
+//! counts is the same on both kinds of driver: the bytes, never the buffers around them.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -30,8 +37,11 @@ use bytes::{Buf, Bytes, BytesMut};
 const NIL: u32 = u32::MAX;
 /// Slices per `writev`; well under IOV_MAX (1024) and enough to batch a pass's pushes.
 pub(crate) const MAX_IOV: usize = 64;
-/// Slices shorter than this are copied when they enter a backlog (see the module comment).
+/// Slices shorter than this are copied when they enter a backlog that already keeps
+/// [`SHARED_SMALL`] of them shared (see the module comment).
 const COPY_BELOW: usize = 64 << 10;
+/// Small slices a backlog keeps shared before it copies them: one send's worth.
+const SHARED_SMALL: usize = MAX_IOV;
 
 struct Entry {
     bytes: Bytes,
@@ -67,6 +77,9 @@ struct Backlog {
     /// Small slices copied together, to be queued after `queue` (see [`Backlog::push`]).
     small: BytesMut,
     bytes: usize,
+    /// Small slices this backlog took shared, not copied, since it was made (never
+    /// decreased: an upper bound of how many it holds).
+    shared: usize,
 }
 
 impl Backlog {
@@ -75,6 +88,7 @@ impl Backlog {
             queue: VecDeque::new(),
             small: BytesMut::new(),
             bytes: 0,
+            shared: 0,
         })
     }
 
@@ -83,14 +97,16 @@ impl Backlog {
             return;
         }
         self.bytes += bytes.len();
-        if bytes.len() < COPY_BELOW {
+        let small = bytes.len() < COPY_BELOW;
+        if small && self.shared >= SHARED_SMALL {
             // Gathered into one buffer: a flood of small frames costs its bytes, not a queue
-            // entry and an allocation each.
+            // entry and an allocation each, and keeps no one else's buffer alive.
             self.small.extend_from_slice(&bytes);
             if self.small.len() >= COPY_BELOW {
                 self.seal();
             }
         } else {
+            self.shared += usize::from(small);
             self.seal();
             self.queue.push_back(bytes);
         }
@@ -381,6 +397,9 @@ impl Outgoing {
             // Sealed: the small slices gathered since keep their place, behind.
             later.seal();
             front.bytes += later.bytes;
+            // At most 2 × SHARED_SMALL, and no more small slices are taken shared until the
+            // backlog drains: the send it came back from held the rest.
+            front.shared += later.shared;
             front.queue.extend(later.queue.drain(..));
         }
         self.backlog = Some(front);
@@ -544,8 +563,22 @@ mod tests {
         assert_eq!(socket.calls, 3);
     }
 
+    /// `count` small slices, each of a buffer of its own that is far larger (as a read chunk
+    /// is): the slices, and the buffers to ask whether a backlog still shares them.
+    fn slices_of_big_buffers(count: usize, first: u8) -> (Vec<Bytes>, Vec<Bytes>) {
+        let bigs: Vec<Bytes> = (0..count)
+            .map(|i| Bytes::from(vec![first.wrapping_add(i as u8); 64 << 10]))
+            .collect();
+        let slices = bigs.iter().map(|big| big.slice(0..10)).collect();
+        (slices, bigs)
+    }
+
+    fn shared_count(bigs: &[Bytes]) -> usize {
+        bigs.iter().filter(|big| !big.is_unique()).count()
+    }
+
     #[test]
-    fn pushes_to_a_backlogged_connection_count_at_once_and_own_their_bytes() {
+    fn a_backlog_keeps_one_sends_worth_of_small_slices_shared_and_copies_the_rest() {
         let mut arena = PushArena::default();
         let mut out = Outgoing::default();
         push_all(&mut out, &mut arena, &[b"abcdef"]);
@@ -559,27 +592,116 @@ mod tests {
             Flushed::Backlogged(4)
         );
         arena.clear();
-        // A small slice of a big shared buffer: counted before any flush, and copied, so the
-        // backlog does not keep the big buffer alive.
-        let big = Bytes::from(vec![9u8; 256 << 10]);
-        assert!(!out.push(&mut arena, big.slice(0..10)));
-        assert_eq!(out.backlog_bytes(), 14);
-        assert!(big.is_unique(), "the backlog holds a copy, not a share");
+        // "cdef" is the backlog's first shared small slice; room for SHARED_SMALL - 1 more.
+        let (slices, bigs) = slices_of_big_buffers(SHARED_SMALL + 2, 1);
+        for (i, slice) in slices.iter().enumerate() {
+            assert!(!out.push(&mut arena, slice.clone()));
+            assert_eq!(out.backlog_bytes(), 4 + 10 * (i + 1), "counted at once");
+        }
+        drop(slices);
+        assert!(
+            bigs[..SHARED_SMALL - 1].iter().all(|big| !big.is_unique()),
+            "one send's worth waits as it came, not copied"
+        );
+        assert!(
+            bigs[SHARED_SMALL - 1..].iter().all(Bytes::is_unique),
+            "the small slices past it are copied: they keep no big buffer alive"
+        );
         // A large slice is kept as it is (a whole frame, maybe shared by a fan-out).
-        out.push(&mut arena, big.slice(..COPY_BELOW));
-        assert_eq!(out.backlog_bytes(), 14 + COPY_BELOW);
-        assert!(!big.is_unique());
-        socket.per_call = vec![usize::MAX];
+        let large = Bytes::from(vec![9u8; COPY_BELOW]);
+        out.push(&mut arena, large.clone());
+        assert!(!large.is_unique());
+        let queued = 4 + 10 * bigs.len() + COPY_BELOW;
+        assert_eq!(out.backlog_bytes(), queued);
+        socket.per_call = vec![usize::MAX; 8];
         socket.calls = 0;
         assert_eq!(
             send(&mut out, &mut socket, &mut arena).unwrap(),
             Flushed::All
         );
         let mut expected = b"cdef".to_vec();
-        expected.extend_from_slice(&[9u8; 10]);
-        expected.extend_from_slice(&vec![9u8; COPY_BELOW]);
+        bigs.iter().for_each(|big| expected.extend_from_slice(&big[..10]));
+        expected.extend_from_slice(&large);
         assert_eq!(socket.written[2..], expected[..]);
         assert!(out.is_empty());
+        assert_eq!(shared_count(&bigs), 0);
+    }
+
+    /// The fan-out case on a completion driver: what a pass pushes while the connection's send
+    /// is in flight is parked at the end of the pass, and goes out in the next send as it was
+    /// pushed (the same buffer, not a copy of it).
+    #[test]
+    fn pushes_while_a_send_is_in_flight_wait_uncopied_for_the_next_send() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        push_all(&mut out, &mut arena, &[b"first"]);
+        let mut held = Vec::new();
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        arena.clear();
+        // Next pass: a fan-out frame (a buffer of its own, shared by other connections) and a
+        // small share of a big buffer, both pushed while the send is in flight.
+        let frame = Bytes::from(vec![7u8; 100]);
+        let (slices, bigs) = slices_of_big_buffers(1, 3);
+        assert!(out.push(&mut arena, frame.clone()));
+        out.push(&mut arena, slices[0].clone());
+        drop(slices);
+        assert_eq!(out.park(&mut arena), 110);
+        arena.clear();
+        assert_eq!(out.queued_bytes(), 115, "in flight and waiting, both counted");
+        out.completed(&mut arena, 5, &mut held);
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held[0].as_ptr(), frame.as_ptr(), "the frame itself, not a copy");
+        assert_eq!(held[1].as_ptr(), bigs[0].as_ptr(), "the slice itself, not a copy");
+        out.completed(&mut arena, 110, &mut held);
+        assert!(out.is_empty());
+        assert!(frame.is_unique() && bigs[0].is_unique(), "let go once sent");
+    }
+
+    /// However the sends complete (here: the kernel takes nothing), a connection keeps at most
+    /// two sends' worth of small slices shared; the rest are copied, and all go out in order.
+    #[test]
+    fn a_connection_keeps_at_most_two_sends_of_small_slices_shared() {
+        let mut arena = PushArena::default();
+        let mut out = Outgoing::default();
+        let (slices, bigs) = slices_of_big_buffers(SHARED_SMALL * 4, 0);
+        drop(slices); // each made again as it is pushed: an unpushed one keeps its buffer
+        let mut expected = Vec::new();
+        let mut pushed = bigs.iter().map(|big| big.slice(0..10));
+        for slice in pushed.by_ref().take(MAX_IOV) {
+            expected.extend_from_slice(&slice);
+            out.push(&mut arena, slice);
+        }
+        let mut held = Vec::new();
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held.len(), MAX_IOV);
+        for round in 0..3 {
+            arena.clear();
+            for slice in pushed.by_ref().take(SHARED_SMALL) {
+                expected.extend_from_slice(&slice);
+                out.push(&mut arena, slice);
+            }
+            out.park(&mut arena);
+            assert!(
+                shared_count(&bigs) <= 2 * SHARED_SMALL,
+                "round {round}: {} buffers kept alive",
+                shared_count(&bigs)
+            );
+            out.completed(&mut arena, 0, &mut held);
+            assert!(shared_count(&bigs) <= 2 * SHARED_SMALL);
+            out.hand_over(&mut arena, MAX_IOV, &mut held);
+        }
+        assert_eq!(shared_count(&bigs), 2 * SHARED_SMALL);
+        let mut written = Vec::new();
+        while !held.is_empty() {
+            written.extend_from_slice(&held.concat());
+            let all = held.iter().map(Bytes::len).sum();
+            out.completed(&mut arena, all, &mut held);
+            out.hand_over(&mut arena, MAX_IOV, &mut held);
+        }
+        assert_eq!(written, expected);
+        assert!(out.is_empty());
+        assert_eq!(shared_count(&bigs), 0);
     }
 
     #[test]
@@ -601,12 +723,12 @@ mod tests {
         out.push(&mut arena, Bytes::from_static(b"hi"));
         assert_eq!(out.park(&mut arena), 2);
         arena.clear();
-        // The kernel took 5 of 7 bytes: the rest goes before what was queued since, copied
-        // (a small slice must not keep a big buffer alive).
+        // The kernel took 5 of 7 bytes: the rest goes before what was queued since, as it was
+        // (within the backlog's allowance of small slices kept shared).
         out.completed(&mut arena, 5, &mut held);
         assert!(held.is_empty());
         assert_eq!(out.queued_bytes(), 4);
-        assert!(big.is_unique(), "the backlog holds a copy of the rest");
+        assert!(!big.is_unique(), "the backlog holds the rest itself, not a copy");
         out.hand_over(&mut arena, MAX_IOV, &mut held);
         assert_eq!(held.concat(), [9, 9, b'h', b'i']);
         out.completed(&mut arena, 4, &mut held);
