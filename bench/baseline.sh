@@ -10,6 +10,9 @@
 #   bench/baseline.sh --uring-goals        # issue #11's chat figures on both backends, REPEAT=2:
 #                                          # 4 in flight (maximum, then half of it), G = 1,000
 #   bench/baseline.sh --table DIR          # reprint an earlier run's table from its JSON
+#   BASE_BIN=/tmp/base/switchboard bench/baseline.sh --uring-goals
+#                                          # and another build's binary on each backend too,
+#                                          # in turn within each repetition (a change vs before)
 #
 # What runs (client and server share this machine's cores; read
 # ../shared/design/measuring.md first):
@@ -31,7 +34,8 @@
 # traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, CHAT_INFLIGHT (SENDs in flight of the chat
 # runs: "1 4"), GROUP_SIZES ("100 1000"), SYNCHRONOUS (the chat store: full or normal), OUT
 # (where the JSON goes), SERVER_BIN (the switchboard binary: another build's, to compare two
-# builds run after run).
+# builds run after run), BASE_BIN (a second binary run on every backend right after this
+# build's, within each repetition: rows "base-epoll", "base-uring"; compare two builds side by side).
 #
 # Each server listens on loopback ports that were free when it started (never fixed ones:
 # another benchmark may be running); one that cannot bind them, or that runs on epoll when
@@ -82,7 +86,7 @@ settings = {k: v.strip('"') for k, v in
 
 # With two backends every file name carries the one it ran on (NAME-BACKEND-rN), and each
 # figure gets a row per backend, one under the other.
-backends = settings.get("BACKENDS", "epoll").split()
+backends = settings.get("VARIANTS", settings.get("BACKENDS", "epoll")).split()
 suffix = ""
 
 def runs(name):
@@ -143,7 +147,9 @@ def row(figure, run, value, rs, notes=""):
     lat = lambda k: med([r["latency_us"][k] for r in rs if r.get("latency_us")])
     cpu = med([cpu_us(r) for r in rs])
     if len(backends) > 1:
-        run = f"{run}, --backend {suffix[1:]}"
+        variant = suffix[1:]
+        run = (f"{run}, BASE_BIN --backend {variant[5:]}" if variant.startswith("base-")
+               else f"{run}, --backend {variant}")
     rows.append(f"| {figure} | {run} | {value} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | "
                 f"{fmt(cpu, '.1f')} | {notes or failed(rs)} |")
 
@@ -202,6 +208,12 @@ if [[ -n $table_only ]]; then
     exit 0
 fi
 
+# What runs in each repetition: every backend on this build, then (BASE_BIN) on the other.
+variants=$BACKENDS
+if [[ -n ${BASE_BIN:-} ]]; then
+    [[ -x $BASE_BIN ]] || { log "BASE_BIN: $BASE_BIN is not an executable"; exit 1; }
+    for backend in $BACKENDS; do variants+=" base-$backend"; done
+fi
 log "building switchboard and loadtest (release)"
 cargo build --release --quiet -p switchboard -p switchboard-loadtest
 ulimit -n 20000 || { log "cannot raise the open-file limit to 20000"; exit 1; }
@@ -216,6 +228,8 @@ CONNS_ECHO="$CONNS_ECHO"
 CONNS_CHAT="$CONNS_CHAT"
 SYNCHRONOUS="$SYNCHRONOUS"
 BACKENDS="$BACKENDS"
+VARIANTS="$variants"
+BASE_BIN="${BASE_BIN:-}"
 CHAT_INFLIGHT="$CHAT_INFLIGHT"
 GROUP_SIZES="$GROUP_SIZES"
 LOAD_START="$(cut -d' ' -f1 /proc/loadavg)"
@@ -254,11 +268,13 @@ start_server() {
     tcp=tcp://127.0.0.1:$tcp_port
     ws=ws://127.0.0.1:$ws_port/
     local listen=(--tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port" --backend "$backend")
+    local bin=$server_bin
+    [[ -n ${base:-} ]] && bin=$BASE_BIN
     case $mode in
-    echo) "$server_bin" echo --workers "$WORKERS" "${listen[@]}" >"$OUT/server.log" 2>&1 & ;;
+    echo) "$bin" echo --workers "$WORKERS" "${listen[@]}" >"$OUT/server.log" 2>&1 & ;;
     serve)
         rm -rf "$data_dir"
-        SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers "$WORKERS" "${listen[@]}" \
+        SWITCHBOARD_JWT_SECRET=$SECRET "$bin" serve --workers "$WORKERS" "${listen[@]}" \
             --admin off --data "$data_dir" --synchronous "$SYNCHRONOUS" --request-rate 0 \
             >"$OUT/server.log" 2>&1 &
         ;;
@@ -332,21 +348,24 @@ sources=127.0.0.1-127.0.0.20
 
 # With one backend the files are named as before (NAME-rN.json); with two, NAME-BACKEND-rN.
 for rep in $(seq "$REPEAT"); do
-    for backend in $BACKENDS; do
+    for variant in $variants; do
+        backend=${variant#base-}
+        base=""
+        [[ $variant == base-* ]] && base=1
         b=""
-        [[ $BACKENDS == "$backend" ]] || b="-$backend"
+        [[ $variants == "$variant" ]] || b="-$variant"
         if wants idle; then
-            log "r$rep $backend idle: $CONNS_IDLE WebSocket connections on a fresh echo server"
+            log "r$rep $variant idle: $CONNS_IDLE WebSocket connections on a fresh echo server"
             start_server echo "$backend"
             idle_run "idle-ws$b-r$rep" 25 idle --target "$ws" --conns "$CONNS_IDLE" \
                 --source-ips "$sources" --ramp 10000/s --heartbeat 10s
-            log "r$rep $backend idle: $CONNS_IDLE framed-TCP connections logged in on a fresh chat server"
+            log "r$rep $variant idle: $CONNS_IDLE framed-TCP connections logged in on a fresh chat server"
             start_server serve "$backend"
             idle_run "idle-login$b-r$rep" 25 idle --target "$tcp" --conns "$CONNS_IDLE" \
                 --source-ips "$sources" --ramp 10000/s --heartbeat 10s --jwt-secret "$SECRET"
         fi
         if wants handshakes; then
-            log "r$rep $backend handshakes: $CONNS_IDLE WebSocket connections, as fast as they go"
+            log "r$rep $variant handshakes: $CONNS_IDLE WebSocket connections, as fast as they go"
             start_server echo "$backend"
             load "handshakes$b-r$rep" idle --target "$ws" --conns "$CONNS_IDLE" \
                 --source-ips "$sources" --ramp 1000000/s --duration 10s
@@ -354,7 +373,7 @@ for rep in $(seq "$REPEAT"); do
         if wants echo; then
             for size in 64 1024; do
                 for proto in ws tcp; do
-                    log "r$rep $backend echo: $proto $size B"
+                    log "r$rep $variant echo: $proto $size B"
                     start_server echo "$backend"
                     target=$ws
                     [[ $proto == tcp ]] && target=$tcp
@@ -365,17 +384,17 @@ for rep in $(seq "$REPEAT"); do
         fi
         if wants chat; then
             for k in $CHAT_INFLIGHT; do
-                log "r$rep $backend chat: maximum with $k in flight"
+                log "r$rep $variant chat: maximum with $k in flight"
                 chat_run "chat-max-k$k$b-r$rep" chat --inflight "$k"
                 half=$(($(msgs_per_sec "$OUT/chat-max-k$k$b-r$rep.json") / 2))
-                log "r$rep $backend chat: paced at $half/s"
+                log "r$rep $variant chat: paced at $half/s"
                 chat_run "chat-half-k$k$b-r$rep" chat --inflight "$k" --rate "$half"
                 note_rate "$OUT/chat-half-k$k$b-r$rep.json" "$half"
             done
         fi
         if wants group; then
             for g in $GROUP_SIZES; do
-                log "r$rep $backend group: G = $g"
+                log "r$rep $variant group: G = $g"
                 chat_run "group-g$g$b-r$rep" group --group-size "$g"
             done
         fi
