@@ -620,7 +620,8 @@ mod tests {
             Flushed::All
         );
         let mut expected = b"cdef".to_vec();
-        bigs.iter().for_each(|big| expected.extend_from_slice(&big[..10]));
+        bigs.iter()
+            .for_each(|big| expected.extend_from_slice(&big[..10]));
         expected.extend_from_slice(&large);
         assert_eq!(socket.written[2..], expected[..]);
         assert!(out.is_empty());
@@ -647,12 +648,24 @@ mod tests {
         drop(slices);
         assert_eq!(out.park(&mut arena), 110);
         arena.clear();
-        assert_eq!(out.queued_bytes(), 115, "in flight and waiting, both counted");
+        assert_eq!(
+            out.queued_bytes(),
+            115,
+            "in flight and waiting, both counted"
+        );
         out.completed(&mut arena, 5, &mut held);
         out.hand_over(&mut arena, MAX_IOV, &mut held);
         assert_eq!(held.len(), 2);
-        assert_eq!(held[0].as_ptr(), frame.as_ptr(), "the frame itself, not a copy");
-        assert_eq!(held[1].as_ptr(), bigs[0].as_ptr(), "the slice itself, not a copy");
+        assert_eq!(
+            held[0].as_ptr(),
+            frame.as_ptr(),
+            "the frame itself, not a copy"
+        );
+        assert_eq!(
+            held[1].as_ptr(),
+            bigs[0].as_ptr(),
+            "the slice itself, not a copy"
+        );
         out.completed(&mut arena, 110, &mut held);
         assert!(out.is_empty());
         assert!(frame.is_unique() && bigs[0].is_unique(), "let go once sent");
@@ -728,7 +741,10 @@ mod tests {
         out.completed(&mut arena, 5, &mut held);
         assert!(held.is_empty());
         assert_eq!(out.queued_bytes(), 4);
-        assert!(!big.is_unique(), "the backlog holds the rest itself, not a copy");
+        assert!(
+            !big.is_unique(),
+            "the backlog holds the rest itself, not a copy"
+        );
         out.hand_over(&mut arena, MAX_IOV, &mut held);
         assert_eq!(held.concat(), [9, 9, b'h', b'i']);
         out.completed(&mut arena, 4, &mut held);

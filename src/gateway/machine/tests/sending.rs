@@ -67,7 +67,7 @@ fn a_backlog_freed_at_the_cut_counts_toward_the_trim() {
     h.settle();
     h.end_pass();
     assert!(h.closed, "over the cap of 2,000");
-    // The last message's copy (about 900 bytes) and the freed backlog (about 2,700).
+    // The last message queued (about 900 bytes) and the freed backlog (about 2,700).
     assert!(
         h.ws.churn() >= 2600,
         "{} bytes of churn after a backlog of about 2,700 bytes was freed",

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Where one reactor thread's time goes under load: `perf record` on `reactor-0` of a fresh
+# `switchboard serve --workers 1` while `loadtest` runs a scenario against it (by default the
+# group fan-out at G = 1,000 of issue #11), then perf's flat profile of that thread (self time
+# by symbol, user and kernel). Loopback only; stops by itself. Needs `perf` (linux-perf).
+#
+#   bench/reactor_profile.sh                          # io_uring, G = 1,000
+#   BACKEND=epoll bench/reactor_profile.sh
+#   SERVER_BIN=/tmp/base/switchboard bench/reactor_profile.sh   # another build's binary
+#
+# Settings (environment): BACKEND (uring or epoll), SERVER_BIN, GROUP_SIZE (1000), CONNS (1000),
+# DURATION (s of load, 10), SKIP (s of load before recording, 3), RECORD (s recorded, 4),
+# PERCENT (the smallest share printed, 0.5), OUT (where perf.data, the load's JSON and the
+# report go).
+#
+# Shares of one recording are a pointer to where time goes, not a figure to compare across
+# sittings: the CPU per delivery comes from bench/baseline.sh.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+BACKEND=${BACKEND:-uring}
+GROUP_SIZE=${GROUP_SIZE:-1000}
+CONNS=${CONNS:-1000}
+DURATION=${DURATION:-10}
+SKIP=${SKIP:-3}
+RECORD=${RECORD:-4}
+PERCENT=${PERCENT:-0.5}
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+server_bin=${SERVER_BIN:-$target_dir/release/switchboard}
+loadtest_bin=$target_dir/release/loadtest
+OUT=${OUT:-$repo/target/profile/$(date -u +%Y%m%dT%H%M%SZ)-$BACKEND}
+SECRET=profile-secret
+
+log() { echo "reactor_profile: $*" >&2; }
+command -v perf >/dev/null || { log "perf is not installed"; exit 1; }
+(( SKIP + RECORD < DURATION )) || { log "SKIP + RECORD must end before DURATION"; exit 1; }
+if [[ -z ${SERVER_BIN:-} ]]; then
+    cargo build --release --quiet -p switchboard -p switchboard-loadtest
+fi
+ulimit -n 20000
+mkdir -p "$OUT"
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+tcp_port=$(free_port)
+ws_port=$(free_port)
+while [[ $ws_port == "$tcp_port" ]]; do ws_port=$(free_port); done
+
+server_pid=""
+load_pid=""
+stop() {
+    [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$OUT/data"
+}
+trap stop EXIT
+
+SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers 1 --backend "$BACKEND" \
+    --tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port" --admin off --data "$OUT/data" \
+    --request-rate 0 >"$OUT/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || { log "the server exited; its log:"; cat "$OUT/server.log" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$tcp_port") 2>/dev/null && break
+    sleep 0.05
+done
+if [[ $BACKEND == uring ]] && grep -q "io_uring is unavailable" "$OUT/server.log"; then
+    log "io_uring was asked for, the server runs on epoll"
+    exit 1
+fi
+
+"$loadtest_bin" group --target "tcp://127.0.0.1:$tcp_port" --jwt-secret "$SECRET" \
+    --conns "$CONNS" --group-size "$GROUP_SIZE" --duration "${DURATION}s" \
+    --server-pid "$server_pid" --quiet --json "$OUT/load.json" >"$OUT/load.txt" 2>&1 &
+load_pid=$!
+sleep "$SKIP"
+tid=""
+for task in /proc/"$server_pid"/task/*; do
+    [[ $(cat "$task/comm") == reactor-0 ]] && tid=${task##*/}
+done
+[[ -n $tid ]] || { log "no thread reactor-0 in $server_pid"; exit 1; }
+perf record --quiet -g -t "$tid" -o "$OUT/perf.data" -- sleep "$RECORD" 2>"$OUT/perf.log"
+wait "$load_pid" || { log "loadtest failed:"; cat "$OUT/load.txt" >&2; exit 1; }
+load_pid=""
+
+python3 - "$OUT/load.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+threads = d.get("server_threads_cpu_s") or {}
+n = d.get("received") or 1
+print(f"deliveries {n:,} ({d['msgs_per_sec']:,.0f}/s); server CPU {d['server_cpu_s'] * 1e6 / n:.2f} µs per "
+      f"delivery, reactor-0 {threads.get('reactor-0', 0) * 1e6 / n:.2f}")
+EOF
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio --percent-limit "$PERCENT" \
+    2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | tee "$OUT/report.txt"
