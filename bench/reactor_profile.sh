@@ -7,8 +7,11 @@
 #   bench/reactor_profile.sh                          # io_uring, G = 1,000
 #   BACKEND=epoll bench/reactor_profile.sh
 #   SERVER_BIN=/tmp/base/switchboard bench/reactor_profile.sh   # another build's binary
+#   SCENARIO=echo CONNS=100 bench/reactor_profile.sh  # `switchboard echo`, 20 B WebSocket
+#                                                     # echoes, 16 in flight (bench/compare.sh's)
 #
-# Settings (environment): BACKEND (uring or epoll), SERVER_BIN, GROUP_SIZE (1000), CONNS (1000),
+# Settings (environment): BACKEND (uring or epoll), SCENARIO (group or echo), SERVER_BIN,
+# GROUP_SIZE (1000), INFLIGHT (echo: 16), SIZE (echo: 20), CONNS (1000),
 # DURATION (s of load, 10), SKIP (s of load before recording, 3), RECORD (s recorded, 4),
 # PERCENT (the smallest share printed, 0.5), OUT (where perf.data, the load's JSON and the
 # report go).
@@ -20,6 +23,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 BACKEND=${BACKEND:-uring}
+SCENARIO=${SCENARIO:-group}
+INFLIGHT=${INFLIGHT:-16}
+SIZE=${SIZE:-20}
 GROUP_SIZE=${GROUP_SIZE:-1000}
 CONNS=${CONNS:-1000}
 DURATION=${DURATION:-10}
@@ -29,7 +35,7 @@ PERCENT=${PERCENT:-0.5}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 server_bin=${SERVER_BIN:-$target_dir/release/switchboard}
 loadtest_bin=$target_dir/release/loadtest
-OUT=${OUT:-$repo/target/profile/$(date -u +%Y%m%dT%H%M%SZ)-$BACKEND}
+OUT=${OUT:-$repo/target/profile/$(date -u +%Y%m%dT%H%M%SZ)-$SCENARIO-$BACKEND}
 SECRET=profile-secret
 
 log() { echo "reactor_profile: $*" >&2; }
@@ -58,9 +64,19 @@ stop() {
 }
 trap stop EXIT
 
-SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve --workers 1 --backend "$BACKEND" \
-    --tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port" --admin off --data "$OUT/data" \
-    --request-rate 0 >"$OUT/server.log" 2>&1 &
+listen=(--workers 1 --backend "$BACKEND" --tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port")
+case $SCENARIO in
+group)
+    SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve "${listen[@]}" --admin off \
+        --data "$OUT/data" --request-rate 0 >"$OUT/server.log" 2>&1 &
+    load=(group --target "tcp://127.0.0.1:$tcp_port" --jwt-secret "$SECRET" --group-size "$GROUP_SIZE")
+    ;;
+echo)
+    "$server_bin" echo "${listen[@]}" >"$OUT/server.log" 2>&1 &
+    load=(echo --target "ws://127.0.0.1:$ws_port/" --size "$SIZE" --inflight "$INFLIGHT")
+    ;;
+*) log "SCENARIO: group or echo, not $SCENARIO"; exit 1 ;;
+esac
 server_pid=$!
 for _ in $(seq 100); do
     kill -0 "$server_pid" 2>/dev/null || { log "the server exited; its log:"; cat "$OUT/server.log" >&2; exit 1; }
@@ -72,8 +88,7 @@ if [[ $BACKEND == uring ]] && grep -q "io_uring is unavailable" "$OUT/server.log
     exit 1
 fi
 
-"$loadtest_bin" group --target "tcp://127.0.0.1:$tcp_port" --jwt-secret "$SECRET" \
-    --conns "$CONNS" --group-size "$GROUP_SIZE" --duration "${DURATION}s" \
+"$loadtest_bin" "${load[@]}" --conns "$CONNS" --duration "${DURATION}s" \
     --server-pid "$server_pid" --quiet --json "$OUT/load.json" >"$OUT/load.txt" 2>&1 &
 load_pid=$!
 sleep "$SKIP"
@@ -91,8 +106,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 threads = d.get("server_threads_cpu_s") or {}
 n = d.get("received") or 1
-print(f"deliveries {n:,} ({d['msgs_per_sec']:,.0f}/s); server CPU {d['server_cpu_s'] * 1e6 / n:.2f} µs per "
-      f"delivery, reactor-0 {threads.get('reactor-0', 0) * 1e6 / n:.2f}")
+user = d.get("server_user_cpu_s") or 0
+print(f"messages {n:,} ({d['msgs_per_sec']:,.0f}/s); server CPU {d['server_cpu_s'] * 1e6 / n:.2f} µs per "
+      f"message (user {user * 1e6 / n:.2f}), reactor-0 {threads.get('reactor-0', 0) * 1e6 / n:.2f}")
 EOF
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio --percent-limit "$PERCENT" \
