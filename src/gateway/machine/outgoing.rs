@@ -7,7 +7,8 @@
 //! per connection (head/tail indices in the connection), so a connection that receives ten
 //! messages in a pass gets one `writev`, and no connection owns a queue while it is idle.
 //! Only bytes the kernel refused (send buffer full) move into a per-connection backlog,
-//! which exists only until it drains. The backlog's size is what the slow-consumer cap
+//! which exists only until it drains (the driver keeps a few drained ones for reuse, in the
+//! arena, not in the connection). The backlog's size is what the slow-consumer cap
 //! measures. Invariant: if a backlog exists, new bytes go behind it, never around it: pushes
 //! to a backlogged connection go straight into its backlog, so the cap sees them at once
 //! rather than at the end of the pass.
@@ -51,16 +52,38 @@ struct Entry {
     tail: u32,
 }
 
-/// This pass's pushes, chained per connection. Cleared after every flush.
+/// Emptied backlogs a driver keeps for the next connection that needs one, at most.
+const SPARE_BACKLOGS: usize = 64;
+
+/// This pass's pushes, chained per connection (cleared after every flush), and the emptied
+/// backlogs kept for reuse.
 #[derive(Default)]
 pub(crate) struct PushArena {
     entries: Vec<Entry>,
+    /// A completion driver makes and drains a backlog per send of a connection pushed to
+    /// while its send is in flight: reused, a box and a queue are not allocated each time.
+    spare: Vec<Box<Backlog>>,
 }
 
 impl PushArena {
     /// Drops every entry (the chains were all taken by the flush of this pass).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    fn backlog(&mut self) -> Box<Backlog> {
+        self.spare.pop().unwrap_or_else(Backlog::new)
+    }
+
+    /// Keeps an emptied backlog, unless enough are kept or its queue grew past two sends'
+    /// worth (a slow consumer's: its memory goes back).
+    fn recycle(&mut self, mut backlog: Box<Backlog>) {
+        debug_assert!(backlog.queue.is_empty() && backlog.small.is_empty());
+        if self.spare.len() < SPARE_BACKLOGS && backlog.queue.capacity() <= 2 * MAX_IOV {
+            backlog.bytes = 0;
+            backlog.shared = 0;
+            self.spare.push(backlog);
+        }
     }
 }
 
@@ -287,7 +310,7 @@ impl Outgoing {
             }
             if backlog.queue.is_empty() && backlog.small.is_empty() {
                 // Drained: free the backlog so an idle connection holds no queue.
-                self.backlog = None;
+                arena.recycle(self.backlog.take().expect("drained above"));
             }
             return;
         }
@@ -317,7 +340,10 @@ impl Outgoing {
     }
 
     fn chain_into_backlog(&mut self, arena: &mut PushArena) {
-        let backlog = self.backlog.get_or_insert_with(Backlog::new);
+        if self.backlog.is_none() {
+            self.backlog = Some(arena.backlog());
+        }
+        let backlog = self.backlog.as_mut().expect("made above");
         while self.head != NIL {
             let entry = &mut arena.entries[self.head as usize];
             backlog.push(std::mem::take(&mut entry.bytes));
@@ -348,7 +374,7 @@ impl Outgoing {
             }
             backlog.bytes -= taken;
             if backlog.queue.is_empty() {
-                self.backlog = None;
+                arena.recycle(self.backlog.take().expect("drained above"));
             }
         } else {
             while self.head != NIL && out.len() < max {
@@ -389,7 +415,7 @@ impl Outgoing {
             }
         };
         first.advance(written);
-        let mut front = Backlog::new();
+        let mut front = arena.backlog();
         front.push(first);
         rest.for_each(|bytes| front.push(bytes));
         front.seal();
@@ -401,6 +427,7 @@ impl Outgoing {
             // backlog drains: the send it came back from held the rest.
             front.shared += later.shared;
             front.queue.extend(later.queue.drain(..));
+            arena.recycle(later);
         }
         self.backlog = Some(front);
         if self.head != NIL {

@@ -373,3 +373,65 @@ fn a_hand_over_is_at_most_max_slices_and_the_rest_waits_in_order() {
 fn idle_outgoing_is_small() {
     assert!(std::mem::size_of::<Outgoing>() <= 16);
 }
+
+/// A completion driver makes and drains a backlog per send of a connection pushed to while
+/// its send is in flight: the drained one is kept for the next, not freed and made again.
+#[test]
+fn a_drained_backlog_is_kept_for_the_next_one() {
+    let mut arena = PushArena::default();
+    let mut out = Outgoing::default();
+    let mut held = Vec::new();
+    push_all(&mut out, &mut arena, &[b"ab"]);
+    out.hand_over(&mut arena, MAX_IOV, &mut held);
+    let mut first: Option<*const Backlog> = None;
+    for (pass, part) in [&b"cd"[..], b"ef", b"gh"].into_iter().enumerate() {
+        arena.clear();
+        out.push(&mut arena, Bytes::from_static(part));
+        out.park(&mut arena);
+        let backlog: *const Backlog = &**out.backlog.as_ref().expect("parked");
+        assert_eq!(
+            *first.get_or_insert(backlog),
+            backlog,
+            "pass {pass}: the same box"
+        );
+        assert!(arena.spare.is_empty());
+        assert_eq!(out.queued_bytes(), 4);
+        out.completed(&mut arena, 2, &mut held);
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+        assert_eq!(held.concat(), part);
+        assert!(out.backlog.is_none(), "drained into the send");
+        assert_eq!(arena.spare.len(), 1, "kept");
+    }
+    out.completed(&mut arena, 2, &mut held);
+    assert!(out.is_empty());
+}
+
+/// A backlog whose queue grew past two sends' worth (a slow consumer's) gives its memory back.
+#[test]
+fn a_large_drained_backlog_is_not_kept() {
+    static FRAME: [u8; COPY_BELOW] = [5; COPY_BELOW];
+    let mut arena = PushArena::default();
+    let mut out = Outgoing::default();
+    let mut held = Vec::new();
+    out.push(&mut arena, Bytes::from_static(b"ab"));
+    out.hand_over(&mut arena, MAX_IOV, &mut held);
+    arena.clear();
+    for _ in 0..3 * MAX_IOV {
+        out.push(&mut arena, Bytes::from_static(&FRAME));
+    }
+    out.park(&mut arena);
+    let mut sent = 0;
+    while !held.is_empty() {
+        let all = held.iter().map(Bytes::len).sum::<usize>();
+        sent += all;
+        out.completed(&mut arena, all, &mut held);
+        out.hand_over(&mut arena, MAX_IOV, &mut held);
+    }
+    assert_eq!(sent, 2 + 3 * MAX_IOV * COPY_BELOW);
+    assert!(out.is_empty());
+    assert!(
+        arena.spare.is_empty(),
+        "its queue held {} entries",
+        3 * MAX_IOV
+    );
+}
