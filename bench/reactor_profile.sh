@@ -13,7 +13,8 @@
 # Settings (environment): BACKEND (uring or epoll), SCENARIO (group or echo), SERVER_BIN,
 # GROUP_SIZE (1000), INFLIGHT (echo: 16), SIZE (echo: 20), CONNS (1000),
 # DURATION (s of load, 10), SKIP (s of load before recording, 3), RECORD (s recorded, 4),
-# PERCENT (the smallest share printed, 0.5), OUT (where perf.data, the load's JSON and the
+# PERCENT (the smallest share printed, 0.5), CALL_GRAPH (perf record's, "-g"; "--call-graph dwarf" to
+# see callers in `perf report -G -i OUT/perf.data`), OUT (where perf.data, the load's JSON and the
 # report go).
 #
 # Shares of one recording are a pointer to where time goes, not a figure to compare across
@@ -97,7 +98,7 @@ for task in /proc/"$server_pid"/task/*; do
     [[ $(cat "$task/comm") == reactor-0 ]] && tid=${task##*/}
 done
 [[ -n $tid ]] || { log "no thread reactor-0 in $server_pid"; exit 1; }
-perf record --quiet -g -t "$tid" -o "$OUT/perf.data" -- sleep "$RECORD" 2>"$OUT/perf.log"
+perf record --quiet ${CALL_GRAPH:--g} -t "$tid" -o "$OUT/perf.data" -- sleep "$RECORD" 2>"$OUT/perf.log"
 wait "$load_pid" || { log "loadtest failed:"; cat "$OUT/load.txt" >&2; exit 1; }
 load_pid=""
 
@@ -111,5 +112,5 @@ print(f"messages {n:,} ({d['msgs_per_sec']:,.0f}/s); server CPU {d['server_cpu_s
       f"message (user {user * 1e6 / n:.2f}), reactor-0 {threads.get('reactor-0', 0) * 1e6 / n:.2f}")
 EOF
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio --percent-limit "$PERCENT" \
-    2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | tee "$OUT/report.txt"
+perf report -i "$OUT/perf.data" --no-children -g none --sort symbol --stdio --percent-limit "$PERCENT" \
+    2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/[ -]+$//' | tee "$OUT/report.txt"

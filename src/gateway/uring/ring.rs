@@ -231,8 +231,9 @@ impl Ring {
         self.sends.get(key).is_some_and(Option::is_some)
     }
 
-    /// Sends `bytes` (taken, the vector left empty) on `file` for connection `key`; they are
-    /// held until [`Ring::sent`]. The connection must have no send in flight.
+    /// Sends `bytes` (moved out, the vector left empty with its capacity: the caller's scratch
+    /// never regrows) on `file` for connection `key`; they are held until [`Ring::sent`]. The
+    /// connection must have no send in flight.
     pub(crate) fn send(
         &mut self,
         key: usize,
@@ -247,7 +248,9 @@ impl Ring {
                 iovecs: Vec::new(),
             })
         });
-        std::mem::swap(&mut send.bytes, bytes);
+        // Moved, not swapped: each vector keeps its capacity where it is reused (a swap sent a
+        // new box's empty vector back as the caller's scratch, regrown by every hand-over).
+        send.bytes.extend(bytes.drain(..));
         send.iovecs.clear();
         send.iovecs.extend(send.bytes.iter().map(|b| libc::iovec {
             iov_base: b.as_ptr() as *mut libc::c_void,
@@ -273,7 +276,8 @@ impl Ring {
     }
 
     /// The send of connection `key` completed: its bytes are handed back in `held` (which
-    /// must be empty), in order, for the machine to keep what the kernel did not take.
+    /// must be empty), in order, for the machine to keep what the kernel did not take; the
+    /// send's vectors stay with it, for the next.
     /// Returns how many bytes were offered.
     pub(crate) fn sent(&mut self, key: usize, held: &mut Vec<Bytes>) -> usize {
         let Some(mut send) = self.sends.get_mut(key).and_then(Option::take) else {
@@ -282,7 +286,7 @@ impl Ring {
         self.in_flight_sends -= 1;
         let offered = send.iovecs.iter().map(|v| v.iov_len).sum();
         debug_assert!(held.is_empty());
-        std::mem::swap(&mut send.bytes, held);
+        held.extend(send.bytes.drain(..));
         send.iovecs.clear();
         if self.spare.len() < 64 {
             self.spare.push(send);
@@ -519,6 +523,36 @@ mod tests {
         );
         ring.sent(key, &mut Vec::new());
         cqes[0].result()
+    }
+
+    /// The driver's scratch vector and the send's own keep their capacity: nothing regrows
+    /// per send (a swap once handed the driver a new send's empty vector back).
+    #[test]
+    fn a_send_moves_the_bytes_and_every_vector_keeps_its_capacity() {
+        let mut ring = ring_with_files(4);
+        let (mut client, server) = pair();
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend([Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]);
+        ring.send(1, FileRef::Fd(server.as_raw_fd()), &mut bytes, 3 << 56);
+        assert!(bytes.is_empty());
+        assert_eq!(
+            bytes.capacity(),
+            64,
+            "the caller's scratch keeps its capacity"
+        );
+        let mut cqes = Vec::new();
+        while cqes.is_empty() {
+            ring.submit_and_wait(Some(Duration::from_secs(2))).unwrap();
+            ring.completions(&mut cqes);
+        }
+        assert_eq!(cqes[0].result(), 4);
+        let mut held = Vec::with_capacity(64);
+        assert_eq!(ring.sent(1, &mut held), 4);
+        assert_eq!(held.concat(), b"abcd");
+        assert_eq!(held.capacity(), 64);
+        let mut got = [0u8; 4];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(&got, b"abcd");
     }
 
     #[test]
