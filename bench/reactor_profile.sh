@@ -98,7 +98,8 @@ for task in /proc/"$server_pid"/task/*; do
     [[ $(cat "$task/comm") == reactor-0 ]] && tid=${task##*/}
 done
 [[ -n $tid ]] || { log "no thread reactor-0 in $server_pid"; exit 1; }
-perf record --quiet ${CALL_GRAPH:--g} -t "$tid" -o "$OUT/perf.data" -- sleep "$RECORD" 2>"$OUT/perf.log"
+read -ra call_graph <<<"${CALL_GRAPH:--g}"
+perf record --quiet "${call_graph[@]}" -t "$tid" -o "$OUT/perf.data" -- sleep "$RECORD" 2>"$OUT/perf.log"
 wait "$load_pid" || { log "loadtest failed:"; cat "$OUT/load.txt" >&2; exit 1; }
 load_pid=""
 
