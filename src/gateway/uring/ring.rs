@@ -250,7 +250,7 @@ impl Ring {
         });
         // Moved, not swapped: each vector keeps its capacity where it is reused (a swap sent a
         // new box's empty vector back as the caller's scratch, regrown by every hand-over).
-        send.bytes.extend(bytes.drain(..));
+        send.bytes.append(bytes);
         send.iovecs.clear();
         send.iovecs.extend(send.bytes.iter().map(|b| libc::iovec {
             iov_base: b.as_ptr() as *mut libc::c_void,
@@ -286,7 +286,7 @@ impl Ring {
         self.in_flight_sends -= 1;
         let offered = send.iovecs.iter().map(|v| v.iov_len).sum();
         debug_assert!(held.is_empty());
-        held.extend(send.bytes.drain(..));
+        held.append(&mut send.bytes);
         send.iovecs.clear();
         if self.spare.len() < 64 {
             self.spare.push(send);
