@@ -356,6 +356,16 @@ pub struct GatewayArgs {
         env = "SWITCHBOARD_BACKEND"
     )]
     backend: crate::gateway::Backend,
+    /// io_uring's receive levers (`all`, `none`, or a list of incremental, bundle, shrink):
+    /// for measuring each apart.
+    #[arg(
+        long,
+        value_name = "LEVERS",
+        default_value = "all",
+        env = "SWITCHBOARD_URING_RECV",
+        hide = true
+    )]
+    uring_recv: crate::gateway::UringRecv,
     /// Connections held at most; further ones are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     max_conns: usize,
@@ -520,6 +530,7 @@ impl GatewayArgs {
             ws: self.ws,
             workers: self.workers.unwrap_or(defaults.workers),
             backend: self.backend,
+            uring_recv: self.uring_recv,
             socket: SocketOptions {
                 nodelay: !self.no_nodelay,
                 keepalive,

@@ -92,6 +92,67 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// io_uring only: the receive side's levers, each used where the kernel has it (else the
+/// plain way, silently: none changes what a client sees). On by default; turned off one by
+/// one (`--uring-recv`, hidden) to measure what each brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringRecv {
+    /// Incremental buffer consumption (`IOU_PBUF_RING_INC`, Linux 6.12): a receive takes
+    /// only the bytes it needs of a buffer, so small reads share one buffer.
+    pub incremental: bool,
+    /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10): one completion for a read
+    /// that spans several buffers.
+    pub bundle: bool,
+    /// The buffer ring goes back toward its initial size after a burst.
+    pub shrink: bool,
+}
+
+impl UringRecv {
+    pub const ALL: UringRecv = UringRecv {
+        incremental: true,
+        bundle: true,
+        shrink: true,
+    };
+    pub const NONE: UringRecv = UringRecv {
+        incremental: false,
+        bundle: false,
+        shrink: false,
+    };
+}
+
+impl Default for UringRecv {
+    fn default() -> Self {
+        UringRecv::ALL
+    }
+}
+
+impl std::str::FromStr for UringRecv {
+    type Err = String;
+
+    /// `all`, `none`, or a comma-separated list of `incremental`, `bundle`, `shrink`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "all" => return Ok(UringRecv::ALL),
+            "none" | "" => return Ok(UringRecv::NONE),
+            _ => {}
+        }
+        let mut levers = UringRecv::NONE;
+        for word in text.split(',') {
+            match word.trim() {
+                "incremental" => levers.incremental = true,
+                "bundle" => levers.bundle = true,
+                "shrink" => levers.shrink = true,
+                other => {
+                    return Err(format!(
+                        "expected `all`, `none` or a list of incremental, bundle, shrink; got {other:?}"
+                    ))
+                }
+            }
+        }
+        Ok(levers)
+    }
+}
+
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -183,6 +244,9 @@ pub struct GatewayConfig {
     pub uring_recv_buffers: Option<u16>,
     #[doc(hidden)]
     pub uring_recv_buffer_len: Option<u32>,
+    /// io_uring only: which receive levers the driver uses.
+    #[doc(hidden)]
+    pub uring_recv: UringRecv,
 }
 
 impl GatewayConfig {
@@ -227,6 +291,7 @@ impl Default for GatewayConfig {
             clock_start_ticks: 0,
             uring_recv_buffers: None,
             uring_recv_buffer_len: None,
+            uring_recv: UringRecv::default(),
         }
     }
 }

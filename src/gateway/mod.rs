@@ -27,7 +27,7 @@ pub mod tls;
 pub mod trusted_proxies;
 pub mod uring;
 
-pub use config::{Backend, ControlLimit, GatewayConfig, Keepalive, SocketOptions};
+pub use config::{Backend, ControlLimit, GatewayConfig, Keepalive, SocketOptions, UringRecv};
 pub use conn_id::ConnId;
 pub use handle::GatewayHandle;
 pub use handler::{Admission, ConnInfo, Disconnect, Handler, Message, Outbox, Transport};

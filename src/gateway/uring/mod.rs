@@ -12,6 +12,6 @@ pub(crate) mod driver;
 pub mod probe;
 mod ring;
 
-pub use buf_ring::{BufRing, Filled, Returned};
+pub use buf_ring::{BufRing, Filled};
 pub use probe::{open, Unavailable};
 pub(crate) use ring::eventfd;

@@ -185,10 +185,23 @@ impl Ring {
     }
 
     /// A multishot receive on `fd` from the provided buffers of `group`, ending by itself
-    /// (a completion without `IORING_CQE_F_MORE`) once `limit` bytes arrived, if given.
-    pub(crate) fn recv(&mut self, file: FileRef, group: u16, limit: Option<u32>, user_data: u64) {
-        let entry = recv_multi(file, group, limit).user_data(user_data);
+    /// (a completion without `IORING_CQE_F_MORE`) once `limit` bytes arrived, if given; with
+    /// `bundle`, each completion may span several buffers.
+    pub(crate) fn recv(
+        &mut self,
+        file: FileRef,
+        group: u16,
+        limit: Option<u32>,
+        bundle: bool,
+        user_data: u64,
+    ) {
+        let entry = recv_multi(file, group, limit, bundle).user_data(user_data);
         self.push(&entry);
+    }
+
+    /// Whether this kernel has receive bundles (`IORING_FEAT_RECVSEND_BUNDLE`, Linux 6.10).
+    pub(crate) fn has_bundles(&self) -> bool {
+        self.ring.params().is_feature_recvsend_bundle()
     }
 
     /// Cancels the operation submitted with `target`.
@@ -385,9 +398,19 @@ const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
 /// once that many bytes arrived (`sqe->optlen`, Linux 6.17: a multishot receive's total
 /// limit; an older kernel fails it with EINVAL, as `optlen` shares the word it checks for a
 /// fixed-file index). Without one, the kernel keeps receiving, up to 32 completions at a
-/// time, for as long as buffers and bytes last: more than a connection may hold.
-pub(crate) fn recv_multi(file: FileRef, group: u16, limit: Option<u32>) -> squeue::Entry {
-    let mut entry = on_file!(file, |f| opcode::RecvMulti::new(f, group).build());
+/// time, for as long as buffers and bytes last: more than a connection may hold. With
+/// `bundle` (`IORING_RECVSEND_BUNDLE`), a completion takes as many buffers as the bytes
+/// waiting need (within the limit), and reports the first.
+pub(crate) fn recv_multi(
+    file: FileRef,
+    group: u16,
+    limit: Option<u32>,
+    bundle: bool,
+) -> squeue::Entry {
+    let mut entry = match bundle {
+        false => on_file!(file, |f| opcode::RecvMulti::new(f, group).build()),
+        true => on_file!(file, |f| opcode::RecvMultiBundle::new(f, group).build()),
+    };
     if let Some(limit) = limit {
         // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte SQE (asserted
         // above), so the pointer stays inside `entry`; offset 44 is the 4-byte-aligned `u32`
@@ -430,7 +453,7 @@ mod tests {
 
     use io_uring::{cqueue, IoUring};
 
-    use super::super::buf_ring::{BufRing, Returned};
+    use super::super::buf_ring::BufRing;
     use super::*;
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -458,7 +481,7 @@ mod tests {
             for cqe in cqes {
                 assert!(cqe.result() > 0, "receive failed: {}", cqe.result());
                 let bid = cqueue::buffer_select(cqe.flags()).unwrap();
-                drop(bufs.filled(bid, cqe.result() as usize, Returned::Whole));
+                drop(bufs.filled(bid, cqe.result() as usize));
                 got += cqe.result() as usize;
                 if !cqueue::more(cqe.flags()) {
                     return got;
@@ -481,7 +504,7 @@ mod tests {
         let limited = receive_until_ended(
             &mut ring,
             &mut bufs,
-            recv_multi(FileRef::Fd(fd), 5, Some(3000)),
+            recv_multi(FileRef::Fd(fd), 5, Some(3000), false),
         );
         // The limit is checked per completion: at most one buffer past it.
         assert!(

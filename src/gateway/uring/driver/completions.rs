@@ -13,7 +13,6 @@ use io_uring::cqueue;
 use tracing::{debug, warn};
 
 use super::super::super::handler::{Handler, Transport};
-use super::super::buf_ring::Returned;
 use super::{decode_user_data, user_data, Op, Reactor, Recv};
 
 impl<H: Handler> Reactor<H> {
@@ -24,12 +23,17 @@ impl<H: Handler> Reactor<H> {
             self.io.ring.completions(&mut cqes);
             if cqes.is_empty() {
                 self.io.cqes = cqes;
+                #[cfg(debug_assertions)]
+                self.check_buffer_ring();
                 break;
             }
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
             }
             self.io.cqes = cqes;
+            if let Some(bufs) = self.io.bufs.as_mut() {
+                bufs.end_batch();
+            }
         }
         let rearm = std::mem::take(&mut self.io.rearm);
         for &key in &rearm {
@@ -41,6 +45,18 @@ impl<H: Handler> Reactor<H> {
             self.arm_accepts();
         } else {
             self.accept_retry();
+        }
+    }
+
+    /// Tests run debug builds: there, every pass checks that each completion's buffer was
+    /// accounted (see `BufRing::head_mismatch`), so a stream cannot be garbled silently.
+    #[cfg(debug_assertions)]
+    fn check_buffer_ring(&mut self) {
+        if !self.io.ring.no_completions_waiting() {
+            return; // completions held back on overflow were committed but not read yet
+        }
+        if let Some(mismatch) = self.io.bufs.as_ref().and_then(|b| b.head_mismatch()) {
+            panic!("reactor {}: receive buffers out of step: {mismatch}", self.index);
         }
     }
 
@@ -82,6 +98,16 @@ impl<H: Handler> Reactor<H> {
         let more = cqueue::more(flags);
         tracing::trace!(key, result, more, "recv completion");
         let Some(conn) = self.conns.get_mut(key) else {
+            // No connection holds the key (nothing in flight should reach a freed slot), but
+            // the completion moved the kernel's buffer ring all the same: account it, or every
+            // later completion is read from the wrong buffer or offset.
+            if let (true, Some(bufs), Some(bid)) = (
+                result > 0,
+                self.io.bufs.as_mut(),
+                cqueue::buffer_select(flags),
+            ) {
+                drop(bufs.filled(bid, result as usize));
+            }
             return;
         };
         if !more {
@@ -89,16 +115,13 @@ impl<H: Handler> Reactor<H> {
         }
         if result > 0 {
             let bid = cqueue::buffer_select(flags).expect("a receive selects a buffer");
-            let returned = match cqueue::buffer_more(flags) {
-                true => Returned::More,
-                false => Returned::Whole,
-            };
             let bufs = self
                 .io
                 .bufs
                 .as_mut()
                 .expect("buffers live while receives do");
-            let filled = bufs.filled(bid, result as usize, returned);
+            // One slice per buffer the bytes landed in (several for a bundle).
+            let filled = bufs.filled(bid, result as usize);
             if conn.retired {
                 drop(filled); // the buffer goes back; the bytes are for no one
                 self.free_if_done(key);
@@ -107,7 +130,9 @@ impl<H: Handler> Reactor<H> {
             self.shared.metrics[self.index].bytes_in.add(result as u64);
             // Input held from an earlier turn stays first: these bytes join it.
             self.ws.start_turn();
-            conn.machine.on_bytes(&mut self.ws, &filled);
+            for bytes in filled.slices() {
+                conn.machine.on_bytes(&mut self.ws, bytes);
+            }
             drop(filled);
             if self.read_paused.contains(&key) {
                 // Over the cap with its receive cancelled, and more had landed: judged now,
@@ -140,6 +165,7 @@ impl<H: Handler> Reactor<H> {
                     if let Some(bufs) = self.io.bufs.as_mut() {
                         bufs.grow();
                     }
+                    self.io.buffers_dry_at = self.clock.now();
                 }
                 e if e == -libc::ECANCELED => {}
                 e if e == -libc::EINVAL && self.io.recv_limit.is_some() => {

@@ -52,8 +52,14 @@ const RECV_BUFFERS_INITIAL: u16 = 16;
 /// none of them. Each costs a page fault per buffer when traffic resumes: at twice a second,
 /// about 0.3 ms of 500 for a full ring under load.
 const RELEASE_BUFFERS_EVERY_TICKS: u64 = 50;
-/// ...of this size (a receive takes a whole one, and gives it back once decoded).
+/// ...of this size (a receive takes a whole one, or with incremental consumption only the bytes
+/// it needs, and gives it back once decoded).
 const RECV_BUFFER_LEN: u32 = 16 << 10;
+/// After this long (reactor ticks of 10 ms) without the ring running dry, the buffers in
+/// service go back toward [`RECV_BUFFERS_INITIAL`]: to twice the most one batch of completions
+/// used since the last look. One step per period at most, so a reactor whose traffic comes
+/// back grows again (doubling on the next empty ring) rather than oscillating fast.
+const SHRINK_BUFFERS_AFTER_TICKS: u64 = 500;
 const BUFFER_GROUP: u16 = 0;
 /// Slots in each ring's table of registered files, at most (and at most the process's
 /// descriptor limit, which the kernel holds a table to): connection `key` uses slot `key`
@@ -171,6 +177,16 @@ pub(crate) struct Uring {
     recv_limit: Option<u32>,
     /// When the buffers' pages last went back to the kernel (reactor ticks).
     buffers_released_at: u64,
+    /// When a receive last found the buffer ring empty (reactor ticks).
+    buffers_dry_at: u64,
+    /// When the ring was last looked at for shrinking (reactor ticks).
+    buffers_shrunk_at: u64,
+    /// Buffers in service at first, and the least it shrinks to.
+    buffers_initial: u16,
+    /// Receives are bundles (asked for, and the kernel has them).
+    recv_bundle: bool,
+    /// The ring shrinks after a burst.
+    shrink_buffers: bool,
 }
 
 pub(crate) type Reactor<H> = driver_core::Reactor<H, Uring>;
@@ -194,21 +210,20 @@ impl<H: Handler> Reactor<H> {
             warn!(error = %e, "io_uring: no table of registered files; sockets by descriptor");
         }
         let count = shared.config.uring_recv_buffers.unwrap_or(RECV_BUFFERS);
+        let levers = shared.config.uring_recv;
+        let initial = count.min(RECV_BUFFERS_INITIAL);
         let bufs = BufRing::register_growing(
             &ring.submitter(),
             BUFFER_GROUP,
             count,
-            count.min(RECV_BUFFERS_INITIAL),
+            initial,
             shared
                 .config
                 .uring_recv_buffer_len
                 .unwrap_or(RECV_BUFFER_LEN),
-            // Incremental consumption (one buffer serving many receives) corrupted the byte
-            // stream under tests/backpressure.rs on Linux 6.18 (a packet's bytes out of place
-            // after a cut connection's receive was cancelled); whole buffers until that is
-            // understood.
-            false,
+            levers.incremental,
         )?;
+        let recv_bundle = levers.bundle && ring.has_bundles();
         let listener = |socket| Listener {
             socket,
             armed: false,
@@ -225,6 +240,11 @@ impl<H: Handler> Reactor<H> {
             send_scratch: Vec::new(),
             recv_limit: Some(RECV_LIMIT),
             buffers_released_at: 0,
+            buffers_dry_at: 0,
+            buffers_shrunk_at: 0,
+            buffers_initial: initial,
+            recv_bundle,
+            shrink_buffers: levers.shrink,
         };
         Ok(Self::with_driver(index, io, inbox, handler, handle, shared))
     }
@@ -239,6 +259,7 @@ impl<H: Handler> Reactor<H> {
                 self.wait_timeout(!self.again.is_empty() || !self.io.rearm.is_empty());
             if timeout != Some(Duration::ZERO) {
                 self.trim_after_churn();
+                self.shrink_buffers();
                 timeout = self.release_buffers(timeout);
             }
             if let Err(e) = self.io.ring.submit_and_wait(timeout) {
@@ -298,6 +319,32 @@ impl<H: Handler> Reactor<H> {
         Some(timeout.map_or(until_due, |t| t.min(until_due)))
     }
 
+    /// After a burst: once the ring has not run dry for a while, fewer buffers stay in service
+    /// (twice the most one batch used meanwhile, at least the initial count), so traffic that
+    /// follows walks through few buffers, whose pages are the only ones it faults in again.
+    fn shrink_buffers(&mut self) {
+        let Some(bufs) = self.io.bufs.as_mut() else {
+            return;
+        };
+        let now = self.clock.now();
+        let quiet_since = self.io.buffers_dry_at.max(self.io.buffers_shrunk_at);
+        if !self.io.shrink_buffers
+            || now.saturating_sub(quiet_since) < SHRINK_BUFFERS_AFTER_TICKS
+        {
+            return;
+        }
+        self.io.buffers_shrunk_at = now;
+        let peak = bufs.take_peak();
+        let target = peak
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(u16::MAX)
+            .max(self.io.buffers_initial);
+        if target < bufs.in_service() {
+            bufs.shrink_to(target);
+        }
+    }
+
     // ---- receiving -------------------------------------------------------------------------
 
     /// Arms the connection's receive if it may read now.
@@ -318,6 +365,7 @@ impl<H: Handler> Reactor<H> {
             conn.file(key),
             group,
             self.io.recv_limit,
+            self.io.recv_bundle,
             user_data(Op::Recv, key),
         );
         conn.recv = Recv::Armed;
