@@ -519,6 +519,32 @@ mod tests {
         bufs.unregister(&ring.submitter()).unwrap();
     }
 
+    #[test]
+    fn a_limited_bundle_ends_by_itself_within_the_limit() {
+        let mut ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(64)
+            .unwrap();
+        assert!(ring.params().is_feature_recvsend_bundle(), "Linux 6.10+");
+        let mut bufs = BufRing::register(&ring.submitter(), 6, 16, 1024, false).unwrap();
+        let (mut client, server) = pair();
+        client.write_all(&[7; 8000]).unwrap();
+        let fd = server.as_raw_fd();
+        let limited = receive_until_ended(
+            &mut ring,
+            &mut bufs,
+            recv_multi(FileRef::Fd(fd), 6, Some(3000), true),
+        );
+        // A bundle sizes its buffers to the limit left: it stops at the limit exactly.
+        assert_eq!(limited, 3000);
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `unread`, which lives across the call.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
+        assert_eq!(unread as usize, 5000);
+        bufs.unregister(&ring.submitter()).unwrap();
+    }
+
     fn ring_with_files(slots: u32) -> Ring {
         let uring = IoUring::builder()
             .setup_single_issuer()
