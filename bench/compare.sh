@@ -18,6 +18,9 @@
 #   SERVERS="switchboard switchboard-uring" bench/compare.sh   # the epoll and io_uring backends
 #   BASE_BIN=/tmp/base/switchboard SERVERS="switchboard switchboard-base-uring switchboard-uring" \
 #       bench/compare.sh      # an io_uring change against the build before it, beside epoll
+#   SERVERS="switchboard-uring-none switchboard-uring-incremental switchboard-uring" \
+#       bench/compare.sh      # io_uring with only the receive levers named (`+` between
+#                             # them: none, incremental, bundle, shrink; plain -uring: all)
 #                             # a change against the build before it (BASE_BIN: that build's binary)
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
@@ -151,6 +154,9 @@ for name in SERVERS THREADS CONNS SIZE INFLIGHT DURATION REPEAT IDLE_CONNS CLIEN
 done >"$OUT/settings.env"
 
 # ---- servers ---------------------------------------------------------------------------------
+# The receive levers a `switchboard-uring-LEVERS` server names (`+` between them).
+levers() { local name=${1#switchboard-uring-}; echo "${name//+/,}"; }
+
 # The command line of server $1 on port $2, and the line it prints once it accepts.
 server_cmd() {
     case $1 in
@@ -158,6 +164,7 @@ server_cmd() {
         switchboard-uring) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring" ;;
         switchboard-base) echo "${BASE_BIN:?switchboard-base needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS" ;;
         switchboard-base-uring) echo "${BASE_BIN:?switchboard-base-uring needs BASE_BIN} echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring" ;;
+        switchboard-uring-*) echo "$target_dir/release/switchboard echo --ws 127.0.0.1:$2 --workers $THREADS --backend uring --uring-recv $(levers "$1")" ;;
         tokio-tungstenite) echo "$peers_dir/tungstenite_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         fastwebsockets) echo "$peers_dir/fastwebsockets_echo --addr 127.0.0.1:$2 --threads $THREADS" ;;
         *) log "unknown server $1"; exit 2 ;;
@@ -165,7 +172,7 @@ server_cmd() {
 }
 ready_line() {
     case $1 in
-        switchboard | switchboard-base | switchboard-uring | switchboard-base-uring) echo "switchboard echo: WebSocket on" ;;
+        switchboard | switchboard-base | switchboard-uring | switchboard-base-uring | switchboard-uring-*) echo "switchboard echo: WebSocket on" ;;
         *) echo "listening on" ;;
     esac
 }
@@ -263,12 +270,14 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
     for server in $SERVERS; do
         result="$OUT/idle-$server.txt"
         case $server in
-            switchboard | switchboard-base | switchboard-uring | switchboard-base-uring)
+            switchboard | switchboard-base | switchboard-uring | switchboard-base-uring | switchboard-uring-*)
                 bin="$target_dir/release/switchboard"
                 [[ $server == switchboard-base* ]] && bin=$BASE_BIN
                 backend=epoll
-                [[ $server == *-uring ]] && backend=uring
-                SWITCHBOARD_BACKEND=$backend "$target_dir/release/idle_memory" --server-bin "$bin" \
+                [[ $server == *-uring || $server == *-uring-* ]] && backend=uring
+                recv=all
+                [[ $server == switchboard-uring-* ]] && recv=$(levers "$server")
+                SWITCHBOARD_BACKEND=$backend SWITCHBOARD_URING_RECV=$recv "$target_dir/release/idle_memory" --server-bin "$bin" \
                     --workers "$THREADS" --ws "$IDLE_CONNS" --tcp 0 --repeat "$REPEAT" >"$result" ;;
             *)
                 "$target_dir/release/idle_memory" --server-cmd "$(server_cmd "$server" '{ws_port}')" \

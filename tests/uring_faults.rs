@@ -143,7 +143,10 @@ fn large_packets_through_a_tiny_ring(levers: UringRecv) {
         for (i, sent) in sent.iter().enumerate() {
             let got = client.read_packet();
             assert_eq!(got.len(), sent.len(), "echo {i}: length");
-            assert!(got[..] == sent[..], "echo {i} ({levers:?}): bytes out of place");
+            assert!(
+                got[..] == sent[..],
+                "echo {i} ({levers:?}): bytes out of place"
+            );
         }
         writing.join().unwrap();
     }

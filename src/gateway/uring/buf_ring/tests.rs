@@ -143,7 +143,10 @@ fn an_empty_ring_slows_the_receive_and_loses_no_byte() {
     client.write_all(&sent).unwrap();
     let got = receive(&mut ring, &mut bufs, server.as_raw_fd(), 1000, false, false);
     assert_eq!(got.bytes, sent);
-    assert!(got.empty > 0, "the ring never ran dry: the test proves nothing");
+    assert!(
+        got.empty > 0,
+        "the ring never ran dry: the test proves nothing"
+    );
     bufs.unregister(&ring.submitter()).unwrap();
 }
 
@@ -166,7 +169,10 @@ fn incremental_buffers_serve_many_receives_each() {
     // the third round would already need the first buffer back.
     let expected: Vec<u8> = (0..50u8).flat_map(|r| [r; 10]).collect();
     assert_eq!(all, expected);
-    assert_eq!(bufs.consumed.iter().map(|&c| c as usize).sum::<usize>(), 500);
+    assert_eq!(
+        bufs.consumed.iter().map(|&c| c as usize).sum::<usize>(),
+        500
+    );
     bufs.unregister(&ring.submitter()).unwrap();
 }
 
@@ -226,7 +232,13 @@ fn shared_ring_under_cancels_and_closes(incremental: bool, bundle: bool) {
             s.client.as_mut().unwrap().write_all(&chunk).unwrap();
             s.sent.extend_from_slice(&chunk);
             if !s.armed {
-                arm(&mut ring, s.server.as_ref().unwrap().as_raw_fd(), 8, i as u64, bundle);
+                arm(
+                    &mut ring,
+                    s.server.as_ref().unwrap().as_raw_fd(),
+                    8,
+                    i as u64,
+                    bundle,
+                );
                 s.armed = true;
             }
         }
@@ -234,7 +246,9 @@ fn shared_ring_under_cancels_and_closes(incremental: bool, bundle: bool) {
         let victim = next(CONNS as u32) as usize;
         let mut cancelled = false;
         loop {
-            let done = streams.iter().all(|s| s.closed || s.got.len() == s.sent.len());
+            let done = streams
+                .iter()
+                .all(|s| s.closed || s.got.len() == s.sent.len());
             if done {
                 break;
             }
@@ -251,7 +265,11 @@ fn shared_ring_under_cancels_and_closes(incremental: bool, bundle: bool) {
             // Cancel one receive in the middle of the round, while buffers are partly used.
             if !cancelled && streams[victim].armed {
                 cancelled = true;
-                if bufs.queue.front().is_some_and(|&b| bufs.consumed[usize::from(b)] > 0) {
+                if bufs
+                    .queue
+                    .front()
+                    .is_some_and(|&b| bufs.consumed[usize::from(b)] > 0)
+                {
                     partial_cancels += 1;
                 }
                 let cancel = opcode::AsyncCancel::new(victim as u64)
@@ -263,7 +281,13 @@ fn shared_ring_under_cancels_and_closes(incremental: bool, bundle: bool) {
             // Re-arm what ended (ENOBUFS, a cancel, the completion queue).
             for (i, s) in streams.iter_mut().enumerate() {
                 if !s.armed && !s.closed && s.got.len() < s.sent.len() {
-                    arm(&mut ring, s.server.as_ref().unwrap().as_raw_fd(), 8, i as u64, bundle);
+                    arm(
+                        &mut ring,
+                        s.server.as_ref().unwrap().as_raw_fd(),
+                        8,
+                        i as u64,
+                        bundle,
+                    );
                     s.armed = true;
                 }
             }
@@ -370,11 +394,21 @@ fn large_messages(incremental: bool, bundle: bool) -> Received {
         let sent = sent.clone();
         std::thread::spawn(move || client.write_all(&sent).unwrap())
     };
-    let got = receive(&mut ring, &mut bufs, server.as_raw_fd(), sent.len(), false, bundle);
+    let got = receive(
+        &mut ring,
+        &mut bufs,
+        server.as_raw_fd(),
+        sent.len(),
+        false,
+        bundle,
+    );
     writer.join().unwrap();
     assert_eq!(got.bytes.len(), sent.len());
     assert!(got.bytes == sent, "bytes out of place");
-    assert!(got.ended > 0, "the ring never ran dry: the test proves little");
+    assert!(
+        got.ended > 0,
+        "the ring never ran dry: the test proves little"
+    );
     bufs.unregister(&ring.submitter()).unwrap();
     got
 }
@@ -394,7 +428,11 @@ fn bundles_carry_large_messages_across_buffers_with_a_tiny_ring() {
 fn plain_receives_carry_large_messages_a_buffer_at_a_time_with_a_tiny_ring() {
     for incremental in [false, true] {
         let got = large_messages(incremental, false);
-        assert!(got.widest <= 2, "a plain receive spanned {} buffers", got.widest);
+        assert!(
+            got.widest <= 2,
+            "a plain receive spanned {} buffers",
+            got.widest
+        );
     }
 }
 
@@ -408,7 +446,10 @@ fn a_ring_that_runs_dry_grows_and_loses_no_byte() {
     client.write_all(&sent).unwrap();
     let got = receive(&mut ring, &mut bufs, server.as_raw_fd(), 1000, true, false);
     assert_eq!(got.bytes, sent);
-    assert!(got.empty > 0, "the ring never ran dry: the test proves nothing");
+    assert!(
+        got.empty > 0,
+        "the ring never ran dry: the test proves nothing"
+    );
     // 2 -> 4 -> 8, and no further: the ring holds 8.
     assert_eq!(bufs.in_service(), 8);
     assert_eq!(bufs.grow(), 0);
@@ -449,10 +490,16 @@ fn a_ring_shrinks_back_after_a_burst_and_grows_again() {
     for round in 0..100u32 {
         let message = pattern(100, 1000 + round);
         client.write_all(&message).unwrap();
-        assert_eq!(receive(&mut ring, &mut bufs, fd, 100, true, false).bytes, message);
+        assert_eq!(
+            receive(&mut ring, &mut bufs, fd, 100, true, false).bytes,
+            message
+        );
     }
     let resident = bufs.buffers.resident_pages();
-    assert!(resident <= 4, "{resident} pages resident from 4 buffers in service");
+    assert!(
+        resident <= 4,
+        "{resident} pages resident from 4 buffers in service"
+    );
 
     // The next burst grows it again (parked buffers first) and loses nothing.
     let burst = pattern(256 << 10, 11);
@@ -464,7 +511,11 @@ fn a_ring_shrinks_back_after_a_burst_and_grows_again() {
     writer.join().unwrap();
     assert!(got.bytes == burst);
     assert!(bufs.in_service() > 4, "the ring did not grow again");
-    assert_eq!(bufs.published(), 64, "growing again took never-used buffers");
+    assert_eq!(
+        bufs.published(),
+        64,
+        "growing again took never-used buffers"
+    );
     bufs.unregister(&ring.submitter()).unwrap();
 }
 
@@ -568,7 +619,10 @@ fn a_completion_left_unaccounted_garbles_the_next_one_and_the_head_check_says_so
     let bid = cqueue::buffer_select(cqe.flags()).unwrap();
     let filled = bufs.filled(bid, cqe.result() as usize);
     let read: Vec<u8> = filled.slices().flatten().copied().collect();
-    assert_eq!(read, b"skipped!", "the next completion reads the skipped bytes");
+    assert_eq!(
+        read, b"skipped!",
+        "the next completion reads the skipped bytes"
+    );
     drop(filled);
     bufs.unregister(&ring.submitter()).unwrap();
 }

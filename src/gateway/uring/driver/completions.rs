@@ -2,9 +2,11 @@
 //! each frame's events carried out before the next, within the same per-turn decode budget as
 //! on epoll), finished sends, cancels, and the wake-up read.
 //!
-//! A receive that ends (ENOBUFS: the buffer ring ran dry; a full completion queue; a cancel)
-//! is re-armed after the batch, once the buffers of the batch went back into the ring: an
-//! empty ring slows reading, and the bytes wait in the socket.
+//! A receive that ends (ENOBUFS, or a bundle that took the last buffer: the buffer ring ran
+//! dry; a full completion queue; a cancel; its byte limit) is re-armed after the batch, once
+//! the buffers of the batch went back into the ring: an empty ring slows reading, and the
+//! bytes wait in the socket. Every completion that carries buffers is accounted through
+//! `BufRing::filled` before anything else, whoever it is for: the ring's order depends on it.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -35,6 +37,11 @@ impl<H: Handler> Reactor<H> {
                 bufs.end_batch();
             }
         }
+        if std::mem::take(&mut self.io.grow_buffers) {
+            if let Some(bufs) = self.io.bufs.as_mut() {
+                bufs.grow();
+            }
+        }
         let rearm = std::mem::take(&mut self.io.rearm);
         for &key in &rearm {
             self.ensure_recv(key);
@@ -56,7 +63,10 @@ impl<H: Handler> Reactor<H> {
             return; // completions held back on overflow were committed but not read yet
         }
         if let Some(mismatch) = self.io.bufs.as_ref().and_then(|b| b.head_mismatch()) {
-            panic!("reactor {}: receive buffers out of step: {mismatch}", self.index);
+            panic!(
+                "reactor {}: receive buffers out of step: {mismatch}",
+                self.index
+            );
         }
     }
 
@@ -122,6 +132,13 @@ impl<H: Handler> Reactor<H> {
                 .expect("buffers live while receives do");
             // One slice per buffer the bytes landed in (several for a bundle).
             let filled = bufs.filled(bid, result as usize);
+            if !more && filled.emptied_ring() {
+                // A bundle that takes the last buffer ends its receive with its bytes, not
+                // with ENOBUFS: the ring ran dry all the same.
+                self.shared.metrics[self.index].recv_buffers_empty.inc();
+                self.io.buffers_dry_at = self.clock.now();
+                self.io.grow_buffers = true;
+            }
             if conn.retired {
                 drop(filled); // the buffer goes back; the bytes are for no one
                 self.free_if_done(key);

@@ -179,6 +179,8 @@ pub(crate) struct Uring {
     buffers_released_at: u64,
     /// When a receive last found the buffer ring empty (reactor ticks).
     buffers_dry_at: u64,
+    /// A bundle emptied the ring in this batch: it grows once the batch is done.
+    grow_buffers: bool,
     /// When the ring was last looked at for shrinking (reactor ticks).
     buffers_shrunk_at: u64,
     /// Buffers in service at first, and the least it shrinks to.
@@ -241,6 +243,7 @@ impl<H: Handler> Reactor<H> {
             recv_limit: Some(RECV_LIMIT),
             buffers_released_at: 0,
             buffers_dry_at: 0,
+            grow_buffers: false,
             buffers_shrunk_at: 0,
             buffers_initial: initial,
             recv_bundle,
@@ -328,9 +331,7 @@ impl<H: Handler> Reactor<H> {
         };
         let now = self.clock.now();
         let quiet_since = self.io.buffers_dry_at.max(self.io.buffers_shrunk_at);
-        if !self.io.shrink_buffers
-            || now.saturating_sub(quiet_since) < SHRINK_BUFFERS_AFTER_TICKS
-        {
+        if !self.io.shrink_buffers || now.saturating_sub(quiet_since) < SHRINK_BUFFERS_AFTER_TICKS {
             return;
         }
         self.io.buffers_shrunk_at = now;
