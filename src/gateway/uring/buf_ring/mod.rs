@@ -342,11 +342,11 @@ impl BufRing {
             left -= take;
         }
         self.used_since_release = true;
-        let emptied = self.queue.is_empty();
+        let left = self.queue.len();
         Filled {
             ring: self,
             len,
-            emptied,
+            left,
         }
     }
 
@@ -417,7 +417,8 @@ impl Drop for BufRing {
 pub struct Filled<'a> {
     ring: &'a mut BufRing,
     len: usize,
-    emptied: bool,
+    /// Buffers left in the ring behind these bytes.
+    left: usize,
 }
 
 impl Filled<'_> {
@@ -453,7 +454,12 @@ impl Filled<'_> {
     /// ends its multishot receive with them (not with ENOBUFS, as a plain receive does on
     /// its next try): the ring ran dry all the same.
     pub fn emptied_ring(&self) -> bool {
-        self.emptied
+        self.left == 0
+    }
+
+    /// How many buffers were left in the ring behind these bytes (a partly used one counts).
+    pub fn left_in_ring(&self) -> usize {
+        self.left
     }
 
     /// How many buffers the bytes span.

@@ -132,9 +132,11 @@ impl<H: Handler> Reactor<H> {
                 .expect("buffers live while receives do");
             // One slice per buffer the bytes landed in (several for a bundle).
             let filled = bufs.filled(bid, result as usize);
-            if !more && filled.emptied_ring() {
-                // A bundle that takes the last buffer ends its receive with its bytes, not
-                // with ENOBUFS: the ring ran dry all the same.
+            if !more && self.io.recv_bundle && filled.left_in_ring() < self.io.bundle_reach {
+                // A bundle maps as many buffers as its byte limit needs, and ends its receive
+                // (with its bytes, not with ENOBUFS) when that reaches the ring's tail: with
+                // fewer buffers in the ring than one bundle may map, every receive ends and
+                // is armed again. The ring is too small all the same.
                 self.shared.metrics[self.index].recv_buffers_empty.inc();
                 self.io.buffers_dry_at = self.clock.now();
                 self.io.grow_buffers = true;

@@ -187,6 +187,9 @@ pub(crate) struct Uring {
     buffers_initial: u16,
     /// Receives are bundles (asked for, and the kernel has them).
     recv_bundle: bool,
+    /// The most buffers one bundle maps (its byte limit over the buffer size, and one more
+    /// for a partly used head): a ring holding fewer ends bundles early.
+    bundle_reach: usize,
     /// The ring shrinks after a burst.
     shrink_buffers: bool,
 }
@@ -226,6 +229,11 @@ impl<H: Handler> Reactor<H> {
             levers.incremental,
         )?;
         let recv_bundle = levers.bundle && ring.has_bundles();
+        let buf_len = shared
+            .config
+            .uring_recv_buffer_len
+            .unwrap_or(RECV_BUFFER_LEN);
+        let bundle_reach = RECV_LIMIT.div_ceil(buf_len) as usize + 1;
         let listener = |socket| Listener {
             socket,
             armed: false,
@@ -247,6 +255,7 @@ impl<H: Handler> Reactor<H> {
             buffers_shrunk_at: 0,
             buffers_initial: initial,
             recv_bundle,
+            bundle_reach,
             shrink_buffers: levers.shrink,
         };
         Ok(Self::with_driver(index, io, inbox, handler, handle, shared))
