@@ -20,7 +20,8 @@
 #       bench/compare.sh      # an io_uring change against the build before it, beside epoll
 #   SERVERS="switchboard-uring-none switchboard-uring-incremental switchboard-uring" \
 #       bench/compare.sh      # io_uring with only the receive levers named (`+` between
-#                             # them: none, incremental, bundle, shrink; plain -uring: all)
+#                             # them: none, incremental, bundle, shrink, all; plain -uring:
+#                             # the default, incremental+shrink)
 #                             # a change against the build before it (BASE_BIN: that build's binary)
 #
 # Settings (environment): SERVERS, THREADS (server worker threads, all servers), CONNS, SIZE
@@ -275,7 +276,7 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
                 [[ $server == switchboard-base* ]] && bin=$BASE_BIN
                 backend=epoll
                 [[ $server == *-uring || $server == *-uring-* ]] && backend=uring
-                recv=all
+                recv=incremental,shrink
                 [[ $server == switchboard-uring-* ]] && recv=$(levers "$server")
                 SWITCHBOARD_BACKEND=$backend SWITCHBOARD_URING_RECV=$recv "$target_dir/release/idle_memory" --server-bin "$bin" \
                     --workers "$THREADS" --ws "$IDLE_CONNS" --tcp 0 --repeat "$REPEAT" >"$result" ;;

@@ -361,7 +361,7 @@ pub struct GatewayArgs {
     #[arg(
         long,
         value_name = "LEVERS",
-        default_value = "all",
+        default_value = "incremental,shrink",
         env = "SWITCHBOARD_URING_RECV",
         hide = true
     )]

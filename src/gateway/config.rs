@@ -93,8 +93,9 @@ impl std::str::FromStr for Backend {
 }
 
 /// io_uring only: the receive side's levers, each used where the kernel has it (else the
-/// plain way, silently: none changes what a client sees). On by default; turned off one by
-/// one (`--uring-recv`, hidden) to measure what each brings.
+/// plain way, silently: none changes what a client sees). Incremental buffers and shrinking
+/// are on by default, bundles off (they cost 1.4x the CPU per 64 KiB echo at one in flight:
+/// docs/performance.md); `--uring-recv` (hidden) picks them for measuring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UringRecv {
     /// Incremental buffer consumption (`IOU_PBUF_RING_INC`, Linux 6.12): a receive takes
@@ -122,7 +123,10 @@ impl UringRecv {
 
 impl Default for UringRecv {
     fn default() -> Self {
-        UringRecv::ALL
+        UringRecv {
+            bundle: false,
+            ..UringRecv::ALL
+        }
     }
 }
 
