@@ -124,8 +124,9 @@ impl UringRecv {
 impl Default for UringRecv {
     fn default() -> Self {
         UringRecv {
+            incremental: true,
             bundle: false,
-            ..UringRecv::ALL
+            shrink: true,
         }
     }
 }
