@@ -492,11 +492,7 @@ mod tests {
 
     #[test]
     fn a_limited_receive_ends_by_itself_and_leaves_the_rest_in_the_socket() {
-        let mut ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(64)
-            .unwrap();
+        let mut ring = deferred_ring(64);
         let mut bufs = BufRing::register(&ring.submitter(), 5, 16, 1024, false).unwrap();
         let (mut client, server) = pair();
         client.write_all(&[7; 8000]).unwrap();
@@ -521,11 +517,7 @@ mod tests {
 
     #[test]
     fn a_limited_bundle_ends_by_itself_within_the_limit() {
-        let mut ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(64)
-            .unwrap();
+        let mut ring = deferred_ring(64);
         assert!(ring.params().is_feature_recvsend_bundle(), "Linux 6.10+");
         let mut bufs = BufRing::register(&ring.submitter(), 6, 16, 1024, false).unwrap();
         let (mut client, server) = pair();
@@ -545,13 +537,17 @@ mod tests {
         bufs.unregister(&ring.submitter()).unwrap();
     }
 
-    fn ring_with_files(slots: u32) -> Ring {
-        let uring = IoUring::builder()
+    /// A ring set up as the reactors set theirs up.
+    fn deferred_ring(entries: u32) -> IoUring {
+        IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
-            .build(16)
-            .unwrap();
-        let mut ring = Ring::new(uring);
+            .build(entries)
+            .unwrap()
+    }
+
+    fn ring_with_files(slots: u32) -> Ring {
+        let mut ring = Ring::new(deferred_ring(16));
         ring.register_files(slots).unwrap();
         ring
     }
