@@ -490,51 +490,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_limited_receive_ends_by_itself_and_leaves_the_rest_in_the_socket() {
+    /// 8,000 bytes sent, one receive limited to 3,000 armed on buffer group `group` (a bundle
+    /// with `bundle`) and run until it ends: the bytes it took and those left in the socket.
+    fn limited_receive(group: u16, bundle: bool) -> (usize, usize) {
         let mut ring = deferred_ring(64);
-        let mut bufs = BufRing::register(&ring.submitter(), 5, 16, 1024, false).unwrap();
+        if bundle {
+            assert!(ring.params().is_feature_recvsend_bundle(), "Linux 6.10+");
+        }
+        let mut bufs = BufRing::register(&ring.submitter(), group, 16, 1024, false).unwrap();
         let (mut client, server) = pair();
         client.write_all(&[7; 8000]).unwrap();
         let fd = server.as_raw_fd();
         let limited = receive_until_ended(
             &mut ring,
             &mut bufs,
-            recv_multi(FileRef::Fd(fd), 5, Some(3000), false),
+            recv_multi(FileRef::Fd(fd), group, Some(3000), bundle),
         );
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `unread`, which lives across the call.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
+        bufs.unregister(&ring.submitter()).unwrap();
+        (limited, unread as usize)
+    }
+
+    #[test]
+    fn a_limited_receive_ends_by_itself_and_leaves_the_rest_in_the_socket() {
+        let (limited, unread) = limited_receive(5, false);
         // The limit is checked per completion: at most one buffer past it.
         assert!(
             (3000..3000 + 1024).contains(&limited),
             "a receive limited to 3000 bytes took {limited}"
         );
         // What it left is still in the socket, for the next receive.
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int into `unread`, which lives across the call.
-        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
-        assert_eq!(unread as usize, 8000 - limited);
-        bufs.unregister(&ring.submitter()).unwrap();
+        assert_eq!(unread, 8000 - limited);
     }
 
     #[test]
     fn a_limited_bundle_ends_by_itself_within_the_limit() {
-        let mut ring = deferred_ring(64);
-        assert!(ring.params().is_feature_recvsend_bundle(), "Linux 6.10+");
-        let mut bufs = BufRing::register(&ring.submitter(), 6, 16, 1024, false).unwrap();
-        let (mut client, server) = pair();
-        client.write_all(&[7; 8000]).unwrap();
-        let fd = server.as_raw_fd();
-        let limited = receive_until_ended(
-            &mut ring,
-            &mut bufs,
-            recv_multi(FileRef::Fd(fd), 6, Some(3000), true),
-        );
+        let (limited, unread) = limited_receive(6, true);
         // A bundle sizes its buffers to the limit left: it stops at the limit exactly.
         assert_eq!(limited, 3000);
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int into `unread`, which lives across the call.
-        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) }, 0);
-        assert_eq!(unread as usize, 5000);
-        bufs.unregister(&ring.submitter()).unwrap();
+        assert_eq!(unread, 5000);
     }
 
     /// A ring set up as the reactors set theirs up.
