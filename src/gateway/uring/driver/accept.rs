@@ -57,7 +57,8 @@ impl<H: Handler> Reactor<H> {
             Transport::Tcp => self.io.tcp_listener.as_mut(),
             Transport::WebSocket => self.io.ws_listener.as_mut(),
         };
-        if !cqueue::more(cqe.flags()) {
+        let ended = !cqueue::more(cqe.flags());
+        if ended {
             if let Some(listener) = listener {
                 listener.armed = false; // re-armed at the end of the batch
             }
@@ -67,9 +68,15 @@ impl<H: Handler> Reactor<H> {
             if result != -libc::ECANCELED {
                 self.accept_failed(&std::io::Error::from_raw_os_error(-result));
             }
+            if ended {
+                self.accept_ended(transport);
+            }
             return;
         }
         let fd = accepted_socket(result);
+        if ended {
+            self.accept_ended(transport); // after this connection, which came first
+        }
         self.accept_paused_warned = false;
         if self.draining_until.is_some() {
             // Its completion was on its way when the drain cancelled the accept.

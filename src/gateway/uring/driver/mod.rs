@@ -171,6 +171,9 @@ pub(crate) struct Uring {
     rearm: Vec<usize>,
     /// Accepted while input was paused: admitted when the handler has room.
     accept_held: Vec<(OwnedFd, Transport)>,
+    /// Listeners whose accept a drain cancelled, kept open until its last completion (see
+    /// `drain.rs`).
+    stopping: Vec<(std::net::TcpListener, Transport)>,
     cqes: Vec<cqueue::Entry>,
     send_scratch: Vec<Bytes>,
     /// The total limit of each receive ([`RECV_LIMIT`]); `None` on a kernel that refused it.
@@ -246,6 +249,7 @@ impl<H: Handler> Reactor<H> {
             wake_fd,
             rearm: Vec::new(),
             accept_held: Vec::new(),
+            stopping: Vec::new(),
             cqes: Vec::with_capacity(1024),
             send_scratch: Vec::new(),
             recv_limit: Some(RECV_LIMIT),
@@ -288,7 +292,7 @@ impl<H: Handler> Reactor<H> {
             self.send_stage();
             self.complete_all(); // what the pass's own work completed inline
             self.publish_metrics(pass);
-            if self.drained() {
+            if self.drained() && self.stopped_accepting() {
                 return;
             }
         }
