@@ -50,6 +50,13 @@ impl DrainSpread {
         Some(conn)
     }
 
+    /// A connection opened after the drain began (one the kernel had queued for this
+    /// reactor when it stopped accepting): closed within the period like the others.
+    pub(crate) fn add(&mut self, conn: ConnId) {
+        self.waiting.push_back(conn);
+        self.total += 1;
+    }
+
     /// Whether every connection has been handed out.
     #[cfg(test)]
     pub(crate) fn is_done(&self) -> bool {
@@ -100,6 +107,19 @@ mod tests {
             .filter(|&tick| due_at(&mut spread, tick) > 0)
             .collect();
         assert_eq!(times, vec![1, 1001, 2001]);
+    }
+
+    #[test]
+    fn a_connection_added_late_is_handed_out_by_the_end_of_the_period() {
+        let mut spread = DrainSpread::new(conns(10), 0, 100);
+        assert_eq!(due_at(&mut spread, 50), 5);
+        spread.add(ConnId::new(0, 99, 0));
+        let rest: Vec<ConnId> = (51..=100)
+            .flat_map(|tick| std::iter::from_fn(|| spread.next_due(tick)).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(rest.len(), 6);
+        assert_eq!(rest.last(), Some(&ConnId::new(0, 99, 0)));
+        assert!(spread.is_done());
     }
 
     #[test]

@@ -97,9 +97,17 @@ impl<H: Handler, D: Driver> Reactor<H, D> {
         }
     }
 
-    /// Whether a spread drain is under way (a socket accepted late is closed with 1012, not
-    /// the shutdown's 1001).
+    /// Whether a spread drain is under way (a socket accepted late is served and closed with
+    /// the others, not closed at once as in a shutdown).
     pub(crate) fn spreading(&self) -> bool {
         self.spread.is_some()
+    }
+
+    /// A connection opened after a spread drain began: closed by the end of its period.
+    pub(crate) fn drain_later(&mut self, key: usize) {
+        let id = self.id(key);
+        if let Some(spread) = self.spread.as_mut() {
+            spread.add(id);
+        }
     }
 }

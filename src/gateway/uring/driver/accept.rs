@@ -80,7 +80,7 @@ impl<H: Handler> Reactor<H> {
         self.accept_paused_warned = false;
         if self.draining_until.is_some() {
             // Its completion was on its way when the drain cancelled the accept.
-            self.close_late(fd, transport);
+            self.accepted_late(fd, transport);
             return;
         }
         if !self.input_allowed() {
@@ -93,18 +93,12 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn admit_socket(&mut self, fd: OwnedFd, transport: Transport) {
-        self.open_socket(fd, transport, None);
+        self.open_socket(fd, transport, Opening::Now);
     }
 
     /// Gives an accepted socket a slot, a machine and a receive, unless the admission checks
-    /// refuse it; when `closing`, the machine is closed with that code at once (a socket
-    /// accepted during a drain, see `drain.rs`), which a drain does not refuse.
-    pub(super) fn open_socket(
-        &mut self,
-        fd: OwnedFd,
-        transport: Transport,
-        closing: Option<CloseCode>,
-    ) {
+    /// refuse it (a drain refuses what opens `Now`); see [`Opening`] for the late ones.
+    pub(super) fn open_socket(&mut self, fd: OwnedFd, transport: Transport, opening: Opening) {
         let peer: SocketAddr = match socket2::SockRef::from(&fd)
             .peer_addr()
             .ok()
@@ -113,7 +107,7 @@ impl<H: Handler> Reactor<H> {
             Some(peer) => peer,
             None => return, // gone already (reset before we looked): closing it is all
         };
-        let draining = self.draining_until.is_some() && closing.is_none();
+        let draining = self.draining_until.is_some() && opening == Opening::Now;
         let Some(key) = self.open_slot(fd, peer, transport, draining) else {
             return;
         };
@@ -123,13 +117,29 @@ impl<H: Handler> Reactor<H> {
             let (fd, op) = (conn.fd.as_raw_fd(), user_data(Op::Files, key));
             conn.fixed = self.io.ring.install_file(key, fd, op);
         }
-        if let Some(code) = closing {
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
-                conn.machine
-                    .close(&mut self.ws, key, code, Disconnect::Shutdown);
-                self.settle();
+        match opening {
+            Opening::Now => {}
+            Opening::DrainLater => self.drain_later(key),
+            Opening::Closing(code) => {
+                if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.retired) {
+                    conn.machine
+                        .close(&mut self.ws, key, code, Disconnect::Shutdown);
+                    self.settle();
+                }
             }
         }
         self.ensure_recv(key);
     }
+}
+
+/// How [`Reactor::open_socket`] opens a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opening {
+    /// An ordinary accept: refused while draining.
+    Now,
+    /// Accepted after a spread drain began (see `drain.rs`): served, and closed with the others
+    /// by the end of the drain's period.
+    DrainLater,
+    /// Accepted after a shutdown began: closed at once with this code.
+    Closing(CloseCode),
 }

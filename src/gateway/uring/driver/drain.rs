@@ -12,9 +12,10 @@
 //! closes its descriptor: every connection that arrives later wakes the new process.
 //!
 //! A connection accepted after the drain began (the accept's completion was on its way, or
-//! it was left in the queue, or held while input was paused) is closed cleanly, as a drain
-//! closes one still in its handshake: dropping it with the client's bytes unread would reset
-//! it.
+//! it was left in the queue, or held while input was paused) is one the kernel gave this
+//! reactor: in a spread drain it is served and closed with the others by the end of the
+//! period; in a shutdown it is closed cleanly at once (dropping it with the client's bytes
+//! unread would reset it).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -24,13 +25,14 @@ use switchboard_codec::ws::CloseCode;
 use tracing::debug;
 
 use super::super::super::handler::{Handler, Transport};
+use super::accept::Opening;
 use super::{user_data, Op, Reactor};
 
 impl<H: Handler> Reactor<H> {
     /// Stops accepting: each armed multishot accept is cancelled (by descriptor, submitted
     /// while the descriptor is still open) and its listener kept until the accept's last
     /// completion ([`Reactor::accept_ended`]); a listener with no accept armed closes now.
-    /// Sockets held while input was paused are closed cleanly.
+    /// Sockets held while input was paused are accepted late.
     pub(super) fn stop_accepting(&mut self) {
         let io = &mut self.io;
         let listeners = [
@@ -48,7 +50,7 @@ impl<H: Handler> Reactor<H> {
             }
         }
         for (fd, transport) in std::mem::take(&mut self.io.accept_held) {
-            self.close_late(fd, transport);
+            self.accepted_late(fd, transport);
         }
     }
 
@@ -75,7 +77,7 @@ impl<H: Handler> Reactor<H> {
         self.io.stopping.is_empty()
     }
 
-    /// Accepts (non-blocking) what waits on `listener` and closes it cleanly.
+    /// Accepts (non-blocking) what waits on `listener`, late.
     fn take_queued(&mut self, listener: &std::net::TcpListener, transport: Transport) {
         let mut taken = 0u32;
         while let Ok((socket, _)) = SockRef::from(listener).accept() {
@@ -83,24 +85,24 @@ impl<H: Handler> Reactor<H> {
                 continue; // dropped: closing it is all we can do
             }
             taken += 1;
-            self.close_late(OwnedFd::from(socket), transport);
+            self.accepted_late(OwnedFd::from(socket), transport);
         }
         if taken > 0 {
             debug!(
                 reactor = self.index,
-                taken, "drain: connections left in a stopped listener's queue closed"
+                taken, "drain: connections left in a stopped listener's queue accepted late"
             );
         }
     }
 
-    /// A socket accepted after the drain began stopping accepts: opened and closed at once,
-    /// with 1012 in a spread drain and 1001 in a shutdown.
-    pub(super) fn close_late(&mut self, fd: OwnedFd, transport: Transport) {
-        let code = if self.spreading() {
-            CloseCode::SERVICE_RESTART
+    /// A socket accepted after the drain began stopping accepts: served until the spread
+    /// drain's period ends, or in a shutdown opened and closed at once (1001).
+    pub(super) fn accepted_late(&mut self, fd: OwnedFd, transport: Transport) {
+        let opening = if self.spreading() {
+            Opening::DrainLater
         } else {
-            CloseCode::GOING_AWAY
+            Opening::Closing(CloseCode::GOING_AWAY)
         };
-        self.open_socket(fd, transport, Some(code));
+        self.open_socket(fd, transport, opening);
     }
 }
