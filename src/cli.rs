@@ -150,11 +150,12 @@ struct ServeArgs {
     /// SQLite's own checkpoint at 1,000 pages, inside the commit that crosses it.
     #[arg(long, value_name = "PAGES", default_value_t = crate::store::sqlite::DEFAULT_CHECKPOINT_PAGES)]
     checkpoint_pages: u32,
-    /// Which thread runs the logic core: `reactor` runs it on the reactor's own thread when
-    /// there is one reactor (--workers 1), so a message crosses no thread on its way in and
-    /// its answers wake no thread on their way out (about a quarter less CPU per message at
-    /// 3,000/s); `own` gives it a thread of its own. With more reactors it always has its own.
-    #[arg(long, value_name = "own|reactor", default_value = "own", value_parser = ["own", "reactor"])]
+    /// Which thread runs the logic core. `reactor`: the reactor's own thread, which needs one
+    /// reactor (--workers 1); a message crosses no thread on its way in and its answers wake
+    /// no thread on their way out (about a quarter less CPU per message at 3,000/s). `own`: a
+    /// thread of its own. `auto`: `reactor` with one reactor, `own` with more. `reactor` with
+    /// more reactors runs as `own`, with a warning.
+    #[arg(long, value_name = "auto|own|reactor", default_value = "auto", value_parser = ["auto", "own", "reactor"])]
     logic_thread: String,
     /// The admin HTTP listener (/healthz, /readyz, /metrics, /router and the backend API), or
     /// `off`. Keep it on the operator's network: only the API needs a token.

@@ -147,6 +147,13 @@ pub(super) fn run_serve(args: ServeArgs) -> ExitCode {
             crate::store::postgres::redacted(url)
         );
     }
+    println!(
+        "switchboard serve: logic core {}",
+        match server.logic_thread() {
+            crate::logic::LogicThread::Reactor => "on the reactor's thread",
+            _ => "on a thread of its own",
+        }
+    );
     println!("switchboard serve: data in {}", args.data.display());
     let (grace, period) = (args.gateway.drain_grace, args.gateway.drain_period);
     server.on_drain_request(DrainTrigger {

@@ -536,10 +536,14 @@ fn the_commit_delay_comes_from_the_file_or_the_command_line_and_is_bounded() {
 }
 
 #[test]
-fn the_logic_thread_is_own_or_reactor_from_the_file_or_the_command_line() {
+fn the_logic_thread_is_auto_own_or_reactor_from_the_file_or_the_command_line() {
     use crate::logic::LogicThread;
     let thread = |args: &ServeArgs| args.logic_thread.parse::<LogicThread>();
-    assert_eq!(thread(&serve(&["serve"])), Ok(LogicThread::Own));
+    assert_eq!(thread(&serve(&["serve"])), Ok(LogicThread::Auto));
+    assert_eq!(
+        thread(&serve(&["serve", "--logic-thread", "auto"])),
+        Ok(LogicThread::Auto)
+    );
     assert_eq!(
         thread(&serve(&["serve", "--logic-thread", "reactor"])),
         Ok(LogicThread::Reactor)
@@ -556,7 +560,52 @@ fn the_logic_thread_is_own_or_reactor_from_the_file_or_the_command_line() {
     };
     assert_eq!(thread(&from_file), Ok(LogicThread::Reactor));
     let error = parse(args(&["serve", "--logic-thread", "both"]))
-        .expect_err("neither own nor reactor")
+        .expect_err("neither auto, own nor reactor")
         .to_string();
     assert!(error.contains("--logic-thread"), "{error}");
+}
+
+/// Where the core runs, as `serve` resolves it at the start from its arguments: the
+/// `--logic-thread` choice beside the reactors `--workers` asks for.
+fn logic_thread_of(args: ServeArgs) -> crate::logic::LogicThread {
+    let workers = args.gateway.to_config().expect("a gateway").workers;
+    let choice: crate::logic::LogicThread = args.logic_thread.parse().expect("a choice");
+    choice.resolve(workers)
+}
+
+#[test]
+fn by_default_the_logic_core_runs_on_the_reactors_thread_with_one_reactor_and_its_own_with_more() {
+    use crate::logic::LogicThread::{Own, Reactor};
+    let resolved = |list: &[&str]| logic_thread_of(serve(list));
+    assert_eq!(resolved(&["serve", "--workers", "1"]), Reactor);
+    assert_eq!(resolved(&["serve", "--workers", "2"]), Own);
+    assert_eq!(resolved(&["serve", "--workers", "8"]), Own);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = if cores == 1 { Reactor } else { Own };
+    assert_eq!(
+        resolved(&["serve"]),
+        expected,
+        "{cores} cores, so as many reactors"
+    );
+    // An explicit choice wins where it can apply; `reactor` cannot beside two reactors.
+    assert_eq!(
+        resolved(&["serve", "--workers", "1", "--logic-thread", "own"]),
+        Own
+    );
+    assert_eq!(
+        resolved(&["serve", "--workers", "2", "--logic-thread", "reactor"]),
+        Own
+    );
+    // The same from the config file.
+    for (text, expected) in [
+        ("workers = 1\n", Reactor),
+        ("workers = 2\n", Own),
+        ("workers = 1\nlogic-thread = \"auto\"\n", Reactor),
+        ("workers = 1\nlogic-thread = \"own\"\n", Own),
+    ] {
+        let Command::Serve(from_file) = parse_serve_with(text).expect(text).command else {
+            panic!("not serve");
+        };
+        assert_eq!(logic_thread_of(*from_file), expected, "{text}");
+    }
 }

@@ -39,6 +39,13 @@ pub struct Listeners {
     pub ws: Vec<std::net::TcpListener>,
 }
 
+impl Listeners {
+    /// The reactors that serve these sockets: one per socket of the transport with more.
+    pub fn reactors(&self) -> usize {
+        self.tcp.len().max(self.ws.len())
+    }
+}
+
 /// Copies (duplicated descriptors) of a gateway's listening sockets, kept so that a new
 /// process can be handed them while the reactors go on accepting on theirs. Released when
 /// the gateway drains: a copy left open would keep a socket's accept queue filling with

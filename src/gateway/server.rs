@@ -369,7 +369,7 @@ fn bind_all(config: &GatewayConfig) -> io::Result<Vec<ListenerPair>> {
 /// [`MAX_REACTORS`] per transport are refused rather than closed (closing one would reset
 /// the connections in its accept queue).
 fn adopt(taken: Listeners) -> io::Result<Vec<ListenerPair>> {
-    let workers = taken.tcp.len().max(taken.ws.len());
+    let workers = taken.reactors();
     if workers == 0 || workers > MAX_REACTORS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -48,20 +48,34 @@ pub struct LogicConfig {
 }
 
 /// Which thread runs the logic core. The core is the same either way; only who feeds it
-/// and when differs (`driver.rs`).
+/// and when differs (`driver.rs`). [`LogicThread::resolve`] turns the choice into the place,
+/// once, when the server starts and knows how many reactors it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogicThread {
-    /// A thread of its own, woken by the gateway's batches and the store's completions on
-    /// channels ([`LogicCore::run`](super::LogicCore::run)). The default.
+    /// The reactor's thread when there is one reactor, else a thread of its own. The default:
+    /// on a quiet machine the reactor's thread lost no chat row against a thread of its own
+    /// and cost less per message (docs/performance.md, "A quiet sitting").
     #[default]
+    Auto,
+    /// A thread of its own, woken by the gateway's batches and the store's completions on
+    /// channels ([`LogicCore::run`](super::LogicCore::run)).
     Own,
-    /// The one reactor's thread, when the gateway has one: the reactor hands it its events
-    /// in its pass and is woken for the store's completions
-    /// ([`LogicCore::turn`](super::LogicCore::turn)); no thread hop in, no wake-up out. With
-    /// more reactors, a thread of its own. At 3,000 messages/s with one reactor, about a
-    /// quarter less server CPU per message (docs/performance.md, "The logic core on the
-    /// reactor's thread"); not the default until its maxima are measured on a quiet machine.
+    /// The one reactor's thread: the reactor hands it its events in its pass and is woken for
+    /// the store's completions ([`LogicCore::turn`](super::LogicCore::turn)); no thread hop
+    /// in, no wake-up out. It needs exactly one reactor: with more, a thread of its own (the
+    /// server says so in a warning).
     Reactor,
+}
+
+impl LogicThread {
+    /// Where the core runs beside `reactors` reactors: [`LogicThread::Reactor`] or
+    /// [`LogicThread::Own`], never `Auto`.
+    pub fn resolve(self, reactors: usize) -> LogicThread {
+        match self {
+            LogicThread::Auto | LogicThread::Reactor if reactors == 1 => LogicThread::Reactor,
+            _ => LogicThread::Own,
+        }
+    }
 }
 
 impl std::str::FromStr for LogicThread {
@@ -69,9 +83,10 @@ impl std::str::FromStr for LogicThread {
 
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
+            "auto" => Ok(LogicThread::Auto),
             "own" => Ok(LogicThread::Own),
             "reactor" => Ok(LogicThread::Reactor),
-            other => Err(format!("{other:?} is not own or reactor")),
+            other => Err(format!("{other:?} is not auto, own or reactor")),
         }
     }
 }

@@ -115,6 +115,30 @@ pub struct ChatServer {
     reload: Arc<std::sync::Mutex<Option<(Engine, CoreQueue)>>>,
 }
 
+/// Resolves `--logic-thread` against the reactors the gateway will run (one per socket taken
+/// over, whatever `--workers` says) and says where the core runs: `true` on the reactor's
+/// thread. An explicit `reactor` beside several reactors is not an error (a handover may bring
+/// more sockets than `--workers`), but a warning: the core gets a thread of its own.
+fn logic_on_reactor(
+    choice: LogicThread,
+    gateway: &GatewayConfig,
+    taken: Option<&crate::gateway::Listeners>,
+) -> bool {
+    let reactors = taken.map_or(gateway.workers, crate::gateway::Listeners::reactors);
+    let on_reactor = choice.resolve(reactors) == LogicThread::Reactor;
+    if choice == LogicThread::Reactor && !on_reactor {
+        tracing::warn!(
+            reactors,
+            "--logic-thread reactor needs exactly one reactor (--workers 1): the logic core runs on a thread of its own"
+        );
+    } else if on_reactor {
+        tracing::info!(?choice, "logic core on the reactor's thread");
+    } else {
+        tracing::info!(?choice, reactors, "logic core on a thread of its own");
+    }
+    on_reactor
+}
+
 /// What a process started with `--handover` took over from the one before it.
 #[derive(Debug, Default)]
 pub struct Inherited {
@@ -172,13 +196,7 @@ impl ChatServer {
             .transpose()
             .map_err(StartError::Admin)?;
         let took_over = listeners.is_some();
-        let on_reactor = logic.thread == LogicThread::Reactor && gateway.workers == 1;
-        if logic.thread == LogicThread::Reactor && !on_reactor {
-            tracing::debug!(
-                workers = gateway.workers,
-                "the logic core runs on a thread of its own: it shares a reactor's only when there is one"
-            );
-        }
+        let on_reactor = logic_on_reactor(logic.thread, &gateway, listeners.as_ref());
         let (completions_tx, completions_rx) = crossbeam_channel::unbounded();
         // Both engines' writers count their commits into this one block.
         let store_metrics = Arc::new(StoreMetrics::default());
@@ -260,6 +278,14 @@ impl ChatServer {
             offering,
             reload: Arc::new(std::sync::Mutex::new(reload)),
         })
+    }
+
+    /// Where the logic core runs, as resolved at the start: `Reactor` or `Own`.
+    pub fn logic_thread(&self) -> LogicThread {
+        match self.core {
+            Some(_) => LogicThread::Own,
+            None => LogicThread::Reactor,
+        }
     }
 
     /// The admin listener's address, if it runs.
