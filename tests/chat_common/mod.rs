@@ -50,21 +50,31 @@ pub fn use_postgres(url: String) {
     POSTGRES.with(|store| *store.borrow_mut() = Some(url));
 }
 
-/// Where the test servers run the logic core: `SWITCHBOARD_LOGIC_THREAD` (`own` or
-/// `reactor`) if set, else on the reactor's thread in the test binaries whose name ends in
-/// `_reactor`, else the default. `reactor` makes every server one reactor (`--workers 1`).
+/// Where the test servers run the logic core: `SWITCHBOARD_LOGIC_THREAD` (`auto`, `own` or
+/// `reactor`) if set, else on a thread of its own in the test binaries whose name ends in
+/// `_own` (`tests/chat_direct_own.rs`), else `None`: the default, which with the tests' one
+/// reactor puts it on the reactor's thread, as a user's `serve --workers 1` does.
 pub fn logic_thread() -> Option<LogicThread> {
     if let Ok(name) = std::env::var("SWITCHBOARD_LOGIC_THREAD") {
         return Some(
             name.parse()
-                .expect("SWITCHBOARD_LOGIC_THREAD is own or reactor"),
+                .expect("SWITCHBOARD_LOGIC_THREAD is auto, own or reactor"),
         );
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
     // Cargo names a test binary NAME-HASH.
     let target = name.rsplit_once('-').map_or(name, |(target, _)| target);
-    target.ends_with("_reactor").then_some(LogicThread::Reactor)
+    target.ends_with("_own").then_some(LogicThread::Own)
+}
+
+/// The reactors of a test server in `mode`: two where the core has a thread of its own (so
+/// pushes cross between reactors), else one, where the default puts the core on its thread.
+pub fn workers_for(mode: Option<LogicThread>) -> usize {
+    match mode {
+        Some(LogicThread::Own) => 2,
+        _ => 1,
+    }
 }
 
 /// The PostgreSQL location the running test's servers use, if it runs on PostgreSQL.
@@ -122,7 +132,7 @@ pub struct ServerOptions {
     /// The bound on each reactor's inbox of pushes (`--inbox-bytes`); `None`: the default.
     pub inbox_bytes: Option<usize>,
     /// Where the logic core runs (`--logic-thread`); `Reactor` makes the server one reactor.
-    /// `None`: the default (its own thread).
+    /// `None`: the default (`auto`: with one reactor, the reactor's thread).
     pub logic_thread: Option<LogicThread>,
 }
 
@@ -146,7 +156,7 @@ impl Default for ServerOptions {
             group_member_limit: limits::DEFAULT_GROUP_MEMBER_LIMIT,
             max_body: limits::DEFAULT_MAX_BODY,
             retention: None,
-            workers: 2,
+            workers: workers_for(logic_thread()),
             max_packet: switchboard_codec::packet::DEFAULT_MAX_PAYLOAD as usize,
             admin: None,
             message_limit: RateLimit::OFF,

@@ -36,12 +36,7 @@ impl ServeProcess {
             .args(["serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
-            .args(match super::logic_thread() {
-                Some(switchboard::logic::LogicThread::Reactor) => {
-                    ["--workers", "1", "--logic-thread", "reactor"]
-                }
-                _ => ["--workers", "2", "--logic-thread", "own"],
-            })
+            .args(suite_mode(args))
             .args(args)
             .env_remove("SWITCHBOARD_STORE");
         // The running test's store (see `with_postgres`); the same database on every restart.
@@ -62,6 +57,11 @@ impl ServeProcess {
             ws: listeners.ws,
             admin: listeners.admin,
         }
+    }
+
+    /// The process id, to look at its threads in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The listener of `transport`.
@@ -105,4 +105,26 @@ impl Drop for ServeProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The reactors and logic thread of the test binary's mode (`super::logic_thread`), unless
+/// `args` name them: by default one reactor and no `--logic-thread`, what a user's
+/// `serve --workers 1` gets.
+fn suite_mode(args: &[&str]) -> Vec<String> {
+    let mode = super::logic_thread();
+    let mut added = Vec::new();
+    if !args.iter().any(|arg| arg.starts_with("--workers")) {
+        added.extend(["--workers".into(), super::workers_for(mode).to_string()]);
+    }
+    if !args.iter().any(|arg| arg.starts_with("--logic-thread")) {
+        if let Some(mode) = mode {
+            let name = match mode {
+                switchboard::logic::LogicThread::Auto => "auto",
+                switchboard::logic::LogicThread::Own => "own",
+                switchboard::logic::LogicThread::Reactor => "reactor",
+            };
+            added.extend(["--logic-thread".into(), name.into()]);
+        }
+    }
+    added
 }
