@@ -30,7 +30,10 @@
 #
 # Settings (environment): REPEAT, ONLY, BACKENDS (the server's `--backend`: epoll, uring or
 # both; with both, every part runs on each in turn within a repetition, so the two share the
-# machine's state), WORKERS (server reactors; 1 leaves a core to the client), DURATION (s per
+# machine's state), WORKERS (server reactors; 1 leaves a core to the client, and puts `serve`'s
+# logic core on the reactor's thread, the default with one reactor since 2026-12-04; a
+# SERVER_BIN or BASE_BIN built before then runs it on a thread of its own; to pin the mode,
+# SWITCHBOARD_CONFIG=FILE with `logic-thread = "own"` or "reactor"), DURATION (s per
 # traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, CHAT_INFLIGHT (SENDs in flight of the chat
 # runs: "1 4"), GROUP_SIZES ("100 1000"), SYNCHRONOUS (the chat store: full or normal), OUT
 # (where the JSON goes), SERVER_BIN (the switchboard binary: another build's, to compare two

@@ -10,7 +10,12 @@
 #   SCENARIO=echo CONNS=100 bench/reactor_profile.sh  # `switchboard echo`, 20 B WebSocket
 #                                                     # echoes, 16 in flight (bench/compare.sh's)
 #
+# With one reactor, `serve`'s logic core runs on `reactor-0` by default (`--logic-thread auto`,
+# since 2026-12-04), so a `group` profile holds the core's fan-out work too;
+# SERVER_ARGS=--logic-thread=own profiles the reactor alone, as the recordings before then did.
+#
 # Settings (environment): BACKEND (uring or epoll), SCENARIO (group or echo), SERVER_BIN,
+# SERVER_ARGS (more arguments for `serve`, split on spaces),
 # GROUP_SIZE (1000), INFLIGHT (echo: 16), SIZE (echo: 20), CONNS (1000),
 # DURATION (s of load, 10), SKIP (s of load before recording, 3), RECORD (s recorded, 4),
 # PERCENT (the smallest share printed, 0.5), CALL_GRAPH (perf record's, "-g"; "--call-graph dwarf" to
@@ -33,6 +38,7 @@ DURATION=${DURATION:-10}
 SKIP=${SKIP:-3}
 RECORD=${RECORD:-4}
 PERCENT=${PERCENT:-0.5}
+SERVER_ARGS=${SERVER_ARGS:-}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 server_bin=${SERVER_BIN:-$target_dir/release/switchboard}
 loadtest_bin=$target_dir/release/loadtest
@@ -68,8 +74,9 @@ trap stop EXIT
 listen=(--workers 1 --backend "$BACKEND" --tcp "127.0.0.1:$tcp_port" --ws "127.0.0.1:$ws_port")
 case $SCENARIO in
 group)
+    # shellcheck disable=SC2086 # SERVER_ARGS is split into arguments on purpose
     SWITCHBOARD_JWT_SECRET=$SECRET "$server_bin" serve "${listen[@]}" --admin off \
-        --data "$OUT/data" --request-rate 0 >"$OUT/server.log" 2>&1 &
+        --data "$OUT/data" --request-rate 0 $SERVER_ARGS >"$OUT/server.log" 2>&1 &
     load=(group --target "tcp://127.0.0.1:$tcp_port" --jwt-secret "$SECRET" --group-size "$GROUP_SIZE")
     ;;
 echo)

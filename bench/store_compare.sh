@@ -13,7 +13,11 @@
 # the whole process and by thread (store / reactor / logic core, from /proc/PID/task/*/stat
 # via loadtest --server-pid; user and system time per thread from the same files over the chat
 # run), its threads' wake-ups per message sent (voluntary context switches over the chat run)
-# and the requests per store transaction (/metrics). PostgreSQL's own CPU is its postmaster and every child's over the
+# and the requests per store transaction (/metrics). With `--workers 1` the logic core runs on
+# the reactor's thread by default (`--logic-thread auto`, since 2026-12-04): its work is in the
+# reactor's figures and the logic column is 0; a BASE_BIN built before then runs it on a thread
+# of its own, so compare modes within one build with
+# VARIANTS="--logic-thread=own --logic-thread=reactor". PostgreSQL's own CPU is its postmaster and every child's over the
 # chat run. SQLite runs at `synchronous = full` (the default), PostgreSQL from Debian's
 # binaries on a temporary directory and a free loopback port, default settings
 # (`synchronous_commit = on`, fsync on). Loopback only; everything stops by itself.
