@@ -110,8 +110,8 @@ impl CoreQueue {
     }
 
     /// The core runs on reactor `reactor`'s thread and takes its queue there, in the
-    /// reactor's passes (`serve --logic-thread reactor`): every batch sent from now on wakes
-    /// that reactor (once [`CoreQueue::attach`] has given the handle).
+    /// reactor's passes (`serve` with one reactor, by default): every batch sent from now on
+    /// wakes that reactor (once [`CoreQueue::attach`] has given the handle).
     pub fn core_on_reactor(&self, reactor: usize) {
         let _ = self.budget.core_reactor.set(reactor);
     }

@@ -112,3 +112,26 @@ impl Default for LogicConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LogicThread::{self, Auto, Own, Reactor};
+
+    #[test]
+    fn the_choice_resolves_to_the_reactors_thread_only_beside_one_reactor() {
+        assert_eq!(LogicThread::default(), Auto);
+        for (choice, one, two) in [
+            (Auto, Reactor, Own),
+            (Own, Own, Own),
+            (Reactor, Reactor, Own),
+        ] {
+            assert_eq!(choice.resolve(1), one, "{choice:?} beside one reactor");
+            assert_eq!(choice.resolve(2), two, "{choice:?} beside two");
+            assert_eq!(choice.resolve(16), Own, "{choice:?} beside sixteen");
+        }
+        for (text, choice) in [("auto", Auto), ("own", Own), ("reactor", Reactor)] {
+            assert_eq!(text.parse(), Ok(choice));
+        }
+        assert!("Reactor".parse::<LogicThread>().is_err());
+    }
+}

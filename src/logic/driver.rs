@@ -5,8 +5,8 @@
 //! and the store's completions as they come, each with the time it is handled, and wakes for
 //! the core's next deadline. Never waits on anything but its two inputs.
 //!
-//! [`LogicCore::turn`] is a turn on a thread the core does not own (`serve --logic-thread
-//! reactor`: the one reactor's, which handed it its events just before): the completions
+//! [`LogicCore::turn`] is a turn on a thread the core does not own (`serve` with one
+//! reactor, by default: that reactor's, which handed it its events just before): the completions
 //! queued by now and the deadlines passed, for an outlet that never holds. The owner waits
 //! in its own way, at most until the time `turn` returns, and must be woken for completions
 //! (`store::CompletionWake`).

@@ -51,7 +51,7 @@ pub struct ChatHandler {
     batch_bytes: usize,
     /// The core's queue refused the batch: hold input until it takes it.
     refused: bool,
-    /// With one reactor and `--logic-thread reactor`, the core itself, run in this
+    /// With one reactor (and no `--logic-thread own`), the core itself, run in this
     /// reactor's passes (`local`); `to_core` then carries only other threads' events.
     core: Option<Box<ReactorCore>>,
 }

@@ -1,4 +1,4 @@
-//! The logic core on the reactor's thread (`--logic-thread reactor`, one reactor): the
+//! The logic core on the reactor's thread (one reactor: the default, `--logic-thread auto`): the
 //! reactor's [`ChatHandler`](super::ChatHandler) owns the core and hands it each pass's events
 //! itself, then takes its turn in the same pass ([`Handler::poll`]), so a SEND crosses no
 //! thread on its way in and its answers no eventfd on their way out.

@@ -1,7 +1,7 @@
 //! How the store thread tells a consumer that does not wait on the completion channel that
-//! completions are there: the logic core on a reactor's thread (`serve --logic-thread
-//! reactor`) waits in the reactor's `epoll_wait` or `io_uring_enter`, not on the channel, so
-//! the store wakes the reactor through a callback the caller gives, once per batch of
+//! completions are there: the logic core on a reactor's thread (`serve` with one reactor,
+//! the default) waits in the reactor's `epoll_wait` or `io_uring_enter`, not on the channel,
+//! so the store wakes the reactor through a callback the caller gives, once per batch of
 //! completions (a commit's acks together), never per completion. The store knows nothing of
 //! what it wakes.
 
