@@ -18,12 +18,20 @@ fn serve_has_a_logic_thread(args: &[&str]) -> bool {
     let dir = tempfile::tempdir().expect("a temp dir");
     let server = ServeProcess::spawn(dir.path(), args);
     // The core and the reactors are started before the server announces its data directory,
-    // which `spawn` waits for.
-    let threads = thread_names(&format!("/proc/{}/task", server.pid()));
-    assert!(
-        threads.iter().any(|name| name.starts_with("reactor-")),
-        "{args:?}: {threads:?}"
-    );
+    // which `spawn` waits for, but a thread names itself once it runs: until then it has the
+    // process's name, as the main thread has. Wait until only the main thread has it.
+    let tasks = format!("/proc/{}/task", server.pid());
+    let all_named = |threads: &[String]| {
+        threads.iter().any(|name| name.starts_with("reactor-"))
+            && threads.iter().filter(|name| *name == "switchboard").count() == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_names(&tasks);
+    while !all_named(&threads) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        threads = thread_names(&tasks);
+    }
+    assert!(all_named(&threads), "{args:?}: {threads:?}");
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
     let mut receiver = server.login(Transport::Tcp, &bob, None);
     let mut sender = server.login(Transport::Ws, &alice, None);
