@@ -22,7 +22,12 @@
 # binaries on a temporary directory and a free loopback port, default settings
 # (`synchronous_commit = on`, fsync on). Loopback only; everything stops by itself.
 # OUT/progress-*.log keeps loadtest's line per second (that second's push and ack p99 and
-# maximum): where a long run stalls.
+# maximum): where a long run stalls; OUT/meminfo-*.log the kernel's Dirty and Writeback each
+# second beside it, and OUT/start-*.txt the chat run's start (Unix seconds, to line the
+# progress log up with the server's log; RUST_LOG=switchboard::store=debug logs each checkpoint).
+# A database grown by an earlier run puts a short run in a long run's regime: KEEP_DATA=DIR
+# keeps each SQLite run's data directory as DIR/<run name>, SEED_DATA=DIR copies DIR into
+# every SQLite run's fresh data directory before its server starts (which opens it as usual).
 #
 #   bench/store_compare.sh                                    # 1,000, 3,000, 10,000 msgs/s
 #   RATES="3000" DURATION=60 bench/store_compare.sh
@@ -30,6 +35,8 @@
 #   VARIANTS="--checkpoint-pages=0 --checkpoint-pages=4000" STORES=sqlite bench/store_compare.sh
 #   BASE_BIN=/tmp/base/switchboard bench/store_compare.sh     # the build before, run beside
 #   RATES=3000 DURATION=1800 STORES=sqlite bench/store_compare.sh     # a long run
+#   RATES=12000 DURATION=300 STORES=sqlite KEEP_DATA=/tmp/grown bench/store_compare.sh
+#   SEED_DATA=/tmp/grown/sqlite-12000-current-1 RATES=3000 DURATION=600 STORES=sqlite bench/store_compare.sh
 #
 # Settings (environment): RATES, REPEAT (the whole set, interleaved), DURATION (s per chat run), CONNS (sending), IDLE (idle
 # connections beside them, 0 for none), STORES ("sqlite postgres"), COMMIT_DELAYS (values of
@@ -38,7 +45,8 @@
 # run into OUT/strace-*.txt, at most DURATION/2; that run's CPU figures then mean nothing), VARIANTS (instead: the
 # current build with each word's arguments, commas between them, e.g.
 # "--checkpoint-pages=0 --checkpoint-pages=4000,--commit-delay=2ms"), BASE_BIN (another build's
-# binary, run with its own defaults as variant `base`), OUT (where the JSON goes), TCP_PORT
+# binary, run with its own defaults as variant `base`), SEED_DATA and KEEP_DATA (above, SQLite
+# only), OUT (where the JSON goes), TCP_PORT
 # WS_PORT and ADMIN_PORT (the server's listeners). Needs the release binaries:
 #   cargo build --release -p switchboard -p switchboard-loadtest
 set -euo pipefail
@@ -55,6 +63,8 @@ COMMIT_DELAYS=${COMMIT_DELAYS:-}
 VARIANTS=${VARIANTS:-}
 STRACE=${STRACE:-}
 BASE_BIN=${BASE_BIN:-}
+SEED_DATA=${SEED_DATA:-}
+KEEP_DATA=${KEEP_DATA:-}
 OUT=${OUT:-$repo/target/store_compare/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=store-compare-secret
 TCP_PORT=${TCP_PORT:-19400}
@@ -104,9 +114,15 @@ fi
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 server_pid=""
 idle_pid=""
+meminfo_pid=""
+if [[ -n $SEED_DATA && ! -d $SEED_DATA ]]; then
+    log "SEED_DATA=$SEED_DATA is not a directory"
+    exit 1
+fi
 
 cleanup() {
     [[ -n $idle_pid ]] && kill "$idle_pid" 2>/dev/null && wait "$idle_pid" 2>/dev/null
+    [[ -n $meminfo_pid ]] && kill "$meminfo_pid" 2>/dev/null && wait "$meminfo_pid" 2>/dev/null
     [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     if [[ -n $pg_dir ]]; then
         as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
@@ -166,6 +182,10 @@ for rate in $RATES; do
             name=$store-$rate-$label-$rep
             data=$(mktemp -d /tmp/store-compare-data.XXXXXX)
             args=(--data "$data")
+            if [[ $store == sqlite && -n $SEED_DATA ]]; then
+                cp -a "$SEED_DATA"/. "$data"/
+                log "seeded $data from $SEED_DATA ($(du -sh "$data" | cut -f 1))"
+            fi
             if [[ $store == postgres ]]; then
                 "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE run$run"
                 args+=(--store "postgres://postgres@127.0.0.1:$pg_port/run$run")
@@ -209,9 +229,18 @@ for rate in $RATES; do
                     wait
                 ) &
             fi
+            # The kernel's dirty and writeback pages each second, beside the progress log.
+            while sleep 1; do
+                echo "$(date +%s.%N) $(awk '/^(Dirty|Writeback):/ { printf "%s %s kB ", $1, $2 }' /proc/meminfo)"
+            done >"$OUT/meminfo-$name.log" &
+            meminfo_pid=$!
+            date +%s.%N >"$OUT/start-$name.txt"
             "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
                 --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
                 --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
+            kill "$meminfo_pid" 2>/dev/null || true
+            wait "$meminfo_pid" 2>/dev/null || true
+            meminfo_pid=""
             after=$(pg_ticks)
             threads_after=$(thread_switches "$server_pid")
             curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/metrics-$name.txt" || true
@@ -224,7 +253,14 @@ for rate in $RATES; do
             kill "$server_pid"
             wait "$server_pid" 2>/dev/null || true
             server_pid=""
-            rm -rf "$data"
+            if [[ $store == sqlite && -n $KEEP_DATA ]]; then
+                mkdir -p "$KEEP_DATA"
+                rm -rf "${KEEP_DATA:?}/$name"
+                mv "$data" "$KEEP_DATA/$name"
+                log "kept the data directory in $KEEP_DATA/$name"
+            else
+                rm -rf "$data"
+            fi
             python3 - "$OUT/$name.json" "$store" "$rate" "$label" "$load" "$load_end" \
                 "$((after - before))" "$(getconf CLK_TCK)" "$db_bytes" "$run" \
                 "$threads_before" "$threads_after" "$OUT/metrics-$name.txt" <<'PY'
