@@ -13,13 +13,20 @@
 //! takes no lock a writer needs, so commits go on during the copy.
 //!
 //! The log starts over from its beginning only when a write transaction begins with every
-//! frame copied. Commits made during the bulk copy are left in the log: the checkpoint thread
-//! runs a second pass for them (enough when no commit came during it, as at low rates), and
-//! if that still leaves frames, it says so and the store thread copies the few left between
-//! two batches: as the one writer, it finishes the log, and the next commit starts the WAL
-//! over. That copy is a few dozen pages, but its cost is mostly the database's fsync, which
-//! can take as long as a whole checkpoint's on a busy disk (docs/performance.md, "The
-//! checkpoint thread"): a large `pages` makes it rare. Should the checkpoint
+//! frame copied, and SQLite syncs the database file only in a pass that reaches the log's
+//! end: a pass that commits outran leaves the pages it copied dirty in the kernel's cache, for
+//! the fsync of whichever checkpoint finishes the log. That used to be the store thread's:
+//! its copy of a few dozen pages between two batches ended in an fsync of everything the bulk
+//! copy had written (16,000 pages scattered over the database, 50–100 ms once it had grown
+//! past a gigabyte, every few seconds at 3,000 msgs/s: the long run's stall episodes,
+//! docs/performance.md "What stalled the long run"). So after each pass that left frames the
+//! checkpoint thread syncs the database file itself (its own descriptor; the page cache is
+//! the file's), then copies what commits added meanwhile, up to [`PASSES`] passes; each is a
+//! fraction of the one before. If frames are still left, it says so and the store thread
+//! copies those between two batches: as the one writer, it finishes the log (with SQLite's own
+//! fsync, now of a few pages), and the next commit starts the WAL over. The extra syncs are
+//! not a durability step (the finishing checkpoint still syncs before the log may be
+//! overwritten); they only move the disk writes off the store thread. Should the checkpoint
 //! thread fall behind altogether, the store thread checkpoints by itself once the WAL holds
 //! `2 × pages` frames, so the WAL stays bounded. A checkpoint that cannot finish at all (a
 //! reader in an older snapshot) is tried again after another threshold's worth, never after
@@ -27,8 +34,8 @@
 //!
 //! `pages = 0` leaves SQLite's own autocheckpoint in charge (the behaviour before), so the two
 //! can be measured side by side (`serve --checkpoint-pages 0`). Metrics: each thread its own
-//! histogram (`checkpoint_seconds` the checkpoint thread's, `store_thread_checkpoint_seconds`
-//! the store thread's), as every metrics block has one writer.
+//! histograms (`checkpoint_seconds` and `checkpoint_sync_seconds` the checkpoint thread's,
+//! `store_thread_checkpoint_seconds` the store thread's), as every metrics block has one writer.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -43,9 +50,10 @@ use super::{schema, SqliteConfig};
 use crate::store::{StoreError, StoreMetrics};
 
 /// Passes of one background checkpoint at most: the bulk copy, then what commits added
-/// meanwhile. More would rarely finish at rates where commits come every few milliseconds,
-/// and each costs an fsync of the database file.
-const PASSES: usize = 2;
+/// during it and its sync, then what came during that. Each is a fraction of the one before
+/// (about 16,000 frames, a few hundred, a few dozen at 3,000 msgs/s), so the store thread is
+/// left what one or two commits wrote.
+const PASSES: usize = 3;
 
 /// The checkpoint thread's state, as the store thread reads it between batches.
 const IDLE: u8 = 0;
@@ -162,6 +170,11 @@ impl Checkpoints {
                 config.synchronous,
                 config.busy_timeout,
             )?,
+            database: std::fs::File::open(config.database_path())
+                .map_err(|error| {
+                    tracing::warn!(%error, "cannot open the database file to sync checkpoints");
+                })
+                .ok(),
             state: Arc::new(AtomicU8::new(IDLE)),
             metrics: config.metrics.clone(),
             #[cfg(test)]
@@ -223,9 +236,9 @@ impl Checkpoints {
     fn checkpoint_here(&mut self, conn: &Connection, metrics: &StoreMetrics, frames: i64) {
         let started = Instant::now();
         let result = passive(conn);
-        metrics
-            .store_thread_checkpoint_seconds
-            .observe_duration(started.elapsed());
+        let took = started.elapsed();
+        metrics.store_thread_checkpoint_seconds.observe_duration(took);
+        tracing::debug!(frames, ?result, ?took, "store thread checkpoint");
         match result {
             Ok(Some((log, backfilled))) => {
                 self.fallback.done(log, backfilled);
@@ -260,6 +273,9 @@ pub(crate) type Gate = (Sender<()>, Receiver<()>);
 struct Checkpointer {
     /// Its own connection: a checkpoint on it takes no lock the store thread's commits need.
     conn: Connection,
+    /// The database file, to sync what an unfinished pass copied (`None` if it would not
+    /// open: then the checkpoint that finishes the log syncs it all, as SQLite does alone).
+    database: Option<std::fs::File>,
     state: Arc<AtomicU8>,
     metrics: Arc<StoreMetrics>,
     #[cfg(test)]
@@ -268,8 +284,8 @@ struct Checkpointer {
 
 impl Checkpointer {
     /// Each wake-up, PASSIVE passes until one finds the log finished (no commit during it) or
-    /// [`PASSES`] have run; then tells the store thread whether frames were left. Returns
-    /// when the store thread hangs up.
+    /// [`PASSES`] have run, syncing the database file after each pass that left frames; then
+    /// tells the store thread whether frames were left. Returns when the store thread hangs up.
     fn run(self, woken: &Receiver<()>) {
         while woken.recv().is_ok() {
             #[cfg(test)]
@@ -278,33 +294,91 @@ impl Checkpointer {
                 let _ = go.recv();
             }
             let started = Instant::now();
-            let mut state = IDLE;
-            for _ in 0..PASSES {
-                state = match passive(&self.conn) {
-                    Ok(Some((log, backfilled))) if backfilled >= log => IDLE,
-                    Ok(Some(_)) => LEFT_UNFINISHED,
+            let mut passes = 0;
+            let state = loop {
+                let pass_started = Instant::now();
+                let result = passive(&self.conn);
+                passes += 1;
+                tracing::debug!(passes, ?result, took = ?pass_started.elapsed(), "checkpoint thread pass");
+                let finished = match result {
+                    Ok(Some((log, backfilled))) => backfilled >= log,
                     // The store thread is checkpointing by itself, and finishes the log.
-                    Ok(None) => IDLE,
+                    Ok(None) => true,
                     Err(error) => {
                         tracing::warn!(%error, "WAL checkpoint failed; trying again later");
-                        IDLE
+                        true
                     }
                 };
-                if state == IDLE {
-                    break;
+                match after_pass(passes, finished) {
+                    Next::Done => break IDLE,
+                    Next::SyncThenPass => self.sync_database(),
+                    Next::SyncThenHandOver => {
+                        self.sync_database();
+                        break LEFT_UNFINISHED;
+                    }
                 }
-            }
+            };
             self.metrics
                 .checkpoint_seconds
                 .observe_duration(started.elapsed());
             self.state.store(state, Ordering::Release);
         }
     }
+
+    /// Writes the pages an unfinished pass copied into the database file out to the disk,
+    /// here rather than in the fsync of the checkpoint that finishes the log (SQLite syncs the
+    /// database only when a pass reaches the log's end), which may be the store thread's. Not a
+    /// durability step: that checkpoint still syncs before the log may start over; this one
+    /// only leaves it little to write. A failure is logged and changes nothing else.
+    fn sync_database(&self) {
+        let Some(database) = &self.database else {
+            return;
+        };
+        let started = Instant::now();
+        let result = database.sync_data();
+        let took = started.elapsed();
+        self.metrics.checkpoint_sync_seconds.observe_duration(took);
+        tracing::debug!(?took, "checkpoint thread synced the database file");
+        if let Err(error) = result {
+            tracing::warn!(%error, "syncing the database file after a checkpoint pass failed");
+        }
+    }
+}
+
+/// What the checkpoint thread does after a pass.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// The log is finished (or the store thread is finishing it): back to waiting.
+    Done,
+    /// Frames were left: sync what this pass copied, then copy them.
+    SyncThenPass,
+    /// Frames were left after the last pass: sync, then leave them to the store thread.
+    SyncThenHandOver,
+}
+
+/// After `passes` passes, the last of which `finished` the log or not.
+fn after_pass(passes: usize, finished: bool) -> Next {
+    if finished {
+        Next::Done
+    } else if passes < PASSES {
+        Next::SyncThenPass
+    } else {
+        Next::SyncThenHandOver
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpoint_thread_syncs_after_every_unfinished_pass_and_hands_over_after_the_last() {
+        assert_eq!(after_pass(1, true), Next::Done);
+        assert_eq!(after_pass(1, false), Next::SyncThenPass);
+        assert_eq!(after_pass(PASSES - 1, false), Next::SyncThenPass);
+        assert_eq!(after_pass(PASSES, false), Next::SyncThenHandOver);
+        assert_eq!(after_pass(PASSES, true), Next::Done);
+    }
 
     #[test]
     fn due_once_per_threshold_and_not_after_every_commit_when_a_checkpoint_cannot_finish() {
