@@ -235,7 +235,13 @@ for rate in $RATES; do
             done >"$OUT/meminfo-$name.log" &
             meminfo_pid=$!
             date +%s.%N >"$OUT/start-$name.txt"
+            # On a seeded database, users of their own: the seed's users with the same
+            # client_msg_ids (each connection counts from 1) would be answered as duplicates,
+            # never written.
+            chat_users=()
+            [[ -n $SEED_DATA ]] && chat_users=(--user-prefix "s$(date +%s)u")
             "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
+                "${chat_users[@]}" \
                 --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
                 --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
             kill "$meminfo_pid" 2>/dev/null || true
