@@ -240,7 +240,9 @@ impl Checkpoints {
         let started = Instant::now();
         let result = passive(conn);
         let took = started.elapsed();
-        metrics.store_thread_checkpoint_seconds.observe_duration(took);
+        metrics
+            .store_thread_checkpoint_seconds
+            .observe_duration(took);
         tracing::debug!(frames, ?result, ?took, "store thread checkpoint");
         match result {
             Ok(Some((log, backfilled))) => {
