@@ -317,11 +317,6 @@ fn core_families(context: &Context, sources: &super::Sources, text: &mut Prometh
         &store.checkpoint_seconds.snapshot(),
     );
     text.histogram(
-        "switchboard_store_checkpoint_sync_seconds",
-        "Time of one sync of the database file by the SQLite checkpoint thread after a pass that left frames.",
-        &store.checkpoint_sync_seconds.snapshot(),
-    );
-    text.histogram(
         "switchboard_store_thread_checkpoint_seconds",
         "Time of one WAL checkpoint the SQLite store thread ran itself (the log left unfinished).",
         &store.store_thread_checkpoint_seconds.snapshot(),

@@ -19,10 +19,6 @@ pub struct StoreMetrics {
     /// Seconds per WAL checkpoint run by the checkpoint thread, all its passes (SQLite with
     /// `--checkpoint-pages` above 0; none on PostgreSQL). That thread is this one's writer.
     pub checkpoint_seconds: Histogram,
-    /// Seconds per sync of the database file by the checkpoint thread, after a pass that left
-    /// frames (part of `checkpoint_seconds`): the bulk of a checkpoint's writes to the disk,
-    /// kept off the store thread.
-    pub checkpoint_sync_seconds: Histogram,
     /// Seconds per WAL checkpoint the store thread ran by itself between batches, because the
     /// checkpoint thread left the log unfinished up to twice the threshold (SQLite).
     pub store_thread_checkpoint_seconds: Histogram,
@@ -36,7 +32,6 @@ impl Default for StoreMetrics {
             batches_failed: Counter::default(),
             queued_requests: Gauge::default(),
             checkpoint_seconds: Histogram::new(SECONDS_BOUNDS),
-            checkpoint_sync_seconds: Histogram::new(SECONDS_BOUNDS),
             store_thread_checkpoint_seconds: Histogram::new(SECONDS_BOUNDS),
         }
     }

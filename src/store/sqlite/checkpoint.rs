@@ -13,22 +13,23 @@
 //! takes no lock a writer needs, so commits go on during the copy.
 //!
 //! The log starts over from its beginning only when a write transaction begins with every
-//! frame copied. A PASSIVE pass copies the frames the log held when it began and answers "all
-//! copied" even if commits came during it; SQLite then leaves the database file unsynced (it
-//! syncs only in a pass that reaches the log's end). Taking that answer for a finished log
-//! (the design before) left every checkpoint at 3,000 msgs/s to the store thread's fallback at
-//! `2 × pages`: a whole checkpoint's copy and an fsync of everything the bulk copy had written
-//! (16,000 pages scattered over the database, 50–100 ms once it had grown to a few hundred
-//! megabytes, every 3–4 s), between two batches: the long run's stall episodes
-//! (docs/performance.md, "What stalled the long run"). Only the one writer can finish the log,
-//! between two of its transactions. So the checkpoint thread syncs the database file itself
-//! after each pass that commits outran (its own descriptor: the page cache is the file's),
-//! copies what came meanwhile, up to [`PASSES`] passes, each a fraction of the one before, and
-//! then always hands the log over: the store thread copies what was committed after the last
-//! pass between two batches (a few pages, or none at low rates), SQLite's own fsync of the
-//! database now writes only those, and the next commit starts the WAL over. The extra syncs
-//! are not a durability step (the finishing checkpoint still syncs before the log may be
-//! overwritten); they only move the disk writes off the store thread. Should the checkpoint
+//! frame copied. Commits made during the bulk copy are left in the log: the checkpoint thread
+//! runs a second pass for them (enough when no commit came during it, as at low rates), and
+//! if that still leaves frames, it says so and the store thread copies the few left between
+//! two batches: as the one writer, it finishes the log, and the next commit starts the WAL
+//! over. That copy is a few dozen pages, but its cost is mostly the database's fsync, which
+//! can take as long as a whole checkpoint's on a busy disk (docs/performance.md, "The
+//! checkpoint thread"): a large `pages` makes it rare.
+//!
+//! Known flaw (docs/performance.md, "What stalled the long run"): a PASSIVE pass counts only
+//! the frames the log held when it began and answers "all copied" even when commits came
+//! during it (SQLite then leaves the database unsynced). At 3,000 msgs/s one always does, so
+//! the checkpoint thread takes an unfinished log for a finished one, the log does not start
+//! over, and at `2 × pages` the store thread's fallback copies the newer half and fsyncs the
+//! database between two batches: 45–55 ms every ~3 s once the database has grown. A fix that
+//! syncs on the checkpoint thread and always hands the tail to the store thread (branch
+//! `s9-stall-fix-attempt`) removed those waits but made commits queue behind its syncs, and the
+//! push's p99 was worse in three runs of three; it is not in this build. Should the checkpoint
 //! thread fall behind altogether, the store thread checkpoints by itself once the WAL holds
 //! `2 × pages` frames, so the WAL stays bounded. A checkpoint that cannot finish at all (a
 //! reader in an older snapshot) is tried again after another threshold's worth, never after
@@ -36,8 +37,8 @@
 //!
 //! `pages = 0` leaves SQLite's own autocheckpoint in charge (the behaviour before), so the two
 //! can be measured side by side (`serve --checkpoint-pages 0`). Metrics: each thread its own
-//! histograms (`checkpoint_seconds` and `checkpoint_sync_seconds` the checkpoint thread's,
-//! `store_thread_checkpoint_seconds` the store thread's), as every metrics block has one writer.
+//! histogram (`checkpoint_seconds` the checkpoint thread's, `store_thread_checkpoint_seconds`
+//! the store thread's), as every metrics block has one writer.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -52,17 +53,15 @@ use super::{schema, SqliteConfig};
 use crate::store::{StoreError, StoreMetrics};
 
 /// Passes of one background checkpoint at most: the bulk copy, then what commits added
-/// during it and its sync, then what came during that. Each is a fraction of the one before
-/// (at 3,000 msgs/s about 16,000 frames, a thousand, a hundred), so the store thread is left
-/// what a few commits wrote.
-const PASSES: usize = 3;
+/// meanwhile. More would rarely finish at rates where commits come every few milliseconds,
+/// and each costs an fsync of the database file.
+const PASSES: usize = 2;
 
 /// The checkpoint thread's state, as the store thread reads it between batches.
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
-/// Its last checkpoint is copied and synced up to its last pass: the store thread copies what
-/// was committed after that, which finishes the log.
-const HANDED_OVER: u8 = 2;
+/// Its last checkpoint left frames that commits added meanwhile: the store thread copies them.
+const LEFT_UNFINISHED: u8 = 2;
 
 thread_local! {
     /// Frames in the WAL after the last commit on this thread's connection: SQLite calls the
@@ -130,7 +129,7 @@ struct Background {
     /// Wakes the checkpoint thread; holds at most one wake-up.
     wake: Sender<()>,
     /// [`RUNNING`] from the store thread's wake-up to the checkpoint thread's last pass, then
-    /// [`IDLE`] or [`HANDED_OVER`]; the store thread wakes it only when idle.
+    /// [`IDLE`] or [`LEFT_UNFINISHED`]; the store thread wakes it only when idle.
     state: Arc<AtomicU8>,
     thread: JoinHandle<()>,
 }
@@ -173,11 +172,6 @@ impl Checkpoints {
                 config.synchronous,
                 config.busy_timeout,
             )?,
-            database: std::fs::File::open(config.database_path())
-                .map_err(|error| {
-                    tracing::warn!(%error, "cannot open the database file to sync checkpoints");
-                })
-                .ok(),
             state: Arc::new(AtomicU8::new(IDLE)),
             metrics: config.metrics.clone(),
             #[cfg(test)]
@@ -207,7 +201,7 @@ impl Checkpoints {
         let frames = WAL_FRAMES.with(Cell::get);
         if let Some(background) = &self.background {
             match background.state.load(Ordering::Acquire) {
-                HANDED_OVER => {
+                LEFT_UNFINISHED => {
                     background.state.store(IDLE, Ordering::Release);
                     self.checkpoint_here(conn, metrics, frames);
                     return;
@@ -278,9 +272,6 @@ pub(crate) type Gate = (Sender<()>, Receiver<()>);
 struct Checkpointer {
     /// Its own connection: a checkpoint on it takes no lock the store thread's commits need.
     conn: Connection,
-    /// The database file, to sync what an unfinished pass copied (`None` if it would not
-    /// open: then the checkpoint that finishes the log syncs it all, as SQLite does alone).
-    database: Option<std::fs::File>,
     state: Arc<AtomicU8>,
     metrics: Arc<StoreMetrics>,
     #[cfg(test)]
@@ -288,10 +279,9 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Each wake-up, PASSIVE passes until one finds nothing committed since the pass before
-    /// or [`PASSES`] have run, syncing the database file after each pass that commits
-    /// outran; then hands the log to the store thread to finish. Returns when the store thread
-    /// hangs up.
+    /// Each wake-up, PASSIVE passes until one finds the log finished (no commit during it) or
+    /// [`PASSES`] have run; then tells the store thread whether frames were left. Returns
+    /// when the store thread hangs up.
     fn run(self, woken: &Receiver<()>) {
         while woken.recv().is_ok() {
             #[cfg(test)]
@@ -300,113 +290,29 @@ impl Checkpointer {
                 let _ = go.recv();
             }
             let started = Instant::now();
-            let mut passes = Passes::default();
-            let state = loop {
+            let mut state = IDLE;
+            for _ in 0..PASSES {
                 let pass_started = Instant::now();
                 let result = passive(&self.conn);
                 tracing::debug!(?result, took = ?pass_started.elapsed(), "checkpoint thread pass");
-                let outcome = match result {
-                    Ok(Some((log, backfilled))) => Pass::Copied { log, backfilled },
-                    Ok(None) => Pass::Busy,
+                state = match result {
+                    Ok(Some((log, backfilled))) if backfilled >= log => IDLE,
+                    Ok(Some(_)) => LEFT_UNFINISHED,
+                    // The store thread is checkpointing by itself, and finishes the log.
+                    Ok(None) => IDLE,
                     Err(error) => {
                         tracing::warn!(%error, "WAL checkpoint failed; trying again later");
-                        Pass::Failed
+                        IDLE
                     }
                 };
-                match passes.after(outcome) {
-                    Next::Done => break IDLE,
-                    Next::SyncThenPass => self.sync_database(),
-                    Next::SyncThenHandOver => {
-                        self.sync_database();
-                        break HANDED_OVER;
-                    }
-                    Next::HandOver => break HANDED_OVER,
+                if state == IDLE {
+                    break;
                 }
-            };
-            // The state first: a test that waits for the metric then finds the state set.
-            self.state.store(state, Ordering::Release);
+            }
             self.metrics
                 .checkpoint_seconds
                 .observe_duration(started.elapsed());
-        }
-    }
-
-    /// Writes the pages an unfinished pass copied into the database file out to the disk,
-    /// here rather than in the fsync of the checkpoint that finishes the log (SQLite syncs the
-    /// database only in a pass that reaches the log's end), which is the store thread's. Not
-    /// a durability step: that checkpoint still syncs before the log may start over; this one
-    /// only leaves it little to write. A failure is logged and changes nothing else.
-    fn sync_database(&self) {
-        let Some(database) = &self.database else {
-            return;
-        };
-        let started = Instant::now();
-        let result = database.sync_data();
-        let took = started.elapsed();
-        self.metrics.checkpoint_sync_seconds.observe_duration(took);
-        tracing::debug!(?took, "checkpoint thread synced the database file");
-        if let Err(error) = result {
-            tracing::warn!(%error, "syncing the database file after a checkpoint pass failed");
-        }
-    }
-}
-
-/// What one PASSIVE pass answered.
-#[derive(Debug, Clone, Copy)]
-enum Pass {
-    /// `log`: the frames in the log when the pass began (commits during it are not counted);
-    /// `backfilled`: how many of them are now in the database.
-    Copied { log: i64, backfilled: i64 },
-    /// Another connection's checkpoint is running: the store thread's, which finishes the log.
-    Busy,
-    /// Logged; tried again after the next threshold's worth.
-    Failed,
-}
-
-/// What the checkpoint thread does after a pass.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    /// The store thread is checkpointing by itself, or the pass failed: back to waiting.
-    Done,
-    /// Commits came during the pass: sync what it copied, then copy what they added.
-    SyncThenPass,
-    /// Commits came during the last pass allowed: sync what it copied, then hand the log to
-    /// the store thread.
-    SyncThenHandOver,
-    /// Nothing was committed since the pass before, which reached the log's end (and SQLite
-    /// synced the database): hand the log to the store thread, for what may come after.
-    HandOver,
-}
-
-/// The passes of one checkpoint. A pass counts only the frames the log held when it began,
-/// and answers "all copied" even when commits came during it (SQLite then leaves the database
-/// unsynced). Nor does finding nothing new prove the log finished: a commit may land right
-/// after. Only the one writer can finish it, between two of its transactions; so every
-/// checkpoint ends on the store thread, which copies what was committed after the last pass
-/// (nothing at low rates). Taking "all copied" for finished (the design before) left every
-/// checkpoint at 3,000 msgs/s to the store thread's fallback at twice the threshold.
-#[derive(Debug, Default)]
-struct Passes {
-    run: usize,
-    /// The log's frames as the last pass began, if it copied them all.
-    copied_to: Option<i64>,
-}
-
-impl Passes {
-    fn after(&mut self, pass: Pass) -> Next {
-        self.run += 1;
-        let (log, backfilled) = match pass {
-            Pass::Copied { log, backfilled } => (log, backfilled),
-            Pass::Busy | Pass::Failed => return Next::Done,
-        };
-        if backfilled >= log && self.copied_to == Some(log) {
-            return Next::HandOver;
-        }
-        self.copied_to = (backfilled >= log).then_some(log);
-        if self.run < PASSES {
-            Next::SyncThenPass
-        } else {
-            Next::SyncThenHandOver
+            self.state.store(state, Ordering::Release);
         }
     }
 }
@@ -414,44 +320,6 @@ impl Passes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn copied(log: i64, backfilled: i64) -> Pass {
-        Pass::Copied { log, backfilled }
-    }
-
-    #[test]
-    fn passes_sync_while_commits_outrun_them_and_always_end_on_the_store_thread() {
-        // Nothing committed since the first pass began: the second finds the same log.
-        let mut p = Passes::default();
-        assert_eq!(p.after(copied(16_000, 16_000)), Next::SyncThenPass);
-        assert_eq!(p.after(copied(16_000, 16_000)), Next::HandOver);
-        // Commits came during every pass: synced after each, then handed over.
-        let mut p = Passes::default();
-        assert_eq!(p.after(copied(16_000, 16_000)), Next::SyncThenPass);
-        assert_eq!(p.after(copied(17_200, 17_200)), Next::SyncThenPass);
-        assert_eq!(PASSES, 3);
-        assert_eq!(p.after(copied(17_290, 17_290)), Next::SyncThenHandOver);
-        // Nothing new on the last pass allowed: nothing to sync.
-        let mut p = Passes::default();
-        p.after(copied(100, 100));
-        p.after(copied(120, 120));
-        assert_eq!(p.after(copied(120, 120)), Next::HandOver);
-    }
-
-    #[test]
-    fn a_pass_held_back_by_a_reader_is_never_finished_and_a_busy_or_failed_one_ends_the_run() {
-        let mut p = Passes::default();
-        assert_eq!(p.after(copied(500, 300)), Next::SyncThenPass);
-        // The same log, still not all copied: not finished.
-        assert_eq!(p.after(copied(500, 300)), Next::SyncThenPass);
-        assert_eq!(p.after(copied(500, 300)), Next::SyncThenHandOver);
-        // The store thread's own checkpoint is running, or the pass failed: nothing to add.
-        let mut p = Passes::default();
-        assert_eq!(p.after(Pass::Busy), Next::Done);
-        let mut p = Passes::default();
-        p.after(copied(500, 500));
-        assert_eq!(p.after(Pass::Failed), Next::Done);
-    }
 
     #[test]
     fn due_once_per_threshold_and_not_after_every_commit_when_a_checkpoint_cannot_finish() {
