@@ -47,7 +47,8 @@
 # "--checkpoint-pages=0 --checkpoint-pages=4000,--commit-delay=2ms"), BASE_BIN (another build's
 # binary, run with its own defaults as variant `base`), SEED_DATA and KEEP_DATA (above, SQLite
 # only), OUT (where the JSON goes), TCP_PORT
-# WS_PORT and ADMIN_PORT (the server's listeners). Needs the release binaries:
+# WS_PORT and ADMIN_PORT (the server's listeners), DATA_PARENT (where each run's fresh SQLite
+# data directory goes, /tmp by default: its filesystem is what the commits' syncs exercise). Needs the release binaries:
 #   cargo build --release -p switchboard -p switchboard-loadtest
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,6 +66,7 @@ STRACE=${STRACE:-}
 BASE_BIN=${BASE_BIN:-}
 SEED_DATA=${SEED_DATA:-}
 KEEP_DATA=${KEEP_DATA:-}
+DATA_PARENT=${DATA_PARENT:-/tmp}
 OUT=${OUT:-$repo/target/store_compare/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=store-compare-secret
 TCP_PORT=${TCP_PORT:-19400}
@@ -180,7 +182,7 @@ for rate in $RATES; do
             read -r label bin extra <<<"$variant"
             run=$((run + 1))
             name=$store-$rate-$label-$rep
-            data=$(mktemp -d /tmp/store-compare-data.XXXXXX)
+            data=$(mktemp -d "$DATA_PARENT/store-compare-data.XXXXXX")
             args=(--data "$data")
             if [[ $store == sqlite && -n $SEED_DATA ]]; then
                 cp -a "$SEED_DATA"/. "$data"/

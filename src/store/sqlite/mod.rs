@@ -28,7 +28,8 @@ use super::{
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// Every commit is fsynced: durable even against power loss.
+    /// Every commit syncs the WAL (`fdatasync`: the bundled SQLite is built with
+    /// `HAVE_FDATASYNC`, `.cargo/config.toml`): durable even against power loss.
     #[default]
     Full,
     /// The WAL is fsynced at checkpoints only: durable against a process crash, not against

@@ -192,6 +192,20 @@ mod tests {
         conn
     }
 
+    /// The commits' sync is `fdatasync` only if libsqlite3-sys's build script saw this flag
+    /// (`.cargo/config.toml`'s `[env]`, which cargo hands to this crate's compilation too): a
+    /// build from outside the workspace, or without that file, would quietly go back to fsync.
+    #[test]
+    fn the_bundled_sqlite_is_built_with_fdatasync() {
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags
+                .split_whitespace()
+                .any(|flag| flag == "-DHAVE_FDATASYNC=1" || flag == "-DHAVE_FDATASYNC"),
+            "LIBSQLITE3_FLAGS was {flags:?} at build time"
+        );
+    }
+
     #[test]
     fn fresh_database_is_wal_at_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
