@@ -9,6 +9,7 @@
 mod checkpoint;
 mod error;
 mod execute;
+pub(crate) mod page_cache;
 mod purge;
 mod schema;
 mod sequence;

@@ -93,6 +93,8 @@ pub(crate) fn open_connection(
     synchronous: Synchronous,
     busy_timeout: Duration,
 ) -> Result<Connection, StoreError> {
+    // Before SQLite's first use in the process, or never (page_cache.rs).
+    super::page_cache::install();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

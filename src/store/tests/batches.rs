@@ -42,7 +42,7 @@ impl Blocker {
 
 /// A second connection holding SQLite's write lock.
 fn hold_write_lock(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
+    let conn = super::raw_connection(path).unwrap();
     conn.busy_timeout(WAIT).unwrap();
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     conn
@@ -436,7 +436,7 @@ fn commits_go_on_while_the_checkpoint_thread_copies_and_the_log_then_starts_over
         assert!(id < 2_000, "no checkpoint after {id} commits");
     }
     let wal_frames = |path: &Path| -> i64 {
-        Connection::open(path)
+        super::raw_connection(path)
             .unwrap()
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
             .unwrap()

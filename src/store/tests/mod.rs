@@ -118,7 +118,7 @@ impl Db {
     /// Runs SQL behind the store's back: `sqlite` or `postgres`, whichever the engine speaks.
     pub(crate) fn execute(&self, sqlite: &str, postgres: &str) {
         match self {
-            Db::Sqlite(_) => Connection::open(self.sqlite_path())
+            Db::Sqlite(_) => raw_connection(self.sqlite_path())
                 .unwrap()
                 .execute_batch(sqlite)
                 .unwrap(),
@@ -273,8 +273,15 @@ fn append_request(message: StoredMessage, inboxes: &[&str]) -> StoreRequest {
     }
 }
 
-fn count(path: &Path, sql: &str) -> i64 {
+/// A connection behind the store's back. SQLite's page cache layer goes in first: it must
+/// precede SQLite's first use in the process, and every thread waits for it (page_cache.rs).
+pub(crate) fn raw_connection(path: impl AsRef<Path>) -> rusqlite::Result<Connection> {
+    crate::store::sqlite::page_cache::install();
     Connection::open(path)
+}
+
+fn count(path: &Path, sql: &str) -> i64 {
+    raw_connection(path)
         .unwrap()
         .query_row(sql, [], |r| r.get(0))
         .unwrap()
@@ -659,7 +666,7 @@ fn a_version_2_database_from_the_build_before_upgrades_and_keeps_working() {
     )
     .unwrap();
     let read = |sql: &str| -> Vec<i64> {
-        let conn = Connection::open(&path).unwrap();
+        let conn = raw_connection(&path).unwrap();
         let mut stmt = conn.prepare(sql).unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap();
         rows.map(Result::unwrap).collect()
@@ -698,7 +705,7 @@ fn a_version_2_database_from_the_build_before_upgrades_and_keeps_working() {
     assert_eq!(read("SELECT version FROM schema_version"), [3]);
     assert_eq!(read(time_index), [0]);
     assert_eq!(read("SELECT count(*) FROM messages"), [1]);
-    let conn = Connection::open(&path).unwrap();
+    let conn = raw_connection(&path).unwrap();
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
