@@ -15,7 +15,10 @@
 //! Invariant: every page key present in a cache and above `watermark` is in `keys`, unless
 //! `exact` is false. Keys of pages pcache1 recycles or discards may linger in `keys` (a
 //! superset only costs a real truncate). Installed once per process, before SQLite's first
-//! use (`install`); if SQLite was already initialised, pcache1 runs alone.
+//! use (`install`); if SQLite was already initialised, pcache1 runs alone. Every place that
+//! opens SQLite in this crate (`schema::open_connection`, the tests' `raw_connection`) calls
+//! `install` first, and `Once` holds the others until it is done, so no thread initialises
+//! SQLite while the configuration is being written.
 
 use std::os::raw::{c_int, c_uint};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
