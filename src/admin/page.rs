@@ -317,8 +317,13 @@ fn core_families(context: &Context, sources: &super::Sources, text: &mut Prometh
         &store.checkpoint_seconds.snapshot(),
     );
     text.histogram(
+        "switchboard_store_checkpoint_writeback_seconds",
+        "Time the SQLite checkpoint thread spent writing out one pass's pages, slice by slice.",
+        &store.checkpoint_writeback_seconds.snapshot(),
+    );
+    text.histogram(
         "switchboard_store_thread_checkpoint_seconds",
-        "Time of one WAL checkpoint the SQLite store thread ran itself (the log left unfinished).",
+        "Time of one WAL checkpoint the SQLite store thread ran itself (finishing the log).",
         &store.store_thread_checkpoint_seconds.snapshot(),
     );
 }

@@ -13,24 +13,25 @@
 //! takes no lock a writer needs, so commits go on during the copy.
 //!
 //! The log starts over from its beginning only when a write transaction begins with every
-//! frame copied. Commits made during the bulk copy are left in the log: the checkpoint thread
-//! runs a second pass for them (enough when no commit came during it, as at low rates), and
-//! if that still leaves frames, it says so and the store thread copies the few left between
-//! two batches: as the one writer, it finishes the log, and the next commit starts the WAL
-//! over. That copy is a few dozen pages, but its cost is mostly the database's fsync, which
-//! can take as long as a whole checkpoint's on a busy disk (docs/performance.md, "The
-//! checkpoint thread"): a large `pages` makes it rare.
+//! frame copied and the database file synced. A PASSIVE pass counts only the frames the log
+//! held when it began and answers "all copied" even when commits came during it; SQLite then
+//! leaves the database unsynced, and the log cannot start over. So a pass's answer is never
+//! taken for a finished log: the checkpoint thread runs passes until one finds nothing new
+//! (the pass before it reached the log's end), at most [`PASSES`], and then the store thread
+//! runs one more between two batches, copying the few frames left if any: as the one writer,
+//! it finishes the log for certain, and its next commit starts the WAL over. (A log the
+//! checkpoint thread finished is not enough: a write transaction that began during the last
+//! pass does not start it over, and every later one's frames come after it.)
 //!
-//! Known flaw (docs/performance.md, "What stalled the long run"): a PASSIVE pass counts only
-//! the frames the log held when it began and answers "all copied" even when commits came
-//! during it (SQLite then leaves the database unsynced). At 3,000 msgs/s one always does, so
-//! the checkpoint thread takes an unfinished log for a finished one, the log does not start
-//! over, and at `2 × pages` the store thread's fallback copies the newer half and fsyncs the
-//! database between two batches: 45–55 ms every ~3 s once the database has grown. A fix that
-//! syncs on the checkpoint thread and always hands the tail to the store thread (branch
-//! `s9-stall-fix-attempt`) removed those waits but made commits queue behind its syncs, and the
-//! push's p99 was worse in three runs of three; it is not in this build. Should the checkpoint
-//! thread fall behind altogether, the store thread checkpoints by itself once the WAL holds
+//! Whoever finishes the log pays the database's fsync, and that fsync writes every page the
+//! passes copied: 45–55 ms every ~3 s at 3,000 msgs/s once the database had grown, all
+//! requests waiting when the store thread paid it (docs/performance.md, "What stalled the long
+//! run"). Syncing on the checkpoint thread instead moved the wait into the commits, whose WAL
+//! syncs queued behind those writes. So after each pass the checkpoint thread writes the
+//! copied pages out in slices of [`WRITEBACK_SLICE`] bytes, each written and waited for
+//! before the next (`sync_file_range`): a commit's sync waits behind one slice at most, and
+//! the fsync that finishes the log finds little left to write. Should the checkpoint thread
+//! fall behind altogether, the store thread checkpoints by itself once the WAL holds
 //! `2 × pages` frames, so the WAL stays bounded. A checkpoint that cannot finish at all (a
 //! reader in an older snapshot) is tried again after another threshold's worth, never after
 //! every commit.
@@ -49,19 +50,22 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 
+use super::writeback::{Writeback, WRITEBACK_SLICE};
 use super::{schema, SqliteConfig};
 use crate::store::{StoreError, StoreMetrics};
 
 /// Passes of one background checkpoint at most: the bulk copy, then what commits added
-/// meanwhile. More would rarely finish at rates where commits come every few milliseconds,
-/// and each costs an fsync of the database file.
-const PASSES: usize = 2;
+/// meanwhile, each shorter than the one before. At rates where commits come every few
+/// milliseconds a pass rarely finds none during it; after these the store thread copies what
+/// is left, a few dozen frames.
+const PASSES: usize = 4;
 
 /// The checkpoint thread's state, as the store thread reads it between batches.
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
-/// Its last checkpoint left frames that commits added meanwhile: the store thread copies them.
-const LEFT_UNFINISHED: u8 = 2;
+/// Its checkpoint ended: the store thread finishes the log between two batches, copying what
+/// commits added meanwhile (often nothing), so that its next commit starts the log over.
+const FINISH_HERE: u8 = 2;
 
 thread_local! {
     /// Frames in the WAL after the last commit on this thread's connection: SQLite calls the
@@ -129,7 +133,7 @@ struct Background {
     /// Wakes the checkpoint thread; holds at most one wake-up.
     wake: Sender<()>,
     /// [`RUNNING`] from the store thread's wake-up to the checkpoint thread's last pass, then
-    /// [`IDLE`] or [`LEFT_UNFINISHED`]; the store thread wakes it only when idle.
+    /// [`IDLE`] or [`FINISH_HERE`]; the store thread wakes it only when idle.
     state: Arc<AtomicU8>,
     thread: JoinHandle<()>,
 }
@@ -172,6 +176,12 @@ impl Checkpoints {
                 config.synchronous,
                 config.busy_timeout,
             )?,
+            writeback: Writeback::open(&config.database_path()).map_err(|e| {
+                StoreError::ThreadSpawn {
+                    detail: format!("the WAL checkpoint thread's handle on the database: {e}")
+                        .into(),
+                }
+            })?,
             state: Arc::new(AtomicU8::new(IDLE)),
             metrics: config.metrics.clone(),
             #[cfg(test)]
@@ -201,7 +211,7 @@ impl Checkpoints {
         let frames = WAL_FRAMES.with(Cell::get);
         if let Some(background) = &self.background {
             match background.state.load(Ordering::Acquire) {
-                LEFT_UNFINISHED => {
+                FINISH_HERE => {
                     background.state.store(IDLE, Ordering::Release);
                     self.checkpoint_here(conn, metrics, frames);
                     return;
@@ -272,6 +282,8 @@ pub(crate) type Gate = (Sender<()>, Receiver<()>);
 struct Checkpointer {
     /// Its own connection: a checkpoint on it takes no lock the store thread's commits need.
     conn: Connection,
+    /// Writes the pages each pass copied out, slice by slice.
+    writeback: Writeback,
     state: Arc<AtomicU8>,
     metrics: Arc<StoreMetrics>,
     #[cfg(test)]
@@ -279,9 +291,9 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Each wake-up, PASSIVE passes until one finds the log finished (no commit during it) or
-    /// [`PASSES`] have run; then tells the store thread whether frames were left. Returns
-    /// when the store thread hangs up.
+    /// Each wake-up, PASSIVE passes until one finds nothing new to copy or [`PASSES`] have
+    /// run, writing out what each copied; then tells the store thread whether frames were
+    /// left. Returns when the store thread hangs up.
     fn run(self, woken: &Receiver<()>) {
         while woken.recv().is_ok() {
             #[cfg(test)]
@@ -290,29 +302,67 @@ impl Checkpointer {
                 let _ = go.recv();
             }
             let started = Instant::now();
-            let mut state = IDLE;
-            for _ in 0..PASSES {
-                let pass_started = Instant::now();
-                let result = passive(&self.conn);
-                tracing::debug!(?result, took = ?pass_started.elapsed(), "checkpoint thread pass");
-                state = match result {
-                    Ok(Some((log, backfilled))) if backfilled >= log => IDLE,
-                    Ok(Some(_)) => LEFT_UNFINISHED,
-                    // The store thread is checkpointing by itself, and finishes the log.
-                    Ok(None) => IDLE,
-                    Err(error) => {
-                        tracing::warn!(%error, "WAL checkpoint failed; trying again later");
-                        IDLE
-                    }
-                };
-                if state == IDLE {
-                    break;
-                }
-            }
+            let state = self.checkpoint();
             self.metrics
                 .checkpoint_seconds
                 .observe_duration(started.elapsed());
             self.state.store(state, Ordering::Release);
+        }
+    }
+
+    /// One background checkpoint: [`FINISH_HERE`] once the passes are done, or [`IDLE`] if
+    /// another connection's checkpoint is running (the store thread's, which finishes the log)
+    /// or the checkpoint failed.
+    ///
+    /// Even when the last pass reached the log's end, the store thread finishes: a write
+    /// transaction that began during that pass does not start the log over, nor does any
+    /// after it (their frames come after the copied ones), so the log would grow to the
+    /// fallback. The store thread's own pass, between two batches, leaves nothing behind.
+    fn checkpoint(&self) -> u8 {
+        // The log's size at the last pass's start: a pass that finds the same size found no
+        // commit since then, so that pass reached the log's end and SQLite synced there.
+        let mut copied_before = None;
+        for _ in 0..PASSES {
+            let pass_started = Instant::now();
+            let result = passive(&self.conn);
+            tracing::debug!(?result, took = ?pass_started.elapsed(), "checkpoint thread pass");
+            match result {
+                // Or fewer: the log started over after a pass that finished it.
+                Ok(Some((log, _))) if copied_before.is_some_and(|before| log <= before) => break,
+                Ok(Some((log, backfilled))) if backfilled >= log => {
+                    copied_before = Some(log);
+                    self.write_out();
+                }
+                // A reader in an older snapshot holds frames back: the store thread tries.
+                Ok(Some(_)) => break,
+                Ok(None) => return IDLE,
+                Err(error) => {
+                    tracing::warn!(%error, "WAL checkpoint failed; trying again later");
+                    return IDLE;
+                }
+            }
+        }
+        FINISH_HERE
+    }
+
+    /// Writes out the pages the last pass copied into the database file, a slice at a time.
+    /// A failure costs only speed (the fsync that finishes the log writes them): logged.
+    fn write_out(&self) {
+        let started = Instant::now();
+        match self.writeback.write_out() {
+            Ok(slices) => {
+                let took = started.elapsed();
+                self.metrics
+                    .checkpoint_writeback_seconds
+                    .observe_duration(took);
+                tracing::debug!(
+                    slices,
+                    slice = WRITEBACK_SLICE,
+                    ?took,
+                    "checkpoint writeback"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "writing the checkpoint's pages out failed"),
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod page_cache;
 mod purge;
 mod schema;
 mod sequence;
+mod writeback;
 mod writer;
 
 use std::path::{Path, PathBuf};
