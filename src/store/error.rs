@@ -14,6 +14,9 @@ use super::request::StoreRequest;
 pub enum StoreError {
     #[error("cannot create the data directory {path}: {detail}")]
     CreateDir { path: PathBuf, detail: Box<str> },
+    /// The checkpoint thread's own handle on the database file (for writing its pages out).
+    #[error("cannot open the database file {path}: {detail}")]
+    OpenDatabaseFile { path: PathBuf, detail: Box<str> },
     #[error("the database's schema version {found} is newer than this build knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("id {id} does not fit in 63 bits")]

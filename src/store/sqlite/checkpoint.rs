@@ -177,9 +177,9 @@ impl Checkpoints {
                 config.busy_timeout,
             )?,
             writeback: Writeback::open(&config.database_path()).map_err(|e| {
-                StoreError::ThreadSpawn {
-                    detail: format!("the WAL checkpoint thread's handle on the database: {e}")
-                        .into(),
+                StoreError::OpenDatabaseFile {
+                    path: config.database_path(),
+                    detail: e.to_string().into(),
                 }
             })?,
             state: Arc::new(AtomicU8::new(IDLE)),

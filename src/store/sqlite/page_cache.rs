@@ -169,6 +169,11 @@ unsafe fn cache<'a>(cache: *mut ffi::sqlite3_pcache) -> &'a mut Cache {
     unsafe { &mut *cache.cast::<Cache>() }
 }
 
+// The callbacks below are `unsafe extern "C"` because SQLite calls them with raw handles:
+// each is sound as long as SQLite keeps the pcache2 contract (a handle from `create`, not yet
+// destroyed, one thread at a time per cache), which `cache` states; each block inside says
+// what it relies on.
+
 unsafe extern "C" fn create(
     page_size: c_int,
     extra: c_int,
