@@ -35,7 +35,8 @@
 # SERVER_BIN or BASE_BIN built before then runs it on a thread of its own; to pin the mode,
 # SWITCHBOARD_CONFIG=FILE with `logic-thread = "own"` or "reactor"), DURATION (s per
 # traffic run), CONNS_IDLE, CONNS_ECHO, CONNS_CHAT, CHAT_INFLIGHT (SENDs in flight of the chat
-# runs: "1 4"), GROUP_SIZES ("100 1000"), SYNCHRONOUS (the chat store: full or normal), OUT
+# runs: "1 4"), GROUP_SIZES ("100 1000"), SYNCHRONOUS (the chat store: full or normal), ARRIVALS (the paced
+# chat rows' loadtest --arrivals: poisson, the default since 2026-12-04, or even, as before), OUT
 # (where the JSON goes), SERVER_BIN (the switchboard binary: another build's, to compare two
 # builds run after run), BASE_BIN (a second binary run on every backend right after this
 # build's, within each repetition: rows "base-epoll", "base-uring"; compare two builds side by side).
@@ -72,6 +73,7 @@ CONNS_IDLE=${CONNS_IDLE:-19000}
 CONNS_ECHO=${CONNS_ECHO:-100}
 CONNS_CHAT=${CONNS_CHAT:-1000}
 SYNCHRONOUS=${SYNCHRONOUS:-full}
+ARRIVALS=${ARRIVALS:-poisson}
 OUT=${OUT:-$repo/target/baseline/$(date -u +%Y%m%dT%H%M%SZ)}
 SECRET=baseline-secret
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
@@ -391,7 +393,7 @@ for rep in $(seq "$REPEAT"); do
                 chat_run "chat-max-k$k$b-r$rep" chat --inflight "$k"
                 half=$(($(msgs_per_sec "$OUT/chat-max-k$k$b-r$rep.json") / 2))
                 log "r$rep $variant chat: paced at $half/s"
-                chat_run "chat-half-k$k$b-r$rep" chat --inflight "$k" --rate "$half"
+                chat_run "chat-half-k$k$b-r$rep" chat --inflight "$k" --rate "$half" --arrivals "$ARRIVALS"
                 note_rate "$OUT/chat-half-k$k$b-r$rep.json" "$half"
             done
         fi

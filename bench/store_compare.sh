@@ -38,7 +38,8 @@
 #   RATES=12000 DURATION=300 STORES=sqlite KEEP_DATA=/tmp/grown bench/store_compare.sh
 #   SEED_DATA=/tmp/grown/sqlite-12000-current-1 RATES=3000 DURATION=600 STORES=sqlite bench/store_compare.sh
 #
-# Settings (environment): RATES, REPEAT (the whole set, interleaved), DURATION (s per chat run), CONNS (sending), IDLE (idle
+# Settings (environment): ARRIVALS (loadtest --arrivals: poisson, each message at its own random
+# time, the default since 2026-12-04; even, the 1-ms bunches every figure before then was taken with), RATES, REPEAT (the whole set, interleaved), DURATION (s per chat run), CONNS (sending), IDLE (idle
 # connections beside them, 0 for none), STORES ("sqlite postgres"), COMMIT_DELAYS (values of
 # --commit-delay to run the current build with; empty: its default), STRACE (seconds: count
 # the store, reactor and logic threads' system calls with `strace -c` from the middle of each
@@ -62,6 +63,7 @@ IDLE=${IDLE:-6000}
 STORES=${STORES:-"sqlite postgres"}
 COMMIT_DELAYS=${COMMIT_DELAYS:-}
 VARIANTS=${VARIANTS:-}
+ARRIVALS=${ARRIVALS:-poisson}
 STRACE=${STRACE:-}
 BASE_BIN=${BASE_BIN:-}
 SEED_DATA=${SEED_DATA:-}
@@ -244,7 +246,7 @@ for rate in $RATES; do
             [[ -n $SEED_DATA ]] && chat_users=(--user-prefix "s$(date +%s)u")
             "$loadtest_bin" chat --target tcp://127.0.0.1:$TCP_PORT --jwt-secret "$SECRET" \
                 "${chat_users[@]}" \
-                --conns "$CONNS" --inflight 1 --rate "$rate" --duration "${DURATION}s" \
+                --conns "$CONNS" --inflight 1 --rate "$rate" --arrivals "$ARRIVALS" --duration "${DURATION}s" \
                 --server-pid "$server_pid" --json "$OUT/$name.json" >/dev/null 2>"$OUT/progress-$name.log"
             kill "$meminfo_pid" 2>/dev/null || true
             wait "$meminfo_pid" 2>/dev/null || true

@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub size: usize,
     /// Total messages per second over all connections; 0 for as fast as the window allows.
     pub rate: f64,
+    /// How a paced run's messages are spread in time (`rate` > 0).
+    pub arrivals: crate::pacer::Arrivals,
     /// Messages awaiting their answer per connection.
     pub inflight: u32,
     /// Members per group (scenario `group`).
@@ -89,6 +91,7 @@ impl RunConfig {
             jwt_secret: None,
             size: 64,
             rate: 0.0,
+            arrivals: crate::pacer::Arrivals::Poisson,
             inflight: 1,
             group_size: 10,
             heartbeat: Duration::from_secs(30),

@@ -12,19 +12,25 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::os::fd::{AsFd, AsRawFd};
 use switchboard_codec::client_link::{ClientLink, LinkEvent};
 
 use crate::config::{RunConfig, Scenario};
 use crate::link;
-use crate::pacer::Pacer;
+use crate::pacer::{Arrivals, Pacer};
 use crate::server_stats;
 use crate::summary::{new_histogram, Summary};
 use crate::traffic::{self, Traffic};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The poll token of the pacer's timer (connections are slab keys, far below it).
+const PACER_TIMER: Token = Token(usize::MAX);
 /// How often setup deadlines and heartbeats are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
@@ -199,8 +205,21 @@ impl Engine {
         let mut next_sweep = Duration::ZERO;
         let mut next_progress = Duration::from_secs(1);
         let mut window: Option<(Duration, Option<server_stats::ProcSample>)> = None;
-        let mut pacer =
-            (config.rate > 0.0).then(|| Pacer::new(config.rate, 1 + config.rate as u64 / 10));
+        let seed = u64::from_ne_bytes(self.ctx.random());
+        let mut pacer = (config.rate > 0.0).then(|| {
+            Pacer::with_arrivals(
+                config.rate,
+                1 + config.rate as u64 / 10,
+                config.arrivals,
+                seed,
+            )
+        });
+        // Poisson arrivals need wake-ups finer than poll's millisecond timeout: a timerfd,
+        // armed for the next message's time after each round of sends.
+        let mut timer = match (&pacer, config.arrivals) {
+            (Some(_), Arrivals::Poisson) => Some(PacerTimer::register(&self.poll)?),
+            _ => None,
+        };
         let mut cursor = 0usize;
         let (mut ready_at_window, mut window_unix_ms) = (0, 0);
         let mut last_progress_received = 0u64;
@@ -232,8 +251,13 @@ impl Engine {
                 let due = pacer.due((now - *opened_at).as_secs_f64());
                 let unsent = self.send_paced(due, &mut cursor);
                 pacer.unsent(unsent);
+                if let Some(timer) = &mut timer {
+                    let at = *opened_at + Duration::from_secs_f64(pacer.next_due_s());
+                    timer.wake_at(at, self.ctx.start.elapsed())?;
+                }
             }
-            let timeout = if pacer.is_some() || self.opened < config.conns {
+            let ticks = matches!(&pacer, Some(_) if timer.is_none());
+            let timeout = if ticks || self.opened < config.conns {
                 Duration::from_millis(1)
             } else {
                 Duration::from_millis(20)
@@ -245,6 +269,9 @@ impl Engine {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
+                if event.token() == PACER_TIMER {
+                    continue; // its wake-up was the point; the next arming resets it
+                }
                 let key = event.token().0;
                 let result = self.on_event(
                     key,
@@ -757,5 +784,52 @@ mod tests {
             "no_fds"
         );
         assert_eq!(io_kind(&io::Error::from_raw_os_error(libc::EIO)), "errno_5");
+    }
+}
+
+/// A one-shot timerfd in the engine's poll: the pacer's wake-up at a message's own time.
+struct PacerTimer {
+    fd: TimerFd,
+    /// The time (since the run's start) it is armed for: most passes of the loop are woken by
+    /// sockets before it, and leave it as it is.
+    armed_for: Option<Duration>,
+}
+
+impl PacerTimer {
+    fn register(poll: &Poll) -> io::Result<PacerTimer> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        poll.registry().register(
+            &mut SourceFd(&fd.as_fd().as_raw_fd()),
+            PACER_TIMER,
+            Interest::READABLE,
+        )?;
+        Ok(PacerTimer {
+            fd,
+            armed_for: None,
+        })
+    }
+
+    /// Fires once at `at` (times since the run's start; at least 1 µs from `now`: zero would
+    /// disarm it). Re-arming clears an expiry not yet read, so the fd is never read.
+    fn wake_at(&mut self, at: Duration, now: Duration) -> io::Result<()> {
+        if self
+            .armed_for
+            .is_some_and(|armed| armed == at && armed > now)
+        {
+            return Ok(());
+        }
+        let after = at.saturating_sub(now).max(Duration::from_micros(1));
+        self.fd
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(after)),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+        self.armed_for = Some(at);
+        Ok(())
     }
 }

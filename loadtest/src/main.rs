@@ -59,6 +59,11 @@ struct Args {
     /// Total messages per second, or 0 / `unlimited` for as fast as the in-flight windows allow.
     #[arg(long, default_value = "unlimited")]
     rate: String,
+    /// How paced messages are spread: `poisson`, each at its own random time (independent
+    /// clients), or `even`, `rate × t` owed at each wake-up of the 1-ms loop (bunches; the
+    /// only kind before 2026-12-04).
+    #[arg(long, default_value = "poisson", value_parser = ["poisson", "even"])]
+    arrivals: String,
     /// Messages awaiting their answer per connection.
     #[arg(long, default_value_t = 1)]
     inflight: u32,
@@ -116,10 +121,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         workers::run(&config, args.processes)?
     } else {
         check_fds(config.conns, limit)?;
-        switchboard_loadtest::run(config)?
+        switchboard_loadtest::run(config.clone())?
     };
     if let Some(path) = &args.json {
-        std::fs::write(path, format!("{:#}\n", summary.to_json()))?;
+        let mut json = summary.to_json();
+        // Paced runs say how their messages were spread (figures of the two kinds differ).
+        if config.rate > 0.0 {
+            json["arrivals"] = args.arrivals.as_str().into();
+        }
+        std::fs::write(path, format!("{json:#}\n"))?;
     }
     // A closed stdout (`| head`) must not lose the JSON written above, nor panic.
     let _ = writeln!(std::io::stdout(), "{}", summary.text());
@@ -172,6 +182,10 @@ fn build_config(args: &Args) -> Result<RunConfig, Box<dyn std::error::Error>> {
     config.jwt_secret = args.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec());
     config.size = args.size;
     config.rate = parse_rate(&args.rate)?;
+    config.arrivals = match args.arrivals.as_str() {
+        "even" => switchboard_loadtest::pacer::Arrivals::Even,
+        _ => switchboard_loadtest::pacer::Arrivals::Poisson,
+    };
     config.inflight = args.inflight.max(1);
     config.group_size = args.group_size.max(2);
     config.heartbeat = args.heartbeat.max(Duration::from_millis(10));

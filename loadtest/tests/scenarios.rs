@@ -15,6 +15,7 @@ use switchboard_codec::ws::{
     FrameEncoder, Message, MessageReader, OpCode, ReaderConfig, Server, ServerHandshake,
 };
 use switchboard_codec::Decoded;
+use switchboard_loadtest::pacer::Arrivals;
 use switchboard_loadtest::{run, RunConfig, Scenario, Summary, Target};
 
 const SECRET: &[u8] = b"loadtest-test-secret";
@@ -129,7 +130,26 @@ fn echo_over_tcp_and_websocket_times_every_message() {
         "sent {}",
         summary.sent
     );
+    // Random (Poisson) times by default; the old evenly owed bunches on request. Both keep the
+    // rate: the same window sends about as many.
+    assert_eq!(c_arrivals(&ws), Arrivals::Poisson);
+    let mut c = config(Scenario::Echo, &ws, 100);
+    c.rate = 2_000.0;
+    c.arrivals = Arrivals::Even;
+    let even = run(c).unwrap();
+    assert_clean(&even, 100);
+    let ratio = summary.sent as f64 / even.sent as f64;
+    assert!(
+        (0.75..1.33).contains(&ratio),
+        "poisson {} even {}",
+        summary.sent,
+        even.sent
+    );
     gateway.shutdown();
+}
+
+fn c_arrivals(target: &str) -> Arrivals {
+    config(Scenario::Echo, target, 1).arrivals
 }
 
 fn chat_server(data: &std::path::Path) -> ChatServer {
