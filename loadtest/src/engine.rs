@@ -256,7 +256,7 @@ impl Engine {
                     timer.wake_at(at, self.ctx.start.elapsed())?;
                 }
             }
-            let ticks = matches!(&pacer, Some(_) if timer.is_none());
+            let ticks = pacer.is_some() && timer.is_none();
             let timeout = if ticks || self.opened < config.conns {
                 Duration::from_millis(1)
             } else {
@@ -769,24 +769,6 @@ pub(crate) fn io_kind(e: &io::Error) -> Kind {
     name.into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_errors_have_short_kinds() {
-        assert_eq!(
-            io_kind(&io::Error::from_raw_os_error(libc::ECONNREFUSED)),
-            "refused"
-        );
-        assert_eq!(
-            io_kind(&io::Error::from_raw_os_error(libc::EMFILE)),
-            "no_fds"
-        );
-        assert_eq!(io_kind(&io::Error::from_raw_os_error(libc::EIO)), "errno_5");
-    }
-}
-
 /// A one-shot timerfd in the engine's poll: the pacer's wake-up at a message's own time.
 struct PacerTimer {
     fd: TimerFd,
@@ -831,5 +813,23 @@ impl PacerTimer {
             .map_err(io::Error::from)?;
         self.armed_for = Some(at);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_have_short_kinds() {
+        assert_eq!(
+            io_kind(&io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+            "refused"
+        );
+        assert_eq!(
+            io_kind(&io::Error::from_raw_os_error(libc::EMFILE)),
+            "no_fds"
+        );
+        assert_eq!(io_kind(&io::Error::from_raw_os_error(libc::EIO)), "errno_5");
     }
 }

@@ -113,20 +113,38 @@ pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 /// must not sit idle waiting for more. Under load the queue holds this much already.
 pub const FULL_ENOUGH_ROWS: usize = 96;
 
+/// A request as a writer's queue holds it: with the moment it was queued, so that the commit
+/// delay counts from there. (Counted from when the writer took it, a request queued during a
+/// commit would wait for that commit and then the whole delay again.)
+pub(crate) struct Queued {
+    pub(crate) at: Instant,
+    pub(crate) request: StoreRequest,
+}
+
+impl Queued {
+    pub(crate) fn now(request: StoreRequest) -> Queued {
+        Queued {
+            at: Instant::now(),
+            request,
+        }
+    }
+}
+
 /// Fills `batch` with `first` and whatever else is already queued, up to `max`: the group
 /// both engines' writers commit as one transaction. When that writes fewer than
 /// [`FULL_ENOUGH_ROWS`] rows (a moderate load), it waits until `commit_delay` after
-/// `first` arrived and takes what came meanwhile: the ack of a request is delayed by at most
-/// `commit_delay`, and one commit carries several requests instead of one each.
+/// `first` was queued and takes what came meanwhile: a request waits for the commit delay at
+/// most once (the commit running when it came, if any, overlaps it), and one commit carries
+/// several requests instead of one each.
 pub(crate) fn gather_batch(
     batch: &mut Vec<StoreRequest>,
-    first: StoreRequest,
-    requests: &crossbeam_channel::Receiver<StoreRequest>,
+    first: Queued,
+    requests: &crossbeam_channel::Receiver<Queued>,
     max: usize,
     commit_delay: Duration,
 ) {
-    let arrived = Instant::now();
-    batch.push(first);
+    let arrived = first.at;
+    batch.push(first.request);
     take_queued(batch, requests, max);
     let rows: usize = batch.iter().map(StoreRequest::rows).sum();
     if commit_delay.is_zero() || batch.len() >= max || rows >= FULL_ENOUGH_ROWS {
@@ -140,12 +158,12 @@ pub(crate) fn gather_batch(
 
 fn take_queued(
     batch: &mut Vec<StoreRequest>,
-    requests: &crossbeam_channel::Receiver<StoreRequest>,
+    requests: &crossbeam_channel::Receiver<Queued>,
     max: usize,
 ) {
     while batch.len() < max {
         match requests.try_recv() {
-            Ok(request) => batch.push(request),
+            Ok(queued) => batch.push(queued.request),
             Err(_) => break,
         }
     }
@@ -169,16 +187,16 @@ mod gather_tests {
     #[test]
     fn a_small_batch_takes_in_what_arrives_within_the_commit_delay() {
         let (sender, receiver) = crossbeam_channel::unbounded();
-        sender.send(purge(2)).unwrap();
+        sender.send(Queued::now(purge(2))).unwrap();
         let late = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            sender.send(purge(3)).unwrap();
+            sender.send(Queued::now(purge(3))).unwrap();
             sender
         });
         let mut batch = Vec::new();
         gather_batch(
             &mut batch,
-            purge(1),
+            Queued::now(purge(1)),
             &receiver,
             1024,
             Duration::from_secs(2),
@@ -188,13 +206,19 @@ mod gather_tests {
         let sender = late.join().unwrap();
         let late = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            sender.send(purge(5)).unwrap();
+            sender.send(Queued::now(purge(5))).unwrap();
         });
         batch.clear();
-        gather_batch(&mut batch, purge(4), &receiver, 1024, Duration::ZERO);
+        gather_batch(
+            &mut batch,
+            Queued::now(purge(4)),
+            &receiver,
+            1024,
+            Duration::ZERO,
+        );
         assert_eq!(tickets(&batch), [4]);
         late.join().unwrap();
-        assert_eq!(receiver.try_recv().map(|r| r.ticket()), Ok(5));
+        assert_eq!(receiver.try_recv().map(|r| r.request.ticket()), Ok(5));
     }
 
     fn append(ticket: Ticket, recipients: usize) -> StoreRequest {
@@ -216,14 +240,14 @@ mod gather_tests {
     fn a_batch_full_enough_or_at_its_maximum_does_not_wait() {
         let (sender, receiver) = crossbeam_channel::unbounded();
         for ticket in 1..FULL_ENOUGH_ROWS as Ticket {
-            sender.send(purge(ticket)).unwrap();
+            sender.send(Queued::now(purge(ticket))).unwrap();
         }
         let mut batch = Vec::new();
         let started = Instant::now();
         // A minute's delay, which no call here may wait.
         gather_batch(
             &mut batch,
-            purge(0),
+            Queued::now(purge(0)),
             &receiver,
             1024,
             Duration::from_secs(60),
@@ -233,16 +257,43 @@ mod gather_tests {
         batch.clear();
         gather_batch(
             &mut batch,
-            append(7, 100),
+            Queued::now(append(7, 100)),
             &receiver,
             1024,
             Duration::from_secs(60),
         );
         assert_eq!(tickets(&batch), [7]);
-        sender.send(purge(100)).unwrap();
+        sender.send(Queued::now(purge(100))).unwrap();
         batch.clear();
-        gather_batch(&mut batch, purge(99), &receiver, 2, Duration::from_secs(60));
+        gather_batch(
+            &mut batch,
+            Queued::now(purge(99)),
+            &receiver,
+            2,
+            Duration::from_secs(60),
+        );
         assert_eq!(tickets(&batch), [99, 100]);
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_request_that_waited_in_the_queue_is_not_held_the_whole_delay_again() {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        // Queued 9.5 s ago (say, behind a long commit), with a 10 s delay: half a second is left.
+        let queued_at = Instant::now()
+            .checked_sub(Duration::from_millis(9_500))
+            .expect("a monotonic clock 9.5 s past its origin");
+        let first = Queued {
+            at: queued_at,
+            request: purge(1),
+        };
+        sender.send(Queued::now(purge(2))).unwrap();
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        gather_batch(&mut batch, first, &receiver, 1024, Duration::from_secs(10));
+        let waited = started.elapsed();
+        assert_eq!(tickets(&batch), [1, 2]);
+        assert!(waited >= Duration::from_millis(400), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
     }
 }

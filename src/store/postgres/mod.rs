@@ -21,6 +21,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use crate::store::Queued;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -113,7 +114,7 @@ pub fn redacted(url: &str) -> String {
 /// queue: the thread serves what is queued, commits, and exits.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    requests: Sender<StoreRequest>,
+    requests: Sender<Queued>,
     up: Arc<AtomicBool>,
     connection: Arc<tokio_postgres::Config>,
     timeout: Duration,
@@ -187,10 +188,12 @@ impl PostgresStore {
         if !self.up.load(Ordering::Acquire) {
             return Err(SubmitError::Busy(request));
         }
-        self.requests.try_send(request).map_err(|e| match e {
-            TrySendError::Full(request) => SubmitError::Busy(request),
-            TrySendError::Disconnected(request) => SubmitError::Stopped(request),
-        })
+        self.requests
+            .try_send(Queued::now(request))
+            .map_err(|e| match e {
+                TrySendError::Full(queued) => SubmitError::Busy(queued.request),
+                TrySendError::Disconnected(queued) => SubmitError::Stopped(queued.request),
+            })
     }
 
     /// Whether the writer is connected (false while it reconnects).

@@ -11,6 +11,7 @@
 //! state. A batch that does not finish within `batch_timeout` drops the connection (its
 //! outcome unknown, nothing of it acknowledged: a resend is deduplicated).
 
+use crate::store::Queued;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ enum Link {
 pub(crate) struct PgWriter {
     pub(crate) runtime: Runtime,
     pub(crate) config: tokio_postgres::Config,
-    pub(crate) requests: Receiver<StoreRequest>,
+    pub(crate) requests: Receiver<Queued>,
     pub(crate) completions: Sender<Completion>,
     pub(crate) completion_wake: crate::store::CompletionWake,
     pub(crate) max_batch: usize,
@@ -97,7 +98,7 @@ impl PgWriter {
         runtime: Runtime,
         config: tokio_postgres::Config,
         connected: Connected,
-        requests: Receiver<StoreRequest>,
+        requests: Receiver<Queued>,
         completions: Sender<Completion>,
         settings: &PostgresConfig,
         up: Arc<AtomicBool>,
@@ -200,7 +201,7 @@ impl PgWriter {
         };
     }
 
-    fn run_batch(&mut self, first: StoreRequest) {
+    fn run_batch(&mut self, first: Queued) {
         let mut batch = std::mem::take(&mut self.batch);
         crate::store::gather_batch(
             &mut batch,

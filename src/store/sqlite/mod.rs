@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Queued;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::{
@@ -105,7 +106,7 @@ pub const DEFAULT_CHECKPOINT_PAGES: u32 = 16_000;
 /// handle closes the queue: the thread serves what is queued, commits, and exits.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    requests: Sender<StoreRequest>,
+    requests: Sender<Queued>,
     path: PathBuf,
     busy_timeout: Duration,
 }
@@ -160,10 +161,12 @@ impl SqliteStore {
 
     /// Queues `request` without blocking; a full queue hands it back as [`SubmitError::Busy`].
     pub fn submit(&self, request: StoreRequest) -> Result<(), SubmitError> {
-        self.requests.try_send(request).map_err(|e| match e {
-            TrySendError::Full(request) => SubmitError::Busy(request),
-            TrySendError::Disconnected(request) => SubmitError::Stopped(request),
-        })
+        self.requests
+            .try_send(Queued::now(request))
+            .map_err(|e| match e {
+                TrySendError::Full(queued) => SubmitError::Busy(queued.request),
+                TrySendError::Disconnected(queued) => SubmitError::Stopped(queued.request),
+            })
     }
 
     /// Requests waiting for the store thread.

@@ -18,14 +18,14 @@ use super::execute;
 use super::purge::{purge_chunk, PendingPurge, PURGE_CHUNK};
 use super::sequence::InboxSequences;
 use crate::store::StoreError;
-use crate::store::{Completion, StoreRequest};
+use crate::store::{Completion, Queued, StoreRequest};
 
 /// How often the thread purges by itself with the real clock (and once at start).
 const AUTO_PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) struct StoreWriter {
     pub(crate) conn: Connection,
-    pub(crate) requests: Receiver<StoreRequest>,
+    pub(crate) requests: Receiver<Queued>,
     pub(crate) completions: Sender<Completion>,
     pub(crate) completion_wake: crate::store::CompletionWake,
     pub(crate) max_batch: usize,
@@ -97,7 +97,7 @@ impl StoreWriter {
         self.completion_wake.wake();
     }
 
-    fn run_batch(&mut self, first: StoreRequest) {
+    fn run_batch(&mut self, first: Queued) {
         let mut batch = std::mem::take(&mut self.batch);
         crate::store::gather_batch(
             &mut batch,
