@@ -93,7 +93,8 @@ struct Inner(ffi::sqlite3_pcache_methods2);
 // are read only, after `install` wrote them once, and pcache1 is safe to call from any thread
 // (SQLite is built with SQLITE_THREADSAFE=1).
 unsafe impl Send for Inner {}
-// SAFETY: as above: never written after initialisation.
+// SAFETY: shared references only read the function pointers and the null `pArg`, which
+// `install` wrote once before any method could be reached; pcache1 takes its own locks.
 unsafe impl Sync for Inner {}
 
 static INNER: OnceLock<Inner> = OnceLock::new();
@@ -117,7 +118,8 @@ pub(crate) fn install() -> bool {
             tracing::debug!(rc, "SQLite already initialised: its page cache runs alone");
             return;
         }
-        // SAFETY: written by SQLite just above.
+        // SAFETY: GETPCACHE2 returned SQLITE_OK, so SQLite wrote every field (the struct was
+        // zeroed before, so even a field it skipped is a valid None or null).
         let methods = unsafe { methods.assume_init() };
         if methods.xFetch.is_none() || INNER.set(Inner(methods)).is_err() {
             return;
@@ -165,21 +167,24 @@ pub(crate) fn scans_skipped() -> u64 {
 /// `cache` must be a handle `create` returned and `destroy` has not freed; SQLite uses one
 /// cache from one thread at a time.
 unsafe fn cache<'a>(cache: *mut ffi::sqlite3_pcache) -> &'a mut Cache {
-    // SAFETY: per the function's contract.
+    // SAFETY: the caller guarantees `cache` is a live `Box<Cache>` from `create` (so aligned and
+    // initialised) and that no other reference to it exists while this one is used.
     unsafe { &mut *cache.cast::<Cache>() }
 }
 
-// The callbacks below are `unsafe extern "C"` because SQLite calls them with raw handles:
-// each is sound as long as SQLite keeps the pcache2 contract (a handle from `create`, not yet
-// destroyed, one thread at a time per cache), which `cache` states; each block inside says
-// what it relies on.
+// The callbacks below are SQLite's pcache2 methods. Each is an `unsafe extern "C" fn` because it
+// takes raw handles whose validity only SQLite can promise; its `# Safety` says what.
 
+/// pcache2's xCreate.
+///
+/// # Safety
+/// Called by SQLite only, after `install` (so `inner()` holds pcache1's methods).
 unsafe extern "C" fn create(
     page_size: c_int,
     extra: c_int,
     purgeable: c_int,
 ) -> *mut ffi::sqlite3_pcache {
-    // SAFETY: pcache1's own xCreate, with SQLite's arguments.
+    // SAFETY: pcache1's xCreate takes plain integers; these are SQLite's own arguments for it.
     let inner = unsafe { inner().xCreate.expect("pcache1 xCreate")(page_size, extra, purgeable) };
     if inner.is_null() {
         return inner;
@@ -191,24 +196,38 @@ unsafe extern "C" fn create(
     Box::into_raw(boxed).cast::<ffi::sqlite3_pcache>()
 }
 
+/// pcache2's xCachesize.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile (pcache2's contract).
 unsafe extern "C" fn cachesize(handle: *mut ffi::sqlite3_pcache, pages: c_int) {
-    // SAFETY: `handle` came from `create` (SQLite's contract); pcache1's method on its cache.
+    // SAFETY: `handle` is live and ours (the contract above), so `cache` may borrow it, and its
+    // `inner` is the pcache1 cache created with it, which pcache1's method expects.
     unsafe { inner().xCachesize.expect("pcache1 xCachesize")(cache(handle).inner, pages) }
 }
 
+/// pcache2's xPagecount.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile (pcache2's contract).
 unsafe extern "C" fn pagecount(handle: *mut ffi::sqlite3_pcache) -> c_int {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours, so `cache` may borrow it; its `inner` is pcache1's
+    // cache, the only argument pcache1's method takes.
     unsafe { inner().xPagecount.expect("pcache1 xPagecount")(cache(handle).inner) }
 }
 
+/// pcache2's xFetch.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile (pcache2's contract).
 unsafe extern "C" fn fetch(
     handle: *mut ffi::sqlite3_pcache,
     key: c_uint,
     create_flag: c_int,
 ) -> *mut ffi::sqlite3_pcache_page {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours (the contract above): `cache` may borrow it.
     let this = unsafe { cache(handle) };
-    // SAFETY: pcache1's method on its own cache.
+    // SAFETY: `this.inner` is the pcache1 cache made for this handle; key and flag are SQLite's.
     let page = unsafe { inner().xFetch.expect("pcache1 xFetch")(this.inner, key, create_flag) };
     if create_flag != 0 && !page.is_null() {
         this.keys.added(key);
@@ -216,39 +235,58 @@ unsafe extern "C" fn fetch(
     page
 }
 
+/// pcache2's xUnpin.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile, and `page` a page
+/// its `fetch` returned (pcache2's contract).
 unsafe extern "C" fn unpin(
     handle: *mut ffi::sqlite3_pcache,
     page: *mut ffi::sqlite3_pcache_page,
     discard: c_int,
 ) {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours; `page` came from pcache1's xFetch on the same `inner`
+    // cache (our `fetch` returns its pages unchanged), which is what pcache1's xUnpin expects.
     unsafe { inner().xUnpin.expect("pcache1 xUnpin")(cache(handle).inner, page, discard) }
 }
 
+/// pcache2's xRekey.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile, and `page` a page
+/// its `fetch` returned (pcache2's contract).
 unsafe extern "C" fn rekey(
     handle: *mut ffi::sqlite3_pcache,
     page: *mut ffi::sqlite3_pcache_page,
     old: c_uint,
     new: c_uint,
 ) {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours (the contract above): `cache` may borrow it.
     let this = unsafe { cache(handle) };
-    // SAFETY: pcache1's method on its own cache.
+    // SAFETY: `page` is one of pcache1's pages of `this.inner` (our `fetch` passes them through).
     unsafe { inner().xRekey.expect("pcache1 xRekey")(this.inner, page, old, new) };
     this.keys.moved(old, new);
 }
 
+/// pcache2's xTruncate.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile (pcache2's contract).
 unsafe extern "C" fn truncate(handle: *mut ffi::sqlite3_pcache, limit: c_uint) {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours (the contract above): `cache` may borrow it.
     let this = unsafe { cache(handle) };
     if this.keys.truncate(limit) {
-        // SAFETY: pcache1's method on its own cache.
+        // SAFETY: `this.inner` is the pcache1 cache made for this handle; `limit` is SQLite's.
         unsafe { inner().xTruncate.expect("pcache1 xTruncate")(this.inner, limit) };
     } else {
         SCANS_SKIPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+/// pcache2's xDestroy.
+///
+/// # Safety
+/// `handle` is a live cache from `create` that SQLite will not use again (pcache2's contract).
 unsafe extern "C" fn destroy(handle: *mut ffi::sqlite3_pcache) {
     // SAFETY: `handle` came from `create`'s Box::into_raw and SQLite destroys it once.
     let this = unsafe { Box::from_raw(handle.cast::<Cache>()) };
@@ -256,8 +294,13 @@ unsafe extern "C" fn destroy(handle: *mut ffi::sqlite3_pcache) {
     unsafe { inner().xDestroy.expect("pcache1 xDestroy")(this.inner) };
 }
 
+/// pcache2's xShrink.
+///
+/// # Safety
+/// `handle` is a live cache from `create`, used by no other thread meanwhile (pcache2's contract).
 unsafe extern "C" fn shrink(handle: *mut ffi::sqlite3_pcache) {
-    // SAFETY: as in `cachesize`.
+    // SAFETY: `handle` is live and ours, so `cache` may borrow it; its `inner` is pcache1's
+    // cache, the only argument pcache1's method takes.
     unsafe { inner().xShrink.expect("pcache1 xShrink")(cache(handle).inner) }
 }
 
