@@ -8,11 +8,13 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+mod conn;
 pub mod engine;
 pub mod link;
 pub mod os;
 pub mod pacer;
 pub mod server_stats;
+mod splitmix;
 pub mod summary;
 pub mod target;
 pub mod tls;

@@ -30,7 +30,7 @@ pub struct Pacer {
     arrivals: Arrivals,
     /// `Poisson`: the time of the next message not yet counted as due, in seconds.
     next_arrival_s: f64,
-    /// `Poisson`: splitmix64's state for the gaps (seeded, so a run can be repeated).
+    /// `Poisson`: the gaps' splitmix64 state (seeded, so a run can be repeated).
     rng: u64,
 }
 
@@ -117,12 +117,8 @@ impl Pacer {
         if self.arrivals == Arrivals::Even {
             return 0.0;
         }
-        // splitmix64, then 53 bits as a uniform in (0, 1]: ln never sees 0.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        // 53 bits as a uniform in (0, 1]: ln never sees 0.
+        let z = crate::splitmix::next(&mut self.rng);
         let uniform = ((z >> 11) + 1) as f64 / (1u64 << 53) as f64;
         -uniform.ln() / self.rate
     }

@@ -12,7 +12,7 @@ use switchboard_codec::packet::PacketHeader;
 use switchboard_protocol::{Push, Request, ResponseBody, ServerPacket, Text};
 
 use crate::config::{RunConfig, Scenario};
-use crate::engine::{self, Conn, Ctx, Kind, State};
+use crate::conn::{self, Conn, Ctx, Kind, State};
 use crate::link;
 use switchboard_codec::client_link::LinkEvent;
 
@@ -297,7 +297,7 @@ fn on_response(
     response: switchboard_protocol::Response,
 ) -> Result<(), Kind> {
     match (&response.result, conn.state) {
-        (Ok(ResponseBody::Login(_)), State::LoggingIn) => engine::ready(conn, ctx),
+        (Ok(ResponseBody::Login(_)), State::LoggingIn) => conn::ready(conn, ctx),
         (Err(status), State::LoggingIn) => Err(format!("login_{status}")),
         (Ok(ResponseBody::Pong(_)), _) => {
             if ctx.config.scenario == Scenario::Idle {

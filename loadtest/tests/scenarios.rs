@@ -132,7 +132,7 @@ fn echo_over_tcp_and_websocket_times_every_message() {
     );
     // Random (Poisson) times by default; the old evenly owed bunches on request. Both keep the
     // rate: the same window sends about as many.
-    assert_eq!(c_arrivals(&ws), Arrivals::Poisson);
+    assert_eq!(default_arrivals(&ws), Arrivals::Poisson);
     let mut c = config(Scenario::Echo, &ws, 100);
     c.rate = 2_000.0;
     c.arrivals = Arrivals::Even;
@@ -148,7 +148,7 @@ fn echo_over_tcp_and_websocket_times_every_message() {
     gateway.shutdown();
 }
 
-fn c_arrivals(target: &str) -> Arrivals {
+fn default_arrivals(target: &str) -> Arrivals {
     config(Scenario::Echo, target, 1).arrivals
 }
 
