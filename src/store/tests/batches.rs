@@ -354,21 +354,35 @@ on_both_engines!(
     dropping_every_handle_serves_the_queue_then_exits,
 );
 
+/// A WAL frame: SQLite's 24-byte frame header and a 4 KiB page.
+const FRAME: u64 = 4096 + 24;
+
+/// A store on `db` whose checkpoint thread starts at `pages` WAL frames, committing each
+/// request at once (no commit delay), so that every append is a commit of its own.
+fn checkpointing(db: &Db, pages: u32) -> SqliteConfig {
+    SqliteConfig {
+        checkpoint_pages: pages,
+        commit_delay: Duration::ZERO,
+        ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
+    }
+}
+
+/// The size of `db`'s WAL file.
+fn wal_bytes(db: &Db) -> u64 {
+    std::fs::metadata(db.sqlite_path().with_extension("db-wal"))
+        .unwrap()
+        .len()
+}
+
 /// With `checkpoint_pages` above 0 the checkpoint thread checkpoints once the WAL holds that
 /// many frames (SQLite's autocheckpoint, inside a commit, is off): each one is timed in the
 /// metrics, the log starts over instead of growing, and everything committed is still there.
 /// At 0, SQLite's own autocheckpoint (1,000 pages) runs and the thread's never.
 #[test]
 fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
-    const FRAME: u64 = 4096 + 24;
     for pages in [0, 16] {
         let db = Db::fresh(Kind::Sqlite);
-        let config = SqliteConfig {
-            checkpoint_pages: pages,
-            commit_delay: Duration::ZERO,
-            ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
-        };
-        let h = sqlite_harness(config);
+        let h = sqlite_harness(checkpointing(&db, pages));
         // One commit each, a few frames each: far past 16 frames, short of 1,000.
         for id in 1..=150 {
             let to = format!("user{}", id % 40);
@@ -379,9 +393,7 @@ fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
         }
         let commits = h.metrics.commit_seconds.count();
         let checkpoints = h.metrics.checkpoint_seconds.count();
-        let wal = std::fs::metadata(db.sqlite_path().with_extension("db-wal"))
-            .unwrap()
-            .len();
+        let wal = wal_bytes(&db);
         if pages == 0 {
             assert_eq!(checkpoints, 0);
             assert!(wal > 300 * FRAME, "the WAL grew to {wal} bytes");
@@ -413,14 +425,8 @@ fn the_checkpoint_thread_checkpoints_once_the_wal_holds_its_threshold() {
 #[test]
 fn under_steady_commits_the_log_starts_over_near_the_threshold_not_at_the_fallback() {
     const PAGES: u32 = 1_000;
-    const FRAME: u64 = 4096 + 24;
     let db = Db::fresh(Kind::Sqlite);
-    let config = SqliteConfig {
-        checkpoint_pages: PAGES,
-        commit_delay: Duration::ZERO,
-        ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
-    };
-    let h = sqlite_harness(config);
+    let h = sqlite_harness(checkpointing(&db, PAGES));
     let mut id = 0;
     while h.metrics.checkpoint_seconds.count() < 5 {
         id += 1;
@@ -431,9 +437,7 @@ fn under_steady_commits_the_log_starts_over_near_the_threshold_not_at_the_fallba
         );
         assert!(id < 50_000, "no fifth checkpoint after {id} commits");
     }
-    let wal = std::fs::metadata(db.sqlite_path().with_extension("db-wal"))
-        .unwrap()
-        .len();
+    let wal = wal_bytes(&db);
     assert!(
         wal < u64::from(PAGES) * 3 / 2 * FRAME,
         "the WAL grew to {} frames",
@@ -458,10 +462,8 @@ fn commits_go_on_while_the_checkpoint_thread_copies_and_the_log_then_starts_over
     let (entered_tx, entered) = crossbeam_channel::bounded(1);
     let (go, go_rx) = crossbeam_channel::bounded(1);
     let config = SqliteConfig {
-        checkpoint_pages: PAGES,
-        commit_delay: Duration::ZERO,
         checkpoint_gate: Some((entered_tx, go_rx)),
-        ..SqliteConfig::new(db.sqlite_path().parent().unwrap())
+        ..checkpointing(&db, PAGES)
     };
     let h = sqlite_harness(config);
     fn append(h: &Harness, id: &mut u64) {
