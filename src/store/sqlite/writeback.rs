@@ -42,11 +42,11 @@ impl Writeback {
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        let bytes = i64::try_from(WRITEBACK_SLICE).map_err(io::Error::other)?;
         let mut offset = 0;
         let mut slices = 0;
         while offset < len {
             let start = i64::try_from(offset).map_err(io::Error::other)?;
-            let bytes = i64::try_from(WRITEBACK_SLICE).map_err(io::Error::other)?;
             // SAFETY: a system call on a descriptor this struct owns, with integer arguments
             // only; the kernel reads no memory of ours.
             let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), start, bytes, flags) };
