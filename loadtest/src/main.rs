@@ -109,6 +109,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = build_config(args)?;
+    let paced = config.rate > 0.0;
     let limit = os::raise_nofile_limit()?;
     if let Some(index) = args.worker {
         let config = workers::share(&config, index, args.processes);
@@ -121,12 +122,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         workers::run(&config, args.processes)?
     } else {
         check_fds(config.conns, limit)?;
-        switchboard_loadtest::run(config.clone())?
+        switchboard_loadtest::run(config)?
     };
     if let Some(path) = &args.json {
         let mut json = summary.to_json();
         // Paced runs say how their messages were spread (figures of the two kinds differ).
-        if config.rate > 0.0 {
+        if paced {
             json["arrivals"] = args.arrivals.as_str().into();
         }
         std::fs::write(path, format!("{json:#}\n"))?;
